@@ -1,0 +1,91 @@
+/* dualbragg: nanoBragg-compatible diffraction simulation with forward-mode derivatives.
+ * The one public header. The library never exits and never prints unless asked; every failure is a
+ * status code (DB_OK == 0 on success) plus a message in a caller-provided db_error. */
+#ifndef DUALBRAGG_H
+#define DUALBRAGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum db_status {
+    DB_OK = 0,
+    DB_ERR_ARGUMENT = 1, /* bad flag, missing or non-numeric value */
+    DB_ERR_IO = 2,       /* a file could not be read or written */
+    DB_ERR_FORMAT = 3,   /* a file's content is malformed */
+    DB_ERR_GEOMETRY = 4, /* impossible geometry or sizes */
+    DB_ERR_NOMEM = 5,
+    DB_ERR_INTERNAL = 6
+};
+
+typedef struct db_config db_config; /* a simulation configuration (nanoBragg-style) */
+
+typedef struct db_error {
+    int code;
+    char message[1024];
+} db_error;
+
+typedef struct db_sim db_sim;       /* one simulation built from a configuration */
+
+/* Progress callback: fraction done in [0, 1]; called from the rendering thread, never required. */
+typedef void (*db_progress_fn)(void *user, double fraction);
+
+/* ---- configuration ---- */
+db_config *db_config_create(void);  /* the reference's defaults; NULL when out of memory */
+void db_config_destroy(db_config *cfg);
+/* Applies nanoBragg-style arguments (argv[0] is a flag, not the program name). Flags are matched exactly
+ * (README lists every spelling); unknown flags, missing or non-numeric values are errors. -img and -mask
+ * headers are read here, before the other flags, as the reference does. */
+int db_config_parse(db_config *cfg, int argc, const char *const *argv, db_error *err);
+/* Warnings collected while parsing (flags accepted without effect), one per line; "" when none. */
+const char *db_config_warnings(const db_config *cfg);
+
+/* Output files the command line asked for (NULL when not requested), and a few switches. */
+typedef enum { DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64, DB_OUT_FDUMP } db_output_kind;
+const char *db_config_output_path(const db_config *cfg, db_output_kind kind);
+int db_config_has_hkl(const db_config *cfg);      /* -hkl given */
+int db_config_progress(const db_config *cfg);     /* progress meter wanted (-noprogress turns it off) */
+
+/* ---- simulation ---- */
+/* Builds a simulation: reads -hkl / -mat / -sourcefile, draws the mosaic domains. fdump_path, when not NULL
+ * and the configuration has no -hkl, is a structure-factor cache (Fdump.bin format) to read instead. The
+ * library itself never looks for files in the current folder. */
+int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db_error *err);
+void db_sim_destroy(db_sim *sim);
+void db_sim_size(const db_sim *sim, int *fpixels, int *spixels);
+void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user);
+/* Renders the float image (fpixels*spixels, index s*fpixels+f) into caller-owned buffers; image64 (may be
+ * NULL) receives the double value before float rounding. Pixels outside the ROI or masked are 0. */
+int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err);
+
+/* What the last run computed (statistics over rendered pixels, as the reference prints them). */
+typedef struct db_run_summary {
+    int fpixels, spixels, oversample, sources, mosaic_domains, phisteps, steps;
+    double max_I, max_I_x, max_I_y, mean, rms, rmsd, solid_angle;
+    double distance_mm, close_distance_mm, Fbeam_mm, Sbeam_mm, Fclose_mm, Sclose_mm, ORGX, ORGY;
+    double cell[6], volume;
+    int interpolate, interpolation_switched_off;
+    long rendered_pixels;
+} db_run_summary;
+int db_sim_summary(const db_sim *sim, db_run_summary *out);
+
+/* ---- outputs (each written to a temporary name and renamed when complete) ---- */
+int db_write_float_image(const char *path, const float *image, size_t n, db_error *err);
+int db_write_float64_image(const char *path, const double *image, size_t n, db_error *err);
+/* SMV noiseless image: -scale, or 55000/max_I; -adc offset. Needs a completed run. */
+int db_sim_write_int_image(db_sim *sim, const char *path, const float *image, double *scale_used, db_error *err);
+int db_sim_write_pgm(db_sim *sim, const char *path, const float *image, double *scale_used, db_error *err);
+/* SMV image with the reference's Poisson noise (seed from -seed, the random state of this simulation). */
+int db_sim_write_noise_image(db_sim *sim, const char *path, const float *image, double *photons, int *overloads,
+                             db_error *err);
+/* The structure-factor cache (Fdump.bin format) of the table read from -hkl. */
+int db_sim_write_fdump(const db_sim *sim, const char *path, db_error *err);
+int db_sim_has_hkl_table(const db_sim *sim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

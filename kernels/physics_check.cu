@@ -1,0 +1,17 @@
+// Compiles the shared physics headers as device code, so that the build fails when they stop being
+// CUDA-compatible. The GPU driver and kernels build on this (a later issue); AD_N is set by CMake.
+#include "physics.h"
+
+__global__ void db_physics_check_kernel(const db_tables *t, double *out)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= t->fpixels * t->spixels) return;
+    db_pixel_flags fl;
+    fl.first_sample = -1;
+    fl.interpolate = 0;
+    fl.interp_tripped = 0;
+    fl.omega_sum = 0.0;
+    fl.probe_first = 0;
+    ad_num v = db_pixel_value(t, i % t->fpixels, i / t->fpixels, &fl);
+    out[i] = v.v;
+}

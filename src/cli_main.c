@@ -1,0 +1,149 @@
+/* dualbragg: the command line. A thin front over the library (include/dualbragg.h): it owns the current
+ * folder's conventions (default file names, the Fdump.bin cache) and the printing. */
+#include "dualbragg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct progress_state {
+    struct timespec start;
+    int last_percent;
+    int shown;
+} progress_state;
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+}
+
+/* One line on stderr, updated in place, once the run has taken more than a second. */
+static void show_progress(void *user, double fraction)
+{
+    progress_state *ps = (progress_state *)user;
+    int percent = (int)(fraction * 100.0);
+    if (percent == ps->last_percent || seconds_since(&ps->start) < 1.0) return;
+    ps->last_percent = percent;
+    ps->shown = 1;
+    fprintf(stderr, "\r%3d%% done", percent);
+    fflush(stderr);
+}
+
+static int fail(const db_error *err)
+{
+    fprintf(stderr, "dualbragg: error: %s\n", err->message);
+    return err->code == DB_ERR_ARGUMENT ? 2 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    db_error err;
+    if (argc < 2) {
+        fprintf(stderr, "usage: dualbragg (-cell a b c alpha beta gamma | -mat FILE) (-hkl FILE | -default_F F) [flags]\n"
+                        "       nanoBragg's flags; see README.md for the complete list\n");
+        return 2;
+    }
+    db_config *cfg = db_config_create();
+    if (!cfg) {
+        fprintf(stderr, "dualbragg: error: out of memory\n");
+        return 1;
+    }
+    int rc = db_config_parse(cfg, argc - 1, (const char *const *)(argv + 1), &err);
+    if (rc) {
+        db_config_destroy(cfg);
+        return fail(&err);
+    }
+    fputs(db_config_warnings(cfg), stderr);
+
+    /* without -hkl the reference reads the cache left by an earlier run; say so, always */
+    const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP);
+    const char *fdump_in = NULL;
+    if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {
+        fdump_in = dump;
+        printf("reading Fs from %s (no -hkl given)\n", dump);
+    }
+    db_sim *sim;
+    rc = db_sim_create(&sim, cfg, fdump_in, &err);
+    if (rc) {
+        db_config_destroy(cfg);
+        return fail(&err);
+    }
+    if (db_config_has_hkl(cfg)) {
+        if (db_sim_write_fdump(sim, dump, &err)) fprintf(stderr, "dualbragg: warning: %s\n", err.message);
+        else printf("writing dump file for next time: %s\n", dump);
+    }
+
+    int F, S;
+    db_sim_size(sim, &F, &S);
+    size_t n = (size_t)F * (size_t)S;
+    float *image = (float *)malloc(n * sizeof(float));
+    const char *f64 = db_config_output_path(cfg, DB_OUT_FLOAT64);
+    double *image64 = f64 ? (double *)malloc(n * sizeof(double)) : NULL;
+    if (!image || (f64 && !image64)) {
+        fprintf(stderr, "dualbragg: error: out of memory for a %d x %d image\n", F, S);
+        rc = 1;
+        goto done;
+    }
+    progress_state ps = {{0, 0}, -1, 0};
+    clock_gettime(CLOCK_MONOTONIC, &ps.start);
+    if (db_config_progress(cfg)) db_sim_set_progress(sim, show_progress, &ps);
+    rc = db_sim_run(sim, image, image64, &err);
+    if (ps.shown) fprintf(stderr, "\r100%% done\n");
+    if (rc) {
+        rc = fail(&err);
+        goto done;
+    }
+
+    db_run_summary sum;
+    db_sim_summary(sim, &sum);
+    printf("Unit Cell: %g %g %g %g %g %g\n", sum.cell[0], sum.cell[1], sum.cell[2], sum.cell[3], sum.cell[4], sum.cell[5]);
+    printf("volume = %g A^3\n", sum.volume);
+    printf("  distance=%g mm close_distance=%g mm  Fbeam=%g Sbeam=%g mm  ORGX=%g ORGY=%g\n", sum.distance_mm,
+           sum.close_distance_mm, sum.Fbeam_mm, sum.Sbeam_mm, sum.ORGX, sum.ORGY);
+    printf("  %d x %d pixels, %d sources, %d mosaic domains, %d phi steps, %dx%d oversampling (%d steps)\n", sum.fpixels,
+           sum.spixels, sum.sources, sum.mosaic_domains, sum.phisteps, sum.oversample, sum.oversample, sum.steps);
+    printf("  interpolation of F: %s%s\n", sum.interpolate ? "on" : "off",
+           sum.interpolation_switched_off ? " (switched off at an out-of-range sample, as the reference)" : "");
+    printf("solid angle subtended by detector = %g steradian ( %g%% sphere)\n", sum.solid_angle,
+           100 * sum.solid_angle / 4 / 3.14159265358979323846);
+
+    const char *path = db_config_output_path(cfg, DB_OUT_FLOAT);
+    if ((rc = db_write_float_image(path, image, n, &err))) goto failed;
+    printf("writing %s as %zu 4-byte floats\n", path, n);
+    if (f64) {
+        if ((rc = db_write_float64_image(f64, image64, n, &err))) goto failed;
+        printf("writing %s as %zu 8-byte floats\n", f64, n);
+    }
+    printf("max_I = %g  at %g %g\n", sum.max_I, sum.max_I_x, sum.max_I_y);
+    printf("mean= %g rms= %g rmsd= %g\n", sum.mean, sum.rms, sum.rmsd);
+    double scale;
+    path = db_config_output_path(cfg, DB_OUT_INT);
+    if ((rc = db_sim_write_int_image(sim, path, image, &scale, &err))) goto failed;
+    printf("intfile_scale = %g\n", scale);
+    printf("writing %s as 2-byte integers\n", path);
+    if ((path = db_config_output_path(cfg, DB_OUT_PGM))) {
+        if ((rc = db_sim_write_pgm(sim, path, image, &scale, &err))) goto failed;
+        printf("pgm_scale = %g\n", scale);
+        printf("writing %s as 1-byte integers\n", path);
+    }
+    if ((path = db_config_output_path(cfg, DB_OUT_NOISE))) {
+        double photons;
+        int overloads;
+        if ((rc = db_sim_write_noise_image(sim, path, image, &photons, &overloads, &err))) goto failed;
+        printf("%.0f photons on noise image (%d overloads)\n", photons, overloads);
+        printf("writing %s as 2-byte integers\n", path);
+    }
+    rc = 0;
+    goto done;
+failed:
+    rc = fail(&err);
+done:
+    free(image);
+    free(image64);
+    db_sim_destroy(sim);
+    db_config_destroy(cfg);
+    return rc;
+}

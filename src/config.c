@@ -1,0 +1,960 @@
+/* config.c: nanoBragg-style command line -> db_config, and the reference's configuration-level decisions. */
+#include "config.h"
+#include "error.h"
+#include "smv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RTD (180.0 * M_1_PI)
+
+static void vec3_set(double v[3], double x, double y, double z)
+{
+    v[0] = x;
+    v[1] = y;
+    v[2] = z;
+}
+
+db_config *db_config_new(void)
+{
+    db_config *c = (db_config *)calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->write_pgm = 1;
+    c->write_noise = 1;
+    c->Na = c->Nb = c->Nc = 1.0;
+    c->shape = DB_SHAPE_SQUARE;
+    c->fudge = 1.0;
+    c->interpolate = 2;
+    c->lambda0 = 1.0e-10;
+    c->dispersion = 0.0;
+    c->dispsteps = -1;
+    c->hdivrange = c->vdivrange = c->hdivstep = c->vdivstep = -1.0;
+    c->hdivsteps = c->vdivsteps = -1;
+    c->round_div = 1;
+    c->fluence = 125932015286227086360700780544.0;
+    c->flux = 0.0;
+    c->exposure = 1.0;
+    c->beamsize = 1e-4;
+    c->polarization = 0.0;
+    c->mosaic_spread = -1.0;
+    c->mosaic_domains = -1;
+    c->mosaic_seed = -12345678;
+    c->phi0 = 0.0;
+    c->osc = -1.0;
+    c->phistep = -1.0;
+    c->phisteps = -1;
+    c->phi_carryover = 1;
+    c->convention = DB_CONV_MOSFLM;
+    c->pivot = DB_PIVOT_BEAM;
+    c->pixel_size = 0.1e-3;
+    c->distance = 100.0e-3;
+    c->close_distance = NAN;
+    c->detsize_f = c->detsize_s = 102.4e-3;
+    c->Xbeam = c->Ybeam = c->Xclose = c->Yclose = c->ORGX = c->ORGY = NAN;
+    /* the reference's initial vectors; the convention blocks overwrite them unless CUSTOM */
+    vec3_set(c->beam_vector, 1, 0, 0);
+    vec3_set(c->fdet_vector, 0, 0, 1);
+    vec3_set(c->sdet_vector, 0, -1, 0);
+    vec3_set(c->odet_vector, 1, 0, 0);
+    vec3_set(c->polar_vector, 0, 0, 1);
+    vec3_set(c->spindle, 0, 0, 1);
+    vec3_set(c->twotheta_axis, 0, 1, 0);
+    c->detector_thick = 0.0;
+    c->detector_thickstep = -1.0;
+    c->detector_mu = -1.0;
+    c->detector_thicksteps = -1;
+    c->oversample = -1;
+    c->roi_xmin = c->roi_xmax = c->roi_ymin = c->roi_ymax = -1;
+    c->adc_offset = 40.0;
+    c->progress = 1;
+    c->printout_fpixel = c->printout_spixel = -1;
+    c->dump_file = strdup("Fdump.bin");
+    c->float_file = strdup("floatimage.bin");
+    c->int_file = strdup("intimage.img");
+    c->pgm_file = strdup("image.pgm");
+    c->noise_file = strdup("noiseimage.img");
+    if (!c->dump_file || !c->float_file || !c->int_file || !c->pgm_file || !c->noise_file) {
+        db_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void db_config_free(db_config *c)
+{
+    if (!c) return;
+    char **strings[] = {&c->hkl_file, &c->mat_file, &c->dump_file, &c->source_file, &c->img_file, &c->mask_file,
+                        &c->float_file, &c->int_file, &c->pgm_file, &c->noise_file, &c->float64_file};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) free(*strings[i]);
+    free(c->mask);
+    free(c);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* argument parsing */
+
+typedef struct arg_cursor {
+    int argc;
+    const char *const *argv;
+    int i; /* index of the flag being handled */
+    db_error *err;
+} arg_cursor;
+
+static int need_args(arg_cursor *cur, int n, const char *what)
+{
+    if (cur->i + n >= cur->argc)
+        return db_fail(cur->err, DB_ERR_ARGUMENT, "%s expects %s (%d value%s), but the command line ends",
+                       cur->argv[cur->i], what, n, n == 1 ? "" : "s");
+    return DB_OK;
+}
+
+static int parse_double_at(arg_cursor *cur, int k, const char *what, double *out)
+{
+    const char *s = cur->argv[cur->i + k];
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || isnan(v))
+        return db_fail(cur->err, DB_ERR_ARGUMENT, "%s expects %s, got '%s'", cur->argv[cur->i], what, s);
+    *out = v;
+    return DB_OK;
+}
+
+static int parse_int_at(arg_cursor *cur, int k, const char *what, long *out)
+{
+    const char *s = cur->argv[cur->i + k];
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno == ERANGE || v > 2147483647L || v < -2147483647L)
+        return db_fail(cur->err, DB_ERR_ARGUMENT, "%s expects %s (an integer), got '%s'", cur->argv[cur->i], what, s);
+    *out = v;
+    return DB_OK;
+}
+
+static int take_double(arg_cursor *cur, const char *what, double *out)
+{
+    int rc = need_args(cur, 1, what);
+    if (rc) return rc;
+    return parse_double_at(cur, 1, what, out);
+}
+
+static int take_int(arg_cursor *cur, const char *what, long *out)
+{
+    int rc = need_args(cur, 1, what);
+    if (rc) return rc;
+    return parse_int_at(cur, 1, what, out);
+}
+
+static int take_vec3(arg_cursor *cur, const char *what, double v[3])
+{
+    int rc = need_args(cur, 3, what);
+    for (int k = 0; k < 3 && !rc; k++) rc = parse_double_at(cur, k + 1, what, &v[k]);
+    return rc;
+}
+
+static int take_string(arg_cursor *cur, const char *what, char **out)
+{
+    int rc = need_args(cur, 1, what);
+    if (rc) return rc;
+    char *s = strdup(cur->argv[cur->i + 1]);
+    if (!s) return db_fail(cur->err, DB_ERR_NOMEM, "out of memory");
+    free(*out);
+    *out = s;
+    return DB_OK;
+}
+
+static int is_number(const char *s)
+{
+    char *end;
+    strtod(s, &end);
+    return end != s && *end == '\0';
+}
+
+/* The flags. Each spelling is matched exactly; aliases share an action. */
+typedef enum {
+    F_HKL, F_DUMP, F_DEFAULT_F, F_MAT, F_CELL, F_MISSET, F_MISSET_SEED, F_N, F_NA, F_NB, F_NC,
+    F_SAMPLESIZE, F_SAMPLE_X, F_SAMPLE_Y, F_SAMPLE_Z, F_IGNORED_1, F_LAMBDA, F_ENERGY, F_DISPERSION,
+    F_DISPSTEPS, F_DIVERGENCE, F_HDIVRANGE, F_VDIVRANGE, F_HDIVSTEP, F_VDIVSTEP, F_HDIVSTEPS, F_VDIVSTEPS,
+    F_DIVSTEPS, F_ROUND_DIV, F_SQUARE_DIV, F_SOURCEFILE, F_IGNORED_0, F_FLUENCE, F_FLUX, F_EXPOSURE,
+    F_BEAMSIZE, F_MOSAIC, F_MOSAIC_DOM, F_MOSAIC_SEED, F_PHI, F_OSC, F_PHISTEP, F_PHISTEPS, F_SPINDLE,
+    F_DISTANCE, F_CLOSE_DISTANCE, F_PIXEL, F_DETSIZE, F_DETSIZE_F, F_DETSIZE_S, F_DETPIXELS, F_DETPIXELS_F,
+    F_DETPIXELS_S, F_XBEAM, F_YBEAM, F_XCLOSE, F_YCLOSE, F_ORGX, F_ORGY, F_MOSFLM, F_DENZO, F_ADXV, F_XDS,
+    F_DIALS, F_FDET, F_SDET, F_ODET, F_BEAMV, F_POLARV, F_TWOTHETA_AXIS, F_PIX0, F_PIVOT, F_ROTX, F_ROTY,
+    F_ROTZ, F_TWOTHETA, F_CURVED, F_POINT_PIXEL, F_DET_ABS, F_DET_THICK, F_DET_THICKSTEPS, F_OVERSAMPLE,
+    F_OS_THICK, F_OS_POLAR, F_OS_OMEGA, F_POLAR, F_NOPOLAR, F_DMIN, F_ROI, F_MASK, F_IMG, F_ROUND_XTAL,
+    F_SQUARE_XTAL, F_GAUSS_XTAL, F_TOPHAT, F_FUDGE, F_INTERPOLATE, F_NOINTERPOLATE, F_WATER, F_STOLFILE,
+    F_FLOATFILE, F_INTFILE, F_PGMFILE, F_NOISEFILE, F_FLOATFILE64, F_NONOISE, F_NOPGM, F_SCALE, F_PGMSCALE,
+    F_ADC, F_SEED, F_PRINTOUT, F_PRINTOUT_PIXEL, F_NOPROGRESS, F_PROGRESS, F_PHI_CARRYOVER
+} flag_id;
+
+typedef struct flag_spec {
+    const char *name;
+    flag_id id;
+} flag_spec;
+
+static const flag_spec FLAGS[] = {
+    {"-hkl", F_HKL}, {"-dump", F_DUMP}, {"-dumpfile", F_DUMP}, {"-default_F", F_DEFAULT_F},
+    {"-mat", F_MAT}, {"-matrix", F_MAT}, {"-cell", F_CELL}, {"-misset", F_MISSET},
+    {"-misset_seed", F_MISSET_SEED}, {"-N", F_N}, {"-Na", F_NA}, {"-Nb", F_NB}, {"-Nc", F_NC},
+    {"-samplesize", F_SAMPLESIZE}, {"-sample_size", F_SAMPLESIZE}, {"-xtalsize", F_SAMPLESIZE},
+    {"-xtal_size", F_SAMPLESIZE}, {"-sample_thick", F_SAMPLE_X}, {"-sample_x", F_SAMPLE_X},
+    {"-xtal_thick", F_SAMPLE_X}, {"-xtal_x", F_SAMPLE_X}, {"-sample_width", F_SAMPLE_Y},
+    {"-sample_y", F_SAMPLE_Y}, {"-xtal_width", F_SAMPLE_Y}, {"-xtal_y", F_SAMPLE_Y}, {"-width", F_SAMPLE_Y},
+    {"-sample_heigh", F_SAMPLE_Z}, {"-sample_height", F_SAMPLE_Z}, {"-sample_z", F_SAMPLE_Z},
+    {"-xtal_heigh", F_SAMPLE_Z}, {"-xtal_height", F_SAMPLE_Z}, {"-xtal_z", F_SAMPLE_Z}, {"-heigh", F_SAMPLE_Z},
+    {"-height", F_SAMPLE_Z}, {"-density", F_IGNORED_1}, {"-sample_den", F_IGNORED_1},
+    {"-sample_density", F_IGNORED_1}, {"-MW", F_IGNORED_1}, {"-molec", F_IGNORED_1},
+    {"-molecules", F_IGNORED_1}, {"-lambda", F_LAMBDA}, {"-wave", F_LAMBDA}, {"-energy", F_ENERGY},
+    {"-dispersion", F_DISPERSION}, {"-dispsteps", F_DISPSTEPS}, {"-divergence", F_DIVERGENCE},
+    {"-hdivrange", F_HDIVRANGE}, {"-vdivrange", F_VDIVRANGE}, {"-hdivstep", F_HDIVSTEP},
+    {"-vdivstep", F_VDIVSTEP}, {"-hdivsteps", F_HDIVSTEPS}, {"-vdivsteps", F_VDIVSTEPS},
+    {"-divsteps", F_DIVSTEPS}, {"-round_div", F_ROUND_DIV}, {"-square_div", F_SQUARE_DIV},
+    {"-sourcefile", F_SOURCEFILE}, {"-coherent", F_IGNORED_0}, {"-fluence", F_FLUENCE}, {"-flux", F_FLUX},
+    {"-exposure", F_EXPOSURE}, {"-beamsize", F_BEAMSIZE}, {"-mosaic", F_MOSAIC}, {"-mosaici", F_MOSAIC},
+    {"-mosaicity", F_MOSAIC}, {"-mosaic_spr", F_MOSAIC}, {"-mosaic_spread", F_MOSAIC},
+    {"-mosaic_dom", F_MOSAIC_DOM}, {"-mosaic_domains", F_MOSAIC_DOM}, {"-mosaic_seed", F_MOSAIC_SEED},
+    {"-phi", F_PHI}, {"-osc", F_OSC}, {"-phistep", F_PHISTEP}, {"-phisteps", F_PHISTEPS},
+    {"-spindle_axis", F_SPINDLE}, {"-distance", F_DISTANCE}, {"-close_distance", F_CLOSE_DISTANCE},
+    {"-pixel", F_PIXEL}, {"-detsize", F_DETSIZE}, {"-detsize_f", F_DETSIZE_F}, {"-detsize_s", F_DETSIZE_S},
+    {"-detpixels", F_DETPIXELS}, {"-detpixels_f", F_DETPIXELS_F}, {"-detpixels_x", F_DETPIXELS_F},
+    {"-detpixels_s", F_DETPIXELS_S}, {"-detpixels_y", F_DETPIXELS_S}, {"-Xbeam", F_XBEAM}, {"-Ybeam", F_YBEAM},
+    {"-Xclose", F_XCLOSE}, {"-Yclose", F_YCLOSE}, {"-ORGX", F_ORGX}, {"-ORGY", F_ORGY}, {"-mosflm", F_MOSFLM},
+    {"-denzo", F_DENZO}, {"-adxv", F_ADXV}, {"-xds", F_XDS}, {"-dials", F_DIALS}, {"-fdet_vector", F_FDET},
+    {"-sdet_vector", F_SDET}, {"-odet_vector", F_ODET}, {"-beam_vector", F_BEAMV},
+    {"-polar_vector", F_POLARV}, {"-twotheta_axis", F_TWOTHETA_AXIS}, {"-pix0_vector", F_PIX0},
+    {"-pix0_vector_mm", F_PIX0}, {"-pivot", F_PIVOT}, {"-detector_rotx", F_ROTX}, {"-detector_roty", F_ROTY},
+    {"-detector_rotz", F_ROTZ}, {"-twotheta", F_TWOTHETA}, {"-curved_det", F_CURVED},
+    {"-curved_detector", F_CURVED}, {"-point_pixel", F_POINT_PIXEL}, {"-detector_abs", F_DET_ABS},
+    {"-detector_absorb", F_DET_ABS}, {"-detector_absorption", F_DET_ABS}, {"-detector_thick", F_DET_THICK},
+    {"-detector_thicksteps", F_DET_THICKSTEPS}, {"-thicksteps", F_DET_THICKSTEPS},
+    {"-oversample", F_OVERSAMPLE}, {"-oversample_thick", F_OS_THICK}, {"-oversample_polar", F_OS_POLAR},
+    {"-oversample_omega", F_OS_OMEGA}, {"-polar", F_POLAR}, {"-nopolar", F_NOPOLAR}, {"-dmin", F_DMIN},
+    {"-roi", F_ROI}, {"-mask", F_MASK}, {"-img", F_IMG}, {"-round_xtal", F_ROUND_XTAL},
+    {"-square_xtal", F_SQUARE_XTAL}, {"-gauss_xtal", F_GAUSS_XTAL}, {"-tophat_spots", F_TOPHAT},
+    {"-binary_spots", F_TOPHAT}, {"-fudge", F_FUDGE}, {"-interpolate", F_INTERPOLATE},
+    {"-nointerpolate", F_NOINTERPOLATE}, {"-water", F_WATER}, {"-stol", F_STOLFILE}, {"-4stol", F_STOLFILE},
+    {"-Q", F_STOLFILE}, {"-stolout", F_STOLFILE}, {"-floatfile", F_FLOATFILE}, {"-floatimage", F_FLOATFILE},
+    {"-intfile", F_INTFILE}, {"-intimage", F_INTFILE}, {"-pgmfile", F_PGMFILE}, {"-pgmimage", F_PGMFILE},
+    {"-noisefile", F_NOISEFILE}, {"-noiseimage", F_NOISEFILE}, {"-floatfile64", F_FLOATFILE64},
+    {"-nonoise", F_NONOISE}, {"-nopgm", F_NOPGM}, {"-scale", F_SCALE}, {"-pgmscale", F_PGMSCALE},
+    {"-adc", F_ADC}, {"-adcoffset", F_ADC}, {"-seed", F_SEED}, {"-printout", F_PRINTOUT},
+    {"-printout_pixel", F_PRINTOUT_PIXEL}, {"-noprogress", F_NOPROGRESS}, {"-progress", F_PROGRESS},
+    {"-phi_carryover", F_PHI_CARRYOVER},
+};
+
+const char *db_flag_name(size_t i)
+{
+    return i < sizeof FLAGS / sizeof FLAGS[0] ? FLAGS[i].name : NULL;
+}
+
+static const flag_spec *find_flag(const char *name)
+{
+    for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++)
+        if (strcmp(FLAGS[i].name, name) == 0) return &FLAGS[i];
+    return NULL;
+}
+
+static void add_warning(db_config *c, const char *fmt, const char *arg)
+{
+    size_t used = strlen(c->warnings);
+    if (used + 1 >= sizeof c->warnings) return;
+    snprintf(c->warnings + used, sizeof c->warnings - used, fmt, arg);
+}
+
+/* -img and -mask headers set the geometry before the command line is read (spec §3.1). */
+static int apply_smv_header(db_config *c, const char *path, int is_mask, db_error *err)
+{
+    db_smv_image img;
+    int rc = db_smv_read(path, &img, err);
+    if (rc) return rc;
+    double v;
+    c->fpixels = img.fpixels;
+    c->spixels = img.spixels;
+    if (db_smv_header_double(&img, "PIXEL_SIZE", &v)) c->pixel_size = v / 1000.0;
+    c->detsize_f = c->pixel_size * c->fpixels;
+    c->detsize_s = c->pixel_size * c->spixels;
+    if (db_smv_header_double(&img, "DISTANCE", &v)) c->distance = v / 1000.0;
+    if (db_smv_header_double(&img, "CLOSE_DISTANCE", &v)) c->close_distance = v / 1000.0;
+    if (db_smv_header_double(&img, "WAVELENGTH", &v)) c->lambda0 = v / 1e10;
+    if (db_smv_header_double(&img, "BEAM_CENTER_X", &v)) c->Xbeam = v / 1000.0;
+    /* the reference flips Y for a mask but not for an -img header */
+    if (db_smv_header_double(&img, "BEAM_CENTER_Y", &v)) c->Ybeam = is_mask ? c->detsize_s - v / 1000.0 : v / 1000.0;
+    if (db_smv_header_double(&img, "XDS_ORGX", &v)) c->ORGX = v;
+    if (db_smv_header_double(&img, "XDS_ORGY", &v)) c->ORGY = v;
+    if (db_smv_header_double(&img, "PHI", &v)) c->phi0 = v / RTD;
+    if (db_smv_header_double(&img, "OSC_RANGE", &v)) c->osc = v / RTD;
+    if (is_mask) {
+        size_t n = (size_t)img.fpixels * (size_t)img.spixels;
+        free(c->mask);
+        c->mask = (unsigned short *)malloc(n * sizeof *c->mask);
+        if (!c->mask) {
+            db_smv_image_free(&img);
+            return db_fail(err, DB_ERR_NOMEM, "out of memory reading mask %s", path);
+        }
+        memcpy(c->mask, img.data, n * sizeof *c->mask);
+        c->mask_fpixels = img.fpixels;
+        c->mask_spixels = img.spixels;
+    }
+    db_smv_image_free(&img);
+    return DB_OK;
+}
+
+static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
+{
+    double d, v3[3];
+    long n;
+    int rc = DB_OK;
+    const char *flag = cur->argv[cur->i];
+    int used = 0; /* number of values consumed */
+    switch (id) {
+    case F_HKL: rc = take_string(cur, "a .hkl file", &c->hkl_file); used = 1; break;
+    case F_DUMP: rc = take_string(cur, "a file name", &c->dump_file); used = 1; break;
+    case F_DEFAULT_F: rc = take_double(cur, "a structure factor", &c->default_F); used = 1; break;
+    case F_MAT: rc = take_string(cur, "a matrix file", &c->mat_file); used = 1; break;
+    case F_CELL: {
+        double v[6] = {0, 0, 0, 0, 0, 0};
+        int k = 0;
+        while (k < 6 && cur->i + 1 + k < cur->argc && is_number(cur->argv[cur->i + 1 + k])) {
+            v[k] = strtod(cur->argv[cur->i + 1 + k], NULL);
+            k++;
+        }
+        if (k == 0) return db_fail(cur->err, DB_ERR_ARGUMENT, "-cell expects a [b c [alpha beta gamma]] in Angstrom and degrees");
+        c->user_cell = 1;
+        c->cell_a = v[0];
+        c->cell_b = v[1];
+        c->cell_c = v[2];
+        c->cell_alpha = v[3] / RTD;
+        c->cell_beta = v[4] / RTD;
+        c->cell_gamma = v[5] / RTD;
+        used = k;
+        break;
+    }
+    case F_MISSET:
+        rc = need_args(cur, 1, "three angles in degrees or 'random'");
+        if (rc) return rc;
+        if (strcmp(cur->argv[cur->i + 1], "random") == 0 || strcmp(cur->argv[cur->i + 1], "rand") == 0) {
+            c->misset_random = 1;
+            c->misset_given = 1;
+            used = 1;
+            break;
+        }
+        rc = take_vec3(cur, "three angles in degrees or 'random'", v3);
+        if (rc) return rc;
+        c->misset_random = 0;
+        c->misset_given = 1;
+        for (int k = 0; k < 3; k++) c->misset[k] = v3[k] / RTD;
+        used = 3;
+        break;
+    case F_MISSET_SEED: rc = take_int(cur, "a seed", &n); c->misset_seed = -n; c->misset_seed_given = 1; used = 1; break;
+    case F_N: rc = take_double(cur, "a number of unit cells", &d); c->Na = c->Nb = c->Nc = trunc(d); used = 1; break;
+    case F_NA: rc = take_double(cur, "a number of unit cells", &d); c->Na = trunc(d); used = 1; break;
+    case F_NB: rc = take_double(cur, "a number of unit cells", &d); c->Nb = trunc(d); used = 1; break;
+    case F_NC: rc = take_double(cur, "a number of unit cells", &d); c->Nc = trunc(d); used = 1; break;
+    case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / 1000; used = 1; break;
+    case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / 1000; used = 1; break;
+    case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / 1000; used = 1; break;
+    case F_SAMPLE_Z: rc = take_double(cur, "a size in mm", &d); c->sample_z = d / 1000; used = 1; break;
+    case F_IGNORED_1:
+        rc = take_double(cur, "a number", &d);
+        add_warning(c, "warning: %s is accepted for compatibility but has no effect\n", flag);
+        used = 1;
+        break;
+    case F_IGNORED_0: add_warning(c, "warning: %s is accepted for compatibility but has no effect\n", flag); break;
+    case F_STOLFILE:
+        rc = need_args(cur, 1, "a file name");
+        add_warning(c, "warning: %s is accepted for compatibility but has no effect (it belongs to nonBragg)\n", flag);
+        used = 1;
+        break;
+    case F_LAMBDA: rc = take_double(cur, "a wavelength in Angstrom", &d); c->lambda0 = d / 1.0e10; used = 1; break;
+    case F_ENERGY: rc = take_double(cur, "a photon energy in eV", &d); c->lambda0 = (12398.42 / d) / 1.0e10; used = 1; break;
+    case F_DISPERSION: rc = take_double(cur, "a spread in percent", &d); c->dispersion = d / 100.0; used = 1; break;
+    case F_DISPSTEPS: rc = take_int(cur, "a number of wavelengths", &n); c->dispsteps = (int)n; used = 1; break;
+    case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / 1000.0; used = 1; break;
+    case F_HDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = d / 1000.0; used = 1; break;
+    case F_VDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->vdivrange = d / 1000.0; used = 1; break;
+    case F_HDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->hdivstep = d / 1000.0; used = 1; break;
+    case F_VDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->vdivstep = d / 1000.0; used = 1; break;
+    case F_HDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = (int)n; used = 1; break;
+    case F_VDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->vdivsteps = (int)n; used = 1; break;
+    case F_DIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = c->vdivsteps = (int)n; used = 1; break;
+    case F_ROUND_DIV: c->round_div = 1; break;
+    case F_SQUARE_DIV: c->round_div = 0; break;
+    case F_SOURCEFILE: rc = take_string(cur, "a source file", &c->source_file); used = 1; break;
+    case F_FLUENCE: rc = take_double(cur, "a fluence in photons/m^2", &c->fluence); used = 1; break;
+    case F_FLUX: rc = take_double(cur, "a flux in photons/s", &c->flux); used = 1; break;
+    case F_EXPOSURE: rc = take_double(cur, "a time in s", &c->exposure); used = 1; break;
+    case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / 1000; used = 1; break;
+    case F_MOSAIC: rc = take_double(cur, "a spread in degrees", &d); c->mosaic_spread = d / RTD; used = 1; break;
+    case F_MOSAIC_DOM: rc = take_int(cur, "a number of domains", &n); c->mosaic_domains = (int)n; used = 1; break;
+    case F_MOSAIC_SEED: rc = take_int(cur, "a seed", &n); c->mosaic_seed = -n; used = 1; break;
+    case F_PHI: rc = take_double(cur, "an angle in degrees", &d); c->phi0 = d / RTD; used = 1; break;
+    case F_OSC: rc = take_double(cur, "an angle in degrees", &d); c->osc = d / RTD; used = 1; break;
+    case F_PHISTEP: rc = take_double(cur, "an angle in degrees", &d); c->phistep = d / RTD; used = 1; break;
+    case F_PHISTEPS: rc = take_int(cur, "a number of steps", &n); c->phisteps = (int)n; used = 1; break;
+    case F_SPINDLE: rc = take_vec3(cur, "a vector x y z", c->spindle); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->distance = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
+    case F_CLOSE_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->close_distance = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_PIXEL: rc = take_double(cur, "a pixel size in mm", &d); c->pixel_size = d / 1000.0; used = 1; break;
+    case F_DETSIZE: rc = take_double(cur, "a size in mm", &d); c->detsize_f = c->detsize_s = d / 1000.0; used = 1; break;
+    case F_DETSIZE_F: rc = take_double(cur, "a size in mm", &d); c->detsize_f = d / 1000.0; used = 1; break;
+    case F_DETSIZE_S: rc = take_double(cur, "a size in mm", &d); c->detsize_s = d / 1000.0; used = 1; break;
+    case F_DETPIXELS: rc = take_int(cur, "a number of pixels", &n); c->fpixels = c->spixels = (int)n; used = 1; break;
+    case F_DETPIXELS_F: rc = take_int(cur, "a number of pixels", &n); c->fpixels = (int)n; used = 1; break;
+    case F_DETPIXELS_S: rc = take_int(cur, "a number of pixels", &n); c->spixels = (int)n; used = 1; break;
+    case F_XBEAM: rc = take_double(cur, "a position in mm", &d); c->Xbeam = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
+    case F_YBEAM: rc = take_double(cur, "a position in mm", &d); c->Ybeam = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
+    case F_XCLOSE: rc = take_double(cur, "a position in mm", &d); c->Xclose = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_YCLOSE: rc = take_double(cur, "a position in mm", &d); c->Yclose = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_ORGX: rc = take_double(cur, "a position in pixels", &c->ORGX); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_ORGY: rc = take_double(cur, "a position in pixels", &c->ORGY); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_MOSFLM: c->convention = DB_CONV_MOSFLM; c->pivot = DB_PIVOT_BEAM; break;
+    case F_DENZO: c->convention = DB_CONV_DENZO; c->pivot = DB_PIVOT_BEAM; break;
+    case F_ADXV: c->convention = DB_CONV_ADXV; c->pivot = DB_PIVOT_BEAM; break;
+    case F_XDS: c->convention = DB_CONV_XDS; c->pivot = DB_PIVOT_SAMPLE; break;
+    case F_DIALS: c->convention = DB_CONV_DIALS; c->pivot = DB_PIVOT_BEAM; break;
+    case F_FDET: rc = take_vec3(cur, "a vector x y z", c->fdet_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_SDET: rc = take_vec3(cur, "a vector x y z", c->sdet_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_ODET: rc = take_vec3(cur, "a vector x y z", c->odet_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_BEAMV: rc = take_vec3(cur, "a vector x y z", c->beam_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_POLARV: rc = take_vec3(cur, "a vector x y z", c->polar_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_TWOTHETA_AXIS: rc = take_vec3(cur, "a vector x y z", c->twotheta_axis); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_PIX0:
+        rc = take_vec3(cur, "a vector x y z", v3);
+        c->convention = DB_CONV_CUSTOM;
+        add_warning(c, "warning: %s has no effect on the image (the reference recomputes pix0); it only selects the CUSTOM convention\n", flag);
+        used = 3;
+        break;
+    case F_PIVOT:
+        rc = need_args(cur, 1, "'sample' or 'beam'");
+        if (rc) return rc;
+        if (strcmp(cur->argv[cur->i + 1], "sample") == 0) c->pivot = DB_PIVOT_SAMPLE;
+        else if (strcmp(cur->argv[cur->i + 1], "beam") == 0) c->pivot = DB_PIVOT_BEAM;
+        else return db_fail(cur->err, DB_ERR_ARGUMENT, "-pivot expects 'sample' or 'beam', got '%s'", cur->argv[cur->i + 1]);
+        used = 1;
+        break;
+    case F_ROTX: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotx = d / RTD; used = 1; break;
+    case F_ROTY: rc = take_double(cur, "an angle in degrees", &d); c->detector_roty = d / RTD; used = 1; break;
+    case F_ROTZ: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotz = d / RTD; used = 1; break;
+    case F_TWOTHETA: rc = take_double(cur, "an angle in degrees", &d); c->detector_twotheta = d / RTD; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_CURVED: c->curved_detector = 1; break;
+    case F_POINT_PIXEL: c->point_pixel = 1; break;
+    case F_DET_ABS:
+        rc = need_args(cur, 1, "an attenuation length in um, or 'inf'");
+        if (rc) return rc;
+        if (strstr(cur->argv[cur->i + 1], "inf")) {
+            d = 0.0;
+        } else {
+            rc = parse_double_at(cur, 1, "an attenuation length in um, or 'inf'", &d);
+            if (rc) return rc;
+        }
+        if (d == 0.0) {
+            c->detector_thick = 0.0;
+            c->detector_mu = 0.0;
+        } else {
+            c->detector_mu = 1.0 / (d * 1e-6);
+        }
+        used = 1;
+        break;
+    case F_DET_THICK: rc = take_double(cur, "a thickness in um", &d); c->detector_thick = d * 1e-6; used = 1; break;
+    case F_DET_THICKSTEPS: rc = take_int(cur, "a number of layers", &n); c->detector_thicksteps = (int)n; used = 1; break;
+    case F_OVERSAMPLE: rc = take_int(cur, "a number of sub-pixels per pixel edge", &n); c->oversample = (int)n; used = 1; break;
+    case F_OS_THICK: c->oversample_thick = 1; break;
+    case F_OS_POLAR: c->oversample_polar = 1; break;
+    case F_OS_OMEGA: c->oversample_omega = 1; break;
+    case F_POLAR: rc = take_double(cur, "a Kahn factor", &c->polarization); c->nopolar = 0; used = 1; break;
+    case F_NOPOLAR: c->nopolar = 1; break;
+    case F_DMIN: rc = take_double(cur, "a resolution in Angstrom", &d); c->dmin = d * 1e-10; used = 1; break;
+    case F_ROI: {
+        long r[4];
+        rc = need_args(cur, 4, "xmin xmax ymin ymax in pixels");
+        for (int k = 0; k < 4 && !rc; k++) rc = parse_int_at(cur, k + 1, "xmin xmax ymin ymax in pixels", &r[k]);
+        if (rc) return rc;
+        c->roi_xmin = (int)r[0];
+        c->roi_xmax = (int)r[1];
+        c->roi_ymin = (int)r[2];
+        c->roi_ymax = (int)r[3];
+        used = 4;
+        break;
+    }
+    case F_MASK: rc = take_string(cur, "an SMV mask file", &c->mask_file); used = 1; break;
+    case F_IMG: rc = take_string(cur, "an SMV image file", &c->img_file); used = 1; break;
+    case F_ROUND_XTAL: c->shape = DB_SHAPE_ROUND; break;
+    case F_SQUARE_XTAL: c->shape = DB_SHAPE_SQUARE; break;
+    case F_GAUSS_XTAL: c->shape = DB_SHAPE_GAUSS; break;
+    case F_TOPHAT: c->shape = DB_SHAPE_TOPHAT; break;
+    case F_FUDGE: rc = take_double(cur, "a factor", &c->fudge); used = 1; break;
+    case F_INTERPOLATE: c->interpolate = 1; break;
+    case F_NOINTERPOLATE: c->interpolate = 0; break;
+    case F_WATER: rc = take_double(cur, "a size in um", &d); c->water_size = d / 1e6; used = 1; break;
+    case F_FLOATFILE: rc = take_string(cur, "a file name", &c->float_file); used = 1; break;
+    case F_INTFILE: rc = take_string(cur, "a file name", &c->int_file); used = 1; break;
+    case F_PGMFILE: rc = take_string(cur, "a file name", &c->pgm_file); c->write_pgm = 1; used = 1; break;
+    case F_NOISEFILE: rc = take_string(cur, "a file name", &c->noise_file); c->write_noise = 1; used = 1; break;
+    case F_FLOATFILE64: rc = take_string(cur, "a file name", &c->float64_file); used = 1; break;
+    case F_NONOISE: c->write_noise = 0; break;
+    case F_NOPGM: c->write_pgm = 0; break;
+    case F_SCALE: rc = take_double(cur, "a scale factor", &c->intfile_scale); used = 1; break;
+    case F_PGMSCALE: rc = take_double(cur, "a scale factor", &c->pgm_scale); c->write_pgm = 1; used = 1; break;
+    case F_ADC: rc = take_double(cur, "an offset", &c->adc_offset); used = 1; break;
+    case F_SEED: rc = take_int(cur, "a seed", &n); c->seed = -n; c->seed_given = 1; used = 1; break;
+    case F_PRINTOUT: c->printout = 1; break;
+    case F_PRINTOUT_PIXEL: {
+        long f, s;
+        rc = need_args(cur, 2, "a pixel: fast slow");
+        if (!rc) rc = parse_int_at(cur, 1, "a pixel: fast slow", &f);
+        if (!rc) rc = parse_int_at(cur, 2, "a pixel: fast slow", &s);
+        if (rc) return rc;
+        c->printout = 1;
+        c->printout_fpixel = (int)f;
+        c->printout_spixel = (int)s;
+        used = 2;
+        break;
+    }
+    case F_NOPROGRESS: c->progress = 0; break;
+    case F_PROGRESS: c->progress = 1; break;
+    case F_PHI_CARRYOVER:
+        rc = need_args(cur, 1, "'on' or 'off'");
+        if (rc) return rc;
+        if (strcmp(cur->argv[cur->i + 1], "on") == 0) c->phi_carryover = 1;
+        else if (strcmp(cur->argv[cur->i + 1], "off") == 0) c->phi_carryover = 0;
+        else return db_fail(cur->err, DB_ERR_ARGUMENT, "-phi_carryover expects 'on' or 'off', got '%s'", cur->argv[cur->i + 1]);
+        used = 1;
+        break;
+    }
+    if (rc) return rc;
+    cur->i += used;
+    return DB_OK;
+}
+
+int db_config_parse_args(db_config *c, int argc, const char *const *argv, db_error *err)
+{
+    db_error_clear(err);
+    /* pre-pass: -mask and -img headers set defaults that the rest of the command line overrides */
+    for (int pass = 0; pass < 2; pass++) {
+        const char *want = pass == 0 ? "-mask" : "-img";
+        for (int i = 0; i < argc; i++) {
+            if (strcmp(argv[i], want) == 0) {
+                if (i + 1 >= argc)
+                    return db_fail(err, DB_ERR_ARGUMENT, "%s expects an SMV file, but the command line ends", want);
+                int rc = apply_smv_header(c, argv[i + 1], pass == 0, err);
+                if (rc) return rc;
+            }
+        }
+    }
+    arg_cursor cur = {argc, argv, 0, err};
+    for (cur.i = 0; cur.i < argc; cur.i++) {
+        const char *a = argv[cur.i];
+        const flag_spec *f = find_flag(a);
+        if (!f) {
+            if (a[0] == '-')
+                return db_fail(err, DB_ERR_ARGUMENT, "unknown flag '%s' (see the README for the accepted spellings)", a);
+            return db_fail(err, DB_ERR_ARGUMENT, "unexpected argument '%s' (a value without a flag before it)", a);
+        }
+        int rc = handle_flag(c, &cur, f->id);
+        if (rc) return rc;
+    }
+    return DB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* configuration-level decisions */
+
+/* The reference's (range, step, steps) logic for divergence and dispersion (spec §3.4). */
+static void resolve_range_steps(double *range, double *step, int *steps)
+{
+    if (*steps <= 0) {
+        if (*range < 0.0) {
+            if (*step <= 0.0) {
+                *steps = 1;
+                *range = 0.0;
+                *step = 0.0;
+            } else {
+                *range = *step;
+                *steps = 2;
+            }
+        } else {
+            if (*step <= 0.0) {
+                *step = *range;
+                *steps = 2;
+            } else {
+                *steps = (int)ceil(*range / *step);
+            }
+        }
+    } else {
+        if (*range < 0.0) {
+            if (*step <= 0.0) {
+                *range = 1.0;
+                *step = *range / *steps;
+            } else {
+                *range = *step;
+                *steps = 2;
+            }
+        } else if (*step <= 0.0) {
+            if (*steps <= 1) *steps = 2;
+            *step = *range / (*steps - 1);
+        }
+    }
+    if (*range <= 0.0 || *step <= 0.0 || *steps <= 0) {
+        *steps = 1;
+        *range = 0.0;
+        *step = 0.0;
+    }
+}
+
+static void unitize3(double v[3], double *mag_out)
+{
+    double m = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    if (m != 0.0) {
+        v[0] = v[0] / m;
+        v[1] = v[1] / m;
+        v[2] = v[2] / m;
+    } else {
+        v[0] = v[1] = v[2] = 0.0;
+    }
+    if (mag_out) *mag_out = m;
+}
+
+static void cross3(const double x[3], const double y[3], double z[3])
+{
+    z[0] = x[1] * y[2] - x[2] * y[1];
+    z[1] = x[2] * y[0] - x[0] * y[2];
+    z[2] = x[0] * y[1] - x[1] * y[0];
+}
+
+int db_make_plan(const db_config *c, db_plan *p, db_error *err)
+{
+    memset(p, 0, sizeof *p);
+    if (!(c->pixel_size > 0.0))
+        return db_fail(err, DB_ERR_GEOMETRY, "-pixel must be positive (got %g mm)", c->pixel_size * 1000.0);
+    if (!(c->distance > 0.0) && isnan(c->close_distance))
+        return db_fail(err, DB_ERR_GEOMETRY, "-distance must be positive (got %g mm)", c->distance * 1000.0);
+    if (!isnan(c->close_distance) && !(c->close_distance > 0.0))
+        return db_fail(err, DB_ERR_GEOMETRY, "-close_distance must be positive (got %g mm)", c->close_distance * 1000.0);
+    if (!(c->lambda0 > 0.0)) return db_fail(err, DB_ERR_ARGUMENT, "-lambda must be positive (got %g A)", c->lambda0 * 1e10);
+
+    p->detsize_f = c->fpixels ? c->pixel_size * c->fpixels : c->detsize_f;
+    p->detsize_s = c->spixels ? c->pixel_size * c->spixels : c->detsize_s;
+    p->fpixels = (int)ceil(p->detsize_f / c->pixel_size - 0.5);
+    p->spixels = (int)ceil(p->detsize_s / c->pixel_size - 0.5);
+    if (p->fpixels <= 0 || p->spixels <= 0)
+        return db_fail(err, DB_ERR_GEOMETRY, "the detector has no pixels (%d x %d): check -detpixels/-detsize/-pixel",
+                       p->fpixels, p->spixels);
+    if ((double)p->fpixels * (double)p->spixels > 1e9)
+        return db_fail(err, DB_ERR_GEOMETRY, "the detector is too large (%d x %d pixels)", p->fpixels, p->spixels);
+    if (c->mask && (c->mask_fpixels != p->fpixels || c->mask_spixels != p->spixels))
+        return db_fail(err, DB_ERR_GEOMETRY, "-mask %s is %d x %d pixels but the detector is %d x %d", c->mask_file,
+                       c->mask_fpixels, c->mask_spixels, p->fpixels, p->spixels);
+
+    p->fluence = c->fluence;
+    if (c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
+    p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
+
+    double Fclose = NAN, Sclose = NAN;
+    if (!isnan(c->ORGX)) Fclose = (c->ORGX - 0.5) * c->pixel_size;
+    if (!isnan(c->ORGY)) Sclose = (c->ORGY - 0.5) * c->pixel_size;
+    if (isnan(Fclose)) Fclose = (p->detsize_f - 0 * c->pixel_size) / 2.0;
+    if (isnan(Sclose)) Sclose = (p->detsize_s + 0 * c->pixel_size) / 2.0;
+    double Xclose = isnan(c->Xclose) ? Fclose : c->Xclose;
+    double Yclose = isnan(c->Yclose) ? Sclose : c->Yclose;
+    double Xbeam = c->Xbeam, Ybeam = c->Ybeam, Fbeam = Fclose, Sbeam = Sclose;
+    double pix = c->pixel_size;
+
+    p->roi_xmin = c->roi_xmin < 0 ? 0 : c->roi_xmin;
+    p->roi_xmax = c->roi_xmax < 0 ? p->fpixels : c->roi_xmax;
+    p->roi_ymin = c->roi_ymin < 0 ? 0 : c->roi_ymin;
+    p->roi_ymax = c->roi_ymax < 0 ? p->spixels : c->roi_ymax;
+    if (p->roi_xmin > p->roi_xmax || p->roi_ymin > p->roi_ymax || p->roi_xmin >= p->fpixels || p->roi_ymin >= p->spixels)
+        return db_fail(err, DB_ERR_GEOMETRY, "-roi %d %d %d %d selects no pixel of the %d x %d detector", c->roi_xmin,
+                       c->roi_xmax, c->roi_ymin, c->roi_ymax, p->fpixels, p->spixels);
+
+    memcpy(p->beam, c->beam_vector, sizeof p->beam);
+    memcpy(p->fdet, c->fdet_vector, sizeof p->fdet);
+    memcpy(p->sdet, c->sdet_vector, sizeof p->sdet);
+    memcpy(p->odet, c->odet_vector, sizeof p->odet);
+    memcpy(p->polar, c->polar_vector, sizeof p->polar);
+    memcpy(p->spindle, c->spindle, sizeof p->spindle);
+    memcpy(p->twotheta_axis, c->twotheta_axis, sizeof p->twotheta_axis);
+    p->pivot = c->pivot;
+    p->convention = c->convention;
+    switch (c->convention) {
+    case DB_CONV_ADXV:
+        if (isnan(Xbeam)) Xbeam = (p->detsize_f + pix) / 2.0;
+        if (isnan(Ybeam)) Ybeam = (p->detsize_s - pix) / 2.0;
+        vec3_set(p->beam, 0, 0, 1);
+        vec3_set(p->fdet, 1, 0, 0);
+        vec3_set(p->sdet, 0, -1, 0);
+        vec3_set(p->odet, 0, 0, 1);
+        vec3_set(p->twotheta_axis, -1, 0, 0);
+        vec3_set(p->polar, 1, 0, 0);
+        vec3_set(p->spindle, 1, 0, 0);
+        Fbeam = Xbeam;
+        Sbeam = p->detsize_s - Ybeam;
+        p->pivot = DB_PIVOT_BEAM;
+        break;
+    case DB_CONV_MOSFLM:
+    case DB_CONV_DENZO:
+        if (isnan(Xbeam)) Xbeam = (p->detsize_s + pix) / 2.0;
+        if (isnan(Ybeam)) Ybeam = (p->detsize_f + pix) / 2.0;
+        vec3_set(p->beam, 1, 0, 0);
+        vec3_set(p->odet, 1, 0, 0);
+        vec3_set(p->fdet, 0, 0, 1);
+        vec3_set(p->sdet, 0, -1, 0);
+        vec3_set(p->twotheta_axis, 0, 0, -1);
+        vec3_set(p->polar, 0, 0, 1);
+        vec3_set(p->spindle, 0, 0, 1);
+        if (c->convention == DB_CONV_MOSFLM) {
+            Fbeam = Ybeam + 0.5 * pix;
+            Sbeam = Xbeam + 0.5 * pix;
+        } else {
+            Fbeam = Ybeam + 0.0 * pix;
+            Sbeam = Xbeam + 0.0 * pix;
+        }
+        p->pivot = DB_PIVOT_BEAM;
+        break;
+    case DB_CONV_XDS:
+    case DB_CONV_DIALS:
+        if (isnan(Xbeam)) Xbeam = Xclose;
+        if (isnan(Ybeam)) Ybeam = Yclose;
+        vec3_set(p->beam, 0, 0, 1);
+        vec3_set(p->fdet, 1, 0, 0);
+        vec3_set(p->sdet, 0, 1, 0);
+        vec3_set(p->odet, 0, 0, 1);
+        if (c->convention == DB_CONV_XDS) {
+            vec3_set(p->twotheta_axis, 1, 0, 0);
+            vec3_set(p->polar, 1, 0, 0);
+            vec3_set(p->spindle, 1, 0, 0);
+        } else {
+            vec3_set(p->twotheta_axis, 0, 1, 0);
+            vec3_set(p->polar, 0, 1, 0);
+            vec3_set(p->spindle, 0, 1, 0);
+        }
+        Fbeam = Xbeam;
+        Sbeam = Ybeam;
+        p->pivot = DB_PIVOT_SAMPLE;
+        break;
+    case DB_CONV_CUSTOM:
+        if (isnan(Xbeam)) Xbeam = Xclose;
+        if (isnan(Ybeam)) Ybeam = Yclose;
+        Fbeam = Xbeam;
+        Sbeam = Ybeam;
+        Fclose = Xbeam;
+        Sclose = Ybeam;
+        break;
+    }
+    double m;
+    unitize3(p->beam, NULL);
+    unitize3(p->fdet, NULL);
+    unitize3(p->sdet, NULL);
+    unitize3(p->odet, &m);
+    if (m != 1.0) {
+        cross3(p->fdet, p->sdet, p->odet);
+        unitize3(p->odet, NULL);
+    }
+    unitize3(p->polar, NULL);
+    unitize3(p->spindle, NULL);
+    cross3(p->beam, p->polar, p->vert);
+    unitize3(p->vert, NULL);
+    p->Xbeam = Xbeam;
+    p->Ybeam = Ybeam;
+    p->Xclose = Xclose;
+    p->Yclose = Yclose;
+    p->Fclose = Fclose;
+    p->Sclose = Sclose;
+    p->Fbeam = Fbeam;
+    p->Sbeam = Sbeam;
+
+    /* phi sampling */
+    int phisteps = c->phisteps;
+    double osc = c->osc, phistep = c->phistep;
+    if (phisteps < 0) {
+        if (osc < 0.0) {
+            if (phistep <= 0.0) {
+                phisteps = 1;
+                osc = 0.0;
+                phistep = 0.0;
+            } else {
+                osc = phistep;
+                phisteps = 2;
+            }
+        } else {
+            if (phistep <= 0.0) {
+                phisteps = 2;
+                phistep = osc / 2.0;
+            } else {
+                phisteps = (int)ceil(osc / phistep);
+            }
+        }
+    } else {
+        if (phisteps == 0) phisteps = 1;
+        if (osc < 0.0) {
+            if (phistep <= 0.0) {
+                osc = 1.0 / RTD;
+                phistep = osc / phisteps;
+            } else {
+                osc = phistep;
+                phisteps = 2;
+            }
+        } else if (phistep < 0.0) {
+            phistep = osc / phisteps;
+        }
+    }
+    if (phisteps <= 0 || phisteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the phi sampling gives %d steps (check -osc, -phistep, -phisteps)", phisteps);
+    p->phisteps = phisteps;
+    p->osc = osc;
+    p->phistep = phistep;
+
+    p->hdivrange = c->hdivrange;
+    p->hdivstep = c->hdivstep;
+    p->hdivsteps = c->hdivsteps;
+    resolve_range_steps(&p->hdivrange, &p->hdivstep, &p->hdivsteps);
+    p->vdivrange = c->vdivrange;
+    p->vdivstep = c->vdivstep;
+    p->vdivsteps = c->vdivsteps;
+    resolve_range_steps(&p->vdivrange, &p->vdivstep, &p->vdivsteps);
+    /* -dispersion defaults to 0 (not "unset"), and no flag sets its step */
+    p->dispersion = c->dispersion;
+    p->dispstep = -1;
+    p->dispsteps = c->dispsteps;
+    resolve_range_steps(&p->dispersion, &p->dispstep, &p->dispsteps);
+
+    /* detector layers */
+    int tsteps = c->detector_thicksteps;
+    double thick = c->detector_thick, tstep = c->detector_thickstep;
+    if (tsteps <= 0) {
+        if (thick < 0.0) {
+            if (tstep <= 0.0) {
+                tsteps = 1;
+                thick = 0.0;
+                tstep = 0.0;
+            } else {
+                thick = tstep;
+                tsteps = 2;
+            }
+        } else {
+            if (tstep <= 0.0) {
+                tsteps = 2;
+                tstep = thick / tsteps;
+            } else {
+                tsteps = (int)ceil(thick / tstep);
+            }
+        }
+    } else {
+        if (thick < 0.0) {
+            if (tstep <= 0.0) {
+                thick = 0.5e-6;
+                tstep = thick / tsteps;
+            } else {
+                thick = tstep;
+                tsteps = 2;
+            }
+        } else if (tstep <= 0.0) {
+            if (tsteps <= 1) tsteps = 2;
+            tstep = thick / (tsteps - 1);
+        }
+    }
+    double mu = c->detector_mu;
+    if (thick > 0.0 && mu < 0.0) mu = 1.0 / thick;
+    if (thick <= 0.0 || tstep <= 0.0 || tsteps <= 0) {
+        tsteps = 1;
+        thick = 0.0;
+        tstep = 0.0;
+    }
+    p->thicksteps = tsteps;
+    p->thick = thick;
+    p->thickstep = tstep;
+    p->mu = mu;
+
+    /* mosaic domains */
+    int dom = c->mosaic_domains;
+    double spread = c->mosaic_spread;
+    if (dom <= 0) {
+        if (spread < 0.0) {
+            dom = 1;
+            spread = 0.0;
+        } else {
+            dom = spread == 0.0 ? 1 : 10;
+        }
+    } else {
+        if (spread < 0.0) {
+            spread = 0.0;
+            dom = 1;
+        } else if (spread == 0.0) {
+            dom = 1;
+        }
+    }
+    p->mosaic_domains = dom;
+    p->mosaic_spread = spread;
+
+    if (!c->user_cell && !c->mat_file)
+        return db_fail(err, DB_ERR_ARGUMENT, "no crystal: give -cell a b c alpha beta gamma or -mat FILE");
+    return DB_OK;
+}
+
+static int dup_string(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (!src) return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : -1;
+}
+
+db_config *db_config_clone(const db_config *src)
+{
+    db_config *c = (db_config *)malloc(sizeof *c);
+    if (!c) return NULL;
+    *c = *src;
+    int bad = 0;
+    bad |= dup_string(&c->hkl_file, src->hkl_file);
+    bad |= dup_string(&c->mat_file, src->mat_file);
+    bad |= dup_string(&c->dump_file, src->dump_file);
+    bad |= dup_string(&c->source_file, src->source_file);
+    bad |= dup_string(&c->img_file, src->img_file);
+    bad |= dup_string(&c->mask_file, src->mask_file);
+    bad |= dup_string(&c->float_file, src->float_file);
+    bad |= dup_string(&c->int_file, src->int_file);
+    bad |= dup_string(&c->pgm_file, src->pgm_file);
+    bad |= dup_string(&c->noise_file, src->noise_file);
+    bad |= dup_string(&c->float64_file, src->float64_file);
+    c->mask = NULL;
+    if (src->mask) {
+        size_t n = (size_t)src->mask_fpixels * (size_t)src->mask_spixels;
+        c->mask = (unsigned short *)malloc(n * sizeof *c->mask);
+        if (c->mask) memcpy(c->mask, src->mask, n * sizeof *c->mask);
+        else bad = 1;
+    }
+    if (bad) {
+        db_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* public wrappers */
+db_config *db_config_create(void) { return db_config_new(); }
+void db_config_destroy(db_config *cfg) { db_config_free(cfg); }
+int db_config_parse(db_config *cfg, int argc, const char *const *argv, db_error *err)
+{
+    return db_config_parse_args(cfg, argc, argv, err);
+}
+const char *db_config_warnings(const db_config *cfg) { return cfg->warnings; }
+
+const char *db_config_output_path(const db_config *c, db_output_kind kind)
+{
+    switch (kind) {
+    case DB_OUT_FLOAT: return c->float_file;
+    case DB_OUT_INT: return c->int_file;
+    case DB_OUT_PGM: return c->write_pgm ? c->pgm_file : NULL;
+    case DB_OUT_NOISE: return c->write_noise ? c->noise_file : NULL;
+    case DB_OUT_FLOAT64: return c->float64_file;
+    case DB_OUT_FDUMP: return c->dump_file;
+    }
+    return NULL;
+}
+
+int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
+int db_config_progress(const db_config *c) { return c->progress; }

@@ -1,0 +1,127 @@
+/* config.h: the simulation's configuration, as the reference understands its command line.
+ *
+ * Two layers:
+ *  - db_config holds what the command line said, converted to the reference's internal units (m, rad, ...)
+ *    with the reference's "unset" sentinels (NAN or -1) where it has them. Parsing is exact-spelling (no
+ *    substring matching) and strict: unknown flags and bad numbers are errors.
+ *  - db_resolve() makes the configuration-level decisions of the reference (spec §3.2-§3.4, §3.6, §3.11 parts
+ *    that do not need the crystal): conventions, pixel counts, ROI, step counts. These are discrete decisions;
+ *    the continuous quantities are recomputed from the raw values by the physics setup (over dual numbers).
+ */
+#ifndef DB_CONFIG_H
+#define DB_CONFIG_H
+
+#include "dualbragg.h"
+
+typedef enum { DB_CONV_MOSFLM, DB_CONV_DENZO, DB_CONV_ADXV, DB_CONV_XDS, DB_CONV_DIALS, DB_CONV_CUSTOM } db_convention;
+typedef enum { DB_PIVOT_BEAM, DB_PIVOT_SAMPLE } db_pivot;
+typedef enum { DB_SHAPE_SQUARE, DB_SHAPE_ROUND, DB_SHAPE_GAUSS, DB_SHAPE_TOPHAT } db_shape;
+
+struct db_config {
+    /* files (NULL when absent); strings are owned by the config */
+    char *hkl_file, *mat_file, *dump_file, *source_file, *img_file, *mask_file;
+    char *float_file, *int_file, *pgm_file, *noise_file, *float64_file;
+    int write_pgm, write_noise;
+
+    /* crystal */
+    int user_cell;
+    double cell_a, cell_b, cell_c;        /* Angstrom, 0 when not given */
+    double cell_alpha, cell_beta, cell_gamma; /* rad, 0 when not given */
+    int misset_given, misset_random;
+    double misset[3];                     /* rad */
+    long misset_seed;                     /* stored negated, as the reference */
+    int misset_seed_given;
+    double Na, Nb, Nc;                    /* cells (the reference truncates -N to int) */
+    double sample_x, sample_y, sample_z;  /* m */
+    db_shape shape;
+    double fudge;
+    double default_F;
+    int interpolate;                      /* 2 = auto, 1 on, 0 off */
+
+    /* beam */
+    double lambda0;                       /* m */
+    double dispersion;                    /* fraction; -1... see resolve */
+    int dispsteps;
+    double hdivrange, vdivrange, hdivstep, vdivstep; /* rad, -1 = unset */
+    int hdivsteps, vdivsteps;
+    int round_div;
+    double fluence, flux, exposure, beamsize;
+    double polarization;
+    int nopolar;
+
+    /* mosaic */
+    double mosaic_spread;                 /* rad, -1 = unset */
+    int mosaic_domains;                   /* -1 = unset */
+    long mosaic_seed;                     /* stored negated */
+
+    /* spindle */
+    double phi0, osc, phistep;            /* rad, -1 = unset for osc/phistep */
+    int phisteps;                         /* -1 = unset */
+    double spindle[3];
+    int phi_carryover;                    /* 1: reproduce the reference (default); 0: phi = 0 uses a0 */
+
+    /* detector */
+    db_convention convention;
+    db_pivot pivot;
+    double pixel_size, distance, close_distance; /* m; close_distance NAN = unset */
+    double detsize_f, detsize_s;
+    int fpixels, spixels;                 /* 0 = from detsize */
+    double Xbeam, Ybeam, Xclose, Yclose, ORGX, ORGY; /* NAN = unset */
+    double detector_rotx, detector_roty, detector_rotz, detector_twotheta;
+    double beam_vector[3], fdet_vector[3], sdet_vector[3], odet_vector[3], polar_vector[3], twotheta_axis[3];
+    int curved_detector, point_pixel;
+    double detector_thick, detector_thickstep, detector_mu; /* m, m, 1/m */
+    int detector_thicksteps;
+    int oversample, oversample_thick, oversample_polar, oversample_omega;
+    int roi_xmin, roi_xmax, roi_ymin, roi_ymax; /* -1 = unset */
+    double dmin;                          /* m */
+    double water_size;                    /* m */
+
+    /* output */
+    double intfile_scale, pgm_scale, adc_offset;
+    long seed;                            /* stored negated */
+    int seed_given;
+    int progress;
+    int printout, printout_fpixel, printout_spixel;
+
+    /* from -img / -mask headers (applied before the command line) */
+    unsigned short *mask;                 /* fpixels*spixels, NULL when no mask */
+    int mask_fpixels, mask_spixels;
+
+    char warnings[4096];                  /* accepted-but-ignored flags and the like, for the caller to show */
+
+};
+
+/* Creates a configuration with the reference's defaults. */
+db_config *db_config_new(void);
+db_config *db_config_clone(const db_config *cfg); /* deep copy */
+void db_config_free(db_config *cfg);
+int db_config_parse_args(db_config *cfg, int argc, const char *const *argv, db_error *err);
+const char *db_flag_name(size_t i); /* the i-th accepted spelling, NULL past the end (for docs and tests) */
+
+/* The configuration-level decisions of the reference, made from a db_config without changing it
+ * (spec §3.2-§3.4, §3.13 counts, §3.14 counts). Everything that depends on the crystal (oversampling,
+ * N from the crystal size) is decided by the physics setup. */
+typedef struct db_plan {
+    int fpixels, spixels;
+    double detsize_f, detsize_s;
+    db_convention convention;
+    db_pivot pivot;
+    double beam[3], fdet[3], sdet[3], odet[3], polar[3], spindle[3], twotheta_axis[3], vert[3];
+    double Xbeam, Ybeam, Xclose, Yclose, Fclose, Sclose, Fbeam, Sbeam; /* m */
+    int roi_xmin, roi_xmax, roi_ymin, roi_ymax;
+    double fluence, flux;
+    /* sampling (spec §3.4) */
+    int phisteps;
+    double osc, phistep;
+    int hdivsteps, vdivsteps, dispsteps;
+    double hdivrange, hdivstep, vdivrange, vdivstep, dispersion, dispstep;
+    int thicksteps;
+    double thick, thickstep, mu;
+    int mosaic_domains;
+    double mosaic_spread;
+} db_plan;
+
+int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
+
+#endif

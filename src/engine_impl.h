@@ -1,0 +1,549 @@
+/* engine_impl.h: the per-run setup over dual numbers and the CPU driver. Included once per direction count
+ * (AD_N) by a small .c file that defines DB_ENGINE_SUFFIX; everything here is static except the entry point.
+ *
+ * Setup follows the reference's program order (spec §3.5-§3.15) so that every table is bit-identical to the
+ * values the reference would compute; the per-pixel physics is physics.h. */
+#include "ad.h"
+#include "physics.h"
+#include "error.h"
+#include "sim.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define DB_CAT_(a, b) a##b
+#define DB_CAT(a, b) DB_CAT_(a, b)
+#define DB_SFX(name) DB_CAT(name, DB_ENGINE_SUFFIX)
+
+static ad_vec3 DB_SFX(vec_from)(const double v[3])
+{
+    return ad_vec3_const(v[0], v[1], v[2]);
+}
+
+static void DB_SFX(vec_out)(ad_vec3 v, double out[3])
+{
+    for (int i = 0; i < 3; i++) out[i] = v.c[i].v;
+}
+
+typedef struct DB_SFX(storage) {
+    ad_vec3 *src_dir;
+    ad_num *src_lambda;
+    ad_vec3 *lattice;
+    int *slot_normal, *slot_first;
+} DB_SFX(storage);
+
+static void DB_SFX(storage_free)(DB_SFX(storage) *s)
+{
+    free(s->src_dir);
+    free(s->src_lambda);
+    free(s->lattice);
+    free(s->slot_normal);
+    free(s->slot_first);
+}
+
+/* Detector geometry (spec §3.5): pix0 and the rotated axes, plus the derived values for headers. */
+static void DB_SFX(setup_detector)(db_sim *sim, db_tables *t)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *p = &sim->plan;
+    ad_num rotx = ad_const(c->detector_rotx), roty = ad_const(c->detector_roty), rotz = ad_const(c->detector_rotz);
+    ad_num twotheta = ad_const(c->detector_twotheta);
+    ad_num pixel = ad_const(c->pixel_size);
+    ad_vec3 beam = DB_SFX(vec_from)(p->beam), fdet = DB_SFX(vec_from)(p->fdet), sdet = DB_SFX(vec_from)(p->sdet),
+            odet = DB_SFX(vec_from)(p->odet), tt_axis = DB_SFX(vec_from)(p->twotheta_axis);
+    ad_num ratio = ad_vec3_dot(beam, ad_vec3_rotate_xyz(odet, rotx, roty, rotz));
+    if (ratio.v == 0.0) ratio = ad_const(DBL_MIN);
+    ad_num distance = ad_const(c->distance);
+    ad_num close_distance = isnan(c->close_distance) ? ad_fabs(ad_mul(ratio, distance)) : ad_const(c->close_distance);
+    distance = ad_div(close_distance, ratio);
+    ad_num Fclose = ad_const(p->Fclose), Sclose = ad_const(p->Sclose);
+    ad_num Fbeam = ad_const(p->Fbeam), Sbeam = ad_const(p->Sbeam);
+    ad_vec3 pix0 = ad_vec3_const(0, 0, 0);
+    if (p->pivot == DB_PIVOT_SAMPLE) {
+        for (int i = 0; i < 3; i++)
+            pix0.c[i] = ad_add(ad_sub(ad_mul(ad_neg(Fclose), fdet.c[i]), ad_mul(Sclose, sdet.c[i])),
+                               ad_mul(close_distance, odet.c[i]));
+        pix0 = ad_vec3_rotate_axis(ad_vec3_rotate_xyz(pix0, rotx, roty, rotz), tt_axis, twotheta);
+    }
+    fdet = ad_vec3_rotate_axis(ad_vec3_rotate_xyz(fdet, rotx, roty, rotz), tt_axis, twotheta);
+    sdet = ad_vec3_rotate_axis(ad_vec3_rotate_xyz(sdet, rotx, roty, rotz), tt_axis, twotheta);
+    odet = ad_vec3_rotate_axis(ad_vec3_rotate_xyz(odet, rotx, roty, rotz), tt_axis, twotheta);
+    if (p->pivot == DB_PIVOT_BEAM) {
+        for (int i = 0; i < 3; i++)
+            pix0.c[i] = ad_add(ad_sub(ad_mul(ad_neg(Fbeam), fdet.c[i]), ad_mul(Sbeam, sdet.c[i])),
+                               ad_mul(distance, beam.c[i]));
+    }
+    Fclose = ad_neg(ad_vec3_dot(pix0, fdet));
+    Sclose = ad_neg(ad_vec3_dot(pix0, sdet));
+    close_distance = ad_vec3_dot(pix0, odet);
+    ad_vec3 beam_spot;
+    for (int i = 0; i < 3; i++) beam_spot.c[i] = ad_sub(ad_mul(ad_div(close_distance, ratio), beam.c[i]), pix0.c[i]);
+    Fbeam = ad_vec3_dot(fdet, beam_spot);
+    Sbeam = ad_vec3_dot(sdet, beam_spot);
+    distance = ad_div(close_distance, ratio);
+
+    db_geometry_report *g = &sim->geo;
+    g->distance = distance.v;
+    g->close_distance = close_distance.v;
+    g->Fclose = Fclose.v;
+    g->Sclose = Sclose.v;
+    g->Fbeam = Fbeam.v;
+    g->Sbeam = Sbeam.v;
+    g->ORGX = Fclose.v / c->pixel_size + 0.5;
+    g->ORGY = Sclose.v / c->pixel_size + 0.5;
+    g->dials_origin[0] = 1000.0 * (pix0.c[0].v * 0 + pix0.c[1].v * 0 + pix0.c[2].v * 1);
+    g->dials_origin[1] = 1000.0 * (pix0.c[0].v * 0 + pix0.c[1].v * 1 + pix0.c[2].v * 0);
+    g->dials_origin[2] = 1000.0 * (pix0.c[0].v * -1 + pix0.c[1].v * 0 + pix0.c[2].v * 0);
+    DB_SFX(vec_out)(pix0, g->pix0);
+    DB_SFX(vec_out)(fdet, g->fdet);
+    DB_SFX(vec_out)(sdet, g->sdet);
+    DB_SFX(vec_out)(odet, g->odet);
+    DB_SFX(vec_out)(beam, g->beam);
+
+    t->pixel_size = pixel;
+    t->close_distance = close_distance;
+    t->distance = distance;
+    t->fdet = fdet;
+    t->sdet = sdet;
+    t->odet = odet;
+    t->pix0 = pix0;
+    t->beam = beam;
+}
+
+static ad_num DB_SFX(clamp_unit)(ad_num x)
+{
+    if (x.v > 1.0) return ad_const(1.0);
+    if (x.v < -1.0) return ad_const(-1.0);
+    return x;
+}
+
+/* Cell or matrix -> real-space vectors in m and reciprocal vectors in 1/A (spec §3.7-§3.10). */
+static void DB_SFX(setup_crystal)(db_sim *sim, ad_vec3 *a0, ad_vec3 *b0, ad_vec3 *c0, ad_vec3 *astar_out,
+                                  ad_vec3 *bstar_out, ad_vec3 *cstar_out)
+{
+    const db_config *c = sim->cfg;
+    ad_vec3 as, bs, cs;
+    ad_num a = ad_const(c->cell_a), b = ad_const(c->cell_b), cc = ad_const(c->cell_c);
+    ad_num V_cell = ad_const(0.0);
+    if (c->user_cell) {
+        if (b.v <= 0.0) b = a;
+        if (cc.v <= 0.0) cc = a;
+        ad_num alpha = ad_const(c->cell_alpha > 0.0 ? c->cell_alpha : M_PI / 2);
+        ad_num beta = ad_const(c->cell_beta > 0.0 ? c->cell_beta : M_PI / 2);
+        ad_num gamma = ad_const(c->cell_gamma > 0.0 ? c->cell_gamma : M_PI / 2);
+        ad_num aavg = ad_div_d(ad_add(ad_add(alpha, beta), gamma), 2);
+        ad_num skew = ad_mul(ad_mul(ad_mul(ad_sin(aavg), ad_sin(ad_sub(aavg, alpha))), ad_sin(ad_sub(aavg, beta))),
+                             ad_sin(ad_sub(aavg, gamma)));
+        if (skew.v < 0.0) skew = ad_neg(skew);
+        V_cell = ad_mul(ad_mul(ad_mul(ad_d_mul(2.0, a), b), cc), ad_sqrt(skew));
+        if (V_cell.v <= 0.0) V_cell = ad_const(DBL_MIN);
+        ad_num V_star = ad_d_div(1.0, V_cell);
+        ad_num as0 = ad_mul(ad_mul(ad_mul(b, cc), ad_sin(alpha)), V_star);
+        ad_num bs0 = ad_mul(ad_mul(ad_mul(cc, a), ad_sin(beta)), V_star);
+        ad_num cs0 = ad_mul(ad_mul(ad_mul(a, b), ad_sin(gamma)), V_star);
+        if (as0.v <= 0.0) as0 = as0.v < 0.0 ? ad_neg(as0) : ad_const(DBL_MIN);
+        if (bs0.v <= 0.0) bs0 = bs0.v < 0.0 ? ad_neg(bs0) : ad_const(DBL_MIN);
+        if (cs0.v <= 0.0) cs0 = cs0.v < 0.0 ? ad_neg(cs0) : ad_const(DBL_MIN);
+        ad_num sgs = DB_SFX(clamp_unit)(ad_div(ad_div(ad_mul(cc, V_star), as0), bs0));
+        ad_num cas = ad_div(ad_sub(ad_mul(ad_cos(beta), ad_cos(gamma)), ad_cos(alpha)), ad_mul(ad_sin(beta), ad_sin(gamma)));
+        ad_num cbs = ad_div(ad_sub(ad_mul(ad_cos(gamma), ad_cos(alpha)), ad_cos(beta)), ad_mul(ad_sin(gamma), ad_sin(alpha)));
+        ad_num cgs = ad_div(ad_sub(ad_mul(ad_cos(alpha), ad_cos(beta)), ad_cos(gamma)), ad_mul(ad_sin(alpha), ad_sin(beta)));
+        if (cas.v * cas.v > 1.0) cas = ad_const(1.0);
+        if (cbs.v * cbs.v > 1.0) cbs = ad_const(1.0);
+        if (cgs.v * cgs.v > 1.0) cgs = ad_const(1.0);
+        as = ad_vec3_make(as0, ad_const(0.0), ad_const(0.0));
+        bs = ad_vec3_make(ad_mul(bs0, cgs), ad_mul(bs0, sgs), ad_const(0.0));
+        /* spec §3.7 quirk: the z term is c* V / (a b c sin(gamma*)), exact only for <= 1 non-90 angle */
+        cs = ad_vec3_make(ad_mul(cs0, cbs), ad_div(ad_mul(cs0, ad_sub(cas, ad_mul(cbs, cgs))), sgs),
+                          ad_div(ad_mul(cs0, V_cell), ad_mul(ad_mul(ad_mul(a, b), cc), sgs)));
+    }
+    if (c->mat_file) {
+        double f = 1e-10 / c->lambda0;
+        as = ad_vec3_const(f * sim->mat[0], f * sim->mat[3], f * sim->mat[6]);
+        bs = ad_vec3_const(f * sim->mat[1], f * sim->mat[4], f * sim->mat[7]);
+        cs = ad_vec3_const(f * sim->mat[2], f * sim->mat[5], f * sim->mat[8]);
+    }
+    if (c->misset_given) {
+        const double *m = c->misset_random ? sim->misset_random_angles : c->misset;
+        ad_num mx = ad_const(m[0]), my = ad_const(m[1]), mz = ad_const(m[2]);
+        as = ad_vec3_rotate_xyz(as, mx, my, mz);
+        bs = ad_vec3_rotate_xyz(bs, mx, my, mz);
+        cs = ad_vec3_rotate_xyz(cs, mx, my, mz);
+    }
+    ad_vec3 axb = ad_vec3_cross(as, bs), bxc = ad_vec3_cross(bs, cs), cxa = ad_vec3_cross(cs, as);
+    ad_num V_star = ad_vec3_dot(as, bxc);
+    if (c->user_cell) {
+        ad_num target[3] = {ad_div(a, V_cell), ad_div(b, V_cell), ad_div(cc, V_cell)};
+        ad_vec3 *vs[3] = {&bxc, &cxa, &axb};
+        for (int k = 0; k < 3; k++) {
+            ad_num old = ad_vec3_norm(*vs[k]);
+            if (old.v <= 0.0) old = ad_const(1.0);
+            ad_num f = ad_div(target[k], old);
+            for (int i = 0; i < 3; i++) vs[k]->c[i] = ad_mul(f, vs[k]->c[i]);
+        }
+        V_star = ad_d_div(1.0, V_cell);
+    }
+    V_cell = ad_d_div(1.0, V_star);
+    ad_vec3 ra, rb, rc;
+    for (int i = 0; i < 3; i++) {
+        ra.c[i] = ad_mul(V_cell, bxc.c[i]);
+        rb.c[i] = ad_mul(V_cell, cxa.c[i]);
+        rc.c[i] = ad_mul(V_cell, axb.c[i]);
+    }
+    ad_vec3 rbxrc = ad_vec3_cross(rb, rc), rcxra = ad_vec3_cross(rc, ra), raxrb = ad_vec3_cross(ra, rb);
+    for (int i = 0; i < 3; i++) {
+        astar_out->c[i] = ad_mul(V_star, rbxrc.c[i]);
+        bstar_out->c[i] = ad_mul(V_star, rcxra.c[i]);
+        cstar_out->c[i] = ad_mul(V_star, raxrb.c[i]);
+    }
+    /* report (printed only) */
+    db_crystal_report *x = &sim->xtal;
+    double la = ad_vec3_norm(ra).v, lb = ad_vec3_norm(rb).v, lc = ad_vec3_norm(rc).v;
+    x->cell[0] = la;
+    x->cell[1] = lb;
+    x->cell[2] = lc;
+    x->cell[3] = acos(fmax(-1, fmin(1, ad_vec3_dot(rb, rc).v / lb / lc))) * (180.0 * M_1_PI);
+    x->cell[4] = acos(fmax(-1, fmin(1, ad_vec3_dot(ra, rc).v / la / lc))) * (180.0 * M_1_PI);
+    x->cell[5] = acos(fmax(-1, fmin(1, ad_vec3_dot(ra, rb).v / la / lb))) * (180.0 * M_1_PI);
+    x->volume = V_cell.v;
+    DB_SFX(vec_out)(ra, x->a);
+    DB_SFX(vec_out)(rb, x->b);
+    DB_SFX(vec_out)(rc, x->c);
+    for (int i = 0; i < 3; i++) {
+        a0->c[i] = ad_mul(ad_const(1e-10), ra.c[i]);
+        b0->c[i] = ad_mul(ad_const(1e-10), rb.c[i]);
+        c0->c[i] = ad_mul(ad_const(1e-10), rc.c[i]);
+    }
+}
+
+/* Sources (spec §3.13): unit direction vectors (from the sample towards the source) and wavelengths. */
+static int DB_SFX(setup_sources)(db_sim *sim, DB_SFX(storage) *st, int *nsources, db_error *err)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *p = &sim->plan;
+    ad_num lambda0 = ad_const(c->lambda0);
+    int cap;
+    if (sim->nsources > 0) {
+        cap = sim->nsources;
+    } else {
+        cap = p->hdivsteps * p->vdivsteps * p->dispsteps;
+    }
+    st->src_dir = (ad_vec3 *)malloc((size_t)(cap > 0 ? cap : 1) * sizeof *st->src_dir);
+    st->src_lambda = (ad_num *)malloc((size_t)(cap > 0 ? cap : 1) * sizeof *st->src_lambda);
+    if (!st->src_dir || !st->src_lambda) return db_fail(err, DB_ERR_NOMEM, "out of memory for %d sources", cap);
+    int n = 0;
+    if (sim->nsources > 0) {
+        for (int s = 0; s < sim->nsources; s++) {
+            ad_vec3 v = ad_vec3_const(sim->src_pos[3 * s], sim->src_pos[3 * s + 1], sim->src_pos[3 * s + 2]);
+            st->src_dir[n] = ad_vec3_unit(v, 0);
+            double lf = sim->src_lambda_file[s];
+            st->src_lambda[n] = isnan(lf) ? lambda0 : ad_const(lf);
+            n++;
+        }
+    } else {
+        ad_vec3 beam = DB_SFX(vec_from)(p->beam), polar = DB_SFX(vec_from)(p->polar), vert = DB_SFX(vec_from)(p->vert);
+        for (int ht = 0; ht < p->hdivsteps; ++ht) {
+            for (int vt = 0; vt < p->vdivsteps; ++vt) {
+                double hdiv = p->hdivstep * ht - p->hdivrange / 2.0;
+                double vdiv = p->vdivstep * vt - p->vdivrange / 2.0;
+                double test = (hdiv * hdiv - p->hdivstep * p->hdivstep / 4.0 * (1 - p->hdivsteps % 2)) / p->hdivrange / p->hdivrange;
+                test += (vdiv * vdiv - p->vdivstep * p->vdivstep / 4.0 * (1 - p->vdivsteps % 2)) / p->vdivrange / p->vdivrange;
+                if (c->round_div && test * 4.0 > 1.1) continue;
+                ad_vec3 v;
+                for (int i = 0; i < 3; i++) v.c[i] = ad_d_mul(-10.0, beam.c[i]); /* source 10 m upstream */
+                v = ad_vec3_rotate_axis(v, polar, ad_const(vdiv));
+                v = ad_vec3_rotate_axis(v, vert, ad_const(hdiv));
+                ad_vec3 u = ad_vec3_unit(v, 0);
+                for (int dt = 0; dt < p->dispsteps; ++dt) {
+                    st->src_dir[n] = u;
+                    st->src_lambda[n] = ad_mul(lambda0, ad_const(1.0 + p->dispstep * dt - p->dispersion / 2.0));
+                    n++;
+                }
+            }
+        }
+    }
+    if (n == 0) return db_fail(err, DB_ERR_ARGUMENT, "the beam has no sources (check the divergence and dispersion flags)");
+    *nsources = n;
+    return DB_OK;
+}
+
+/* Lattice per phi slot and mosaic domain, and the carryover's slot mapping (spec §4). */
+static int DB_SFX(setup_lattice)(db_sim *sim, DB_SFX(storage) *st, ad_vec3 a0, ad_vec3 b0, ad_vec3 c0, db_error *err)
+{
+    const db_plan *p = &sim->plan;
+    int nphi = p->phisteps, nmos = p->mosaic_domains;
+    st->lattice = (ad_vec3 *)malloc((size_t)(nphi + 1) * nmos * 3 * sizeof *st->lattice);
+    st->slot_normal = (int *)malloc((size_t)nphi * sizeof(int));
+    st->slot_first = (int *)malloc((size_t)nphi * sizeof(int));
+    if (!st->lattice || !st->slot_normal || !st->slot_first) return db_fail(err, DB_ERR_NOMEM, "out of memory for the lattice table");
+    ad_vec3 spindle = DB_SFX(vec_from)(p->spindle);
+    ad_num phi0 = ad_const(sim->cfg->phi0), phistep = ad_const(p->phistep);
+    int last_nonzero = -1;
+    for (int slot = 0; slot <= nphi; slot++) {
+        ad_vec3 base[3] = {a0, b0, c0};
+        if (slot < nphi) {
+            ad_num phi = ad_add(phi0, ad_mul_d(phistep, (double)slot));
+            if (phi.v != 0.0) last_nonzero = slot;
+            for (int k = 0; k < 3; k++) base[k] = ad_vec3_rotate_axis(base[k], spindle, phi);
+        }
+        for (int m = 0; m < nmos; m++) {
+            for (int k = 0; k < 3; k++) {
+                ad_vec3 v = base[k];
+                if (p->mosaic_spread > 0.0) {
+                    const double *U = sim->umats + 9 * m;
+                    ad_mat3 M;
+                    for (int e = 0; e < 9; e++) M.m[e] = ad_const(U[e]);
+                    v = ad_mat3_mul_vec(&M, v);
+                }
+                st->lattice[((size_t)slot * nmos + m) * 3 + k] = v;
+            }
+        }
+    }
+    /* phi == 0 skips the rotation and reuses the lattice left from the last rotated step; the very first phi
+     * loop of the run starts from a0 (slot nphi) instead of the previous iteration's last step */
+    int carried = last_nonzero >= 0 ? last_nonzero : nphi;
+    int cur_normal = carried, cur_first = nphi;
+    for (int j = 0; j < nphi; j++) {
+        double phi = sim->cfg->phi0 + p->phistep * j;
+        if (!sim->cfg->phi_carryover || phi != 0.0) {
+            cur_normal = j;
+            cur_first = j;
+        }
+        st->slot_normal[j] = cur_normal;
+        st->slot_first[j] = cur_first;
+    }
+    return DB_OK;
+}
+
+static int DB_SFX(build_tables)(db_sim *sim, db_tables *t, DB_SFX(storage) *st, db_error *err)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *p = &sim->plan;
+    memset(t, 0, sizeof *t);
+    memset(st, 0, sizeof *st);
+    DB_SFX(setup_detector)(sim, t);
+    ad_vec3 a0, b0, c0;
+    DB_SFX(setup_crystal)(sim, &a0, &b0, &c0, &t->astar, &t->bstar, &t->cstar);
+
+    /* crystal size and oversampling (spec §3.11) */
+    db_crystal_report *x = &sim->xtal;
+    double Na = c->Na, Nb = c->Nb, Nc = c->Nc;
+    double la = ad_vec3_norm(a0).v, lb = ad_vec3_norm(b0).v, lc = ad_vec3_norm(c0).v;
+    if (c->sample_x > 0) Na = ceil(c->sample_x / la);
+    if (c->sample_y > 0) Nb = ceil(c->sample_y / lb);
+    if (c->sample_z > 0) Nc = ceil(c->sample_z / lc);
+    if (Na <= 1.0) Na = 1.0;
+    if (Nb <= 1.0) Nb = 1.0;
+    if (Nc <= 1.0) Nc = 1.0;
+    double xa = la * Na, xb = lb * Nb, xc = lc * Nc;
+    double xmax = xa;
+    if (xmax < xb) xmax = xb;
+    if (xmax < xc) xmax = xc;
+    double rps = c->lambda0 * sim->geo.distance / c->pixel_size;
+    int rec = (int)ceil(3.0 * xmax / rps);
+    if (rec <= 0) rec = 1;
+    int os = c->oversample > 0 ? c->oversample : rec;
+    if (os <= 0) os = 1;
+    if (os > 1000) return db_fail(err, DB_ERR_ARGUMENT, "-oversample %d is too large", os);
+    /* interpolation auto-select uses the N of the command line, before the crystal size (spec §3.6) */
+    int interp = c->interpolate > 1 ? ((c->Na <= 2) || (c->Nb <= 2) || (c->Nc <= 2)) : c->interpolate;
+    if (!sim->have_hkl || sim->hkl.hkls == 0) interp = 0;
+    x->Na = Na;
+    x->Nb = Nb;
+    x->Nc = Nc;
+    x->oversample = os;
+    x->recommended_oversample = rec;
+    x->interpolate = interp;
+
+    int rc = DB_SFX(setup_sources)(sim, st, &t->nsources, err);
+    if (!rc) rc = DB_SFX(setup_lattice)(sim, st, a0, b0, c0, err);
+    if (rc) return rc;
+
+    t->fpixels = p->fpixels;
+    t->spixels = p->spixels;
+    t->roi_xmin = p->roi_xmin;
+    t->roi_xmax = p->roi_xmax;
+    t->roi_ymin = p->roi_ymin;
+    t->roi_ymax = p->roi_ymax;
+    t->oversample = os;
+    t->thicksteps = p->thicksteps;
+    t->nphi = p->phisteps;
+    t->nmos = p->mosaic_domains;
+    t->shape = (int)c->shape;
+    t->curved = c->curved_detector;
+    t->point_pixel = c->point_pixel;
+    t->os_thick = c->oversample_thick;
+    t->os_polar = c->oversample_polar;
+    t->os_omega = c->oversample_omega;
+    t->nopolar = c->nopolar;
+    t->mosaic_on = p->mosaic_spread > 0.0;
+    t->detector_thick = p->thick;
+    t->water_size = c->water_size;
+    t->dmin = c->dmin;
+    sim->steps = t->nsources * p->mosaic_domains * p->phisteps * os * os;
+    t->steps = (double)sim->steps;
+    t->subpixel_size = ad_div_d(t->pixel_size, (double)os);
+    t->thickstep = ad_const(p->thickstep);
+    t->mu = ad_const(p->mu);
+    t->polar_axis = DB_SFX(vec_from)(p->polar);
+    t->polarization = ad_const(c->polarization);
+    t->fudge = ad_const(c->fudge);
+    t->Na = ad_const(Na);
+    t->Nb = ad_const(Nb);
+    t->Nc = ad_const(Nc);
+    const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
+    ad_num fluence = ad_const(p->fluence), ws = ad_const(c->water_size);
+    t->I_bg = ad_div_d(ad_mul_d(ad_mul_d(ad_mul(ad_mul(ad_mul(ad_mul(ad_const(2.57 * 2.57 * r_e_sqr), fluence), ws), ws), ws), 1e6),
+                                avogadro),
+                       18.0);
+    t->r_e_sqr_fluence = ad_d_mul(r_e_sqr, fluence);
+    t->src_dir = st->src_dir;
+    t->src_lambda = st->src_lambda;
+    t->lattice = st->lattice;
+    t->slot_normal = st->slot_normal;
+    t->slot_first = st->slot_first;
+    db_ftable *ft = &t->ftab;
+    ft->default_F = c->default_F;
+    if (sim->have_hkl) {
+        const db_hkl_table *h = &sim->hkl;
+        ft->F = h->F;
+        ft->h_min = h->h_min;
+        ft->h_max = h->h_max;
+        ft->k_min = h->k_min;
+        ft->k_max = h->k_max;
+        ft->l_min = h->l_min;
+        ft->l_max = h->l_max;
+        ft->h_range = h->h_range;
+        ft->k_range = h->k_range;
+        ft->l_range = h->l_range;
+        ft->hkls = h->hkls;
+    }
+    return DB_OK;
+}
+
+static int DB_SFX(pixel_rendered)(const db_sim *sim, const db_tables *t, int f, int s)
+{
+    if (f < t->roi_xmin || f > t->roi_xmax || s < t->roi_ymin || s > t->roi_ymax) return 0;
+    if (sim->cfg->mask && sim->cfg->mask[(size_t)s * t->fpixels + f] == 0) return 0;
+    return 1;
+}
+
+/* The carryover's exceptional sample: the first (pixel, layer, sub-pixel, source) in row-major order whose phi
+ * loop runs. Only a -dmin cut can make a rendered pixel run no phi loop at all. */
+static void DB_SFX(find_first_sample)(const db_sim *sim, const db_tables *t, long *pixel, int *sample)
+{
+    *pixel = -1;
+    *sample = -1;
+    for (int s = 0; s < t->spixels; s++) {
+        for (int f = 0; f < t->fpixels; f++) {
+            if (!DB_SFX(pixel_rendered)(sim, t, f, s)) continue;
+            db_pixel_flags fl;
+            memset(&fl, 0, sizeof fl);
+            fl.first_sample = -1;
+            fl.probe_first = 1;
+            (void)db_pixel_value(t, f, s, &fl);
+            if (fl.first_sample >= 0) {
+                *pixel = (long)s * t->fpixels + f;
+                *sample = fl.first_sample;
+                return;
+            }
+        }
+    }
+}
+
+static void DB_SFX(render_rows)(const db_sim *sim, const db_tables *t, float *image, double *image64, double *omega,
+                                 unsigned char *tripped, long exc_pixel, int exc_sample, int interp, long from_pixel,
+                                 long *rows_done)
+{
+    const int F = t->fpixels, S = t->spixels;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int s = 0; s < S; s++) {
+        for (int f = 0; f < F; f++) {
+            long idx = (long)s * F + f;
+            if (idx < from_pixel) continue;
+            if (!DB_SFX(pixel_rendered)(sim, t, f, s)) continue;
+            db_pixel_flags fl;
+            memset(&fl, 0, sizeof fl);
+            fl.first_sample = idx == exc_pixel ? exc_sample : -1;
+            fl.interpolate = interp;
+            ad_num v = db_pixel_value(t, f, s, &fl);
+            image[idx] = (float)v.v;
+            if (image64) image64[idx] = v.v;
+            omega[idx] = fl.omega_sum;
+            tripped[idx] = (unsigned char)fl.interp_tripped;
+        }
+        if (sim->progress) {
+            long done;
+#pragma omp atomic capture
+            done = ++*rows_done;
+            if (
+#ifdef _OPENMP
+                omp_get_thread_num() == 0
+#else
+                1
+#endif
+            )
+                sim->progress(sim->progress_user, (double)done / (double)S);
+        }
+    }
+}
+
+int DB_SFX(db_engine_run)(db_sim *sim, float *image, double *image64, db_error *err)
+{
+    db_tables t;
+    DB_SFX(storage) st;
+    int rc = DB_SFX(build_tables)(sim, &t, &st, err);
+    if (rc) {
+        DB_SFX(storage_free)(&st);
+        return rc;
+    }
+    size_t npix = (size_t)t.fpixels * t.spixels;
+    double *omega = (double *)calloc(npix, sizeof(double));
+    unsigned char *tripped = (unsigned char *)calloc(npix, 1);
+    if (!omega || !tripped) {
+        free(omega);
+        free(tripped);
+        DB_SFX(storage_free)(&st);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory for a %d x %d image", t.fpixels, t.spixels);
+    }
+    memset(image, 0, npix * sizeof(float));
+    if (image64) memset(image64, 0, npix * sizeof(double));
+
+    long exc_pixel = -1;
+    int exc_sample = -1;
+    int differs = 0;
+    for (int j = 0; j < t.nphi; j++) differs |= t.slot_first[j] != t.slot_normal[j];
+    if (differs) DB_SFX(find_first_sample)(sim, &t, &exc_pixel, &exc_sample);
+
+    long rows_done = 0;
+    int interp = sim->xtal.interpolate;
+    DB_SFX(render_rows)(sim, &t, image, image64, omega, tripped, exc_pixel, exc_sample, interp, 0, &rows_done);
+    sim->interp_switched_off = 0;
+    if (interp) {
+        /* the reference switches interpolation off for the rest of the run at the first out-of-range sample:
+         * every pixel after that one (row-major) is recomputed without it */
+        long first_trip = -1;
+        for (size_t i = 0; i < npix; i++)
+            if (tripped[i]) {
+                first_trip = (long)i;
+                break;
+            }
+        if (first_trip >= 0) {
+            sim->interp_switched_off = 1;
+            rows_done = 0;
+            DB_SFX(render_rows)(sim, &t, image, image64, omega, tripped, exc_pixel, exc_sample, 0, first_trip + 1, &rows_done);
+        }
+    }
+    double osum = 0.0;
+    for (size_t i = 0; i < npix; i++) osum += omega[i];
+    sim->omega_sum = osum;
+    free(omega);
+    free(tripped);
+    DB_SFX(storage_free)(&st);
+    return DB_OK;
+}

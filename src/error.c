@@ -1,0 +1,23 @@
+#include "error.h"
+#include <stdarg.h>
+#include <stdio.h>
+
+int db_fail(db_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void db_error_clear(db_error *err)
+{
+    if (err) {
+        err->code = DB_OK;
+        err->message[0] = '\0';
+    }
+}

@@ -1,0 +1,21 @@
+/* hkl.h: structure-factor tables: the -hkl text file and the Fdump.bin cache (spec §3.12). */
+#ifndef DB_HKL_H
+#define DB_HKL_H
+#include "dualbragg.h"
+
+typedef struct db_hkl_table {
+    int h_min, h_max, k_min, k_max, l_min, l_max;
+    int h_range, k_range, l_range; /* max - min + 1 */
+    long hkls;                     /* entries read (hkl file) or h_range*k_range*l_range (Fdump) */
+    double *F;                     /* (h_range+1)(k_range+1)(l_range+1), l fastest; the +1 slots are padding */
+} db_hkl_table;
+
+/* Reads "h k l F" lines (integer indices; blank lines skipped). In-range entries missing from the file get
+ * default_F when it is non-zero, as the reference. Errors name the file and line. */
+int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *err);
+/* The reference's cache format: "%d %d %d %d %d %d\n\f" (hmin hmax kmin kmax lmin lmax) then native doubles. */
+int db_fdump_read(const char *path, db_hkl_table *t, db_error *err);
+int db_fdump_write(const char *path, const db_hkl_table *t, db_error *err);
+void db_hkl_free(db_hkl_table *t);
+
+#endif

@@ -1,0 +1,260 @@
+/* physics.h: the per-pixel physics of nanoBragg (spec §3.16), written once over ad_num and shared by the CPU
+ * driver (src/engine_impl.h) and the CUDA kernels (kernels/).
+ *
+ * Everything that does not depend on the pixel is precomputed per run into db_tables (src/setup_impl.h).
+ * Expressions are evaluated in the reference's order so that the primal is bit-identical to it (spec
+ * appendix A0): e.g. a dot product is (x0*y0 + x1*y1) + x2*y2, a pixel position Fdet*f + Sdet*s + Odet*o + pix0.
+ *
+ * Include after defining AD_N and including ad/ad.h. */
+#ifndef DB_PHYSICS_H
+#define DB_PHYSICS_H
+
+#include <stddef.h>
+#include "ad.h"
+
+enum { DB_SHAPE_SQUARE_K = 0, DB_SHAPE_ROUND_K = 1, DB_SHAPE_GAUSS_K = 2, DB_SHAPE_TOPHAT_K = 3 };
+
+/* Structure factors: the reference's dense table with one padding slot per axis. */
+typedef struct db_ftable {
+    const double *F; /* (h_range+1)*(k_range+1)*(l_range+1), l fastest */
+    int h_min, h_max, k_min, k_max, l_min, l_max;
+    int h_range, k_range, l_range;
+    long hkls;       /* 0: no table (only default_F) */
+    double default_F;
+} db_ftable;
+
+typedef struct db_tables {
+    int fpixels, spixels;
+    int roi_xmin, roi_xmax, roi_ymin, roi_ymax;
+    int oversample, thicksteps, nsources, nphi, nmos;
+    int shape, curved, point_pixel, os_thick, os_polar, os_omega, nopolar;
+    int mosaic_on;        /* mosaic_spread > 0: the reference applies U even to domain 0 */
+    double detector_thick; /* only compared with 0 */
+    double water_size;     /* only compared with 0 */
+    double dmin;           /* m; only a cut */
+    double steps;          /* sources*domains*phisteps*oversample^2, as a double */
+    ad_num pixel_size, subpixel_size, close_distance, distance, thickstep, mu;
+    ad_vec3 fdet, sdet, odet, pix0, beam, polar_axis;
+    ad_num polarization, fudge, Na, Nb, Nc, I_bg, r_e_sqr_fluence;
+    ad_vec3 astar, bstar, cstar; /* unrotated reciprocal vectors in 1/Angstrom (GAUSS/TOPHAT) */
+    const ad_vec3 *src_dir;      /* unit source position vectors; incident = -src_dir */
+    const ad_num *src_lambda;
+    /* lattice[(slot*nmos + mos)*3 + {0,1,2}] = a,b,c (m) of phi slot `slot` after mosaic domain `mos`;
+     * slot nphi is the unrotated lattice a0 (used by the carryover's exceptional sample). */
+    const ad_vec3 *lattice;
+    const int *slot_normal;      /* [nphi]: lattice slot each phi step uses (phi carryover, spec §4) */
+    const int *slot_first;       /* [nphi]: the same for the one exceptional sample */
+    db_ftable ftab;
+} db_tables;
+
+#define DB_M_PI 3.14159265358979323846
+
+/* 4-point Lagrange interpolation through (xa[i], ya[i]), in the reference's evaluation order (appendix A5). */
+AD_INLINE ad_num db_polint(const double xa[4], const ad_num ya[4], ad_num x)
+{
+    ad_num d0 = ad_sub_d(x, xa[0]), d1 = ad_sub_d(x, xa[1]), d2 = ad_sub_d(x, xa[2]), d3 = ad_sub_d(x, xa[3]);
+    ad_num t0 = ad_div_d(ad_mul(ad_mul(ad_mul(d1, d2), d3), ya[0]), ((xa[0] - xa[1]) * (xa[0] - xa[2])) * (xa[0] - xa[3]));
+    ad_num t1 = ad_div_d(ad_mul(ad_mul(ad_mul(d0, d2), d3), ya[1]), ((xa[1] - xa[0]) * (xa[1] - xa[2])) * (xa[1] - xa[3]));
+    ad_num t2 = ad_div_d(ad_mul(ad_mul(ad_mul(d0, d1), d3), ya[2]), ((xa[2] - xa[0]) * (xa[2] - xa[1])) * (xa[2] - xa[3]));
+    ad_num t3 = ad_div_d(ad_mul(ad_mul(ad_mul(d0, d1), d2), ya[3]), ((xa[3] - xa[0]) * (xa[3] - xa[1])) * (xa[3] - xa[2]));
+    return ad_add(ad_add(ad_add(t0, t1), t2), t3);
+}
+
+/* Tricubic interpolation of F at fractional (h,k,l): along l, then k, then h (appendix A5). */
+AD_INLINE ad_num db_tricubic(const db_ftable *ft, ad_num h, ad_num k, ad_num l)
+{
+    int hf = (int)ad_floor(h), kf = (int)ad_floor(k), lf = (int)ad_floor(l);
+    double H[4], K[4], L[4];
+    for (int i = 0; i < 4; i++) {
+        H[i] = (double)(hf - 1 + i);
+        K[i] = (double)(kf - 1 + i);
+        L[i] = (double)(lf - 1 + i);
+    }
+    int kdim = ft->k_range + 1, ldim = ft->l_range + 1;
+    ad_num W[4];
+    for (int i = 0; i < 4; i++) {
+        ad_num Z[4];
+        for (int j = 0; j < 4; j++) {
+            ad_num Y[4];
+            const double *row = ft->F + ((size_t)(hf - 1 + i - ft->h_min) * kdim + (size_t)(kf - 1 + j - ft->k_min)) * ldim;
+            for (int m = 0; m < 4; m++) Y[m] = ad_const(row[lf - 1 + m - ft->l_min]);
+            Z[j] = db_polint(L, Y, l);
+        }
+        W[i] = db_polint(K, Z, k);
+    }
+    return db_polint(H, W, h);
+}
+
+/* Kahn polarization factor (spec §3.16), from unit incident and diffracted vectors. */
+AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffracted, ad_vec3 axis)
+{
+    incident = ad_vec3_unit(incident, 0);
+    diffracted = ad_vec3_unit(diffracted, 0);
+    axis = ad_vec3_unit(axis, 0);
+    ad_num c2 = ad_vec3_dot(incident, diffracted);
+    ad_num c2s = ad_mul(c2, c2);
+    ad_num s2s = ad_d_sub(1.0, c2s);
+    ad_num psi = ad_const(0.0);
+    if (kahn.v != 0.0) {
+        ad_vec3 B = ad_vec3_unit(ad_vec3_cross(axis, incident), 0);
+        ad_vec3 E = ad_vec3_unit(ad_vec3_cross(incident, B), 0);
+        psi = ad_neg(ad_atan2(ad_vec3_dot(diffracted, B), ad_vec3_dot(diffracted, E)));
+    }
+    ad_num t = ad_mul(ad_mul(kahn, ad_cos(ad_d_mul(2.0, psi))), s2s);
+    return ad_d_mul(0.5, ad_sub(ad_add(ad_const(1.0), c2s), t));
+}
+
+/* Where a pixel's phi loop first runs, for the carryover's exceptional sample. */
+typedef struct db_pixel_flags {
+    int first_sample;   /* ordinal (layer, sub-pixel, source) of the exceptional sample in this pixel, or -1 */
+    int interpolate;    /* in: interpolation on at pixel start; out: still on at pixel end */
+    int interp_tripped; /* out: an out-of-range interpolation switched it off inside this pixel */
+    double omega_sum;   /* out: sum of the solid angles over sub-pixels, for the summary */
+    int probe_first;    /* in: stop at the first sample whose phi loop runs and store it in first_sample */
+} db_pixel_flags;
+
+/* The value of one pixel before float rounding: r_e^2 fluence I / steps times the corrections. */
+AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_pixel_flags *fl)
+{
+    const int os = t->oversample;
+    ad_num I = t->I_bg;
+    ad_num polar = ad_const(t->nopolar ? 1.0 : 0.0);
+    ad_num omega = ad_const(0.0);
+    ad_num capture = ad_const(0.0);
+    int sample = 0;
+    fl->omega_sum = 0.0;
+    fl->interp_tripped = 0;
+    for (int thick_tic = 0; thick_tic < t->thicksteps; ++thick_tic) {
+        ad_num Odet = ad_d_mul((double)thick_tic, t->thickstep);
+        capture = ad_const(t->detector_thick == 0.0 ? 1.0 : 0.0);
+        for (int subS = 0; subS < os; ++subS) {
+            for (int subF = 0; subF < os; ++subF) {
+                ad_num half = ad_div_d(t->subpixel_size, 2.0);
+                ad_num Fdet = ad_add(ad_mul_d(t->subpixel_size, (double)(fpixel * os + subF)), half);
+                ad_num Sdet = ad_add(ad_mul_d(t->subpixel_size, (double)(spixel * os + subS)), half);
+                ad_vec3 pos;
+                for (int i = 0; i < 3; i++)
+                    pos.c[i] = ad_add(ad_add(ad_add(ad_mul(Fdet, t->fdet.c[i]), ad_mul(Sdet, t->sdet.c[i])),
+                                             ad_mul(Odet, t->odet.c[i])),
+                                      t->pix0.c[i]);
+                if (t->curved) {
+                    /* the flat position's lab y and z, read as angles (MOSFLM-like axes only, spec §7.16) */
+                    ad_vec3 v = ad_vec3_make(ad_mul(t->distance, t->beam.c[0]), ad_mul(t->distance, t->beam.c[1]),
+                                             ad_mul(t->distance, t->beam.c[2]));
+                    ad_num ang_s = ad_div(pos.c[1], t->distance), ang_f = ad_div(pos.c[2], t->distance);
+                    v = ad_vec3_rotate_axis(v, t->sdet, ang_s);
+                    pos = ad_vec3_rotate_axis(v, t->fdet, ang_f);
+                }
+                ad_num airpath;
+                ad_vec3 diffracted = ad_vec3_unit(pos, &airpath);
+                if (omega.v == 0.0 || t->os_omega) {
+                    omega = ad_div(ad_mul(ad_div(ad_div(ad_mul(t->pixel_size, t->pixel_size), airpath), airpath),
+                                          t->close_distance),
+                                   airpath);
+                    if (t->point_pixel) omega = ad_div(ad_d_div(1.0, airpath), airpath);
+                }
+                fl->omega_sum += omega.v;
+                if (capture.v == 0.0 || t->os_thick) {
+                    ad_num parallax = ad_vec3_dot(diffracted, t->odet);
+                    ad_num e0 = ad_div(ad_mul(ad_d_mul((double)(-thick_tic), t->thickstep), t->mu), parallax);
+                    ad_num e1 = ad_div(ad_mul(ad_d_mul((double)(-(thick_tic + 1)), t->thickstep), t->mu), parallax);
+                    capture = ad_sub(ad_exp(e0), ad_exp(e1));
+                }
+                for (int source = 0; source < t->nsources; ++source, ++sample) {
+                    ad_vec3 incident = ad_vec3_make(ad_neg(t->src_dir[source].c[0]), ad_neg(t->src_dir[source].c[1]),
+                                                    ad_neg(t->src_dir[source].c[2]));
+                    ad_num lambda = t->src_lambda[source];
+                    ad_vec3 S;
+                    for (int i = 0; i < 3; i++) S.c[i] = ad_div(ad_sub(diffracted.c[i], incident.c[i]), lambda);
+                    if (t->dmin > 0.0) {
+                        double stol = 0.5 * ad_vec3_norm(S).v;
+                        if (stol > 0.0 && t->dmin > 0.5 / stol) continue;
+                    }
+                    if (polar.v == 0.0 || t->os_polar) {
+                        polar = db_polarization(t->polarization, incident, diffracted, t->polar_axis);
+                        /* the reference unitizes the diffracted vector in place here: this source's S is
+                         * already made, but later sources of this sub-pixel see the re-unitized vector */
+                        diffracted = ad_vec3_unit(diffracted, 0);
+                    }
+                    if (fl->probe_first) {
+                        fl->first_sample = sample;
+                        return I;
+                    }
+                    const int *slots = (sample == fl->first_sample) ? t->slot_first : t->slot_normal;
+                    for (int phi_tic = 0; phi_tic < t->nphi; ++phi_tic) {
+                        const ad_vec3 *lat_phi = t->lattice + (size_t)slots[phi_tic] * t->nmos * 3;
+                        for (int mos = 0; mos < t->nmos; ++mos) {
+                            const ad_vec3 *lat = lat_phi + 3 * mos;
+                            ad_num h = ad_vec3_dot(lat[0], S);
+                            ad_num k = ad_vec3_dot(lat[1], S);
+                            ad_num l = ad_vec3_dot(lat[2], S);
+                            double h0 = ceil(h.v - 0.5), k0 = ceil(k.v - 0.5), l0 = ceil(l.v - 0.5);
+                            ad_num F_latt = ad_const(1.0);
+                            if (t->shape == DB_SHAPE_SQUARE_K) {
+                                if (t->Na.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, h), t->Na));
+                                if (t->Nb.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, k), t->Nb));
+                                if (t->Nc.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, l), t->Nc));
+                            } else {
+                                ad_num dh = ad_sub_d(h, h0), dk = ad_sub_d(k, k0), dl = ad_sub_d(l, l0);
+                                ad_num NaNbNc = ad_mul(ad_mul(t->Na, t->Nb), t->Nc);
+                                if (t->shape == DB_SHAPE_ROUND_K) {
+                                    ad_num hrad = ad_add(
+                                        ad_add(ad_mul(ad_mul(ad_mul(dh, dh), t->Na), t->Na),
+                                               ad_mul(ad_mul(ad_mul(dk, dk), t->Nb), t->Nb)),
+                                        ad_mul(ad_mul(ad_mul(dl, dl), t->Nc), t->Nc));
+                                    F_latt = ad_mul(ad_mul_d(NaNbNc, 0.723601254558268),
+                                                    ad_sinc3(ad_d_mul(DB_M_PI, ad_sqrt(ad_mul(hrad, t->fudge)))));
+                                } else {
+                                    ad_vec3 dq;
+                                    for (int i = 0; i < 3; i++)
+                                        dq.c[i] = ad_add(ad_add(ad_mul(dh, t->astar.c[i]), ad_mul(dk, t->bstar.c[i])),
+                                                         ad_mul(dl, t->cstar.c[i]));
+                                    ad_num r = ad_vec3_dot(dq, dq);
+                                    r = ad_mul(ad_mul(ad_mul(ad_mul(ad_mul(ad_mul(r, t->Na), t->Na), t->Nb), t->Nb), t->Nc), t->Nc);
+                                    if (t->shape == DB_SHAPE_GAUSS_K)
+                                        F_latt = ad_mul(NaNbNc, ad_exp(ad_neg(ad_mul(ad_div_d(r, 0.63), t->fudge))));
+                                    else
+                                        F_latt = ad_mul_d(NaNbNc, (ad_mul(r, t->fudge).v < 0.3969) ? 1.0 : 0.0);
+                                }
+                            }
+                            if (F_latt.v == 0.0 && t->water_size == 0.0) continue;
+                            const db_ftable *ft = &t->ftab;
+                            ad_num F_cell = ad_const(ft->default_F);
+                            if (fl->interpolate) {
+                                if ((h.v - ft->h_min + 3) > ft->h_range || (h.v - 2) < ft->h_min ||
+                                    (k.v - ft->k_min + 3) > ft->k_range || (k.v - 2) < ft->k_min ||
+                                    (l.v - ft->l_min + 3) > ft->l_range || (l.v - 2) < ft->l_min) {
+                                    fl->interpolate = 0; /* the reference switches it off for the rest of the run */
+                                    fl->interp_tripped = 1;
+                                } else {
+                                    F_cell = db_tricubic(ft, h, k, l);
+                                }
+                            }
+                            if (!fl->interpolate) {
+                                if (ft->hkls && h0 <= ft->h_max && h0 >= ft->h_min && k0 <= ft->k_max && k0 >= ft->k_min &&
+                                    l0 <= ft->l_max && l0 >= ft->l_min) {
+                                    size_t idx = ((size_t)((int)h0 - ft->h_min) * (ft->k_range + 1) + (size_t)((int)k0 - ft->k_min)) *
+                                                     (ft->l_range + 1) + (size_t)((int)l0 - ft->l_min);
+                                    F_cell = ad_const(ft->F[idx]);
+                                } else {
+                                    F_cell = ad_const(ft->default_F);
+                                }
+                            }
+                            I = ad_add(I, ad_mul(ad_mul(ad_mul(F_cell, F_cell), F_latt), F_latt));
+                            if (t->os_thick) I = ad_mul(I, capture);
+                            if (t->os_polar) I = ad_mul(I, polar);
+                            if (t->os_omega) I = ad_mul(I, omega);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ad_num value = ad_div_d(ad_mul(t->r_e_sqr_fluence, I), t->steps);
+    if (!t->os_thick) value = ad_mul(value, capture);
+    if (!t->os_polar) value = ad_mul(value, polar);
+    if (!t->os_omega) value = ad_mul(value, omega);
+    return value;
+}
+
+#endif

@@ -1,0 +1,426 @@
+/* sim.c: a simulation's life cycle (inputs, random draws, run, statistics) and its output files. */
+#include "sim.h"
+#include "error.h"
+#include "fileio.h"
+#include "smv.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RTD (180.0 * M_1_PI)
+
+/* -mat: the first nine numbers of the file, row by row (spec §3.8). */
+static int read_matrix(const char *path, double m[9], db_error *err)
+{
+    char *data;
+    size_t len;
+    int rc = db_read_file(path, &data, &len, err);
+    if (rc) return rc;
+    char *p = data;
+    int line = 1;
+    for (int k = 0; k < 9; k++) {
+        while (*p && isspace((unsigned char)*p)) {
+            if (*p == '\n') line++;
+            p++;
+        }
+        char *end;
+        errno = 0;
+        m[k] = strtod(p, &end);
+        if (end == p || errno == ERANGE || isnan(m[k])) {
+            free(data);
+            if (!*p) return db_fail(err, DB_ERR_FORMAT, "%s: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, k);
+            return db_fail(err, DB_ERR_FORMAT, "%s:%d: expected a number (matrix element %d of 9)", path, line, k + 1);
+        }
+        p = end;
+    }
+    free(data);
+    return DB_OK;
+}
+
+/* -sourcefile: X Y Z I lambda per line, separators " \t,;:!"; missing columns take the reference's defaults. */
+static int read_sources(db_sim *sim, const char *path, db_error *err)
+{
+    char *data;
+    size_t len;
+    int rc = db_read_file(path, &data, &len, err);
+    if (rc) return rc;
+    const char *seps = " \t,;:!\r";
+    int cap = 16, n = 0, line = 0;
+    sim->src_pos = (double *)malloc((size_t)cap * 3 * sizeof(double));
+    sim->src_lambda_file = (double *)malloc((size_t)cap * sizeof(double));
+    char *p = data;
+    while (!rc && sim->src_pos && sim->src_lambda_file && *p) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = '\0';
+        line++;
+        double col[5] = {NAN, NAN, NAN, NAN, NAN};
+        int ncol = 0;
+        char *q = p + strspn(p, seps);
+        while (*q && ncol < 5) {
+            char *end;
+            errno = 0;
+            double v = strtod(q, &end);
+            if (end == q || errno == ERANGE || !(*end == '\0' || strchr(seps, *end))) {
+                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: expected numbers 'X Y Z I lambda' (m, m, m, weight, m), got '%s'",
+                             path, line, q);
+                break;
+            }
+            col[ncol++] = v;
+            q = end + strspn(end, seps);
+        }
+        if (!rc && *q) rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: more than 5 columns (expected 'X Y Z I lambda')", path, line);
+        if (!rc && ncol > 0) {
+            if (n == cap) {
+                cap *= 2;
+                double *a = (double *)realloc(sim->src_pos, (size_t)cap * 3 * sizeof(double));
+                if (a) sim->src_pos = a;
+                double *b = (double *)realloc(sim->src_lambda_file, (size_t)cap * sizeof(double));
+                if (b) sim->src_lambda_file = b;
+                if (!a || !b) break;
+            }
+            for (int k = 0; k < 3; k++) sim->src_pos[3 * n + k] = isnan(col[k]) ? -10.0 * sim->plan.beam[k] : col[k];
+            sim->src_lambda_file[n] = col[4]; /* NAN: the nominal wavelength (column 4, the weight, is unused) */
+            if (!isnan(col[4]) && !(col[4] > 0.0))
+                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: the wavelength (column 5, in m) must be positive", path, line);
+            n++;
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    free(data);
+    if (!rc && (!sim->src_pos || !sim->src_lambda_file)) rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading %s", path);
+    if (!rc && n == 0) rc = db_fail(err, DB_ERR_FORMAT, "%s: no sources (expected lines 'X Y Z I lambda')", path);
+    sim->nsources = n;
+    return rc;
+}
+
+/* The reference's umat2misset for a proper rotation: rows normalised twice, then the x, y, z angles. */
+static void umat_to_misset(const double U[9], double angles[3])
+{
+    double u[9];
+    memcpy(u, U, sizeof u);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int r = 0; r < 3; r++) {
+            double m = sqrt(u[3 * r] * u[3 * r] + u[3 * r + 1] * u[3 * r + 1] + u[3 * r + 2] * u[3 * r + 2]);
+            if (m > 0) {
+                u[3 * r] /= m;
+                u[3 * r + 1] /= m;
+                u[3 * r + 2] /= m;
+            }
+        }
+    }
+    if (u[6] * u[6] < 1.0) {
+        angles[0] = atan2(u[7], u[8]);
+        angles[1] = atan2(-u[6], sqrt(u[7] * u[7] + u[8] * u[8]));
+        angles[2] = atan2(u[3], u[0]);
+    } else {
+        angles[0] = atan2(1, 1) * 4;
+        angles[1] = atan2(1, 1) * 2;
+        angles[2] = atan2(u[1], -u[4]);
+    }
+}
+
+void db_sim_destroy(db_sim *sim)
+{
+    if (!sim) return;
+    db_config_free(sim->cfg);
+    db_hkl_free(&sim->hkl);
+    free(sim->src_pos);
+    free(sim->src_lambda_file);
+    free(sim->umats);
+    free(sim->mosaic_axes);
+    free(sim->mosaic_angle_factors);
+    free(sim);
+}
+
+int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db_error *err)
+{
+    db_error_clear(err);
+    *out = NULL;
+    db_sim *sim = (db_sim *)calloc(1, sizeof *sim);
+    if (!sim) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    sim->cfg = db_config_clone(cfg);
+    if (!sim->cfg) {
+        free(sim);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    }
+    int rc = db_make_plan(sim->cfg, &sim->plan, err);
+    const db_config *c = sim->cfg;
+    if (!rc && c->hkl_file) {
+        rc = db_hkl_read(c->hkl_file, c->default_F, &sim->hkl, err);
+        sim->have_hkl = rc == DB_OK;
+    } else if (!rc && fdump_path) {
+        rc = db_fdump_read(fdump_path, &sim->hkl, err);
+        sim->have_hkl = rc == DB_OK;
+    } else if (!rc && c->default_F == 0.0) {
+        rc = db_fail(err, DB_ERR_ARGUMENT, "no structure factors: give -hkl FILE, or -default_F F (non-zero)");
+    }
+    if (!rc && c->mat_file) rc = read_matrix(c->mat_file, sim->mat, err);
+    if (!rc && c->source_file) rc = read_sources(sim, c->source_file, err);
+
+    /* random draws in the reference's order: -misset random, then the mosaic domains (appendix A1) */
+    db_rng_init(&sim->rng);
+    long time_seed = -(long)time(NULL);
+    sim->noise_seed = c->seed_given ? c->seed : time_seed;
+    sim->misset_seed = c->misset_seed_given ? c->misset_seed : time_seed;
+    sim->mosaic_seed = c->mosaic_seed;
+    if (!rc && c->misset_random) {
+        double U[9];
+        db_mosaic_rotation_umat(&sim->rng, 90.0f, U, &sim->misset_seed, NULL, NULL);
+        umat_to_misset(U, sim->misset_random_angles);
+    }
+    if (!rc) {
+        int D = sim->plan.mosaic_domains;
+        sim->umats = (double *)malloc((size_t)D * 9 * sizeof(double));
+        sim->mosaic_axes = (double *)malloc((size_t)D * 3 * sizeof(double));
+        sim->mosaic_angle_factors = (float *)malloc((size_t)D * sizeof(float));
+        if (!sim->umats || !sim->mosaic_axes || !sim->mosaic_angle_factors) {
+            rc = db_fail(err, DB_ERR_NOMEM, "out of memory for %d mosaic domains", D);
+        } else {
+            for (int m = 0; m < D; m++) {
+                db_mosaic_rotation_umat(&sim->rng, (float)sim->plan.mosaic_spread, sim->umats + 9 * m, &sim->mosaic_seed,
+                                        sim->mosaic_axes + 3 * m, sim->mosaic_angle_factors + m);
+                if (m == 0) {
+                    static const double I[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+                    memcpy(sim->umats, I, sizeof I); /* domain 0 is the unrotated crystal (spec §3.14) */
+                }
+            }
+        }
+    }
+    if (rc) {
+        db_sim_destroy(sim);
+        return rc;
+    }
+    *out = sim;
+    return DB_OK;
+}
+
+void db_sim_size(const db_sim *sim, int *fpixels, int *spixels)
+{
+    *fpixels = sim->plan.fpixels;
+    *spixels = sim->plan.spixels;
+}
+
+void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user)
+{
+    sim->progress = fn;
+    sim->progress_user = user;
+}
+
+int db_sim_has_hkl_table(const db_sim *sim) { return sim->have_hkl; }
+
+static int in_roi(const db_plan *p, int f, int s)
+{
+    return !(f < p->roi_xmin || f > p->roi_xmax || s < p->roi_ymin || s > p->roi_ymax);
+}
+
+/* Statistics of appendix A4.2, in the single-threaded reference's order. */
+static void compute_stats(db_sim *sim, const float *img)
+{
+    const db_plan *p = &sim->plan;
+    const int F = p->fpixels, S = p->spixels;
+    double max_I = 0.0, sum = 0.0, sumsqr = 0.0;
+    long sumn = 0, max_idx = -1;
+    for (int s = 0; s < S; s++)
+        for (int f = 0; f < F; f++) {
+            if (!in_roi(p, f, s)) continue;
+            long idx = (long)s * F + f;
+            if (sim->cfg->mask && sim->cfg->mask[idx] == 0) continue;
+            float v = img[idx];
+            if ((double)v > max_I) {
+                max_I = v;
+                max_idx = idx;
+            }
+            sum += v;
+            sumsqr += (double)(v * v);
+            ++sumn;
+        }
+    sim->rendered = sumn;
+    if (sumn <= 0) sumn = 1;
+    double avg = sum / sumn;
+    if (sumn <= 1) sumn = 2;
+    sim->rms = sqrt(sumsqr / (sumn - 1));
+    double ss2 = 0.0;
+    long n2 = 0;
+    for (int s = 0; s < S; s++)
+        for (int f = 0; f < F; f++) {
+            if (!in_roi(p, f, s)) continue;
+            double d = img[(long)s * F + f] - avg;
+            ss2 += d * d;
+            ++n2;
+        }
+    if (n2 <= 1) n2 = 2;
+    sim->rmsd = sqrt(ss2 / (n2 - 1));
+    sim->mean = avg;
+    sim->max_I = max_I;
+    /* the reference reports the last sub-pixel's Fdet, Sdet of the brightest pixel */
+    int os = sim->xtal.oversample;
+    double sub = sim->cfg->pixel_size / os;
+    if (max_idx >= 0) {
+        sim->max_I_x = sub * ((max_idx % F) * os + os - 1) + sub / 2.0;
+        sim->max_I_y = sub * ((max_idx / F) * os + os - 1) + sub / 2.0;
+    } else {
+        sim->max_I_x = sim->max_I_y = 0.0;
+    }
+}
+
+int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
+{
+    db_error_clear(err);
+    int rc = db_engine_run_n0(sim, image, image64, err);
+    if (rc) return rc;
+    compute_stats(sim, image);
+    sim->ran = 1;
+    return DB_OK;
+}
+
+int db_sim_summary(const db_sim *sim, db_run_summary *o)
+{
+    if (!sim->ran) return DB_ERR_ARGUMENT;
+    memset(o, 0, sizeof *o);
+    o->fpixels = sim->plan.fpixels;
+    o->spixels = sim->plan.spixels;
+    o->oversample = sim->xtal.oversample;
+    o->sources = sim->steps / (sim->plan.mosaic_domains * sim->plan.phisteps * o->oversample * o->oversample);
+    o->mosaic_domains = sim->plan.mosaic_domains;
+    o->phisteps = sim->plan.phisteps;
+    o->steps = sim->steps;
+    o->max_I = sim->max_I;
+    o->max_I_x = sim->max_I_x;
+    o->max_I_y = sim->max_I_y;
+    o->mean = sim->mean;
+    o->rms = sim->rms;
+    o->rmsd = sim->rmsd;
+    o->solid_angle = sim->omega_sum / sim->steps;
+    o->distance_mm = sim->geo.distance * 1000.0;
+    o->close_distance_mm = sim->geo.close_distance * 1000.0;
+    o->Fbeam_mm = sim->geo.Fbeam * 1000.0;
+    o->Sbeam_mm = sim->geo.Sbeam * 1000.0;
+    o->Fclose_mm = sim->geo.Fclose * 1000.0;
+    o->Sclose_mm = sim->geo.Sclose * 1000.0;
+    o->ORGX = sim->geo.ORGX;
+    o->ORGY = sim->geo.ORGY;
+    memcpy(o->cell, sim->xtal.cell, sizeof o->cell);
+    o->volume = sim->xtal.volume;
+    o->interpolate = sim->xtal.interpolate;
+    o->interpolation_switched_off = sim->interp_switched_off;
+    o->rendered_pixels = sim->rendered;
+    return DB_OK;
+}
+
+/* ---- outputs ---- */
+
+int db_write_float_image(const char *path, const float *image, size_t n, db_error *err)
+{
+    const void *bufs[1] = {image};
+    size_t lens[1] = {n * sizeof(float)};
+    return db_write_file_atomic(path, bufs, lens, 1, err);
+}
+
+int db_write_float64_image(const char *path, const double *image, size_t n, db_error *err)
+{
+    const void *bufs[1] = {image};
+    size_t lens[1] = {n * sizeof(double)};
+    return db_write_file_atomic(path, bufs, lens, 1, err);
+}
+
+static void smv_header_values(const db_sim *sim, db_smv_header *h)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *p = &sim->plan;
+    const db_geometry_report *g = &sim->geo;
+    memset(h, 0, sizeof *h);
+    h->fpixels = p->fpixels;
+    h->spixels = p->spixels;
+    h->pixel_size = c->pixel_size * 1000.0;
+    h->distance = g->distance * 1000.0;
+    h->wavelength = c->lambda0 * 1e10;
+    h->beam_center_x = p->Xbeam * 1000.0;
+    h->beam_center_y = p->Ybeam * 1000;
+    h->adxv_center_x = g->Fbeam * 1000.0;
+    h->adxv_center_y = (p->detsize_s - g->Sbeam) * 1000;
+    h->mosflm_center_x = (g->Sbeam - 0.5 * c->pixel_size) * 1000.0;
+    h->mosflm_center_y = (g->Fbeam - 0.5 * c->pixel_size) * 1000;
+    h->denzo_x_beam = (g->Sbeam - 0.0 * c->pixel_size) * 1000.0;
+    h->denzo_y_beam = (g->Fbeam - 0.0 * c->pixel_size) * 1000;
+    memcpy(h->dials_origin, g->dials_origin, sizeof h->dials_origin);
+    h->xds_orgx = g->ORGX;
+    h->xds_orgy = g->ORGY;
+    h->close_distance = g->close_distance * 1000.0;
+    h->phi = c->phi0 * RTD;
+    h->osc_start = c->phi0 * RTD;
+    h->osc_range = p->osc * RTD;
+    h->twotheta = c->detector_twotheta * RTD;
+}
+
+static db_roi sim_roi(const db_sim *sim)
+{
+    db_roi r = {sim->plan.roi_xmin, sim->plan.roi_xmax, sim->plan.roi_ymin, sim->plan.roi_ymax};
+    return r;
+}
+
+int db_sim_write_int_image(db_sim *sim, const char *path, const float *image, double *scale_used, db_error *err)
+{
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_int_image: run the simulation first");
+    double scale = sim->cfg->intfile_scale;
+    if (scale <= 0.0) {
+        scale = 1.0;
+        if (sim->max_I > 0.0) scale = 55000.0 / sim->max_I;
+    }
+    if (scale_used) *scale_used = scale;
+    size_t n = (size_t)sim->plan.fpixels * sim->plan.spixels;
+    uint16_t *buf = (uint16_t *)malloc(n * sizeof *buf);
+    if (!buf) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    db_roi roi = sim_roi(sim);
+    db_int_image(image, sim->plan.fpixels, sim->plan.spixels, &roi, scale, sim->cfg->adc_offset, buf);
+    db_smv_header h;
+    smv_header_values(sim, &h);
+    int rc = db_smv_write(path, &h, buf, err);
+    free(buf);
+    return rc;
+}
+
+int db_sim_write_pgm(db_sim *sim, const char *path, const float *image, double *scale_used, db_error *err)
+{
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_pgm: run the simulation first");
+    double scale = sim->cfg->pgm_scale;
+    if (scale <= 0.0) {
+        scale = sim->cfg->intfile_scale;
+        if (scale <= 0.0) {
+            scale = 1.0;
+            if (sim->max_I > 0.0) scale = 55000.0 / sim->max_I;
+        }
+        if (sim->rmsd > 0.0) scale = 250.0 / (5.0 * sim->rmsd);
+    }
+    if (scale_used) *scale_used = scale;
+    db_roi roi = sim_roi(sim);
+    return db_pgm_write(path, image, sim->plan.fpixels, sim->plan.spixels, &roi, scale, err);
+}
+
+int db_sim_write_noise_image(db_sim *sim, const char *path, const float *image, double *photons, int *overloads,
+                             db_error *err)
+{
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_noise_image: run the simulation first");
+    size_t n = (size_t)sim->plan.fpixels * sim->plan.spixels;
+    uint16_t *buf = (uint16_t *)calloc(n, sizeof *buf);
+    if (!buf) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    db_roi roi = sim_roi(sim);
+    db_noise_image(&sim->rng, &sim->noise_seed, image, sim->plan.fpixels, sim->plan.spixels, &roi, sim->cfg->adc_offset,
+                   buf, photons, overloads);
+    db_smv_header h;
+    smv_header_values(sim, &h);
+    int rc = db_smv_write(path, &h, buf, err);
+    free(buf);
+    return rc;
+}
+
+int db_sim_write_fdump(const db_sim *sim, const char *path, db_error *err)
+{
+    if (!sim->have_hkl) return db_fail(err, DB_ERR_ARGUMENT, "no structure-factor table to write");
+    return db_fdump_write(path, &sim->hkl, err);
+}
