@@ -1,5 +1,7 @@
 /* config.c: nanoBragg-style command line -> db_config, and the reference's configuration-level decisions. */
+#define AD_N 0
 #include "config.h"
+#include "beam_centre.h"
 #include "error.h"
 #include "smv.h"
 
@@ -653,16 +655,6 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     if (c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
     p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
 
-    double Fclose = NAN, Sclose = NAN;
-    if (!isnan(c->ORGX)) Fclose = (c->ORGX - 0.5) * c->pixel_size;
-    if (!isnan(c->ORGY)) Sclose = (c->ORGY - 0.5) * c->pixel_size;
-    if (isnan(Fclose)) Fclose = (p->detsize_f - 0 * c->pixel_size) / 2.0;
-    if (isnan(Sclose)) Sclose = (p->detsize_s + 0 * c->pixel_size) / 2.0;
-    double Xclose = isnan(c->Xclose) ? Fclose : c->Xclose;
-    double Yclose = isnan(c->Yclose) ? Sclose : c->Yclose;
-    double Xbeam = c->Xbeam, Ybeam = c->Ybeam, Fbeam = Fclose, Sbeam = Sclose;
-    double pix = c->pixel_size;
-
     p->roi_xmin = c->roi_xmin < 0 ? 0 : c->roi_xmin;
     p->roi_xmax = c->roi_xmax < 0 ? p->fpixels : c->roi_xmax;
     p->roi_ymin = c->roi_ymin < 0 ? 0 : c->roi_ymin;
@@ -682,8 +674,6 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->convention = c->convention;
     switch (c->convention) {
     case DB_CONV_ADXV:
-        if (isnan(Xbeam)) Xbeam = (p->detsize_f + pix) / 2.0;
-        if (isnan(Ybeam)) Ybeam = (p->detsize_s - pix) / 2.0;
         vec3_set(p->beam, 0, 0, 1);
         vec3_set(p->fdet, 1, 0, 0);
         vec3_set(p->sdet, 0, -1, 0);
@@ -691,14 +681,10 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         vec3_set(p->twotheta_axis, -1, 0, 0);
         vec3_set(p->polar, 1, 0, 0);
         vec3_set(p->spindle, 1, 0, 0);
-        Fbeam = Xbeam;
-        Sbeam = p->detsize_s - Ybeam;
         p->pivot = DB_PIVOT_BEAM;
         break;
     case DB_CONV_MOSFLM:
     case DB_CONV_DENZO:
-        if (isnan(Xbeam)) Xbeam = (p->detsize_s + pix) / 2.0;
-        if (isnan(Ybeam)) Ybeam = (p->detsize_f + pix) / 2.0;
         vec3_set(p->beam, 1, 0, 0);
         vec3_set(p->odet, 1, 0, 0);
         vec3_set(p->fdet, 0, 0, 1);
@@ -706,19 +692,10 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         vec3_set(p->twotheta_axis, 0, 0, -1);
         vec3_set(p->polar, 0, 0, 1);
         vec3_set(p->spindle, 0, 0, 1);
-        if (c->convention == DB_CONV_MOSFLM) {
-            Fbeam = Ybeam + 0.5 * pix;
-            Sbeam = Xbeam + 0.5 * pix;
-        } else {
-            Fbeam = Ybeam + 0.0 * pix;
-            Sbeam = Xbeam + 0.0 * pix;
-        }
         p->pivot = DB_PIVOT_BEAM;
         break;
     case DB_CONV_XDS:
     case DB_CONV_DIALS:
-        if (isnan(Xbeam)) Xbeam = Xclose;
-        if (isnan(Ybeam)) Ybeam = Yclose;
         vec3_set(p->beam, 0, 0, 1);
         vec3_set(p->fdet, 1, 0, 0);
         vec3_set(p->sdet, 0, 1, 0);
@@ -732,18 +709,10 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
             vec3_set(p->polar, 0, 1, 0);
             vec3_set(p->spindle, 0, 1, 0);
         }
-        Fbeam = Xbeam;
-        Sbeam = Ybeam;
         p->pivot = DB_PIVOT_SAMPLE;
         break;
     case DB_CONV_CUSTOM:
-        if (isnan(Xbeam)) Xbeam = Xclose;
-        if (isnan(Ybeam)) Ybeam = Yclose;
-        Fbeam = Xbeam;
-        Sbeam = Ybeam;
-        Fclose = Xbeam;
-        Sclose = Ybeam;
-        break;
+        break; /* the vectors as given */
     }
     double m;
     unitize3(p->beam, NULL);
@@ -758,14 +727,17 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     unitize3(p->spindle, NULL);
     cross3(p->beam, p->polar, p->vert);
     unitize3(p->vert, NULL);
-    p->Xbeam = Xbeam;
-    p->Ybeam = Ybeam;
-    p->Xclose = Xclose;
-    p->Yclose = Yclose;
-    p->Fclose = Fclose;
-    p->Sclose = Sclose;
-    p->Fbeam = Fbeam;
-    p->Sbeam = Sbeam;
+    db_beam_centre bc = db_beam_centre_resolve((int)c->convention, ad_const(c->Xbeam), ad_const(c->Ybeam),
+                                               ad_const(c->Xclose), ad_const(c->Yclose), ad_const(c->ORGX),
+                                               ad_const(c->ORGY), ad_const(c->pixel_size), p->detsize_f, p->detsize_s);
+    p->Xbeam = bc.Xbeam.v;
+    p->Ybeam = bc.Ybeam.v;
+    p->Xclose = bc.Xclose.v;
+    p->Yclose = bc.Yclose.v;
+    p->Fclose = bc.Fclose.v;
+    p->Sclose = bc.Sclose.v;
+    p->Fbeam = bc.Fbeam.v;
+    p->Sbeam = bc.Sbeam.v;
 
     /* phi sampling */
     int phisteps = c->phisteps;
