@@ -68,6 +68,19 @@ AD_INLINE double ad_tangent(ad_num a, int dir)
 #endif
 }
 
+/* value_src's value with the sum of both tangents: for an input that is absent and takes a default value, so
+ * that its derivative is taken as if it had been given at that default. */
+AD_INLINE ad_num ad_keep_tangent(ad_num value_src, ad_num tangent_src)
+{
+    ad_num r = value_src;
+#if AD_N > 0
+    AD_FOR(i) r.d[i] = value_src.d[i] + tangent_src.d[i];
+#else
+    (void)tangent_src;
+#endif
+    return r;
+}
+
 /* ---- arithmetic ---- */
 AD_INLINE ad_num ad_add(ad_num a, ad_num b)
 {
@@ -309,7 +322,7 @@ AD_INLINE ad_num ad_acos(ad_num a)
     ad_num r;
     r.v = acos(a.v);
 #if AD_N > 0
-    double q = 1.0 - a.v * a.v;
+    double q = (1.0 - a.v) * (1.0 + a.v); /* not 1 - a^2: that cancels near +-1 (relative error ~eps / (1 - |a|)) */
     double g = (q > 0.0) ? -1.0 / sqrt(q) : 0.0;
     AD_FOR(i) r.d[i] = a.d[i] * g;
 #endif
@@ -321,7 +334,7 @@ AD_INLINE ad_num ad_asin(ad_num a)
     ad_num r;
     r.v = asin(a.v);
 #if AD_N > 0
-    double q = 1.0 - a.v * a.v;
+    double q = (1.0 - a.v) * (1.0 + a.v); /* not 1 - a^2: that cancels near +-1 (relative error ~eps / (1 - |a|)) */
     double g = (q > 0.0) ? 1.0 / sqrt(q) : 0.0;
     AD_FOR(i) r.d[i] = a.d[i] * g;
 #endif
