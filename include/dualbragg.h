@@ -72,6 +72,24 @@ typedef struct db_run_summary {
 } db_run_summary;
 int db_sim_summary(const db_sim *sim, db_run_summary *out);
 
+/* ---- derivatives ----
+ * Parameters, by name (unit of the command line): a b c (A), alpha beta gamma (deg), misset_x misset_y
+ * misset_z (deg), phi0 (deg), osc (deg), distance (mm), xbeam ybeam (mm), orgx orgy (pixel), lambda (A),
+ * na nb nc (cells), mosaic (deg), fluence (photons/m^2). See README "Derivatives". */
+int db_param_count(void);
+const char *db_param_name(int param);            /* NULL past the end */
+const char *db_param_unit(int param);
+int db_param_from_name(const char *name);        /* -1 when unknown */
+/* Parses "a,b,phi0" or "all" into params (up to db_param_count()); returns the count or -1 with err set. */
+int db_param_parse_list(const char *list, int *params, db_error *err);
+/* Directions per pass (1..DB_MAX_CHUNK, default DB_MAX_CHUNK); results do not depend on it. */
+#define DB_MAX_CHUNK 12
+int db_sim_set_chunk(db_sim *sim, int directions_per_pass);
+/* Like db_sim_run, plus grads[k*npix + pixel] = d pixel / d params[k] (component-major: column-major
+ * pixels x parameters). Derivatives are of the double pixel value (image64). */
+int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
+                    db_error *err);
+
 /* ---- outputs (each written to a temporary name and renamed when complete) ---- */
 int db_write_float_image(const char *path, const float *image, size_t n, db_error *err);
 int db_write_float64_image(const char *path, const double *image, size_t n, db_error *err);

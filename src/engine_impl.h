@@ -5,6 +5,7 @@
  * values the reference would compute; the per-pixel physics is physics.h. */
 #include "ad.h"
 #include "physics.h"
+#include "beam_centre.h"
 #include "error.h"
 #include "sim.h"
 
@@ -19,6 +20,29 @@
 #define DB_CAT_(a, b) a##b
 #define DB_CAT(a, b) DB_CAT_(a, b)
 #define DB_SFX(name) DB_CAT(name, DB_ENGINE_SUFFIX)
+
+#define DB_RTD (180.0 * M_1_PI)
+
+/* A parameter's value with its tangent direction seeded: `factor` is d(internal value)/d(command-line value),
+ * e.g. 1/RTD for an angle given in degrees and held in radians. */
+static ad_num DB_SFX(seed)(const db_pass *pass, int param, double value, double factor)
+{
+    ad_num r = ad_const(value);
+#if AD_N > 0
+    int d = pass ? pass->dir_of[param] : -1;
+    if (d >= 0 && d < AD_N) r.d[d] = factor;
+#else
+    (void)pass;
+    (void)param;
+    (void)factor;
+#endif
+    return r;
+}
+
+static int DB_SFX(active)(const db_pass *pass, int param)
+{
+    return AD_N > 0 && pass && pass->dir_of[param] >= 0;
+}
 
 static ad_vec3 DB_SFX(vec_from)(const double v[3])
 {
@@ -47,7 +71,7 @@ static void DB_SFX(storage_free)(DB_SFX(storage) *s)
 }
 
 /* Detector geometry (spec §3.5): pix0 and the rotated axes, plus the derived values for headers. */
-static void DB_SFX(setup_detector)(db_sim *sim, db_tables *t)
+static void DB_SFX(setup_detector)(db_sim *sim, const db_pass *pass, db_tables *t)
 {
     const db_config *c = sim->cfg;
     const db_plan *p = &sim->plan;
@@ -58,11 +82,14 @@ static void DB_SFX(setup_detector)(db_sim *sim, db_tables *t)
             odet = DB_SFX(vec_from)(p->odet), tt_axis = DB_SFX(vec_from)(p->twotheta_axis);
     ad_num ratio = ad_vec3_dot(beam, ad_vec3_rotate_xyz(odet, rotx, roty, rotz));
     if (ratio.v == 0.0) ratio = ad_const(DBL_MIN);
-    ad_num distance = ad_const(c->distance);
+    ad_num distance = DB_SFX(seed)(pass, DB_P_DISTANCE, c->distance, 1e-3);
     ad_num close_distance = isnan(c->close_distance) ? ad_fabs(ad_mul(ratio, distance)) : ad_const(c->close_distance);
     distance = ad_div(close_distance, ratio);
-    ad_num Fclose = ad_const(p->Fclose), Sclose = ad_const(p->Sclose);
-    ad_num Fbeam = ad_const(p->Fbeam), Sbeam = ad_const(p->Sbeam);
+    db_beam_centre bc = db_beam_centre_resolve(
+        (int)p->convention, DB_SFX(seed)(pass, DB_P_XBEAM, c->Xbeam, 1e-3), DB_SFX(seed)(pass, DB_P_YBEAM, c->Ybeam, 1e-3),
+        ad_const(c->Xclose), ad_const(c->Yclose), DB_SFX(seed)(pass, DB_P_ORGX, c->ORGX, 1.0),
+        DB_SFX(seed)(pass, DB_P_ORGY, c->ORGY, 1.0), pixel, p->detsize_f, p->detsize_s);
+    ad_num Fclose = bc.Fclose, Sclose = bc.Sclose, Fbeam = bc.Fbeam, Sbeam = bc.Sbeam;
     ad_vec3 pix0 = ad_vec3_const(0, 0, 0);
     if (p->pivot == DB_PIVOT_SAMPLE) {
         for (int i = 0; i < 3; i++)
@@ -123,19 +150,105 @@ static ad_num DB_SFX(clamp_unit)(ad_num x)
 }
 
 /* Cell or matrix -> real-space vectors in m and reciprocal vectors in 1/A (spec §3.7-§3.10). */
-static void DB_SFX(setup_crystal)(db_sim *sim, ad_vec3 *a0, ad_vec3 *b0, ad_vec3 *c0, ad_vec3 *astar_out,
+static void DB_SFX(mat_cell_tangents)(const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs);
+
+/* With -mat there is no -cell: the cell parameters are those of the cell the matrix describes. The matrix is
+ * A = U B(cell) with B the standard reciprocal-cell matrix (Busing & Levy) and U = A B^-1 held fixed, so
+ * dA = U dB. The values stay the file's; only tangents are added. */
+static void DB_SFX(standard_B)(const ad_num cell[6], ad_vec3 cols[3])
+{
+    ad_num ca = ad_cos(cell[3]), cb = ad_cos(cell[4]), cg = ad_cos(cell[5]);
+    ad_num sa = ad_sin(cell[3]), sb = ad_sin(cell[4]), sg = ad_sin(cell[5]);
+    /* V/(abc) = sqrt(1 - ca^2 - cb^2 - cg^2 + 2 ca cb cg) */
+    ad_num w = ad_sqrt(ad_add(ad_sub(ad_sub(ad_d_sub(1.0, ad_mul(ca, ca)), ad_mul(cb, cb)), ad_mul(cg, cg)),
+                              ad_d_mul(2.0, ad_mul(ad_mul(ca, cb), cg))));
+    ad_num abc = ad_mul(ad_mul(cell[0], cell[1]), cell[2]);
+    ad_num V = ad_mul(abc, w);
+    ad_num as = ad_div(ad_mul(ad_mul(cell[1], cell[2]), sa), V);
+    ad_num bs = ad_div(ad_mul(ad_mul(cell[2], cell[0]), sb), V);
+    ad_num cs = ad_div(ad_mul(ad_mul(cell[0], cell[1]), sg), V);
+    ad_num cas = ad_div(ad_sub(ad_mul(cb, cg), ca), ad_mul(sb, sg));
+    ad_num cbs = ad_div(ad_sub(ad_mul(cg, ca), cb), ad_mul(sg, sa));
+    ad_num cgs = ad_div(ad_sub(ad_mul(ca, cb), cg), ad_mul(sa, sb));
+    ad_num sgs = ad_sqrt(ad_d_sub(1.0, ad_mul(cgs, cgs)));
+    /* a* along x, b* in the xy plane; c* completes the reciprocal cell (its z component is 1/c) */
+    cols[0] = ad_vec3_make(as, ad_const(0.0), ad_const(0.0));
+    cols[1] = ad_vec3_make(ad_mul(bs, cgs), ad_mul(bs, sgs), ad_const(0.0));
+    ad_num cz = ad_d_div(1.0, cell[2]);
+    ad_num cx = ad_mul(cs, cbs);
+    ad_num cy = ad_div(ad_sub(ad_mul(ad_mul(cs, bs), cas), ad_mul(cx, ad_mul(bs, cgs))), ad_mul(bs, sgs));
+    cols[2] = ad_vec3_make(cx, cy, cz);
+}
+
+static void DB_SFX(mat_cell_tangents)(const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs)
+{
+    int any = 0;
+    for (int k = DB_P_A; k <= DB_P_GAMMA; k++) any |= DB_SFX(active)(pass, k);
+    if (!any) return;
+    /* the cell the matrix describes (values only) */
+    double A[3][3], V = 0.0, r[3][3];
+    for (int i = 0; i < 3; i++) {
+        A[i][0] = as->c[i].v;
+        A[i][1] = bs->c[i].v;
+        A[i][2] = cs->c[i].v;
+    }
+    double bxc[3] = {A[1][1] * A[2][2] - A[2][1] * A[1][2], A[2][1] * A[0][2] - A[0][1] * A[2][2], A[0][1] * A[1][2] - A[1][1] * A[0][2]};
+    double cxa[3] = {A[1][2] * A[2][0] - A[2][2] * A[1][0], A[2][2] * A[0][0] - A[0][2] * A[2][0], A[0][2] * A[1][0] - A[1][2] * A[0][0]};
+    double axb[3] = {A[1][0] * A[2][1] - A[2][0] * A[1][1], A[2][0] * A[0][1] - A[0][0] * A[2][1], A[0][0] * A[1][1] - A[1][0] * A[0][1]};
+    V = A[0][0] * bxc[0] + A[1][0] * bxc[1] + A[2][0] * bxc[2]; /* a*.(b* x c*) = 1/V_cell */
+    for (int i = 0; i < 3; i++) {
+        r[0][i] = bxc[i] / V;
+        r[1][i] = cxa[i] / V;
+        r[2][i] = axb[i] / V;
+    }
+    double len[3], cell[6];
+    for (int k = 0; k < 3; k++) len[k] = sqrt(r[k][0] * r[k][0] + r[k][1] * r[k][1] + r[k][2] * r[k][2]);
+    cell[0] = len[0];
+    cell[1] = len[1];
+    cell[2] = len[2];
+    cell[3] = acos((r[1][0] * r[2][0] + r[1][1] * r[2][1] + r[1][2] * r[2][2]) / (len[1] * len[2]));
+    cell[4] = acos((r[0][0] * r[2][0] + r[0][1] * r[2][1] + r[0][2] * r[2][2]) / (len[0] * len[2]));
+    cell[5] = acos((r[0][0] * r[1][0] + r[0][1] * r[1][1] + r[0][2] * r[1][2]) / (len[0] * len[1]));
+    ad_num cd[6];
+    for (int k = 0; k < 3; k++) cd[k] = DB_SFX(seed)(pass, DB_P_A + k, cell[k], 1.0);
+    for (int k = 3; k < 6; k++) cd[k] = DB_SFX(seed)(pass, DB_P_A + k, cell[k], 1.0 / DB_RTD);
+    ad_vec3 B[3];
+    DB_SFX(standard_B)(cd, B);
+    /* U = A B0^-1 (B0 upper triangular, columns B[k]) */
+    double B0[3][3], Binv[3][3], U[3][3];
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) B0[i][k] = B[k].c[i].v;
+    double det = B0[0][0] * (B0[1][1] * B0[2][2] - B0[1][2] * B0[2][1]) - B0[0][1] * (B0[1][0] * B0[2][2] - B0[1][2] * B0[2][0]) +
+                 B0[0][2] * (B0[1][0] * B0[2][1] - B0[1][1] * B0[2][0]);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            int i1 = (j + 1) % 3, i2 = (j + 2) % 3, j1 = (i + 1) % 3, j2 = (i + 2) % 3;
+            Binv[i][j] = (B0[i1][j1] * B0[i2][j2] - B0[i1][j2] * B0[i2][j1]) / det;
+        }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) U[i][j] = A[i][0] * Binv[0][j] + A[i][1] * Binv[1][j] + A[i][2] * Binv[2][j];
+    ad_vec3 *out[3] = {as, bs, cs};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 3; i++) {
+            ad_num t = ad_add(ad_add(ad_mul_d(B[k].c[0], U[i][0]), ad_mul_d(B[k].c[1], U[i][1])), ad_mul_d(B[k].c[2], U[i][2]));
+            out[k]->c[i] = ad_keep_tangent(out[k]->c[i], t);
+        }
+}
+
+static void DB_SFX(setup_crystal)(db_sim *sim, const db_pass *pass, ad_vec3 *a0, ad_vec3 *b0, ad_vec3 *c0, ad_vec3 *astar_out,
                                   ad_vec3 *bstar_out, ad_vec3 *cstar_out)
 {
     const db_config *c = sim->cfg;
     ad_vec3 as, bs, cs;
-    ad_num a = ad_const(c->cell_a), b = ad_const(c->cell_b), cc = ad_const(c->cell_c);
+    /* absent b, c and angles count as given at their defaults (b = c = a, 90 degrees) */
+    ad_num a = DB_SFX(seed)(pass, DB_P_A, c->cell_a, 1.0);
+    ad_num b = DB_SFX(seed)(pass, DB_P_B, c->cell_b > 0.0 ? c->cell_b : c->cell_a, 1.0);
+    ad_num cc = DB_SFX(seed)(pass, DB_P_C, c->cell_c > 0.0 ? c->cell_c : c->cell_a, 1.0);
     ad_num V_cell = ad_const(0.0);
     if (c->user_cell) {
-        if (b.v <= 0.0) b = a;
-        if (cc.v <= 0.0) cc = a;
-        ad_num alpha = ad_const(c->cell_alpha > 0.0 ? c->cell_alpha : M_PI / 2);
-        ad_num beta = ad_const(c->cell_beta > 0.0 ? c->cell_beta : M_PI / 2);
-        ad_num gamma = ad_const(c->cell_gamma > 0.0 ? c->cell_gamma : M_PI / 2);
+        ad_num alpha = DB_SFX(seed)(pass, DB_P_ALPHA, c->cell_alpha > 0.0 ? c->cell_alpha : M_PI / 2, 1.0 / DB_RTD);
+        ad_num beta = DB_SFX(seed)(pass, DB_P_BETA, c->cell_beta > 0.0 ? c->cell_beta : M_PI / 2, 1.0 / DB_RTD);
+        ad_num gamma = DB_SFX(seed)(pass, DB_P_GAMMA, c->cell_gamma > 0.0 ? c->cell_gamma : M_PI / 2, 1.0 / DB_RTD);
         ad_num aavg = ad_div_d(ad_add(ad_add(alpha, beta), gamma), 2);
         ad_num skew = ad_mul(ad_mul(ad_mul(ad_sin(aavg), ad_sin(ad_sub(aavg, alpha))), ad_sin(ad_sub(aavg, beta))),
                              ad_sin(ad_sub(aavg, gamma)));
@@ -163,14 +276,25 @@ static void DB_SFX(setup_crystal)(db_sim *sim, ad_vec3 *a0, ad_vec3 *b0, ad_vec3
                           ad_div(ad_mul(cs0, V_cell), ad_mul(ad_mul(ad_mul(a, b), cc), sgs)));
     }
     if (c->mat_file) {
-        double f = 1e-10 / c->lambda0;
-        as = ad_vec3_const(f * sim->mat[0], f * sim->mat[3], f * sim->mat[6]);
-        bs = ad_vec3_const(f * sim->mat[1], f * sim->mat[4], f * sim->mat[7]);
-        cs = ad_vec3_const(f * sim->mat[2], f * sim->mat[5], f * sim->mat[8]);
+        /* the matrix includes the wavelength (spec §3.8) */
+        ad_num f = ad_d_div(1e-10, DB_SFX(seed)(pass, DB_P_LAMBDA, c->lambda0, 1e-10));
+        for (int i = 0; i < 3; i++) {
+            as.c[i] = ad_mul(f, ad_const(sim->mat[3 * i]));
+            bs.c[i] = ad_mul(f, ad_const(sim->mat[3 * i + 1]));
+            cs.c[i] = ad_mul(f, ad_const(sim->mat[3 * i + 2]));
+        }
+        DB_SFX(mat_cell_tangents)(pass, &as, &bs, &cs);
     }
-    if (c->misset_given) {
-        const double *m = c->misset_random ? sim->misset_random_angles : c->misset;
-        ad_num mx = ad_const(m[0]), my = ad_const(m[1]), mz = ad_const(m[2]);
+    int misset_active = DB_SFX(active)(pass, DB_P_MISSET_X) || DB_SFX(active)(pass, DB_P_MISSET_Y) ||
+                        DB_SFX(active)(pass, DB_P_MISSET_Z);
+    if (c->misset_given || misset_active) {
+        /* without -misset the angles are 0: the rotation leaves the values exactly as they are, but the
+         * derivative at 0 is still wanted */
+        static const double zero[3] = {0, 0, 0};
+        const double *m = !c->misset_given ? zero : c->misset_random ? sim->misset_random_angles : c->misset;
+        ad_num mx = DB_SFX(seed)(pass, DB_P_MISSET_X, m[0], 1.0 / DB_RTD);
+        ad_num my = DB_SFX(seed)(pass, DB_P_MISSET_Y, m[1], 1.0 / DB_RTD);
+        ad_num mz = DB_SFX(seed)(pass, DB_P_MISSET_Z, m[2], 1.0 / DB_RTD);
         as = ad_vec3_rotate_xyz(as, mx, my, mz);
         bs = ad_vec3_rotate_xyz(bs, mx, my, mz);
         cs = ad_vec3_rotate_xyz(cs, mx, my, mz);
@@ -222,11 +346,11 @@ static void DB_SFX(setup_crystal)(db_sim *sim, ad_vec3 *a0, ad_vec3 *b0, ad_vec3
 }
 
 /* Sources (spec §3.13): unit direction vectors (from the sample towards the source) and wavelengths. */
-static int DB_SFX(setup_sources)(db_sim *sim, DB_SFX(storage) *st, int *nsources, db_error *err)
+static int DB_SFX(setup_sources)(db_sim *sim, const db_pass *pass, DB_SFX(storage) *st, int *nsources, db_error *err)
 {
     const db_config *c = sim->cfg;
     const db_plan *p = &sim->plan;
-    ad_num lambda0 = ad_const(c->lambda0);
+    ad_num lambda0 = DB_SFX(seed)(pass, DB_P_LAMBDA, c->lambda0, 1e-10);
     int cap;
     if (sim->nsources > 0) {
         cap = sim->nsources;
@@ -273,16 +397,53 @@ static int DB_SFX(setup_sources)(db_sim *sim, DB_SFX(storage) *st, int *nsources
 }
 
 /* Lattice per phi slot and mosaic domain, and the carryover's slot mapping (spec §4). */
-static int DB_SFX(setup_lattice)(db_sim *sim, DB_SFX(storage) *st, ad_vec3 a0, ad_vec3 b0, ad_vec3 c0, db_error *err)
+/* The mosaic domain matrices over dual numbers (spec appendix A2 step 5, same evaluation order), from the
+ * axis and angle factor drawn at creation: rot = spread * p, rounded in float as the reference does unless
+ * mosaic_double is set. Domain 0 is the identity. */
+static void DB_SFX(mosaic_matrix)(const db_sim *sim, const db_pass *pass, int m, ad_mat3 *M)
+{
+    if (m == 0) {
+        for (int e = 0; e < 9; e++) M->m[e] = ad_const(e % 4 == 0 ? 1.0 : 0.0);
+        return;
+    }
+    double spread = sim->plan.mosaic_spread;
+    float pf = sim->mosaic_angle_factors[m];
+    double rot_v = sim->mosaic_double ? spread * (double)pf : (double)((float)spread * pf);
+    /* d rot / d spread(deg) = p / RTD */
+    ad_num rot = ad_keep_tangent(ad_const(rot_v), DB_SFX(seed)(pass, DB_P_MOSAIC, 0.0, (double)pf / DB_RTD));
+    const double *ax = sim->mosaic_axes + 3 * m;
+    ad_num c = ad_cos(rot), sn = ad_sin(rot), w = ad_d_sub(1.0, c);
+    ad_num p1 = ad_mul_d(w, ax[0]), p2 = ad_mul_d(w, ax[1]);
+    M->m[0] = ad_add(c, ad_mul_d(w, ax[0] * ax[0]));
+    M->m[1] = ad_sub(ad_mul_d(p1, ax[1]), ad_mul_d(sn, ax[2]));
+    M->m[2] = ad_add(ad_mul_d(p1, ax[2]), ad_mul_d(sn, ax[1]));
+    M->m[3] = ad_add(ad_mul_d(p1, ax[1]), ad_mul_d(sn, ax[2]));
+    M->m[4] = ad_add(c, ad_mul_d(w, ax[1] * ax[1]));
+    M->m[5] = ad_sub(ad_mul_d(p2, ax[2]), ad_mul_d(sn, ax[0]));
+    M->m[6] = ad_sub(ad_mul_d(p1, ax[2]), ad_mul_d(sn, ax[1]));
+    M->m[7] = ad_add(ad_mul_d(p2, ax[2]), ad_mul_d(sn, ax[0]));
+    M->m[8] = ad_add(c, ad_mul_d(w, ax[2] * ax[2]));
+}
+
+/* Lattice per phi slot and mosaic domain, and the carryover's slot mapping (spec §4). */
+static int DB_SFX(setup_lattice)(db_sim *sim, const db_pass *pass, DB_SFX(storage) *st, ad_vec3 a0, ad_vec3 b0,
+                                 ad_vec3 c0, db_error *err)
 {
     const db_plan *p = &sim->plan;
     int nphi = p->phisteps, nmos = p->mosaic_domains;
     st->lattice = (ad_vec3 *)malloc((size_t)(nphi + 1) * nmos * 3 * sizeof *st->lattice);
     st->slot_normal = (int *)malloc((size_t)nphi * sizeof(int));
     st->slot_first = (int *)malloc((size_t)nphi * sizeof(int));
-    if (!st->lattice || !st->slot_normal || !st->slot_first) return db_fail(err, DB_ERR_NOMEM, "out of memory for the lattice table");
+    ad_mat3 *umats = (ad_mat3 *)malloc((size_t)nmos * sizeof *umats);
+    if (!st->lattice || !st->slot_normal || !st->slot_first || !umats) {
+        free(umats);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory for the lattice table");
+    }
+    for (int m = 0; m < nmos; m++) DB_SFX(mosaic_matrix)(sim, pass, m, &umats[m]);
     ad_vec3 spindle = DB_SFX(vec_from)(p->spindle);
-    ad_num phi0 = ad_const(sim->cfg->phi0), phistep = ad_const(p->phistep);
+    ad_num phi0 = DB_SFX(seed)(pass, DB_P_PHI0, sim->cfg->phi0, 1.0 / DB_RTD);
+    /* phistep = osc / phisteps with the step count held fixed, whichever way the plan derived it */
+    ad_num phistep = ad_keep_tangent(ad_const(p->phistep), DB_SFX(seed)(pass, DB_P_OSC, 0.0, 1.0 / DB_RTD / p->phisteps));
     int last_nonzero = -1;
     for (int slot = 0; slot <= nphi; slot++) {
         ad_vec3 base[3] = {a0, b0, c0};
@@ -291,19 +452,12 @@ static int DB_SFX(setup_lattice)(db_sim *sim, DB_SFX(storage) *st, ad_vec3 a0, a
             if (phi.v != 0.0) last_nonzero = slot;
             for (int k = 0; k < 3; k++) base[k] = ad_vec3_rotate_axis(base[k], spindle, phi);
         }
-        for (int m = 0; m < nmos; m++) {
-            for (int k = 0; k < 3; k++) {
-                ad_vec3 v = base[k];
-                if (p->mosaic_spread > 0.0) {
-                    const double *U = sim->umats + 9 * m;
-                    ad_mat3 M;
-                    for (int e = 0; e < 9; e++) M.m[e] = ad_const(U[e]);
-                    v = ad_mat3_mul_vec(&M, v);
-                }
-                st->lattice[((size_t)slot * nmos + m) * 3 + k] = v;
-            }
-        }
+        for (int m = 0; m < nmos; m++)
+            for (int k = 0; k < 3; k++)
+                st->lattice[((size_t)slot * nmos + m) * 3 + k] =
+                    p->mosaic_spread > 0.0 ? ad_mat3_mul_vec(&umats[m], base[k]) : base[k];
     }
+    free(umats);
     /* phi == 0 skips the rotation and reuses the lattice left from the last rotated step; the very first phi
      * loop of the run starts from a0 (slot nphi) instead of the previous iteration's last step */
     int carried = last_nonzero >= 0 ? last_nonzero : nphi;
@@ -320,15 +474,15 @@ static int DB_SFX(setup_lattice)(db_sim *sim, DB_SFX(storage) *st, ad_vec3 a0, a
     return DB_OK;
 }
 
-static int DB_SFX(build_tables)(db_sim *sim, db_tables *t, DB_SFX(storage) *st, db_error *err)
+static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, DB_SFX(storage) *st, db_error *err)
 {
     const db_config *c = sim->cfg;
     const db_plan *p = &sim->plan;
     memset(t, 0, sizeof *t);
     memset(st, 0, sizeof *st);
-    DB_SFX(setup_detector)(sim, t);
+    DB_SFX(setup_detector)(sim, pass, t);
     ad_vec3 a0, b0, c0;
-    DB_SFX(setup_crystal)(sim, &a0, &b0, &c0, &t->astar, &t->bstar, &t->cstar);
+    DB_SFX(setup_crystal)(sim, pass, &a0, &b0, &c0, &t->astar, &t->bstar, &t->cstar);
 
     /* crystal size and oversampling (spec §3.11) */
     db_crystal_report *x = &sim->xtal;
@@ -360,8 +514,8 @@ static int DB_SFX(build_tables)(db_sim *sim, db_tables *t, DB_SFX(storage) *st, 
     x->recommended_oversample = rec;
     x->interpolate = interp;
 
-    int rc = DB_SFX(setup_sources)(sim, st, &t->nsources, err);
-    if (!rc) rc = DB_SFX(setup_lattice)(sim, st, a0, b0, c0, err);
+    int rc = DB_SFX(setup_sources)(sim, pass, st, &t->nsources, err);
+    if (!rc) rc = DB_SFX(setup_lattice)(sim, pass, st, a0, b0, c0, err);
     if (rc) return rc;
 
     t->fpixels = p->fpixels;
@@ -393,11 +547,15 @@ static int DB_SFX(build_tables)(db_sim *sim, db_tables *t, DB_SFX(storage) *st, 
     t->polar_axis = DB_SFX(vec_from)(p->polar);
     t->polarization = ad_const(c->polarization);
     t->fudge = ad_const(c->fudge);
-    t->Na = ad_const(Na);
-    t->Nb = ad_const(Nb);
-    t->Nc = ad_const(Nc);
+    t->Na = DB_SFX(seed)(pass, DB_P_NA, Na, 1.0);
+    t->Nb = DB_SFX(seed)(pass, DB_P_NB, Nb, 1.0);
+    t->Nc = DB_SFX(seed)(pass, DB_P_NC, Nc, 1.0);
+    t->lattice_dh = sim->lattice_dh_form;
     const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
-    ad_num fluence = ad_const(p->fluence), ws = ad_const(c->water_size);
+    /* with -flux the fluence is derived from it and -fluence has no effect */
+    ad_num fluence = c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0 ? ad_const(p->fluence)
+                                                                              : DB_SFX(seed)(pass, DB_P_FLUENCE, p->fluence, 1.0);
+    ad_num ws = ad_const(c->water_size);
     t->I_bg = ad_div_d(ad_mul_d(ad_mul_d(ad_mul(ad_mul(ad_mul(ad_mul(ad_const(2.57 * 2.57 * r_e_sqr), fluence), ws), ws), ws), 1e6),
                                 avogadro),
                        18.0);
@@ -456,53 +614,67 @@ static void DB_SFX(find_first_sample)(const db_sim *sim, const db_tables *t, lon
     }
 }
 
-static void DB_SFX(render_rows)(const db_sim *sim, const db_tables *t, float *image, double *image64, double *omega,
-                                 unsigned char *tripped, long exc_pixel, int exc_sample, int interp, long from_pixel,
-                                 long *rows_done)
+typedef struct DB_SFX(render_job) {
+    const db_sim *sim;
+    const db_tables *t;
+    float *image;
+    double *image64, *tangents, *omega;
+    unsigned char *tripped;
+    int ndirs;
+    long exc_pixel;
+    int exc_sample;
+} DB_SFX(render_job);
+
+static void DB_SFX(render_rows)(const DB_SFX(render_job) *job, int interp, long from_pixel, long *rows_done)
 {
+    const db_tables *t = job->t;
     const int F = t->fpixels, S = t->spixels;
+    const size_t npix = (size_t)F * S;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int s = 0; s < S; s++) {
         for (int f = 0; f < F; f++) {
             long idx = (long)s * F + f;
             if (idx < from_pixel) continue;
-            if (!DB_SFX(pixel_rendered)(sim, t, f, s)) continue;
+            if (!DB_SFX(pixel_rendered)(job->sim, t, f, s)) continue;
             db_pixel_flags fl;
             memset(&fl, 0, sizeof fl);
-            fl.first_sample = idx == exc_pixel ? exc_sample : -1;
+            fl.first_sample = idx == job->exc_pixel ? job->exc_sample : -1;
             fl.interpolate = interp;
             ad_num v = db_pixel_value(t, f, s, &fl);
-            image[idx] = (float)v.v;
-            if (image64) image64[idx] = v.v;
-            omega[idx] = fl.omega_sum;
-            tripped[idx] = (unsigned char)fl.interp_tripped;
+            job->image[idx] = (float)v.v;
+            if (job->image64) job->image64[idx] = v.v;
+#if AD_N > 0
+            if (job->tangents)
+                for (int k = 0; k < job->ndirs && k < AD_N; k++) job->tangents[(size_t)k * npix + idx] = v.d[k];
+#else
+            (void)npix;
+#endif
+            job->omega[idx] = fl.omega_sum;
+            job->tripped[idx] = (unsigned char)fl.interp_tripped;
         }
-        if (sim->progress) {
+        if (job->sim->progress) {
             long done;
 #pragma omp atomic capture
             done = ++*rows_done;
-            if (
 #ifdef _OPENMP
-                omp_get_thread_num() == 0
-#else
-                1
+            if (omp_get_thread_num() == 0)
 #endif
-            )
-                sim->progress(sim->progress_user, (double)done / (double)S);
+                job->sim->progress(job->sim->progress_user, (double)done / (double)S);
         }
     }
 }
 
-int DB_SFX(db_engine_run)(db_sim *sim, float *image, double *image64, db_error *err)
+int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err)
 {
     db_tables t;
     DB_SFX(storage) st;
-    int rc = DB_SFX(build_tables)(sim, &t, &st, err);
+    int rc = DB_SFX(build_tables)(sim, pass, &t, &st, err);
     if (rc) {
         DB_SFX(storage_free)(&st);
         return rc;
     }
     size_t npix = (size_t)t.fpixels * t.spixels;
+    int ndirs = pass ? pass->ndirs : 0;
     double *omega = (double *)calloc(npix, sizeof(double));
     unsigned char *tripped = (unsigned char *)calloc(npix, 1);
     if (!omega || !tripped) {
@@ -513,16 +685,16 @@ int DB_SFX(db_engine_run)(db_sim *sim, float *image, double *image64, db_error *
     }
     memset(image, 0, npix * sizeof(float));
     if (image64) memset(image64, 0, npix * sizeof(double));
+    if (tangents) memset(tangents, 0, (size_t)ndirs * npix * sizeof(double));
 
-    long exc_pixel = -1;
-    int exc_sample = -1;
+    DB_SFX(render_job) job = {sim, &t, image, image64, tangents, omega, tripped, ndirs, -1, -1};
     int differs = 0;
     for (int j = 0; j < t.nphi; j++) differs |= t.slot_first[j] != t.slot_normal[j];
-    if (differs) DB_SFX(find_first_sample)(sim, &t, &exc_pixel, &exc_sample);
+    if (differs) DB_SFX(find_first_sample)(sim, &t, &job.exc_pixel, &job.exc_sample);
 
     long rows_done = 0;
     int interp = sim->xtal.interpolate;
-    DB_SFX(render_rows)(sim, &t, image, image64, omega, tripped, exc_pixel, exc_sample, interp, 0, &rows_done);
+    DB_SFX(render_rows)(&job, interp, 0, &rows_done);
     sim->interp_switched_off = 0;
     if (interp) {
         /* the reference switches interpolation off for the rest of the run at the first out-of-range sample:
@@ -536,7 +708,7 @@ int DB_SFX(db_engine_run)(db_sim *sim, float *image, double *image64, db_error *
         if (first_trip >= 0) {
             sim->interp_switched_off = 1;
             rows_done = 0;
-            DB_SFX(render_rows)(sim, &t, image, image64, omega, tripped, exc_pixel, exc_sample, 0, first_trip + 1, &rows_done);
+            DB_SFX(render_rows)(&job, 0, first_trip + 1, &rows_done);
         }
     }
     double osum = 0.0;

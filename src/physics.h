@@ -29,6 +29,7 @@ typedef struct db_tables {
     int oversample, thicksteps, nsources, nphi, nmos;
     int shape, curved, point_pixel, os_thick, os_polar, os_omega, nopolar;
     int mosaic_on;        /* mosaic_spread > 0: the reference applies U even to domain 0 */
+    int lattice_dh;       /* SQUARE factor from dh = h - h0 (for N derivatives; equal up to sign at integer N) */
     double detector_thick; /* only compared with 0 */
     double water_size;     /* only compared with 0 */
     double dmin;           /* m; only a cut */
@@ -191,9 +192,14 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                             double h0 = ceil(h.v - 0.5), k0 = ceil(k.v - 0.5), l0 = ceil(l.v - 0.5);
                             ad_num F_latt = ad_const(1.0);
                             if (t->shape == DB_SHAPE_SQUARE_K) {
-                                if (t->Na.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, h), t->Na));
-                                if (t->Nb.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, k), t->Nb));
-                                if (t->Nc.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, l), t->Nc));
+                                /* sin(N pi h)/sin(pi h) of the reference; its N-slope grows with h and means
+                                 * nothing, so N derivatives use the same factor of dh = h - h0 */
+                                ad_num xh = t->lattice_dh ? ad_sub_d(h, h0) : h;
+                                ad_num xk = t->lattice_dh ? ad_sub_d(k, k0) : k;
+                                ad_num xl = t->lattice_dh ? ad_sub_d(l, l0) : l;
+                                if (t->Na.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, xh), t->Na));
+                                if (t->Nb.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, xk), t->Nb));
+                                if (t->Nc.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, xl), t->Nc));
                             } else {
                                 ad_num dh = ad_sub_d(h, h0), dk = ad_sub_d(k, k0), dl = ad_sub_d(l, l0);
                                 ad_num NaNbNc = ad_mul(ad_mul(t->Na, t->Nb), t->Nc);

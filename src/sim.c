@@ -272,7 +272,44 @@ static void compute_stats(db_sim *sim, const float *img)
 int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
 {
     db_error_clear(err);
-    int rc = db_engine_run_n0(sim, image, image64, err);
+    int rc = db_engine_run_n0(sim, NULL, image, image64, NULL, err);
+    if (rc) return rc;
+    compute_stats(sim, image);
+    sim->ran = 1;
+    return DB_OK;
+}
+
+int db_sim_set_chunk(db_sim *sim, int k)
+{
+    if (k < 1 || k > DB_MAX_CHUNK) return DB_ERR_ARGUMENT;
+    sim->chunk = k;
+    return DB_OK;
+}
+
+int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
+                    db_error *err)
+{
+    db_error_clear(err);
+    if (nparams <= 0) return db_sim_run(sim, image, image64, err);
+    int dh = 0;
+    for (int k = 0; k < nparams; k++) {
+        if (params[k] < 0 || params[k] >= DB_P_COUNT) return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d", params[k]);
+        dh |= params[k] == DB_P_NA || params[k] == DB_P_NB || params[k] == DB_P_NC;
+    }
+    sim->lattice_dh_form = dh;
+    int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
+    size_t npix = (size_t)sim->plan.fpixels * sim->plan.spixels;
+    int rc = DB_OK;
+    for (int first = 0; first < nparams && !rc; first += chunk) {
+        db_pass pass;
+        for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
+        pass.ndirs = nparams - first < chunk ? nparams - first : chunk;
+        for (int k = 0; k < pass.ndirs; k++) pass.dir_of[params[first + k]] = k;
+        double *out = grads + (size_t)first * npix;
+        if (pass.ndirs <= 1) rc = db_engine_run_n1(sim, &pass, image, image64, out, err);
+        else if (pass.ndirs <= 4) rc = db_engine_run_n4(sim, &pass, image, image64, out, err);
+        else rc = db_engine_run_n12(sim, &pass, image, image64, out, err);
+    }
     if (rc) return rc;
     compute_stats(sim, image);
     sim->ran = 1;

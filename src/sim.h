@@ -5,7 +5,14 @@
 
 #include "config.h"
 #include "hkl.h"
+#include "params.h"
 #include "rng.h"
+
+/* One rendering pass: which tangent direction carries which parameter (-1: not differentiated). */
+typedef struct db_pass {
+    int dir_of[DB_P_COUNT];
+    int ndirs;
+} db_pass;
 
 typedef struct db_geometry_report {
     double distance, close_distance;      /* m, derived (spec §3.5 step 5) */
@@ -50,10 +57,19 @@ struct db_sim {
     int interp_switched_off;
     db_progress_fn progress;
     void *progress_user;
+
+    /* derivative options */
+    int chunk;                            /* directions per pass */
+    int lattice_dh_form;                  /* SQUARE lattice factor as sin(N pi dh)/sin(pi dh) (for N derivatives) */
+    int mosaic_double;                    /* mosaic angles in double precision (gradcheck), not the float of the reference */
 };
 
-/* Engine entry point for the primal (AD_N = 0) build: computes the float image, the double image (may be
- * NULL) and fills the run fields of sim. */
-int db_engine_run_n0(db_sim *sim, float *image, double *image64, db_error *err);
+/* Engine entry points, one per compiled direction count (AD_N = 0, 1, 4, 12): compute the float image, the
+ * double image (may be NULL), tangents[k*npix + pixel] for the pass's directions k < pass->ndirs (may be
+ * NULL), and fill the run fields of sim. pass may be NULL (no derivatives). */
+int db_engine_run_n0(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
+int db_engine_run_n1(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
+int db_engine_run_n4(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
+int db_engine_run_n12(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
 
 #endif
