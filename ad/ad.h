@@ -359,6 +359,7 @@ AD_INLINE double ad_ceil(ad_num a) { return ceil(a.v); }
 
 /* sincg(x, N) = sin(N x) / sin(x), the lattice factor of N cells (value N at x == 0, as the reference).
  * Slopes: d/dx = (N cos(Nx) sin x - sin(Nx) cos x) / sin^2 x, d/dN = x cos(Nx) / sin x.
+ * For |N x| < 1e-3 d/dx comes from the Taylor series (the closed form cancels there; truncation ~(N x)^4).
  * Where sin(x) is exactly 0 (x == 0 in practice) the limits are used: d/dx -> 0 for x == 0 and
  * d/dN -> 1 (the value there is N itself). For x = k pi (k != 0) in exact arithmetic the quotient has limit
  * N cos(N k pi)/cos(k pi); it is never reached in floating point except at 0. */
@@ -381,7 +382,15 @@ AD_INLINE ad_num ad_sincg(ad_num x, ad_num N)
         return r;
     }
     double cx = cos(x.v), cNx = cos(N.v * x.v);
-    double gx = (N.v * cNx * sx - sNx * cx) / (sx * sx);
+    double gx;
+    if (fabs(N.v * x.v) < 1e-3) {
+        /* the closed form cancels to O((N x)^3) here (relative error ~eps/(N x)^2): use its Taylor series
+         * N ((1 - N^2) x / 3 + (3 N^4 - 10 N^2 + 7) x^3 / 90) */
+        double N2 = N.v * N.v, x2 = x.v * x.v;
+        gx = N.v * x.v * ((1.0 - N2) / 3.0 + (3.0 * N2 * N2 - 10.0 * N2 + 7.0) * x2 / 90.0);
+    } else {
+        gx = (N.v * cNx * sx - sNx * cx) / (sx * sx);
+    }
     double gN = x.v * cNx / sx;
     AD_FOR(i) r.d[i] = x.d[i] * gx + N.d[i] * gN;
 #endif

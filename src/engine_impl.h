@@ -150,7 +150,7 @@ static ad_num DB_SFX(clamp_unit)(ad_num x)
 }
 
 /* Cell or matrix -> real-space vectors in m and reciprocal vectors in 1/A (spec §3.7-§3.10). */
-static void DB_SFX(mat_cell_tangents)(const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs);
+static void DB_SFX(mat_cell_tangents)(const db_sim *sim, const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs);
 
 /* With -mat there is no -cell: the cell parameters are those of the cell the matrix describes. The matrix is
  * A = U B(cell) with B the standard reciprocal-cell matrix (Busing & Levy) and U = A B^-1 held fixed, so
@@ -180,11 +180,12 @@ static void DB_SFX(standard_B)(const ad_num cell[6], ad_vec3 cols[3])
     cols[2] = ad_vec3_make(cx, cy, cz);
 }
 
-static void DB_SFX(mat_cell_tangents)(const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs)
+static void DB_SFX(mat_cell_tangents)(const db_sim *sim, const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs)
 {
-    int any = 0;
+    int any = 0, moved = 0;
     for (int k = DB_P_A; k <= DB_P_GAMMA; k++) any |= DB_SFX(active)(pass, k);
-    if (!any) return;
+    for (int k = 0; k < 6; k++) moved |= sim->mat_cell_delta[k] != 0.0;
+    if (!any && !moved) return;
     /* the cell the matrix describes (values only) */
     double A[3][3], V = 0.0, r[3][3];
     for (int i = 0; i < 3; i++) {
@@ -212,12 +213,20 @@ static void DB_SFX(mat_cell_tangents)(const db_pass *pass, ad_vec3 *as, ad_vec3 
     ad_num cd[6];
     for (int k = 0; k < 3; k++) cd[k] = DB_SFX(seed)(pass, DB_P_A + k, cell[k], 1.0);
     for (int k = 3; k < 6; k++) cd[k] = DB_SFX(seed)(pass, DB_P_A + k, cell[k], 1.0 / DB_RTD);
-    ad_vec3 B[3];
-    DB_SFX(standard_B)(cd, B);
+    ad_vec3 B[3], B0v[3];
+    DB_SFX(standard_B)(cd, B0v);
+    if (moved) {
+        ad_num moved_cell[6];
+        for (int k = 0; k < 6; k++)
+            moved_cell[k] = ad_add_d(cd[k], k < 3 ? sim->mat_cell_delta[k] : sim->mat_cell_delta[k] / DB_RTD);
+        DB_SFX(standard_B)(moved_cell, B);
+    } else {
+        for (int k = 0; k < 3; k++) B[k] = B0v[k];
+    }
     /* U = A B0^-1 (B0 upper triangular, columns B[k]) */
     double B0[3][3], Binv[3][3], U[3][3];
     for (int i = 0; i < 3; i++)
-        for (int k = 0; k < 3; k++) B0[i][k] = B[k].c[i].v;
+        for (int k = 0; k < 3; k++) B0[i][k] = B0v[k].c[i].v;
     double det = B0[0][0] * (B0[1][1] * B0[2][2] - B0[1][2] * B0[2][1]) - B0[0][1] * (B0[1][0] * B0[2][2] - B0[1][2] * B0[2][0]) +
                  B0[0][2] * (B0[1][0] * B0[2][1] - B0[1][1] * B0[2][0]);
     for (int i = 0; i < 3; i++)
@@ -231,7 +240,8 @@ static void DB_SFX(mat_cell_tangents)(const db_pass *pass, ad_vec3 *as, ad_vec3 
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < 3; i++) {
             ad_num t = ad_add(ad_add(ad_mul_d(B[k].c[0], U[i][0]), ad_mul_d(B[k].c[1], U[i][1])), ad_mul_d(B[k].c[2], U[i][2]));
-            out[k]->c[i] = ad_keep_tangent(out[k]->c[i], t);
+            /* unmoved: the file's values with U dB tangents; moved (finite differences): U B(cell + delta) */
+            out[k]->c[i] = moved ? t : ad_keep_tangent(out[k]->c[i], t);
         }
 }
 
@@ -283,7 +293,7 @@ static void DB_SFX(setup_crystal)(db_sim *sim, const db_pass *pass, ad_vec3 *a0,
             bs.c[i] = ad_mul(f, ad_const(sim->mat[3 * i + 1]));
             cs.c[i] = ad_mul(f, ad_const(sim->mat[3 * i + 2]));
         }
-        DB_SFX(mat_cell_tangents)(pass, &as, &bs, &cs);
+        DB_SFX(mat_cell_tangents)(sim, pass, &as, &bs, &cs);
     }
     int misset_active = DB_SFX(active)(pass, DB_P_MISSET_X) || DB_SFX(active)(pass, DB_P_MISSET_Y) ||
                         DB_SFX(active)(pass, DB_P_MISSET_Z);
@@ -443,7 +453,8 @@ static int DB_SFX(setup_lattice)(db_sim *sim, const db_pass *pass, DB_SFX(storag
     ad_vec3 spindle = DB_SFX(vec_from)(p->spindle);
     ad_num phi0 = DB_SFX(seed)(pass, DB_P_PHI0, sim->cfg->phi0, 1.0 / DB_RTD);
     /* phistep = osc / phisteps with the step count held fixed, whichever way the plan derived it */
-    ad_num phistep = ad_keep_tangent(ad_const(p->phistep), DB_SFX(seed)(pass, DB_P_OSC, 0.0, 1.0 / DB_RTD / p->phisteps));
+    double phistep_v = sim->forced.active && sim->forced.force_phistep ? sim->forced.phistep : p->phistep;
+    ad_num phistep = ad_keep_tangent(ad_const(phistep_v), DB_SFX(seed)(pass, DB_P_OSC, 0.0, 1.0 / DB_RTD / p->phisteps));
     int last_nonzero = -1;
     for (int slot = 0; slot <= nphi; slot++) {
         ad_vec3 base[3] = {a0, b0, c0};
@@ -459,17 +470,23 @@ static int DB_SFX(setup_lattice)(db_sim *sim, const db_pass *pass, DB_SFX(storag
     }
     free(umats);
     /* phi == 0 skips the rotation and reuses the lattice left from the last rotated step; the very first phi
-     * loop of the run starts from a0 (slot nphi) instead of the previous iteration's last step */
-    int carried = last_nonzero >= 0 ? last_nonzero : nphi;
-    int cur_normal = carried, cur_first = nphi;
+     * loop of the run starts from the unrotated lattice instead of the previous iteration's last step. Where
+     * the lattice used is the unrotated one, the step's own slot serves: R(0) a0 is a0 exactly, and it keeps
+     * the tangent of the skipped rotation. */
+    const int SELF = -1;
+    int cur_normal = last_nonzero >= 0 ? last_nonzero : SELF, cur_first = SELF;
     for (int j = 0; j < nphi; j++) {
-        double phi = sim->cfg->phi0 + p->phistep * j;
+        double phi = sim->cfg->phi0 + phistep_v * j;
         if (!sim->cfg->phi_carryover || phi != 0.0) {
             cur_normal = j;
             cur_first = j;
         }
-        st->slot_normal[j] = cur_normal;
-        st->slot_first[j] = cur_first;
+        st->slot_normal[j] = cur_normal == SELF ? j : cur_normal;
+        st->slot_first[j] = cur_first == SELF ? j : cur_first;
+    }
+    if (sim->forced.active && sim->forced.nphi == nphi) {
+        memcpy(st->slot_normal, sim->forced.slot_normal, (size_t)nphi * sizeof(int));
+        memcpy(st->slot_first, sim->forced.slot_first, (size_t)nphi * sizeof(int));
     }
     return DB_OK;
 }
@@ -488,9 +505,14 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     db_crystal_report *x = &sim->xtal;
     double Na = c->Na, Nb = c->Nb, Nc = c->Nc;
     double la = ad_vec3_norm(a0).v, lb = ad_vec3_norm(b0).v, lc = ad_vec3_norm(c0).v;
-    if (c->sample_x > 0) Na = ceil(c->sample_x / la);
-    if (c->sample_y > 0) Nb = ceil(c->sample_y / lb);
-    if (c->sample_z > 0) Nc = ceil(c->sample_z / lc);
+    const db_decisions *fd = sim->forced.active ? &sim->forced : NULL;
+    double *Nv[3] = {&Na, &Nb, &Nc};
+    const double sizes[3] = {c->sample_x, c->sample_y, c->sample_z}, lens[3] = {la, lb, lc};
+    for (int k = 0; k < 3; k++) {
+        sim->captured.n_from_size[k] = sizes[k] > 0;
+        if (sizes[k] > 0) *Nv[k] = fd && fd->n_from_size[k] ? fd->N[k] : ceil(sizes[k] / lens[k]);
+        sim->captured.N[k] = *Nv[k];
+    }
     if (Na <= 1.0) Na = 1.0;
     if (Nb <= 1.0) Nb = 1.0;
     if (Nc <= 1.0) Nc = 1.0;
@@ -503,10 +525,14 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     if (rec <= 0) rec = 1;
     int os = c->oversample > 0 ? c->oversample : rec;
     if (os <= 0) os = 1;
+    if (fd) os = fd->oversample;
     if (os > 1000) return db_fail(err, DB_ERR_ARGUMENT, "-oversample %d is too large", os);
     /* interpolation auto-select uses the N of the command line, before the crystal size (spec §3.6) */
     int interp = c->interpolate > 1 ? ((c->Na <= 2) || (c->Nb <= 2) || (c->Nc <= 2)) : c->interpolate;
     if (!sim->have_hkl || sim->hkl.hkls == 0) interp = 0;
+    if (fd) interp = fd->interpolate;
+    sim->captured.oversample = os;
+    sim->captured.interpolate = interp;
     x->Na = Na;
     x->Nb = Nb;
     x->Nc = Nc;
@@ -547,9 +573,10 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     t->polar_axis = DB_SFX(vec_from)(p->polar);
     t->polarization = ad_const(c->polarization);
     t->fudge = ad_const(c->fudge);
-    t->Na = DB_SFX(seed)(pass, DB_P_NA, Na, 1.0);
-    t->Nb = DB_SFX(seed)(pass, DB_P_NB, Nb, 1.0);
-    t->Nc = DB_SFX(seed)(pass, DB_P_NC, Nc, 1.0);
+    /* -Na/-Nb/-Nc have no effect when a crystal size sets N */
+    t->Na = c->sample_x > 0 ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na, 1.0);
+    t->Nb = c->sample_y > 0 ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb, 1.0);
+    t->Nc = c->sample_z > 0 ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc, 1.0);
     t->lattice_dh = sim->lattice_dh_form;
     const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
     /* with -flux the fluence is derived from it and -fluence has no effect */
@@ -623,6 +650,7 @@ typedef struct DB_SFX(render_job) {
     int ndirs;
     long exc_pixel;
     int exc_sample;
+    long interp_trip; /* forced: pixels after it render without interpolation */
 } DB_SFX(render_job);
 
 static void DB_SFX(render_rows)(const DB_SFX(render_job) *job, int interp, long from_pixel, long *rows_done)
@@ -639,7 +667,12 @@ static void DB_SFX(render_rows)(const DB_SFX(render_job) *job, int interp, long 
             db_pixel_flags fl;
             memset(&fl, 0, sizeof fl);
             fl.first_sample = idx == job->exc_pixel ? job->exc_sample : -1;
-            fl.interpolate = interp;
+            fl.interpolate = job->interp_trip >= 0 && idx > job->interp_trip ? 0 : interp;
+            if (job->sim->logs) {
+                fl.log = &job->sim->logs[idx];
+                fl.log->pos = 0;
+                if (fl.log->mode == DB_LOG_RECORD) fl.log->len = 0;
+            }
             ad_num v = db_pixel_value(t, f, s, &fl);
             job->image[idx] = (float)v.v;
             if (job->image64) job->image64[idx] = v.v;
@@ -687,16 +720,23 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
     if (image64) memset(image64, 0, npix * sizeof(double));
     if (tangents) memset(tangents, 0, (size_t)ndirs * npix * sizeof(double));
 
-    DB_SFX(render_job) job = {sim, &t, image, image64, tangents, omega, tripped, ndirs, -1, -1};
+    DB_SFX(render_job) job = {sim, &t, image, image64, tangents, omega, tripped, ndirs, -1, -1, -1};
+    const db_decisions *fd = sim->forced.active ? &sim->forced : NULL;
     int differs = 0;
     for (int j = 0; j < t.nphi; j++) differs |= t.slot_first[j] != t.slot_normal[j];
-    if (differs) DB_SFX(find_first_sample)(sim, &t, &job.exc_pixel, &job.exc_sample);
+    if (fd) {
+        job.exc_pixel = fd->exc_pixel;
+        job.exc_sample = fd->exc_sample;
+        job.interp_trip = fd->interp_trip;
+    } else if (differs) {
+        DB_SFX(find_first_sample)(sim, &t, &job.exc_pixel, &job.exc_sample);
+    }
 
     long rows_done = 0;
     int interp = sim->xtal.interpolate;
     DB_SFX(render_rows)(&job, interp, 0, &rows_done);
-    sim->interp_switched_off = 0;
-    if (interp) {
+    sim->interp_switched_off = job.interp_trip >= 0;
+    if (interp && !fd) {
         /* the reference switches interpolation off for the rest of the run at the first out-of-range sample:
          * every pixel after that one (row-major) is recomputed without it */
         long first_trip = -1;
@@ -708,9 +748,25 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
         if (first_trip >= 0) {
             sim->interp_switched_off = 1;
             rows_done = 0;
+            job.interp_trip = first_trip;
             DB_SFX(render_rows)(&job, 0, first_trip + 1, &rows_done);
         }
     }
+    /* what a finite-difference point has to replay */
+    db_decisions *cap = &sim->captured;
+    free(cap->slot_normal);
+    free(cap->slot_first);
+    cap->nphi = t.nphi;
+    cap->slot_normal = (int *)malloc((size_t)t.nphi * sizeof(int));
+    cap->slot_first = (int *)malloc((size_t)t.nphi * sizeof(int));
+    if (cap->slot_normal && cap->slot_first) {
+        memcpy(cap->slot_normal, t.slot_normal, (size_t)t.nphi * sizeof(int));
+        memcpy(cap->slot_first, t.slot_first, (size_t)t.nphi * sizeof(int));
+    }
+    cap->exc_pixel = job.exc_pixel;
+    cap->exc_sample = job.exc_sample;
+    cap->interp_trip = job.interp_trip;
+    cap->phistep = t.nphi > 0 ? (sim->forced.active && sim->forced.force_phistep ? sim->forced.phistep : sim->plan.phistep) : 0.0;
     double osum = 0.0;
     for (size_t i = 0; i < npix; i++) osum += omega[i];
     sim->omega_sum = osum;

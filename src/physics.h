@@ -61,10 +61,10 @@ AD_INLINE ad_num db_polint(const double xa[4], const ad_num ya[4], ad_num x)
     return ad_add(ad_add(ad_add(t0, t1), t2), t3);
 }
 
-/* Tricubic interpolation of F at fractional (h,k,l): along l, then k, then h (appendix A5). */
-AD_INLINE ad_num db_tricubic(const db_ftable *ft, ad_num h, ad_num k, ad_num l)
+/* Tricubic interpolation of F at fractional (h,k,l) on the 4x4x4 grid starting at (hf-1, kf-1, lf-1) with
+ * hf = floor(h) etc.: along l, then k, then h (appendix A5). */
+AD_INLINE ad_num db_tricubic(const db_ftable *ft, int hf, int kf, int lf, ad_num h, ad_num k, ad_num l)
 {
-    int hf = (int)ad_floor(h), kf = (int)ad_floor(k), lf = (int)ad_floor(l);
     double H[4], K[4], L[4];
     for (int i = 0; i < 4; i++) {
         H[i] = (double)(hf - 1 + i);
@@ -86,6 +86,27 @@ AD_INLINE ad_num db_tricubic(const db_ftable *ft, ad_num h, ad_num k, ad_num l)
     return db_polint(H, W, h);
 }
 
+/* One axis of the SQUARE lattice factor, sincg(pi h, N) = sin(N pi h)/sin(pi h).
+ * dh_form (N derivatives): value and tangent of sincg(pi dh, N) with dh = h - h0; the reference's form has an
+ * N-slope that grows with h and means nothing.
+ * Otherwise the value is the reference's, bit for bit, and the tangent is taken from the dh form times its
+ * sign (-1)^((N-1) h0), which is the same function for integer N but free of the large-argument rounding that
+ * spoils the slope of sin(N pi h) near a Bragg peak. */
+AD_INLINE ad_num db_lattice_axis(ad_num h, double h0, ad_num N, int dh_form)
+{
+#if AD_N > 0
+    ad_num r = ad_sincg(ad_d_mul(DB_M_PI, ad_sub_d(h, h0)), N);
+    if (!dh_form) {
+        long parity = ((long)h0 * ((long)N.v - 1)) & 1L;
+        if (parity) r = ad_neg(r);
+        r.v = ad_sincg(ad_const(DB_M_PI * h.v), N).v;
+    }
+    return r;
+#else
+    return ad_sincg(ad_d_mul(DB_M_PI, dh_form ? ad_sub_d(h, h0) : h), N);
+#endif
+}
+
 /* Kahn polarization factor (spec §3.16), from unit incident and diffracted vectors. */
 AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffracted, ad_vec3 axis)
 {
@@ -105,6 +126,18 @@ AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffract
     return ad_d_mul(0.5, ad_sub(ad_add(ad_const(1.0), c2s), t));
 }
 
+/* Discrete decisions of one pixel (which Miller index is nearest, whether a source is cut by -dmin, whether a
+ * spot shape is zero, ...), recorded at a base point and replayed at finite-difference points so that those
+ * see the same model (design.md "Finite differences replay discrete decisions"). Host only: the GPU never
+ * records or replays. */
+typedef struct db_decision_log {
+    int *data;
+    size_t len, cap, pos;
+    int mode; /* DB_LOG_RECORD or DB_LOG_REPLAY */
+    int mismatch; /* replay ran past the recording */
+} db_decision_log;
+enum { DB_LOG_RECORD = 1, DB_LOG_REPLAY = 2 };
+
 /* Where a pixel's phi loop first runs, for the carryover's exceptional sample. */
 typedef struct db_pixel_flags {
     int first_sample;   /* ordinal (layer, sub-pixel, source) of the exceptional sample in this pixel, or -1 */
@@ -112,7 +145,37 @@ typedef struct db_pixel_flags {
     int interp_tripped; /* out: an out-of-range interpolation switched it off inside this pixel */
     double omega_sum;   /* out: sum of the solid angles over sub-pixels, for the summary */
     int probe_first;    /* in: stop at the first sample whose phi loop runs and store it in first_sample */
+    db_decision_log *log; /* in: NULL, or record/replay this pixel's discrete decisions */
 } db_pixel_flags;
+
+#if defined(__CUDACC__)
+#define db_decide(fl, computed) (computed)
+#else
+#include <stdlib.h>
+/* Returns the decision to use: the computed one, recorded when recording, or the recorded one when replaying. */
+static inline int db_decide(db_pixel_flags *fl, int computed)
+{
+    db_decision_log *L = fl->log;
+    if (!L) return computed;
+    if (L->mode == DB_LOG_RECORD) {
+        if (L->len == L->cap) {
+            size_t cap = L->cap ? 2 * L->cap : 256;
+            int *d = (int *)realloc(L->data, cap * sizeof(int));
+            if (!d) {
+                L->mismatch = 1;
+                return computed;
+            }
+            L->data = d;
+            L->cap = cap;
+        }
+        L->data[L->len++] = computed;
+        return computed;
+    }
+    if (L->pos < L->len) return L->data[L->pos++];
+    L->mismatch = 1;
+    return computed;
+}
+#endif
 
 /* The value of one pixel before float rounding: r_e^2 fluence I / steps times the corrections. */
 AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_pixel_flags *fl)
@@ -148,14 +211,14 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                 }
                 ad_num airpath;
                 ad_vec3 diffracted = ad_vec3_unit(pos, &airpath);
-                if (omega.v == 0.0 || t->os_omega) {
+                if (db_decide(fl, omega.v == 0.0 || t->os_omega)) {
                     omega = ad_div(ad_mul(ad_div(ad_div(ad_mul(t->pixel_size, t->pixel_size), airpath), airpath),
                                           t->close_distance),
                                    airpath);
                     if (t->point_pixel) omega = ad_div(ad_d_div(1.0, airpath), airpath);
                 }
                 fl->omega_sum += omega.v;
-                if (capture.v == 0.0 || t->os_thick) {
+                if (db_decide(fl, capture.v == 0.0 || t->os_thick)) {
                     ad_num parallax = ad_vec3_dot(diffracted, t->odet);
                     ad_num e0 = ad_div(ad_mul(ad_d_mul((double)(-thick_tic), t->thickstep), t->mu), parallax);
                     ad_num e1 = ad_div(ad_mul(ad_d_mul((double)(-(thick_tic + 1)), t->thickstep), t->mu), parallax);
@@ -169,9 +232,9 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                     for (int i = 0; i < 3; i++) S.c[i] = ad_div(ad_sub(diffracted.c[i], incident.c[i]), lambda);
                     if (t->dmin > 0.0) {
                         double stol = 0.5 * ad_vec3_norm(S).v;
-                        if (stol > 0.0 && t->dmin > 0.5 / stol) continue;
+                        if (db_decide(fl, stol > 0.0 && t->dmin > 0.5 / stol)) continue;
                     }
-                    if (polar.v == 0.0 || t->os_polar) {
+                    if (db_decide(fl, polar.v == 0.0 || t->os_polar)) {
                         polar = db_polarization(t->polarization, incident, diffracted, t->polar_axis);
                         /* the reference unitizes the diffracted vector in place here: this source's S is
                          * already made, but later sources of this sub-pixel see the re-unitized vector */
@@ -189,17 +252,14 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                             ad_num h = ad_vec3_dot(lat[0], S);
                             ad_num k = ad_vec3_dot(lat[1], S);
                             ad_num l = ad_vec3_dot(lat[2], S);
-                            double h0 = ceil(h.v - 0.5), k0 = ceil(k.v - 0.5), l0 = ceil(l.v - 0.5);
+                            double h0 = db_decide(fl, (int)ceil(h.v - 0.5));
+                            double k0 = db_decide(fl, (int)ceil(k.v - 0.5));
+                            double l0 = db_decide(fl, (int)ceil(l.v - 0.5));
                             ad_num F_latt = ad_const(1.0);
                             if (t->shape == DB_SHAPE_SQUARE_K) {
-                                /* sin(N pi h)/sin(pi h) of the reference; its N-slope grows with h and means
-                                 * nothing, so N derivatives use the same factor of dh = h - h0 */
-                                ad_num xh = t->lattice_dh ? ad_sub_d(h, h0) : h;
-                                ad_num xk = t->lattice_dh ? ad_sub_d(k, k0) : k;
-                                ad_num xl = t->lattice_dh ? ad_sub_d(l, l0) : l;
-                                if (t->Na.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, xh), t->Na));
-                                if (t->Nb.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, xk), t->Nb));
-                                if (t->Nc.v > 1) F_latt = ad_mul(F_latt, ad_sincg(ad_d_mul(DB_M_PI, xl), t->Nc));
+                                if (t->Na.v > 1) F_latt = ad_mul(F_latt, db_lattice_axis(h, h0, t->Na, t->lattice_dh));
+                                if (t->Nb.v > 1) F_latt = ad_mul(F_latt, db_lattice_axis(k, k0, t->Nb, t->lattice_dh));
+                                if (t->Nc.v > 1) F_latt = ad_mul(F_latt, db_lattice_axis(l, l0, t->Nc, t->lattice_dh));
                             } else {
                                 ad_num dh = ad_sub_d(h, h0), dk = ad_sub_d(k, k0), dl = ad_sub_d(l, l0);
                                 ad_num NaNbNc = ad_mul(ad_mul(t->Na, t->Nb), t->Nc);
@@ -220,20 +280,22 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                                     if (t->shape == DB_SHAPE_GAUSS_K)
                                         F_latt = ad_mul(NaNbNc, ad_exp(ad_neg(ad_mul(ad_div_d(r, 0.63), t->fudge))));
                                     else
-                                        F_latt = ad_mul_d(NaNbNc, (ad_mul(r, t->fudge).v < 0.3969) ? 1.0 : 0.0);
+                                        F_latt = ad_mul_d(NaNbNc, db_decide(fl, ad_mul(r, t->fudge).v < 0.3969) ? 1.0 : 0.0);
                                 }
                             }
-                            if (F_latt.v == 0.0 && t->water_size == 0.0) continue;
+                            if (db_decide(fl, F_latt.v == 0.0 && t->water_size == 0.0)) continue;
                             const db_ftable *ft = &t->ftab;
                             ad_num F_cell = ad_const(ft->default_F);
                             if (fl->interpolate) {
-                                if ((h.v - ft->h_min + 3) > ft->h_range || (h.v - 2) < ft->h_min ||
-                                    (k.v - ft->k_min + 3) > ft->k_range || (k.v - 2) < ft->k_min ||
-                                    (l.v - ft->l_min + 3) > ft->l_range || (l.v - 2) < ft->l_min) {
+                                if (db_decide(fl, (h.v - ft->h_min + 3) > ft->h_range || (h.v - 2) < ft->h_min ||
+                                                      (k.v - ft->k_min + 3) > ft->k_range || (k.v - 2) < ft->k_min ||
+                                                      (l.v - ft->l_min + 3) > ft->l_range || (l.v - 2) < ft->l_min)) {
                                     fl->interpolate = 0; /* the reference switches it off for the rest of the run */
                                     fl->interp_tripped = 1;
                                 } else {
-                                    F_cell = db_tricubic(ft, h, k, l);
+                                    int hf = db_decide(fl, (int)ad_floor(h)), kf = db_decide(fl, (int)ad_floor(k));
+                                    int lf = db_decide(fl, (int)ad_floor(l));
+                                    F_cell = db_tricubic(ft, hf, kf, lf, h, k, l);
                                 }
                             }
                             if (!fl->interpolate) {

@@ -125,9 +125,33 @@ static void umat_to_misset(const double U[9], double angles[3])
     }
 }
 
+void db_decisions_free(db_decisions *d)
+{
+    free(d->slot_normal);
+    free(d->slot_first);
+    d->slot_normal = d->slot_first = NULL;
+}
+
+int db_decisions_copy(db_decisions *dst, const db_decisions *src)
+{
+    db_decisions_free(dst);
+    *dst = *src;
+    dst->slot_normal = dst->slot_first = NULL;
+    if (src->nphi > 0 && src->slot_normal && src->slot_first) {
+        dst->slot_normal = (int *)malloc((size_t)src->nphi * sizeof(int));
+        dst->slot_first = (int *)malloc((size_t)src->nphi * sizeof(int));
+        if (!dst->slot_normal || !dst->slot_first) return DB_ERR_NOMEM;
+        memcpy(dst->slot_normal, src->slot_normal, (size_t)src->nphi * sizeof(int));
+        memcpy(dst->slot_first, src->slot_first, (size_t)src->nphi * sizeof(int));
+    }
+    return DB_OK;
+}
+
 void db_sim_destroy(db_sim *sim)
 {
     if (!sim) return;
+    db_decisions_free(&sim->captured);
+    db_decisions_free(&sim->forced);
     db_config_free(sim->cfg);
     db_hkl_free(&sim->hkl);
     free(sim->src_pos);
@@ -272,6 +296,7 @@ static void compute_stats(db_sim *sim, const float *img)
 int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
 {
     db_error_clear(err);
+    sim->lattice_dh_form = sim->force_dh_form;
     int rc = db_engine_run_n0(sim, NULL, image, image64, NULL, err);
     if (rc) return rc;
     compute_stats(sim, image);
@@ -296,7 +321,7 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
         if (params[k] < 0 || params[k] >= DB_P_COUNT) return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d", params[k]);
         dh |= params[k] == DB_P_NA || params[k] == DB_P_NB || params[k] == DB_P_NC;
     }
-    sim->lattice_dh_form = dh;
+    sim->lattice_dh_form = dh || sim->force_dh_form; /* N derivatives need the dh form (README "Derivatives") */
     int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
     size_t npix = (size_t)sim->plan.fpixels * sim->plan.spixels;
     int rc = DB_OK;

@@ -14,6 +14,22 @@ typedef struct db_pass {
     int ndirs;
 } db_pass;
 
+/* The discrete decisions of a run that a finite-difference point must replay (design.md): captured from a base
+ * run, forced on the runs at perturbed parameters. Per-pixel decisions live in the decision logs. */
+typedef struct db_decisions {
+    int active;
+    int oversample, interpolate;
+    int n_from_size[3];
+    double N[3];                          /* Na, Nb, Nc when they came from a crystal size */
+    int nphi;
+    int *slot_normal, *slot_first;        /* carry mapping [nphi] */
+    long exc_pixel;
+    int exc_sample;                       /* the carryover's exceptional sample */
+    long interp_trip;                     /* first pixel where interpolation switched off, -1 none */
+    int force_phistep;
+    double phistep;                       /* rad, when forced (osc finite differences) */
+} db_decisions;
+
 typedef struct db_geometry_report {
     double distance, close_distance;      /* m, derived (spec §3.5 step 5) */
     double Fclose, Sclose, Fbeam, Sbeam;  /* m */
@@ -60,9 +76,19 @@ struct db_sim {
 
     /* derivative options */
     int chunk;                            /* directions per pass */
-    int lattice_dh_form;                  /* SQUARE lattice factor as sin(N pi dh)/sin(pi dh) (for N derivatives) */
+    int lattice_dh_form;                  /* this run: SQUARE lattice factor as sin(N pi dh)/sin(pi dh) */
+    int force_dh_form;                    /* every run in the dh form (gradcheck) */
     int mosaic_double;                    /* mosaic angles in double precision (gradcheck), not the float of the reference */
+    double mat_cell_delta[6];             /* -mat: cell change (A, deg) applied as A = U B(cell + delta) (gradcheck) */
+
+    /* decision replay (gradcheck) */
+    db_decisions captured;                /* filled by every run */
+    db_decisions forced;                  /* applied when .active */
+    struct db_decision_log *logs;         /* [npix] or NULL; mode set per log */
 };
+
+void db_decisions_free(db_decisions *d);
+int db_decisions_copy(db_decisions *dst, const db_decisions *src);
 
 /* Engine entry points, one per compiled direction count (AD_N = 0, 1, 4, 12): compute the float image, the
  * double image (may be NULL), tangents[k*npix + pixel] for the pass's directions k < pass->ndirs (may be

@@ -1,0 +1,57 @@
+/* gradcheck.h: finite-difference verification of dualbragg's derivative images on a small region.
+ *
+ * For each parameter, the derivative images from the dual numbers are compared with central differences of
+ * the double pixel value (step h = cbrt(DBL_EPSILON) max(1, |x|) in the command line's unit; a 4-point stencil
+ * with `precise`). The finite-difference runs replay every discrete decision of the base run (carry mapping,
+ * exceptional sample, nearest Miller indices, tricubic grid, -dmin cuts, zero-shape skips, the tophat test,
+ * oversampling, interpolation, step counts), so they differentiate the same model. Mosaic angles are
+ * evaluated in double precision in all gradcheck runs (the reference rounds them to float, which no finite
+ * difference can resolve), and the SQUARE lattice factor in its dh form sin(N pi dh)/sin(pi dh), dh = h - h0:
+ * the same function up to sign at integer N, whose value is free of the rounding noise of sin(N pi h) at large
+ * h that a finite difference would otherwise amplify. (The derivative images of ordinary runs take their
+ * lattice slopes from this same form; test_gradcheck checks that both forms give the same tangents.)
+ * A pixel passes when |ad - fd| <= atol + rtol |fd|; atol = max(atol_factor * max |fd| over the region, the
+ * rounding-noise floor DB_GC_NOISE_ULPS * DBL_EPSILON * max |pixel| / h), unless atol_abs >= 0 is given. The
+ * floor is what a difference quotient of values carrying a few ulps of rounding can resolve; it stays far
+ * below real derivative errors (a planted 2e-5 relative error fails). */
+#define DB_GC_NOISE_ULPS 64.0
+#ifndef DB_GRADCHECK_H
+#define DB_GRADCHECK_H
+
+#include "dualbragg.h"
+
+typedef struct db_gc_options {
+    int roi[4];          /* xmin xmax ymin ymax (inclusive); roi[0] < 0: 16x16 around the brightest pixel */
+    double rtol;         /* default 1e-6 */
+    double atol_factor;  /* default 1e-8 (times the largest |fd| of that parameter) */
+    double atol_abs;     /* < 0: use atol_factor */
+    int precise;         /* 4-point stencil */
+    int chunk;           /* directions per pass (0 = default) */
+    const char *fdump_path; /* structure-factor cache to read when the configuration has no -hkl (or NULL) */
+} db_gc_options;
+
+typedef struct db_gc_row {
+    int param;
+    long pixels;
+    double max_abs_err, max_rel_err; /* over checked pixels */
+    int worst_f, worst_s;
+    double worst_ad, worst_fd;
+    double atol, noise_floor, max_abs_fd, step;
+    int pass;
+} db_gc_row;
+
+typedef struct db_gc_report {
+    int roi[4];
+    int nrows;
+    db_gc_row rows[32];
+    int all_pass;
+} db_gc_report;
+
+void db_gc_default_options(db_gc_options *o);
+int db_gradcheck(const db_config *cfg, const int *params, int nparams, const db_gc_options *o, db_gc_report *rep,
+                 db_error *err);
+/* One line per parameter, as the command-line tool prints it. */
+void db_gc_print(const db_gc_report *rep, void *file);
+int db_gc_write_json(const char *path, const db_gc_report *rep, const db_gc_options *o, db_error *err);
+
+#endif
