@@ -48,6 +48,11 @@ typedef enum { DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT6
 const char *db_config_output_path(const db_config *cfg, db_output_kind kind);
 int db_config_has_hkl(const db_config *cfg);      /* -hkl given */
 int db_config_progress(const db_config *cfg);     /* progress meter wanted (-noprogress turns it off) */
+const char *db_config_grad_list(const db_config *cfg); /* -grad LIST, or NULL */
+int db_config_grad_chunk(const db_config *cfg);   /* -grad_chunk, 0 = default */
+/* The derivative images' prefix: -gradprefix, or the float file name without extension plus ".d". */
+int db_config_grad_prefix(const db_config *cfg, char *buf, size_t size);
+int db_config_trace_pixel(const db_config *cfg, int *fpixel, int *spixel); /* 1 when -trace_pixel was given */
 
 /* ---- simulation ---- */
 /* Builds a simulation: reads -hkl / -mat / -sourcefile, draws the mosaic domains. fdump_path, when not NULL
@@ -89,6 +94,11 @@ int db_sim_set_chunk(db_sim *sim, int directions_per_pass);
  * pixels x parameters). Derivatives are of the double pixel value (image64). */
 int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
                     db_error *err);
+
+/* One line per inner iteration of one pixel of the last run, then the pixel's corrections and value, with
+ * the tangents of params (at most DB_MAX_CHUNK), to a FILE * (README "Trace format"). */
+int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file,
+                       db_error *err);
 
 /* ---- outputs (each written to a temporary name and renamed when complete) ---- */
 int db_write_float_image(const char *path, const float *image, size_t n, db_error *err);

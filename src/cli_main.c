@@ -41,6 +41,8 @@ static int fail(const db_error *err)
 int main(int argc, char **argv)
 {
     db_error err;
+    int params[64], nparams = 0;
+    double *grads = NULL;
     if (argc < 2) {
         fprintf(stderr, "usage: dualbragg (-cell a b c alpha beta gamma | -mat FILE) (-hkl FILE | -default_F F) [flags]\n"
                         "       nanoBragg's flags; see README.md for the complete list\n");
@@ -87,10 +89,21 @@ int main(int argc, char **argv)
         rc = 1;
         goto done;
     }
+    if (db_config_grad_list(cfg)) {
+        nparams = db_param_parse_list(db_config_grad_list(cfg), params, &err);
+        grads = nparams > 0 ? (double *)malloc((size_t)nparams * n * sizeof(double)) : NULL;
+        if (!grads) {
+            fprintf(stderr, "dualbragg: error: out of memory for %d derivative images\n", nparams);
+            rc = 1;
+            goto done;
+        }
+        if (db_config_grad_chunk(cfg) > 0) db_sim_set_chunk(sim, db_config_grad_chunk(cfg));
+    }
     progress_state ps = {{0, 0}, -1, 0};
     clock_gettime(CLOCK_MONOTONIC, &ps.start);
     if (db_config_progress(cfg)) db_sim_set_progress(sim, show_progress, &ps);
-    rc = db_sim_run(sim, image, image64, &err);
+    rc = nparams > 0 ? db_sim_run_grad(sim, params, nparams, image, image64, grads, &err)
+                     : db_sim_run(sim, image, image64, &err);
     if (ps.shown) fprintf(stderr, "\r100%% done\n");
     if (rc) {
         rc = fail(&err);
@@ -119,6 +132,26 @@ int main(int argc, char **argv)
     }
     printf("max_I = %g  at %g %g\n", sum.max_I, sum.max_I_x, sum.max_I_y);
     printf("mean= %g rms= %g rmsd= %g\n", sum.mean, sum.rms, sum.rmsd);
+    if (nparams > 0) {
+        char prefix[4096], name[4200];
+        if (db_config_grad_prefix(cfg, prefix, sizeof prefix)) {
+            fprintf(stderr, "dualbragg: error: -gradprefix is too long\n");
+            rc = 1;
+            goto done;
+        }
+        for (int k = 0; k < nparams; k++) {
+            snprintf(name, sizeof name, "%s%s.bin", prefix, db_param_name(params[k]));
+            if ((rc = db_write_float64_image(name, grads + (size_t)k * n, n, &err))) goto failed;
+            printf("writing %s: d(pixel)/d(%s) per %s, %zu 8-byte floats\n", name, db_param_name(params[k]),
+                   db_param_unit(params[k]), n);
+        }
+    }
+    int tf, ts;
+    if (db_config_trace_pixel(cfg, &tf, &ts)) {
+        fflush(stdout);
+        if ((rc = db_sim_trace_pixel(sim, tf, ts, params, nparams > DB_MAX_CHUNK ? DB_MAX_CHUNK : nparams, stdout, &err)))
+            goto failed;
+    }
     double scale;
     path = db_config_output_path(cfg, DB_OUT_INT);
     if ((rc = db_sim_write_int_image(sim, path, image, &scale, &err))) goto failed;
@@ -143,6 +176,7 @@ failed:
 done:
     free(image);
     free(image64);
+    free(grads);
     db_sim_destroy(sim);
     db_config_destroy(cfg);
     return rc;

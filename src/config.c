@@ -3,6 +3,7 @@
 #include "config.h"
 #include "beam_centre.h"
 #include "error.h"
+#include "params.h"
 #include "smv.h"
 
 #include <errno.h>
@@ -73,6 +74,7 @@ db_config *db_config_new(void)
     c->adc_offset = 40.0;
     c->progress = 1;
     c->printout_fpixel = c->printout_spixel = -1;
+    c->trace_fpixel = c->trace_spixel = -1;
     c->dump_file = strdup("Fdump.bin");
     c->float_file = strdup("floatimage.bin");
     c->int_file = strdup("intimage.img");
@@ -89,7 +91,8 @@ void db_config_free(db_config *c)
 {
     if (!c) return;
     char **strings[] = {&c->hkl_file, &c->mat_file, &c->dump_file, &c->source_file, &c->img_file, &c->mask_file,
-                        &c->float_file, &c->int_file, &c->pgm_file, &c->noise_file, &c->float64_file};
+                        &c->float_file, &c->int_file, &c->pgm_file, &c->noise_file, &c->float64_file,
+                        &c->grad_list, &c->grad_prefix};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) free(*strings[i]);
     free(c->mask);
     free(c);
@@ -190,7 +193,8 @@ typedef enum {
     F_OS_THICK, F_OS_POLAR, F_OS_OMEGA, F_POLAR, F_NOPOLAR, F_DMIN, F_ROI, F_MASK, F_IMG, F_ROUND_XTAL,
     F_SQUARE_XTAL, F_GAUSS_XTAL, F_TOPHAT, F_FUDGE, F_INTERPOLATE, F_NOINTERPOLATE, F_WATER, F_STOLFILE,
     F_FLOATFILE, F_INTFILE, F_PGMFILE, F_NOISEFILE, F_FLOATFILE64, F_NONOISE, F_NOPGM, F_SCALE, F_PGMSCALE,
-    F_ADC, F_SEED, F_PRINTOUT, F_PRINTOUT_PIXEL, F_NOPROGRESS, F_PROGRESS, F_PHI_CARRYOVER
+    F_ADC, F_SEED, F_PRINTOUT, F_PRINTOUT_PIXEL, F_NOPROGRESS, F_PROGRESS, F_PHI_CARRYOVER, F_GRAD, F_GRADPREFIX,
+    F_GRAD_CHUNK, F_TRACE_PIXEL
 } flag_id;
 
 typedef struct flag_spec {
@@ -245,7 +249,8 @@ static const flag_spec FLAGS[] = {
     {"-nonoise", F_NONOISE}, {"-nopgm", F_NOPGM}, {"-scale", F_SCALE}, {"-pgmscale", F_PGMSCALE},
     {"-adc", F_ADC}, {"-adcoffset", F_ADC}, {"-seed", F_SEED}, {"-printout", F_PRINTOUT},
     {"-printout_pixel", F_PRINTOUT_PIXEL}, {"-noprogress", F_NOPROGRESS}, {"-progress", F_PROGRESS},
-    {"-phi_carryover", F_PHI_CARRYOVER},
+    {"-phi_carryover", F_PHI_CARRYOVER}, {"-grad", F_GRAD}, {"-gradprefix", F_GRADPREFIX},
+    {"-grad_chunk", F_GRAD_CHUNK}, {"-trace_pixel", F_TRACE_PIXEL},
 };
 
 const char *db_flag_name(size_t i)
@@ -518,6 +523,33 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     }
     case F_NOPROGRESS: c->progress = 0; break;
     case F_PROGRESS: c->progress = 1; break;
+    case F_GRAD: {
+        rc = take_string(cur, "a comma-separated list of parameters, or 'all'", &c->grad_list);
+        if (rc) return rc;
+        int tmp[64];
+        if (db_param_parse_list(c->grad_list, tmp, cur->err) < 0) return cur->err ? cur->err->code : DB_ERR_ARGUMENT;
+        used = 1;
+        break;
+    }
+    case F_GRADPREFIX: rc = take_string(cur, "a file-name prefix", &c->grad_prefix); used = 1; break;
+    case F_GRAD_CHUNK:
+        rc = take_int(cur, "a number of directions per pass", &n);
+        if (!rc && (n < 1 || n > DB_MAX_CHUNK))
+            return db_fail(cur->err, DB_ERR_ARGUMENT, "-grad_chunk expects 1 to %d, got %ld", DB_MAX_CHUNK, n);
+        c->grad_chunk = (int)n;
+        used = 1;
+        break;
+    case F_TRACE_PIXEL: {
+        long f, s2;
+        rc = need_args(cur, 2, "a pixel: fast slow");
+        if (!rc) rc = parse_int_at(cur, 1, "a pixel: fast slow", &f);
+        if (!rc) rc = parse_int_at(cur, 2, "a pixel: fast slow", &s2);
+        if (rc) return rc;
+        c->trace_fpixel = (int)f;
+        c->trace_spixel = (int)s2;
+        used = 2;
+        break;
+    }
     case F_PHI_CARRYOVER:
         rc = need_args(cur, 1, "'on' or 'off'");
         if (rc) return rc;
@@ -892,6 +924,8 @@ db_config *db_config_clone(const db_config *src)
     bad |= dup_string(&c->pgm_file, src->pgm_file);
     bad |= dup_string(&c->noise_file, src->noise_file);
     bad |= dup_string(&c->float64_file, src->float64_file);
+    bad |= dup_string(&c->grad_list, src->grad_list);
+    bad |= dup_string(&c->grad_prefix, src->grad_prefix);
     c->mask = NULL;
     if (src->mask) {
         size_t n = (size_t)src->mask_fpixels * (size_t)src->mask_spixels;
@@ -929,4 +963,23 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
 }
 
 int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
+const char *db_config_grad_list(const db_config *c) { return c->grad_list; }
+int db_config_grad_chunk(const db_config *c) { return c->grad_chunk; }
+int db_config_trace_pixel(const db_config *c, int *f, int *s)
+{
+    *f = c->trace_fpixel;
+    *s = c->trace_spixel;
+    return c->trace_fpixel >= 0;
+}
+
+/* PREFIX for derivative images: -gradprefix, else the float file's name without extension plus ".d". */
+int db_config_grad_prefix(const db_config *c, char *buf, size_t size)
+{
+    if (c->grad_prefix) return snprintf(buf, size, "%s", c->grad_prefix) < (int)size ? 0 : -1;
+    const char *ff = c->float_file;
+    const char *slash = strrchr(ff, '/');
+    const char *dot = strrchr(ff, '.');
+    size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - ff) : strlen(ff);
+    return snprintf(buf, size, "%.*s.d", (int)stem, ff) < (int)size ? 0 : -1;
+}
 int db_config_progress(const db_config *c) { return c->progress; }

@@ -775,3 +775,69 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
     DB_SFX(storage_free)(&st);
     return DB_OK;
 }
+
+/* ---- -trace_pixel ---- */
+#include <stdio.h>
+
+typedef struct DB_SFX(trace_ctx) {
+    FILE *out;
+    int ndirs;
+} DB_SFX(trace_ctx);
+
+static void DB_SFX(print_tangents)(FILE *out, ad_num x, int ndirs)
+{
+#if AD_N > 0
+    for (int k = 0; k < ndirs && k < AD_N; k++) fprintf(out, " %.17g", x.d[k]);
+#else
+    (void)out;
+    (void)x;
+    (void)ndirs;
+#endif
+}
+
+static void DB_SFX(trace_sample)(void *vctx, const db_trace_sample *r)
+{
+    DB_SFX(trace_ctx) *ctx = (DB_SFX(trace_ctx) *)vctx;
+    FILE *o = ctx->out;
+    fprintf(o, "sample %d %d %d %d %d %d %d", r->layer, r->subS, r->subF, r->source, r->phi_tic, r->mos, r->slot);
+    for (int v = 0; v < 3; v++)
+        for (int i = 0; i < 3; i++) fprintf(o, " %.17g", r->lattice[v].c[i].v);
+    fprintf(o, " %.17g %.17g %.17g %.17g %.17g %.17g", r->h.v, r->k.v, r->l.v, r->F_latt.v, r->F_cell.v, r->term.v);
+    DB_SFX(print_tangents)(o, r->term, ctx->ndirs);
+    fputc('\n', o);
+}
+
+static void DB_SFX(trace_end)(void *vctx, const db_trace_end *r)
+{
+    DB_SFX(trace_ctx) *ctx = (DB_SFX(trace_ctx) *)vctx;
+    fprintf(ctx->out, "pixel %.17g %.17g %.17g %.17g", r->polar.v, r->omega.v, r->capture.v, r->value.v);
+    DB_SFX(print_tangents)(ctx->out, r->value, ctx->ndirs);
+    fputc('\n', ctx->out);
+}
+
+/* Re-renders one pixel of the last run with a tracer (same decisions: exceptional sample, interpolation). */
+int DB_SFX(db_engine_trace)(db_sim *sim, const db_pass *pass, int f, int s, void *file, db_error *err)
+{
+    db_tables t;
+    DB_SFX(storage) st;
+    int rc = DB_SFX(build_tables)(sim, pass, &t, &st, err);
+    if (!rc && (f < 0 || f >= t.fpixels || s < 0 || s >= t.spixels))
+        rc = db_fail(err, DB_ERR_ARGUMENT, "-trace_pixel %d %d is outside the %d x %d detector", f, s, t.fpixels, t.spixels);
+    if (!rc && !DB_SFX(pixel_rendered)(sim, &t, f, s))
+        rc = db_fail(err, DB_ERR_ARGUMENT, "-trace_pixel %d %d is outside the ROI or masked: it is not rendered", f, s);
+    if (rc) {
+        DB_SFX(storage_free)(&st);
+        return rc;
+    }
+    long idx = (long)s * t.fpixels + f;
+    DB_SFX(trace_ctx) ctx = {(FILE *)file, pass ? pass->ndirs : 0};
+    db_tracer tr = {DB_SFX(trace_sample), DB_SFX(trace_end), &ctx};
+    db_pixel_flags fl;
+    memset(&fl, 0, sizeof fl);
+    fl.first_sample = idx == sim->captured.exc_pixel ? sim->captured.exc_sample : -1;
+    fl.interpolate = sim->captured.interp_trip >= 0 && idx > sim->captured.interp_trip ? 0 : sim->captured.interpolate;
+    fl.tracer = &tr;
+    (void)db_pixel_value(&t, f, s, &fl);
+    DB_SFX(storage_free)(&st);
+    return DB_OK;
+}

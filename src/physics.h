@@ -138,6 +138,21 @@ typedef struct db_decision_log {
 } db_decision_log;
 enum { DB_LOG_RECORD = 1, DB_LOG_REPLAY = 2 };
 
+/* -trace_pixel: what one inner iteration and the pixel's end contribute (host only). */
+typedef struct db_trace_sample {
+    int layer, subS, subF, source, phi_tic, mos, slot;
+    const ad_vec3 *lattice; /* a, b, c (m) */
+    ad_num h, k, l, F_latt, F_cell, term;
+} db_trace_sample;
+typedef struct db_trace_end {
+    ad_num polar, omega, capture, value;
+} db_trace_end;
+typedef struct db_tracer {
+    void (*sample)(void *ctx, const db_trace_sample *r);
+    void (*end)(void *ctx, const db_trace_end *r);
+    void *ctx;
+} db_tracer;
+
 /* Where a pixel's phi loop first runs, for the carryover's exceptional sample. */
 typedef struct db_pixel_flags {
     int first_sample;   /* ordinal (layer, sub-pixel, source) of the exceptional sample in this pixel, or -1 */
@@ -146,6 +161,7 @@ typedef struct db_pixel_flags {
     double omega_sum;   /* out: sum of the solid angles over sub-pixels, for the summary */
     int probe_first;    /* in: stop at the first sample whose phi loop runs and store it in first_sample */
     db_decision_log *log; /* in: NULL, or record/replay this pixel's discrete decisions */
+    const db_tracer *tracer; /* in: NULL, or report every inner iteration (host only) */
 } db_pixel_flags;
 
 #if defined(__CUDACC__)
@@ -308,7 +324,15 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                                     F_cell = ad_const(ft->default_F);
                                 }
                             }
-                            I = ad_add(I, ad_mul(ad_mul(ad_mul(F_cell, F_cell), F_latt), F_latt));
+                            ad_num term = ad_mul(ad_mul(ad_mul(F_cell, F_cell), F_latt), F_latt);
+                            I = ad_add(I, term);
+#if !defined(__CUDACC__)
+                            if (fl->tracer) {
+                                db_trace_sample r = {thick_tic, subS, subF, source, phi_tic, mos, slots[phi_tic],
+                                                     lat, h, k, l, F_latt, F_cell, term};
+                                fl->tracer->sample(fl->tracer->ctx, &r);
+                            }
+#endif
                             if (t->os_thick) I = ad_mul(I, capture);
                             if (t->os_polar) I = ad_mul(I, polar);
                             if (t->os_omega) I = ad_mul(I, omega);
@@ -322,6 +346,12 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
     if (!t->os_thick) value = ad_mul(value, capture);
     if (!t->os_polar) value = ad_mul(value, polar);
     if (!t->os_omega) value = ad_mul(value, omega);
+#if !defined(__CUDACC__)
+    if (fl->tracer) {
+        db_trace_end r = {polar, omega, capture, value};
+        fl->tracer->end(fl->tracer->ctx, &r);
+    }
+#endif
     return value;
 }
 

@@ -486,3 +486,25 @@ int db_sim_write_fdump(const db_sim *sim, const char *path, db_error *err)
     if (!sim->have_hkl) return db_fail(err, DB_ERR_ARGUMENT, "no structure-factor table to write");
     return db_fdump_write(path, &sim->hkl, err);
 }
+
+int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_trace_pixel: run the simulation first");
+    if (nparams > DB_MAX_CHUNK)
+        return db_fail(err, DB_ERR_ARGUMENT, "-trace_pixel shows at most %d parameters' tangents (got %d)", DB_MAX_CHUNK, nparams);
+    FILE *o = (FILE *)file;
+    fprintf(o, "# dualbragg trace v1: pixel %d %d\n", fpixel, spixel);
+    fprintf(o, "# sample layer subS subF source phi_step mosaic_domain carry_slot a_x a_y a_z b_x b_y b_z c_x c_y c_z h k l "
+               "F_latt F_cell dI");
+    for (int k = 0; k < nparams; k++) fprintf(o, " d(dI)/d(%s)", db_param_name(params[k]));
+    fprintf(o, "\n# pixel polar omega capture value");
+    for (int k = 0; k < nparams; k++) fprintf(o, " d(value)/d(%s)", db_param_name(params[k]));
+    fprintf(o, "\n");
+    if (nparams <= 0) return db_engine_trace_n0(sim, NULL, fpixel, spixel, file, err);
+    db_pass pass;
+    for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
+    pass.ndirs = nparams;
+    for (int k = 0; k < nparams; k++) pass.dir_of[params[k]] = k;
+    return db_engine_trace_n12(sim, &pass, fpixel, spixel, file, err);
+}
