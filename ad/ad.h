@@ -392,6 +392,9 @@ AD_INLINE ad_num ad_sincg(ad_num x, ad_num N)
         gx = (N.v * cNx * sx - sNx * cx) / (sx * sx);
     }
     double gN = x.v * cNx / sx;
+#ifdef DB_PLANT_TANGENT_ERROR
+    gx *= 1.0 + 2e-5; /* test-only build (test_gradcheck_planted): gradcheck must catch this */
+#endif
     AD_FOR(i) r.d[i] = x.d[i] * gx + N.d[i] * gN;
 #endif
     return r;
