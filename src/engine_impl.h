@@ -55,7 +55,7 @@ static void DB_SFX(vec_out)(ad_vec3 v, double out[3])
 }
 
 typedef struct DB_SFX(storage) {
-    ad_vec3 *src_dir;
+    ad_vec3 *src_dir, *src_incident_unit;
     ad_num *src_lambda;
     ad_vec3 *lattice;
     int *slot_normal, *slot_first;
@@ -64,6 +64,7 @@ typedef struct DB_SFX(storage) {
 static void DB_SFX(storage_free)(DB_SFX(storage) *s)
 {
     free(s->src_dir);
+    free(s->src_incident_unit);
     free(s->src_lambda);
     free(s->lattice);
     free(s->slot_normal);
@@ -402,6 +403,13 @@ static int DB_SFX(setup_sources)(db_sim *sim, const db_pass *pass, DB_SFX(storag
         }
     }
     if (n == 0) return db_fail(err, DB_ERR_ARGUMENT, "the beam has no sources (check the divergence and dispersion flags)");
+    st->src_incident_unit = (ad_vec3 *)malloc((size_t)n * sizeof *st->src_incident_unit);
+    if (!st->src_incident_unit) return db_fail(err, DB_ERR_NOMEM, "out of memory for %d sources", n);
+    for (int s = 0; s < n; s++) {
+        ad_vec3 inc;
+        for (int i = 0; i < 3; i++) inc.c[i] = ad_neg(st->src_dir[s].c[i]);
+        st->src_incident_unit[s] = ad_vec3_unit(inc, 0);
+    }
     *nsources = n;
     return DB_OK;
 }
@@ -570,7 +578,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     t->subpixel_size = ad_div_d(t->pixel_size, (double)os);
     t->thickstep = ad_const(p->thickstep);
     t->mu = ad_const(p->mu);
-    t->polar_axis = DB_SFX(vec_from)(p->polar);
+    t->polar_axis = ad_vec3_unit(DB_SFX(vec_from)(p->polar), 0);
     t->polarization = ad_const(c->polarization);
     t->fudge = ad_const(c->fudge);
     /* -Na/-Nb/-Nc have no effect when a crystal size sets N */
@@ -588,6 +596,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
                        18.0);
     t->r_e_sqr_fluence = ad_d_mul(r_e_sqr, fluence);
     t->src_dir = st->src_dir;
+    t->src_incident_unit = st->src_incident_unit;
     t->src_lambda = st->src_lambda;
     t->lattice = st->lattice;
     t->slot_normal = st->slot_normal;

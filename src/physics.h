@@ -35,10 +35,11 @@ typedef struct db_tables {
     double dmin;           /* m; only a cut */
     double steps;          /* sources*domains*phisteps*oversample^2, as a double */
     ad_num pixel_size, subpixel_size, close_distance, distance, thickstep, mu;
-    ad_vec3 fdet, sdet, odet, pix0, beam, polar_axis;
+    ad_vec3 fdet, sdet, odet, pix0, beam, polar_axis; /* polar_axis unitized */
     ad_num polarization, fudge, Na, Nb, Nc, I_bg, r_e_sqr_fluence;
     ad_vec3 astar, bstar, cstar; /* unrotated reciprocal vectors in 1/Angstrom (GAUSS/TOPHAT) */
     const ad_vec3 *src_dir;      /* unit source position vectors; incident = -src_dir */
+    const ad_vec3 *src_incident_unit; /* unit(-src_dir), as the polarization factor unitizes it */
     const ad_num *src_lambda;
     /* lattice[(slot*nmos + mos)*3 + {0,1,2}] = a,b,c (m) of phi slot `slot` after mosaic domain `mos`;
      * slot nphi is the unrotated lattice a0 (used by the carryover's exceptional sample). */
@@ -107,12 +108,11 @@ AD_INLINE ad_num db_lattice_axis(ad_num h, double h0, ad_num N, int dh_form)
 #endif
 }
 
-/* Kahn polarization factor (spec §3.16), from unit incident and diffracted vectors. */
+/* Kahn polarization factor (spec §3.16). The reference unitizes all three vectors on every call; incident
+ * and axis do not change within a run, so the caller passes them unitized once (same values). */
 AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffracted, ad_vec3 axis)
 {
-    incident = ad_vec3_unit(incident, 0);
     diffracted = ad_vec3_unit(diffracted, 0);
-    axis = ad_vec3_unit(axis, 0);
     ad_num c2 = ad_vec3_dot(incident, diffracted);
     ad_num c2s = ad_mul(c2, c2);
     ad_num s2s = ad_d_sub(1.0, c2s);
@@ -251,7 +251,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                         if (db_decide(fl, stol > 0.0 && t->dmin > 0.5 / stol)) continue;
                     }
                     if (db_decide(fl, polar.v == 0.0 || t->os_polar)) {
-                        polar = db_polarization(t->polarization, incident, diffracted, t->polar_axis);
+                        polar = db_polarization(t->polarization, t->src_incident_unit[source], diffracted, t->polar_axis);
                         /* the reference unitizes the diffracted vector in place here: this source's S is
                          * already made, but later sources of this sub-pixel see the re-unitized vector */
                         diffracted = ad_vec3_unit(diffracted, 0);
