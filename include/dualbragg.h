@@ -53,6 +53,7 @@ int db_config_grad_chunk(const db_config *cfg);   /* -grad_chunk, 0 = default */
 /* The derivative images' prefix: -gradprefix, or the float file name without extension plus ".d". */
 int db_config_grad_prefix(const db_config *cfg, char *buf, size_t size);
 int db_config_trace_pixel(const db_config *cfg, int *fpixel, int *spixel); /* 1 when -trace_pixel was given */
+int db_config_printout(const db_config *cfg, int *fpixel, int *spixel);    /* 1 when -printout(_pixel) was given */
 
 /* ---- simulation ---- */
 /* Builds a simulation: reads -hkl / -mat / -sourcefile, draws the mosaic domains. fdump_path, when not NULL
@@ -99,6 +100,10 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
  * the tangents of params (at most DB_MAX_CHUNK), to a FILE * (README "Trace format"). */
 int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file,
                        db_error *err);
+
+/* The reference's -printout block (values of the last inner iteration) for one pixel, or every rendered pixel
+ * when fpixel < 0, of the last run, to a FILE *. */
+int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err);
 
 /* ---- outputs (each written to a temporary name and renamed when complete) ---- */
 int db_write_float_image(const char *path, const float *image, size_t n, db_error *err);

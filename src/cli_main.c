@@ -41,7 +41,7 @@ static int fail(const db_error *err)
 int main(int argc, char **argv)
 {
     db_error err;
-    int params[64], nparams = 0;
+    int params[64], nparams = 0, tf, ts;
     double *grads = NULL;
     if (argc < 2) {
         fprintf(stderr, "usage: dualbragg (-cell a b c alpha beta gamma | -mat FILE) (-hkl FILE | -default_F F) [flags]\n"
@@ -101,7 +101,8 @@ int main(int argc, char **argv)
     }
     progress_state ps = {{0, 0}, -1, 0};
     clock_gettime(CLOCK_MONOTONIC, &ps.start);
-    if (db_config_progress(cfg)) db_sim_set_progress(sim, show_progress, &ps);
+    /* as the reference, printout suppresses the progress meter */
+    if (db_config_progress(cfg) && !db_config_printout(cfg, &tf, &ts)) db_sim_set_progress(sim, show_progress, &ps);
     rc = nparams > 0 ? db_sim_run_grad(sim, params, nparams, image, image64, grads, &err)
                      : db_sim_run(sim, image, image64, &err);
     if (ps.shown) fprintf(stderr, "\r100%% done\n");
@@ -146,7 +147,10 @@ int main(int argc, char **argv)
                    db_param_unit(params[k]), n);
         }
     }
-    int tf, ts;
+    if (db_config_printout(cfg, &tf, &ts)) {
+        fflush(stdout);
+        if ((rc = db_sim_printout(sim, tf, ts, image, stdout, &err))) goto failed;
+    }
     if (db_config_trace_pixel(cfg, &tf, &ts)) {
         fflush(stdout);
         if ((rc = db_sim_trace_pixel(sim, tf, ts, params, nparams > DB_MAX_CHUNK ? DB_MAX_CHUNK : nparams, stdout, &err)))

@@ -965,6 +965,13 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
 int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
 const char *db_config_grad_list(const db_config *c) { return c->grad_list; }
 int db_config_grad_chunk(const db_config *c) { return c->grad_chunk; }
+int db_config_printout(const db_config *c, int *f, int *s)
+{
+    *f = c->printout_fpixel;
+    *s = c->printout_spixel;
+    return c->printout;
+}
+
 int db_config_trace_pixel(const db_config *c, int *f, int *s)
 {
     *f = c->trace_fpixel;

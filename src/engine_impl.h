@@ -469,7 +469,14 @@ static int DB_SFX(setup_lattice)(db_sim *sim, const db_pass *pass, DB_SFX(storag
         if (slot < nphi) {
             ad_num phi = ad_add(phi0, ad_mul_d(phistep, (double)slot));
             if (phi.v != 0.0) last_nonzero = slot;
-            for (int k = 0; k < 3; k++) base[k] = ad_vec3_rotate_axis(base[k], spindle, phi);
+            for (int k = 0; k < 3; k++) {
+                ad_vec3 r = ad_vec3_rotate_axis(base[k], spindle, phi);
+                /* at phi == 0 the reference skips the rotation: keep a0's values exactly (signed zeros
+                 * included) and the rotation's tangent */
+                if (phi.v == 0.0)
+                    for (int i = 0; i < 3; i++) r.c[i].v = base[k].c[i].v;
+                base[k] = r;
+            }
         }
         for (int m = 0; m < nmos; m++)
             for (int k = 0; k < 3; k++)
@@ -847,6 +854,82 @@ int DB_SFX(db_engine_trace)(db_sim *sim, const db_pass *pass, int f, int s, void
     fl.interpolate = sim->captured.interp_trip >= 0 && idx > sim->captured.interp_trip ? 0 : sim->captured.interpolate;
     fl.tracer = &tr;
     (void)db_pixel_value(&t, f, s, &fl);
+    DB_SFX(storage_free)(&st);
+    return DB_OK;
+}
+
+/* ---- -printout / -printout_pixel: the reference's per-pixel block, from the last inner iteration ---- */
+typedef struct DB_SFX(printout_ctx) {
+    int have;
+    db_trace_sample last;
+    ad_vec3 lat[3];
+    db_trace_end end;
+} DB_SFX(printout_ctx);
+
+static void DB_SFX(printout_sample)(void *vctx, const db_trace_sample *r)
+{
+    DB_SFX(printout_ctx) *ctx = (DB_SFX(printout_ctx) *)vctx;
+    ctx->last = *r;
+    for (int k = 0; k < 3; k++) ctx->lat[k] = r->lattice[k];
+    ctx->have = 1;
+}
+
+static void DB_SFX(printout_end)(void *vctx, const db_trace_end *r)
+{
+    ((DB_SFX(printout_ctx) *)vctx)->end = *r;
+}
+
+int DB_SFX(db_engine_printout)(db_sim *sim, int f, int s, const float *image, void *file, db_error *err)
+{
+    db_tables t;
+    DB_SFX(storage) st;
+    int rc = DB_SFX(build_tables)(sim, NULL, &t, &st, err);
+    if (rc) {
+        DB_SFX(storage_free)(&st);
+        return rc;
+    }
+    FILE *o = (FILE *)file;
+    int f0 = f, f1 = f, s0 = s, s1 = s;
+    if (f < 0) {
+        f0 = s0 = 0;
+        f1 = t.fpixels - 1;
+        s1 = t.spixels - 1;
+    }
+    for (int sp = s0; sp <= s1; sp++)
+        for (int fp = f0; fp <= f1; fp++) {
+            if (fp < 0 || fp >= t.fpixels || sp < 0 || sp >= t.spixels || !DB_SFX(pixel_rendered)(sim, &t, fp, sp)) continue;
+            long idx = (long)sp * t.fpixels + fp;
+            DB_SFX(printout_ctx) ctx;
+            memset(&ctx, 0, sizeof ctx);
+            db_tracer tr = {DB_SFX(printout_sample), DB_SFX(printout_end), &ctx};
+            db_pixel_flags fl;
+            memset(&fl, 0, sizeof fl);
+            fl.first_sample = idx == sim->captured.exc_pixel ? sim->captured.exc_sample : -1;
+            fl.interpolate = sim->captured.interp_trip >= 0 && idx > sim->captured.interp_trip ? 0 : sim->captured.interpolate;
+            fl.tracer = &tr;
+            (void)db_pixel_value(&t, fp, sp, &fl);
+            if (!ctx.have) continue;
+            const db_trace_sample *L = &ctx.last;
+            double px = L->pos.c[0].v, py = L->pos.c[1].v, pz = L->pos.c[2].v;
+            double stol = 0.5 * ad_vec3_norm(L->S).v;
+            double twotheta = atan2(sqrt(py * py + pz * pz), px);
+            fprintf(o, "%4d %4d : stol = %g or %g\n", fp, sp, stol, sin(twotheta / 2.0) / (sim->cfg->lambda0 * 1e10));
+            fprintf(o, "at %g %g %g\n", px, py, pz);
+            fprintf(o, "hkl= %f %f %f  hkl0= %d %d %d\n", L->h.v, L->k.v, L->l.v, (int)ceil(L->h.v - 0.5),
+                    (int)ceil(L->k.v - 0.5), (int)ceil(L->l.v - 0.5));
+            fprintf(o, " F_cell=%g  F_latt=%g   I = %g\n", L->F_cell.v, L->F_latt.v, ctx.end.I.v);
+            fprintf(o, "I/steps %15.10g\n", ctx.end.I.v / t.steps);
+            fprintf(o, "polar   %15.10g\n", ctx.end.polar.v);
+            fprintf(o, "omega   %15.10g\n", ctx.end.omega.v);
+            fprintf(o, "capfrac %15.10g\n", ctx.end.capture.v);
+            fprintf(o, "pixel   %15.10g\n", (double)image[idx]);
+            fprintf(o, "real-space cell vectors (Angstrom):\n");
+            fprintf(o, "     %-10s  %-10s  %-10s\n", "a", "b", "c");
+            const char *axis = "XYZ";
+            for (int i = 0; i < 3; i++)
+                fprintf(o, "%c: %11.8f %11.8f %11.8f\n", axis[i], ctx.lat[0].c[i].v * 1e10, ctx.lat[1].c[i].v * 1e10,
+                        ctx.lat[2].c[i].v * 1e10);
+        }
     DB_SFX(storage_free)(&st);
     return DB_OK;
 }

@@ -143,9 +143,11 @@ typedef struct db_trace_sample {
     int layer, subS, subF, source, phi_tic, mos, slot;
     const ad_vec3 *lattice; /* a, b, c (m) */
     ad_num h, k, l, F_latt, F_cell, term;
+    ad_vec3 pos;            /* sub-pixel position (m) */
+    ad_vec3 S;              /* scattering vector (1/m) */
 } db_trace_sample;
 typedef struct db_trace_end {
-    ad_num polar, omega, capture, value;
+    ad_num polar, omega, capture, value, I;
 } db_trace_end;
 typedef struct db_tracer {
     void (*sample)(void *ctx, const db_trace_sample *r);
@@ -329,7 +331,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
 #if !defined(__CUDACC__)
                             if (fl->tracer) {
                                 db_trace_sample r = {thick_tic, subS, subF, source, phi_tic, mos, slots[phi_tic],
-                                                     lat, h, k, l, F_latt, F_cell, term};
+                                                     lat, h, k, l, F_latt, F_cell, term, pos, S};
                                 fl->tracer->sample(fl->tracer->ctx, &r);
                             }
 #endif
@@ -348,7 +350,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
     if (!t->os_omega) value = ad_mul(value, omega);
 #if !defined(__CUDACC__)
     if (fl->tracer) {
-        db_trace_end r = {polar, omega, capture, value};
+        db_trace_end r = {polar, omega, capture, value, I};
         fl->tracer->end(fl->tracer->ctx, &r);
     }
 #endif

@@ -508,3 +508,10 @@ int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, i
     for (int k = 0; k < nparams; k++) pass.dir_of[params[k]] = k;
     return db_engine_trace_n12(sim, &pass, fpixel, spixel, file, err);
 }
+
+int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_printout: run the simulation first");
+    return db_engine_printout_n0(sim, fpixel, spixel, image, file, err);
+}
