@@ -438,8 +438,8 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     case F_PIVOT:
         rc = need_args(cur, 1, "'sample' or 'beam'");
         if (rc) return rc;
-        if (strcmp(cur->argv[cur->i + 1], "sample") == 0) c->pivot = DB_PIVOT_SAMPLE;
-        else if (strcmp(cur->argv[cur->i + 1], "beam") == 0) c->pivot = DB_PIVOT_BEAM;
+        if (strcmp(cur->argv[cur->i + 1], "sample") == 0) c->pivot = c->pivot_flag = DB_PIVOT_SAMPLE;
+        else if (strcmp(cur->argv[cur->i + 1], "beam") == 0) c->pivot = c->pivot_flag = DB_PIVOT_BEAM;
         else return db_fail(cur->err, DB_ERR_ARGUMENT, "-pivot expects 'sample' or 'beam', got '%s'", cur->argv[cur->i + 1]);
         used = 1;
         break;
@@ -564,6 +564,41 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     return DB_OK;
 }
 
+/* Spec §7 item 10: conventions force the pivot and ignore some beam-centre flags. The reference does so
+ * silently; we do the same, and say it. */
+static void convention_warnings(db_config *c)
+{
+    static const char *const names[] = {"MOSFLM", "DENZO", "ADXV", "XDS", "DIALS", "CUSTOM"};
+    const char *conv = names[c->convention];
+    int beam_pivot_conv = c->convention <= DB_CONV_ADXV, sample_pivot_conv = c->convention == DB_CONV_XDS ||
+                                                                           c->convention == DB_CONV_DIALS;
+    char line[512];
+    if (beam_pivot_conv) {
+        if (c->given[F_PIVOT] && c->pivot_flag == DB_PIVOT_SAMPLE) {
+            snprintf(line, sizeof line, "warning: -pivot sample has no effect: the %s convention pivots the detector about the direct-beam spot\n", conv);
+            add_warning(c, "%s", line);
+        }
+        if (c->given[F_TWOTHETA]) {
+            snprintf(line, sizeof line, "warning: -twotheta swings the detector about the direct-beam spot, not the sample, in the %s convention (as the reference)\n", conv);
+            add_warning(c, "%s", line);
+        }
+        if (c->given[F_XCLOSE] || c->given[F_YCLOSE] || c->given[F_ORGX] || c->given[F_ORGY] || c->given[F_CLOSE_DISTANCE]) {
+            snprintf(line, sizeof line, "warning: -Xclose/-Yclose/-ORGX/-ORGY/-close_distance do not place the detector in the %s convention (it pivots about the beam spot; use -Xbeam/-Ybeam/-distance)\n", conv);
+            add_warning(c, "%s", line);
+        }
+    }
+    if (sample_pivot_conv) {
+        if (c->given[F_PIVOT] && c->pivot_flag == DB_PIVOT_BEAM) {
+            snprintf(line, sizeof line, "warning: -pivot beam has no effect: the %s convention pivots the detector about the sample\n", conv);
+            add_warning(c, "%s", line);
+        }
+        if (c->given[F_XBEAM] || c->given[F_YBEAM] || c->given[F_XCLOSE] || c->given[F_YCLOSE]) {
+            snprintf(line, sizeof line, "warning: -Xbeam/-Ybeam/-Xclose/-Yclose only change the image header in the %s convention; use -ORGX/-ORGY to move the detector origin\n", conv);
+            add_warning(c, "%s", line);
+        }
+    }
+}
+
 int db_config_parse_args(db_config *c, int argc, const char *const *argv, db_error *err)
 {
     db_error_clear(err);
@@ -590,7 +625,9 @@ int db_config_parse_args(db_config *c, int argc, const char *const *argv, db_err
         }
         int rc = handle_flag(c, &cur, f->id);
         if (rc) return rc;
+        c->given[f->id] = 1;
     }
+    convention_warnings(c);
     return DB_OK;
 }
 

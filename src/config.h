@@ -66,6 +66,7 @@ struct db_config {
     /* detector */
     db_convention convention;
     db_pivot pivot;
+    db_pivot pivot_flag;                  /* what -pivot itself said (for warnings) */
     double pixel_size, distance, close_distance; /* m; close_distance NAN = unset */
     double detsize_f, detsize_s;
     int fpixels, spixels;                 /* 0 = from detsize */
@@ -91,6 +92,7 @@ struct db_config {
     unsigned short *mask;                 /* fpixels*spixels, NULL when no mask */
     int mask_fpixels, mask_spixels;
 
+    unsigned char given[256];             /* flags seen, by the parser's flag id (for the convention warnings) */
     char warnings[4096];                  /* accepted-but-ignored flags and the like, for the caller to show */
 
 };
