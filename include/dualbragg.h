@@ -40,6 +40,27 @@ void db_config_destroy(db_config *cfg);
  * (README lists every spelling); unknown flags, missing or non-numeric values are errors. -img and -mask
  * headers are read here, before the other flags, as the reference does. */
 int db_config_parse(db_config *cfg, int argc, const char *const *argv, db_error *err);
+/* Field by field: each setter applies the same conversions as the flag named in its comment (so a
+ * configuration built either way renders the same image). Units are the command line's. */
+int db_config_set_cell(db_config *cfg, double a, double b, double c, double alpha, double beta, double gamma,
+                       db_error *err);                                                     /* -cell */
+int db_config_set_matrix_file(db_config *cfg, const char *path, db_error *err);           /* -mat */
+int db_config_set_misset(db_config *cfg, double rx_deg, double ry_deg, double rz_deg, db_error *err); /* -misset */
+int db_config_set_cells(db_config *cfg, double Na, double Nb, double Nc, db_error *err);  /* -Na -Nb -Nc */
+int db_config_set_hkl_file(db_config *cfg, const char *path, db_error *err);              /* -hkl */
+int db_config_set_default_F(db_config *cfg, double F, db_error *err);                     /* -default_F */
+int db_config_set_wavelength(db_config *cfg, double angstrom, db_error *err);             /* -lambda */
+int db_config_set_detector(db_config *cfg, int fpixels, int spixels, double pixel_mm, double distance_mm,
+                           db_error *err);                        /* -detpixels_f -detpixels_s -pixel -distance */
+int db_config_set_beam_center(db_config *cfg, double xbeam_mm, double ybeam_mm, db_error *err); /* -Xbeam -Ybeam */
+int db_config_set_convention(db_config *cfg, const char *name, db_error *err); /* mosflm denzo adxv xds dials */
+int db_config_set_phi(db_config *cfg, double phi0_deg, double osc_deg, int steps, db_error *err); /* -phi -osc -phisteps */
+int db_config_set_mosaic(db_config *cfg, double spread_deg, int domains, long seed, db_error *err);
+int db_config_set_oversample(db_config *cfg, int n, db_error *err);                      /* -oversample */
+int db_config_set_roi(db_config *cfg, int xmin, int xmax, int ymin, int ymax, db_error *err); /* -roi */
+int db_config_set_noise_seed(db_config *cfg, long seed, db_error *err);                  /* -seed */
+int db_config_set_phi_carryover(db_config *cfg, int on, db_error *err);                  /* -phi_carryover */
+
 /* Warnings collected while parsing (flags accepted without effect), one per line; "" when none. */
 const char *db_config_warnings(const db_config *cfg);
 
@@ -66,6 +87,18 @@ void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user);
 /* Renders the float image (fpixels*spixels, index s*fpixels+f) into caller-owned buffers; image64 (may be
  * NULL) receives the double value before float rounding. Pixels outside the ROI or masked are 0. */
 int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err);
+
+/* The derived geometry (spec §3.5), available as soon as the simulation exists. */
+typedef struct db_geometry {
+    int fpixels, spixels, oversample, sources, mosaic_domains, phisteps, steps;
+    double pixel_mm, distance_mm, close_distance_mm;
+    double Fbeam_mm, Sbeam_mm, Fclose_mm, Sclose_mm, ORGX, ORGY;
+    double pix0_m[3], fdet[3], sdet[3], odet[3], beam[3];
+    double cell[6];         /* A, deg: as recomputed from the real-space vectors */
+    double Na, Nb, Nc;
+    int interpolate;
+} db_geometry;
+int db_sim_geometry(const db_sim *sim, db_geometry *out);
 
 /* What the last run computed (statistics over rendered pixels, as the reference prints them). */
 typedef struct db_run_summary {

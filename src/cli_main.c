@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,22 @@ static void show_progress(void *user, double fraction)
     ps->shown = 1;
     fprintf(stderr, "\r%3d%% done", percent);
     fflush(stderr);
+}
+
+/* Outputs are checked before the run, so that a bad path fails early instead of after other files are written. */
+static int check_writable(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "dualbragg: error: cannot write '%s': folder '%s' %s\n", path, dir,
+                access(dir, F_OK) ? "does not exist" : "is not writable");
+        return 1;
+    }
+    return 0;
 }
 
 static int fail(const db_error *err)
@@ -59,6 +76,22 @@ int main(int argc, char **argv)
         return fail(&err);
     }
     fputs(db_config_warnings(cfg), stderr);
+
+    const db_output_kind kinds[] = {DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        const char *p = db_config_output_path(cfg, kinds[k]);
+        if (p && check_writable(p)) {
+            db_config_destroy(cfg);
+            return 1;
+        }
+    }
+    if (db_config_grad_list(cfg)) {
+        char prefix[4096];
+        if (db_config_grad_prefix(cfg, prefix, sizeof prefix) == 0 && check_writable(prefix)) {
+            db_config_destroy(cfg);
+            return 1;
+        }
+    }
 
     /* without -hkl the reference reads the cache left by an earlier run; say so, always */
     const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP);

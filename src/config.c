@@ -122,7 +122,7 @@ static int parse_double_at(arg_cursor *cur, int k, const char *what, double *out
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno == ERANGE || isnan(v))
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
         return db_fail(cur->err, DB_ERR_ARGUMENT, "%s expects %s, got '%s'", cur->argv[cur->i], what, s);
     *out = v;
     return DB_OK;
@@ -165,6 +165,7 @@ static int take_string(arg_cursor *cur, const char *what, char **out)
 {
     int rc = need_args(cur, 1, what);
     if (rc) return rc;
+    if (cur->argv[cur->i + 1][0] == '\0') return db_fail(cur->err, DB_ERR_ARGUMENT, "%s expects %s, got an empty string", cur->argv[cur->i], what);
     char *s = strdup(cur->argv[cur->i + 1]);
     if (!s) return db_fail(cur->err, DB_ERR_NOMEM, "out of memory");
     free(*out);
@@ -330,6 +331,13 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
             k++;
         }
         if (k == 0) return db_fail(cur->err, DB_ERR_ARGUMENT, "-cell expects a [b c [alpha beta gamma]] in Angstrom and degrees");
+        if (k < 6 && cur->i + 1 + k < cur->argc && cur->argv[cur->i + 1 + k][0] != '-')
+            return db_fail(cur->err, DB_ERR_ARGUMENT, "-cell expects numbers (a b c in Angstrom, alpha beta gamma in degrees), got '%s'",
+                           cur->argv[cur->i + 1 + k]);
+        for (int j = 0; j < k; j++)
+            if (j < 3 ? !(v[j] > 0.0) : !(v[j] > 0.0 && v[j] < 180.0))
+                return db_fail(cur->err, DB_ERR_GEOMETRY, "-cell: %s must be %s (got %g)", j < 3 ? "a, b and c" : "the angles",
+                               j < 3 ? "positive" : "between 0 and 180 degrees", v[j]);
         c->user_cell = 1;
         c->cell_a = v[0];
         c->cell_b = v[1];
@@ -377,7 +385,12 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         used = 1;
         break;
     case F_LAMBDA: rc = take_double(cur, "a wavelength in Angstrom", &d); c->lambda0 = d / 1.0e10; used = 1; break;
-    case F_ENERGY: rc = take_double(cur, "a photon energy in eV", &d); c->lambda0 = (12398.42 / d) / 1.0e10; used = 1; break;
+    case F_ENERGY:
+        rc = take_double(cur, "a photon energy in eV", &d);
+        if (!rc && !(d > 0.0)) return db_fail(cur->err, DB_ERR_GEOMETRY, "-energy must be positive (got %g eV)", d);
+        c->lambda0 = (12398.42 / d) / 1.0e10;
+        used = 1;
+        break;
     case F_DISPERSION: rc = take_double(cur, "a spread in percent", &d); c->dispersion = d / 100.0; used = 1; break;
     case F_DISPSTEPS: rc = take_int(cur, "a number of wavelengths", &n); c->dispsteps = (int)n; used = 1; break;
     case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / 1000.0; used = 1; break;
@@ -409,9 +422,17 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     case F_DETSIZE: rc = take_double(cur, "a size in mm", &d); c->detsize_f = c->detsize_s = d / 1000.0; used = 1; break;
     case F_DETSIZE_F: rc = take_double(cur, "a size in mm", &d); c->detsize_f = d / 1000.0; used = 1; break;
     case F_DETSIZE_S: rc = take_double(cur, "a size in mm", &d); c->detsize_s = d / 1000.0; used = 1; break;
-    case F_DETPIXELS: rc = take_int(cur, "a number of pixels", &n); c->fpixels = c->spixels = (int)n; used = 1; break;
-    case F_DETPIXELS_F: rc = take_int(cur, "a number of pixels", &n); c->fpixels = (int)n; used = 1; break;
-    case F_DETPIXELS_S: rc = take_int(cur, "a number of pixels", &n); c->spixels = (int)n; used = 1; break;
+    case F_DETPIXELS:
+    case F_DETPIXELS_F:
+    case F_DETPIXELS_S:
+        rc = take_int(cur, "a number of pixels", &n);
+        if (rc) return rc;
+        /* the reference reads 0 as "not given" (1024 pixels); a detector needs pixels */
+        if (n <= 0 || n > 1000000) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be a positive number of pixels (got %ld)", flag, n);
+        if (id != F_DETPIXELS_S) c->fpixels = (int)n;
+        if (id != F_DETPIXELS_F) c->spixels = (int)n;
+        used = 1;
+        break;
     case F_XBEAM: rc = take_double(cur, "a position in mm", &d); c->Xbeam = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
     case F_YBEAM: rc = take_double(cur, "a position in mm", &d); c->Ybeam = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
     case F_XCLOSE: rc = take_double(cur, "a position in mm", &d); c->Xclose = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
@@ -480,6 +501,8 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         rc = need_args(cur, 4, "xmin xmax ymin ymax in pixels");
         for (int k = 0; k < 4 && !rc; k++) rc = parse_int_at(cur, k + 1, "xmin xmax ymin ymax in pixels", &r[k]);
         if (rc) return rc;
+        for (int k = 0; k < 4; k++)
+            if (r[k] < 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-roi expects pixel indices >= 0 (xmin xmax ymin ymax), got %ld", r[k]);
         c->roi_xmin = (int)r[0];
         c->roi_xmax = (int)r[1];
         c->roi_ymin = (int)r[2];
@@ -545,6 +568,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (!rc) rc = parse_int_at(cur, 1, "a pixel: fast slow", &f);
         if (!rc) rc = parse_int_at(cur, 2, "a pixel: fast slow", &s2);
         if (rc) return rc;
+        if (f < 0 || s2 < 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-trace_pixel expects pixel indices >= 0, got %ld %ld", f, s2);
         c->trace_fpixel = (int)f;
         c->trace_spixel = (int)s2;
         used = 2;
@@ -599,9 +623,28 @@ static void convention_warnings(db_config *c)
     }
 }
 
+static int parse_into(db_config *c, int argc, const char *const *argv, db_error *err);
+
+/* All or nothing: the arguments are applied to a copy, which replaces the configuration only on success. */
 int db_config_parse_args(db_config *c, int argc, const char *const *argv, db_error *err)
 {
     db_error_clear(err);
+    db_config *work = db_config_clone(c);
+    if (!work) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    int rc = parse_into(work, argc, argv, err);
+    if (rc) {
+        db_config_free(work);
+        return rc;
+    }
+    db_config old = *c;
+    *c = *work;
+    *work = old;
+    db_config_free(work); /* the replaced contents */
+    return DB_OK;
+}
+
+static int parse_into(db_config *c, int argc, const char *const *argv, db_error *err)
+{
     /* pre-pass: -mask and -img headers set defaults that the rest of the command line overrides */
     for (int pass = 0; pass < 2; pass++) {
         const char *want = pass == 0 ? "-mask" : "-img";
@@ -705,7 +748,8 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         return db_fail(err, DB_ERR_GEOMETRY, "-distance must be positive (got %g mm)", c->distance * 1000.0);
     if (!isnan(c->close_distance) && !(c->close_distance > 0.0))
         return db_fail(err, DB_ERR_GEOMETRY, "-close_distance must be positive (got %g mm)", c->close_distance * 1000.0);
-    if (!(c->lambda0 > 0.0)) return db_fail(err, DB_ERR_ARGUMENT, "-lambda must be positive (got %g A)", c->lambda0 * 1e10);
+    if (!(c->lambda0 > 0.0) || !isfinite(c->lambda0))
+        return db_fail(err, DB_ERR_GEOMETRY, "-lambda must be positive (got %g A)", c->lambda0 * 1e10);
 
     p->detsize_f = c->fpixels ? c->pixel_size * c->fpixels : c->detsize_f;
     p->detsize_s = c->spixels ? c->pixel_size * c->spixels : c->detsize_s;
@@ -720,6 +764,12 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         return db_fail(err, DB_ERR_GEOMETRY, "-mask %s is %d x %d pixels but the detector is %d x %d", c->mask_file,
                        c->mask_fpixels, c->mask_spixels, p->fpixels, p->spixels);
 
+    if (c->trace_fpixel >= 0 && (c->trace_fpixel >= p->fpixels || c->trace_spixel >= p->spixels))
+        return db_fail(err, DB_ERR_GEOMETRY, "-trace_pixel %d %d is outside the %d x %d detector", c->trace_fpixel,
+                       c->trace_spixel, p->fpixels, p->spixels);
+    if (c->printout_fpixel >= p->fpixels || c->printout_spixel >= p->spixels)
+        return db_fail(err, DB_ERR_GEOMETRY, "-printout_pixel %d %d is outside the %d x %d detector", c->printout_fpixel,
+                       c->printout_spixel, p->fpixels, p->spixels);
     p->fluence = c->fluence;
     if (c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
     p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
@@ -731,6 +781,12 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     if (p->roi_xmin > p->roi_xmax || p->roi_ymin > p->roi_ymax || p->roi_xmin >= p->fpixels || p->roi_ymin >= p->spixels)
         return db_fail(err, DB_ERR_GEOMETRY, "-roi %d %d %d %d selects no pixel of the %d x %d detector", c->roi_xmin,
                        c->roi_xmax, c->roi_ymin, c->roi_ymax, p->fpixels, p->spixels);
+
+    if (c->trace_fpixel >= 0 && (c->trace_fpixel < p->roi_xmin || c->trace_fpixel > p->roi_xmax ||
+                                 c->trace_spixel < p->roi_ymin || c->trace_spixel > p->roi_ymax ||
+                                 (c->mask && c->mask[(size_t)c->trace_spixel * p->fpixels + c->trace_fpixel] == 0)))
+        return db_fail(err, DB_ERR_GEOMETRY, "-trace_pixel %d %d is outside the ROI or masked: it is not rendered",
+                       c->trace_fpixel, c->trace_spixel);
 
     memcpy(p->beam, c->beam_vector, sizeof p->beam);
     memcpy(p->fdet, c->fdet_vector, sizeof p->fdet);
@@ -1027,3 +1083,105 @@ int db_config_grad_prefix(const db_config *c, char *buf, size_t size)
     return snprintf(buf, size, "%.*s.d", (int)stem, ff) < (int)size ? 0 : -1;
 }
 int db_config_progress(const db_config *c) { return c->progress; }
+
+/* ---- field-by-field setters: formatted exactly (%.17g round-trips a double) and parsed as the flags are ---- */
+static int set_flag(db_config *cfg, db_error *err, const char *flag, int n, const double *v)
+{
+    char buf[8][40];
+    const char *argv[9];
+    argv[0] = flag;
+    for (int k = 0; k < n; k++) {
+        snprintf(buf[k], sizeof buf[k], "%.17g", v[k]);
+        argv[k + 1] = buf[k];
+    }
+    return db_config_parse_args(cfg, n + 1, argv, err);
+}
+
+static int set_string(db_config *cfg, db_error *err, const char *flag, const char *value)
+{
+    const char *argv[2] = {flag, value};
+    return db_config_parse_args(cfg, value ? 2 : 1, argv, err);
+}
+
+int db_config_set_cell(db_config *cfg, double a, double b, double c, double al, double be, double ga, db_error *err)
+{
+    double v[6] = {a, b, c, al, be, ga};
+    return set_flag(cfg, err, "-cell", 6, v);
+}
+int db_config_set_matrix_file(db_config *cfg, const char *path, db_error *err) { return set_string(cfg, err, "-mat", path); }
+int db_config_set_misset(db_config *cfg, double rx, double ry, double rz, db_error *err)
+{
+    double v[3] = {rx, ry, rz};
+    return set_flag(cfg, err, "-misset", 3, v);
+}
+int db_config_set_cells(db_config *cfg, double Na, double Nb, double Nc, db_error *err)
+{
+    int rc = set_flag(cfg, err, "-Na", 1, &Na);
+    if (!rc) rc = set_flag(cfg, err, "-Nb", 1, &Nb);
+    if (!rc) rc = set_flag(cfg, err, "-Nc", 1, &Nc);
+    return rc;
+}
+int db_config_set_hkl_file(db_config *cfg, const char *path, db_error *err) { return set_string(cfg, err, "-hkl", path); }
+int db_config_set_default_F(db_config *cfg, double F, db_error *err) { return set_flag(cfg, err, "-default_F", 1, &F); }
+int db_config_set_wavelength(db_config *cfg, double A, db_error *err) { return set_flag(cfg, err, "-lambda", 1, &A); }
+int db_config_set_detector(db_config *cfg, int fpixels, int spixels, double pixel_mm, double distance_mm, db_error *err)
+{
+    double f = fpixels, s = spixels;
+    int rc = set_flag(cfg, err, "-detpixels_f", 1, &f);
+    if (!rc) rc = set_flag(cfg, err, "-detpixels_s", 1, &s);
+    if (!rc) rc = set_flag(cfg, err, "-pixel", 1, &pixel_mm);
+    if (!rc) rc = set_flag(cfg, err, "-distance", 1, &distance_mm);
+    return rc;
+}
+int db_config_set_beam_center(db_config *cfg, double x, double y, db_error *err)
+{
+    int rc = set_flag(cfg, err, "-Xbeam", 1, &x);
+    if (!rc) rc = set_flag(cfg, err, "-Ybeam", 1, &y);
+    return rc;
+}
+int db_config_set_convention(db_config *cfg, const char *name, db_error *err)
+{
+    static const char *const known[] = {"mosflm", "denzo", "adxv", "xds", "dials"};
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+        if (name && strcmp(name, known[k]) == 0) {
+            char flag[16];
+            snprintf(flag, sizeof flag, "-%s", known[k]);
+            return set_string(cfg, err, flag, NULL);
+        }
+    return db_fail(err, DB_ERR_ARGUMENT, "unknown convention '%s' (expected mosflm, denzo, adxv, xds or dials)", name ? name : "(null)");
+}
+int db_config_set_phi(db_config *cfg, double phi0, double osc, int steps, db_error *err)
+{
+    double st = steps;
+    int rc = set_flag(cfg, err, "-phi", 1, &phi0);
+    if (!rc) rc = set_flag(cfg, err, "-osc", 1, &osc);
+    if (!rc) rc = set_flag(cfg, err, "-phisteps", 1, &st);
+    return rc;
+}
+int db_config_set_mosaic(db_config *cfg, double spread, int domains, long seed, db_error *err)
+{
+    double d = domains, sd = (double)seed;
+    int rc = set_flag(cfg, err, "-mosaic", 1, &spread);
+    if (!rc) rc = set_flag(cfg, err, "-mosaic_dom", 1, &d);
+    if (!rc) rc = set_flag(cfg, err, "-mosaic_seed", 1, &sd);
+    return rc;
+}
+int db_config_set_oversample(db_config *cfg, int n, db_error *err)
+{
+    double v = n;
+    return set_flag(cfg, err, "-oversample", 1, &v);
+}
+int db_config_set_roi(db_config *cfg, int xmin, int xmax, int ymin, int ymax, db_error *err)
+{
+    double v[4] = {xmin, xmax, ymin, ymax};
+    return set_flag(cfg, err, "-roi", 4, v);
+}
+int db_config_set_noise_seed(db_config *cfg, long seed, db_error *err)
+{
+    double v = (double)seed;
+    return set_flag(cfg, err, "-seed", 1, &v);
+}
+int db_config_set_phi_carryover(db_config *cfg, int on, db_error *err)
+{
+    return set_string(cfg, err, "-phi_carryover", on ? "on" : "off");
+}

@@ -556,6 +556,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     x->interpolate = interp;
 
     int rc = DB_SFX(setup_sources)(sim, pass, st, &t->nsources, err);
+    sim->run_sources = t->nsources;
     if (!rc) rc = DB_SFX(setup_lattice)(sim, pass, st, a0, b0, c0, err);
     if (rc) return rc;
 
@@ -932,4 +933,15 @@ int DB_SFX(db_engine_printout)(db_sim *sim, int f, int s, const float *image, vo
         }
     DB_SFX(storage_free)(&st);
     return DB_OK;
+}
+
+/* Builds the run's tables once and drops them: fills the geometry and crystal reports of a new simulation. */
+int DB_SFX(db_engine_setup)(db_sim *sim, db_error *err)
+{
+    db_tables t;
+    DB_SFX(storage) st;
+    int rc = DB_SFX(build_tables)(sim, NULL, &t, &st, err);
+    if (!rc) sim->run_sources = t.nsources;
+    DB_SFX(storage_free)(&st);
+    return rc;
 }

@@ -33,7 +33,7 @@ static int read_matrix(const char *path, double m[9], db_error *err)
         m[k] = strtod(p, &end);
         if (end == p || errno == ERANGE || isnan(m[k])) {
             free(data);
-            if (!*p) return db_fail(err, DB_ERR_FORMAT, "%s: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, k);
+            if (!*p) return db_fail(err, DB_ERR_FORMAT, "%s:%d: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, line, k);
             return db_fail(err, DB_ERR_FORMAT, "%s:%d: expected a number (matrix element %d of 9)", path, line, k + 1);
         }
         p = end;
@@ -185,6 +185,12 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
         rc = db_fail(err, DB_ERR_ARGUMENT, "no structure factors: give -hkl FILE, or -default_F F (non-zero)");
     }
     if (!rc && c->mat_file) rc = read_matrix(c->mat_file, sim->mat, err);
+    if (!rc && c->mat_file) {
+        const double *m = sim->mat;
+        double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
+        if (!(fabs(det) > 0.0) || !isfinite(det))
+            rc = db_fail(err, DB_ERR_FORMAT, "%s: the three reciprocal vectors are not independent (determinant %g)", c->mat_file, det);
+    }
     if (!rc && c->source_file) rc = read_sources(sim, c->source_file, err);
 
     /* random draws in the reference's order: -misset random, then the mosaic domains (appendix A1) */
@@ -216,11 +222,45 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
             }
         }
     }
+    if (!rc) rc = db_engine_setup_n0(sim, err); /* the derived geometry, readable before any run */
     if (rc) {
         db_sim_destroy(sim);
         return rc;
     }
     *out = sim;
+    return DB_OK;
+}
+
+int db_sim_geometry(const db_sim *sim, db_geometry *o)
+{
+    memset(o, 0, sizeof *o);
+    const db_geometry_report *g = &sim->geo;
+    o->fpixels = sim->plan.fpixels;
+    o->spixels = sim->plan.spixels;
+    o->oversample = sim->xtal.oversample;
+    o->sources = sim->run_sources;
+    o->mosaic_domains = sim->plan.mosaic_domains;
+    o->phisteps = sim->plan.phisteps;
+    o->steps = sim->steps;
+    o->pixel_mm = sim->cfg->pixel_size * 1000.0;
+    o->distance_mm = g->distance * 1000.0;
+    o->close_distance_mm = g->close_distance * 1000.0;
+    o->Fbeam_mm = g->Fbeam * 1000.0;
+    o->Sbeam_mm = g->Sbeam * 1000.0;
+    o->Fclose_mm = g->Fclose * 1000.0;
+    o->Sclose_mm = g->Sclose * 1000.0;
+    o->ORGX = g->ORGX;
+    o->ORGY = g->ORGY;
+    memcpy(o->pix0_m, g->pix0, sizeof o->pix0_m);
+    memcpy(o->fdet, g->fdet, sizeof o->fdet);
+    memcpy(o->sdet, g->sdet, sizeof o->sdet);
+    memcpy(o->odet, g->odet, sizeof o->odet);
+    memcpy(o->beam, g->beam, sizeof o->beam);
+    memcpy(o->cell, sim->xtal.cell, sizeof o->cell);
+    o->Na = sim->xtal.Na;
+    o->Nb = sim->xtal.Nb;
+    o->Nc = sim->xtal.Nc;
+    o->interpolate = sim->xtal.interpolate;
     return DB_OK;
 }
 
@@ -348,7 +388,7 @@ int db_sim_summary(const db_sim *sim, db_run_summary *o)
     o->fpixels = sim->plan.fpixels;
     o->spixels = sim->plan.spixels;
     o->oversample = sim->xtal.oversample;
-    o->sources = sim->steps / (sim->plan.mosaic_domains * sim->plan.phisteps * o->oversample * o->oversample);
+    o->sources = sim->run_sources;
     o->mosaic_domains = sim->plan.mosaic_domains;
     o->phisteps = sim->plan.phisteps;
     o->steps = sim->steps;

@@ -66,7 +66,7 @@ struct db_sim {
     int ran;
     db_geometry_report geo;
     db_crystal_report xtal;
-    int steps;
+    int steps, run_sources;
     double omega_sum;
     double max_I, max_I_x, max_I_y, mean, rms, rmsd;
     long rendered;
@@ -97,6 +97,7 @@ int db_engine_run_n0(db_sim *sim, const db_pass *pass, float *image, double *ima
 int db_engine_run_n1(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
 int db_engine_run_n4(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
 int db_engine_run_n12(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
+int db_engine_setup_n0(db_sim *sim, db_error *err);
 int db_engine_printout_n0(db_sim *sim, int f, int s, const float *image, void *file, db_error *err);
 int db_engine_trace_n0(db_sim *sim, const db_pass *pass, int f, int s, void *file, db_error *err);
 int db_engine_trace_n12(db_sim *sim, const db_pass *pass, int f, int s, void *file, db_error *err);

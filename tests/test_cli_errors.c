@@ -1,0 +1,716 @@
+/* test_cli_errors.c: bad input to the command-line program.
+ *
+ * Every failure test runs build/bin/dualbragg in a fresh folder that holds two sentinel outputs with known content
+ * (float.bin, given as -floatfile, and intimage.img, the default integer-image name) plus the inputs the test
+ * writes, and checks:
+ *   1. the exit status: 2 for a bad command line (unknown flag, missing or non-numeric value, a value without a
+ *      flag, a bad keyword, a missing required input), 1 for anything else (unreadable or malformed file,
+ *      impossible geometry or value, failed write) -- the rule README.md states;
+ *   2. the message ("dualbragg: error: ...", on stderr; out.log holds stdout and stderr) names the flag or the
+ *      file (and FILE:LINE for file content) and what was expected;
+ *   3. nothing was written: the folder holds only the test's own files and out.log (no floatimage.bin,
+ *      intimage.img, noiseimage.img, image.pgm, Fdump.bin, no *.tmp.* leftovers), and the sentinels are unchanged.
+ * All problems of one run are collected and reported together, with the command line and the program's output.
+ *
+ * The base command omits -nopgm so that a run that gets too far would also leave image.pgm behind. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+
+#include "cli_harness.h"
+
+#define EXIT_ARG 2   /* bad command line */
+#define EXIT_OTHER 1 /* unreadable/malformed input, impossible geometry, failed write */
+
+#define GEOM "-N 5 -lambda 1 -distance 100 -pixel 0.1 -detpixels 64 -oversample 1 -noprogress -seed 1"
+#define CELL "-cell 100 100 100 90 90 90"
+static const char *BASE = CELL " -default_F 100 " GEOM;
+static const char *BASE_NO_CELL = "-default_F 100 " GEOM;
+static const char *BASE_NO_F = CELL " " GEOM;
+
+static const char FLOAT_SENTINEL[] = "float.bin sentinel: must survive a failed run\n";
+static const char INT_SENTINEL[] = "intimage.img sentinel: must survive a failed run\n";
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* fixture: one temporary folder at a time (removed by the teardown too, when an assertion jumps out) */
+
+#define MAX_FILES 32
+typedef struct fixture {
+    char dir[4096];
+    char line[8192];       /* the last command line run */
+    const char *files[MAX_FILES]; /* names the test put in the folder (besides out.log) */
+    int nfiles;
+    char problems[8192];   /* what went wrong in the last check */
+} fixture;
+
+static fixture FX;
+static int FX_OPEN;
+static int FAILED_RUNS; /* runs of the current test that failed a check */
+
+static void fx_path(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", FX.dir, name);
+}
+
+static void fx_register(const char *name)
+{
+    assert_true(FX.nfiles < MAX_FILES);
+    FX.files[FX.nfiles++] = name;
+}
+
+static void fx_put(const char *name, const void *data, size_t len)
+{
+    char path[4200];
+    fx_path(path, sizeof path, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (len) assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    fx_register(name);
+}
+
+static void fx_put_text(const char *name, const char *text)
+{
+    fx_put(name, text, strlen(text));
+}
+
+static void fx_mkdir(const char *name)
+{
+    char path[4200];
+    fx_path(path, sizeof path, name);
+    assert_int_equal(mkdir(path, 0755), 0);
+    fx_register(name);
+}
+
+static void fx_close(void)
+{
+    if (FX_OPEN) harness_rmtree(FX.dir);
+    FX_OPEN = 0;
+}
+
+/* A fresh folder holding the two sentinels. */
+static void fx_open(void)
+{
+    fx_close();
+    memset(&FX, 0, sizeof FX);
+    assert_int_equal(harness_mkdtemp(FX.dir, sizeof FX.dir), 0);
+    FX_OPEN = 1;
+    fx_put("float.bin", FLOAT_SENTINEL, sizeof FLOAT_SENTINEL - 1);
+    fx_put("intimage.img", INT_SENTINEL, sizeof INT_SENTINEL - 1);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    FAILED_RUNS = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fx_close();
+    return 0;
+}
+
+/* Runs "<base> -floatfile float.bin <extra>" in the folder; returns the exit status. */
+static int fx_run(const char *base, const char *extra)
+{
+    snprintf(FX.line, sizeof FX.line, "%s -floatfile float.bin %s", base, extra);
+    harness_args a = {0};
+    harness_split(&a, FX.line);
+    int status = harness_run(DB_CLI_PATH, FX.dir, &a, 1);
+    harness_args_free(&a);
+    assert_true(status >= 0);
+    return status;
+}
+
+/* out.log as a string (never NULL) */
+static char *fx_log(void)
+{
+    char path[4200];
+    size_t len;
+    fx_path(path, sizeof path, "out.log");
+    unsigned char *data = harness_read(path, &len);
+    char *s = (char *)malloc(len + 1);
+    assert_non_null(s);
+    if (data) memcpy(s, data, len);
+    s[data ? len : 0] = '\0';
+    free(data);
+    return s;
+}
+
+static int fx_file_is(const char *name, const char *content, size_t len)
+{
+    char path[4200];
+    size_t n;
+    fx_path(path, sizeof path, name);
+    unsigned char *data = harness_read(path, &n);
+    int same = data && n == len && memcmp(data, content, len) == 0;
+    free(data);
+    return same;
+}
+
+static int fx_exists(const char *name)
+{
+    char path[4200];
+    struct stat st;
+    fx_path(path, sizeof path, name);
+    return stat(path, &st) == 0;
+}
+
+static void problem(const char *fmt, ...)
+{
+    size_t used = strlen(FX.problems);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(FX.problems + used, sizeof FX.problems - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Adds a problem for every file in the folder that the test did not put there (out.log aside). */
+static void check_nothing_written(void)
+{
+    DIR *d = opendir(FX.dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, "out.log") == 0) continue;
+        int known = 0;
+        for (int i = 0; i < FX.nfiles && !known; i++) known = strcmp(FX.files[i], e->d_name) == 0;
+        if (!known) problem("  left behind: %s\n", e->d_name);
+    }
+    closedir(d);
+    if (!fx_file_is("float.bin", FLOAT_SENTINEL, sizeof FLOAT_SENTINEL - 1))
+        problem("  the existing float.bin (-floatfile) was changed\n");
+    if (!fx_file_is("intimage.img", INT_SENTINEL, sizeof INT_SENTINEL - 1))
+        problem("  the existing intimage.img (default -intfile) was changed\n");
+}
+
+/* The three checks on the last run; `want` is a NULL-terminated list of substrings the log must contain. */
+static void check_failure_v(int status, int want_status, const char *const *want)
+{
+    FX.problems[0] = '\0';
+    char *log = fx_log();
+    if (status != want_status) problem("  exit status %d, expected %d\n", status, want_status);
+    if (!strstr(log, "dualbragg: error: ")) problem("  no 'dualbragg: error: ' line\n");
+    for (int i = 0; want[i]; i++)
+        if (!strstr(log, want[i])) problem("  the message lacks \"%s\"\n", want[i]);
+    check_nothing_written();
+    if (FX.problems[0]) {
+        fprintf(stderr, "command: dualbragg %s\n%soutput:\n%s\n", FX.line, FX.problems, log);
+        fflush(stderr);
+        FAILED_RUNS++;
+    }
+    free(log);
+}
+
+/* Ends a test: fails it when any of its runs misbehaved (every run is checked and reported first). */
+static void finish(void)
+{
+    if (FAILED_RUNS) fail_msg("%d bad-input run(s) misbehaved (see above)", FAILED_RUNS);
+}
+
+#define CHECK_FAILURE(status, want_status, ...)                                                                  \
+    do {                                                                                                         \
+        const char *want_[] = {__VA_ARGS__, NULL};                                                               \
+        check_failure_v((status), (want_status), want_);                                                         \
+    } while (0)
+
+/* The common shape: a fresh folder, one run, the checks. */
+#define EXPECT_FAILURE(base, extra, want_status, ...)                                                            \
+    do {                                                                                                         \
+        fx_open();                                                                                               \
+        CHECK_FAILURE(fx_run((base), (extra)), (want_status), __VA_ARGS__);                                      \
+        fx_close();                                                                                              \
+    } while (0)
+
+/* A minimal SMV image: 512-byte header, n1 x n2 little-endian uint16 ones, less `cut` bytes at the end. */
+static void fx_put_smv(const char *name, int n1, int n2, size_t cut)
+{
+    size_t npix = (size_t)n1 * (size_t)n2, len = 512 + 2 * npix;
+    char *buf = (char *)malloc(len);
+    assert_non_null(buf);
+    memset(buf, ' ', 512);
+    int h = snprintf(buf, 512,
+                     "{\nHEADER_BYTES=512;\nDIM=2;\nBYTE_ORDER=little_endian;\nTYPE=unsigned_short;\nSIZE1=%d;\n"
+                     "SIZE2=%d;\nPIXEL_SIZE=0.1;\n}\f",
+                     n1, n2);
+    buf[h] = ' '; /* snprintf's NUL */
+    for (size_t i = 0; i < npix; i++) {
+        buf[512 + 2 * i] = 1;
+        buf[512 + 2 * i + 1] = 0;
+    }
+    assert_true(cut < len);
+    fx_put(name, buf, len - cut);
+    free(buf);
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* command line */
+
+static void test_unknown_flag(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-bogus", EXIT_ARG, "unknown flag", "'-bogus'");
+    EXPECT_FAILURE(BASE, "-bogus 3", EXIT_ARG, "unknown flag", "'-bogus'");
+    /* documented by the reference but never accepted by it (README: errors here) */
+    EXPECT_FAILURE(BASE, "-detsize_x 10", EXIT_ARG, "unknown flag", "'-detsize_x'");
+    finish();
+}
+
+/* exact matching: neither a prefix nor an extension of a real flag is taken for it */
+static void test_flag_prefix_or_extension(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-detpix 64", EXIT_ARG, "unknown flag", "'-detpix'");
+    EXPECT_FAILURE(BASE, "-mosaicityy 1", EXIT_ARG, "unknown flag", "'-mosaicityy'");
+    EXPECT_FAILURE(BASE, "-dist 100", EXIT_ARG, "unknown flag", "'-dist'");
+    EXPECT_FAILURE(BASE, "-distances 100", EXIT_ARG, "unknown flag", "'-distances'");
+    finish();
+}
+
+static void test_missing_value_at_end(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-distance", EXIT_ARG, "-distance", "expects a distance in mm", "command line ends");
+    EXPECT_FAILURE(BASE, "-roi 1 2 3", EXIT_ARG, "-roi", "expects xmin xmax ymin ymax", "command line ends");
+    EXPECT_FAILURE(BASE, "-hkl", EXIT_ARG, "-hkl", "expects", "command line ends");
+    EXPECT_FAILURE(BASE, "-mask", EXIT_ARG, "-mask", "expects an SMV file", "command line ends");
+    finish();
+}
+
+static void test_non_numeric_value(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-distance abc", EXIT_ARG, "-distance", "expects a distance in mm", "'abc'");
+    EXPECT_FAILURE(BASE, "-distance 10mm", EXIT_ARG, "-distance", "expects a distance in mm", "'10mm'");
+    EXPECT_FAILURE(BASE, "-N five", EXIT_ARG, "-N", "expects a number of unit cells", "'five'");
+    EXPECT_FAILURE(BASE, "-roi 1 2 x 4", EXIT_ARG, "-roi", "expects xmin xmax ymin ymax", "'x'");
+    EXPECT_FAILURE(BASE, "-detpixels 64.5", EXIT_ARG, "-detpixels", "integer", "'64.5'");
+    EXPECT_FAILURE(BASE, "-misset 1 2 x", EXIT_ARG, "-misset", "three angles", "'x'");
+    EXPECT_FAILURE(BASE, "-distance nan", EXIT_ARG, "-distance", "'nan'");
+    /* -cell takes 1 to 6 numbers: the message must still point at -cell, not only at 'abc' */
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 abc", EXIT_ARG, "-cell", "'abc'");
+    finish();
+}
+
+static void test_value_without_flag(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "42", EXIT_ARG, "unexpected argument '42'", "without a flag");
+    EXPECT_FAILURE(BASE, "-nopgm stray", EXIT_ARG, "unexpected argument 'stray'", "without a flag");
+    finish();
+}
+
+static void test_grad_unknown_parameter(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-grad bogus", EXIT_ARG, "-grad", "unknown parameter 'bogus'", "expected 'all' or");
+    EXPECT_FAILURE(BASE, "-grad a,bogus", EXIT_ARG, "-grad", "'bogus'");
+    finish();
+}
+
+static void test_phi_carryover_bad_keyword(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-phi_carryover maybe", EXIT_ARG, "-phi_carryover", "'on' or 'off'", "'maybe'");
+    finish();
+}
+
+static void test_pivot_bad_keyword(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-pivot sideways", EXIT_ARG, "-pivot", "'sample' or 'beam'", "'sideways'");
+    finish();
+}
+
+/* the pixel must be checked before anything is rendered or written */
+static void test_trace_pixel_outside_detector(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-trace_pixel 64 0", EXIT_OTHER, "-trace_pixel", "outside", "64 x 64");
+    EXPECT_FAILURE(BASE, "-trace_pixel 0 64", EXIT_OTHER, "-trace_pixel", "outside", "64 x 64");
+    EXPECT_FAILURE(BASE, "-trace_pixel -1 0", EXIT_OTHER, "-trace_pixel", ">= 0", "-1 0");
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* missing or unreadable input files */
+
+static void test_missing_input_files(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-hkl missing.hkl", EXIT_OTHER, "cannot read 'missing.hkl'", "No such file");
+    EXPECT_FAILURE(BASE_NO_CELL, "-mat missing.mat", EXIT_OTHER, "cannot read 'missing.mat'", "No such file");
+    EXPECT_FAILURE(BASE, "-sourcefile missing.txt", EXIT_OTHER, "cannot read 'missing.txt'", "No such file");
+    EXPECT_FAILURE(BASE, "-mask missing.img", EXIT_OTHER, "cannot read 'missing.img'", "No such file");
+    EXPECT_FAILURE(BASE, "-img missing.img", EXIT_OTHER, "cannot read 'missing.img'", "No such file");
+    finish();
+}
+
+static void test_hkl_is_directory(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_mkdir("hkldir");
+    CHECK_FAILURE(fx_run(BASE, "-hkl hkldir"), EXIT_OTHER, "cannot read 'hkldir'", "Is a directory");
+    fx_close();
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* malformed input files: FILE:LINE and what was expected */
+
+static void expect_bad_hkl(const char *content, const char *where, const char *what)
+{
+    fx_open();
+    fx_put_text("bad.hkl", content);
+    CHECK_FAILURE(fx_run(BASE, "-hkl bad.hkl"), EXIT_OTHER, where, what, "'h k l F'");
+    fx_close();
+}
+
+static void test_hkl_three_columns(void **state)
+{
+    (void)state;
+    expect_bad_hkl("1 2 3 10\n1 2 3\n", "bad.hkl:2:", "integer h k l");
+    finish();
+}
+
+static void test_hkl_non_integer_index(void **state)
+{
+    (void)state;
+    expect_bad_hkl("1 2 3 10\n1.5 2 3 10\n", "bad.hkl:2:", "integer h k l");
+    expect_bad_hkl("1 2 3 10\n\n0 0 1 abc\n", "bad.hkl:3:", "a number F");
+    finish();
+}
+
+static void test_hkl_text_header(void **state)
+{
+    (void)state;
+    expect_bad_hkl("h k l F\n1 2 3 10\n", "bad.hkl:1:", "integer h k l");
+    finish();
+}
+
+static void test_hkl_empty(void **state)
+{
+    (void)state;
+    expect_bad_hkl("", "bad.hkl: no reflections", "expected lines");
+    expect_bad_hkl("\n\n", "bad.hkl: no reflections", "expected lines");
+    finish();
+}
+
+static void test_mat_too_few_numbers(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("bad.mat", "0.01 0 0\n0 0.01 0\n0 0\n");
+    CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat bad.mat"), EXIT_OTHER, "bad.mat", "expected 9 numbers", "found 8");
+    fx_close();
+    finish();
+}
+
+static void test_mat_word_in_middle(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("bad.mat", "0.01 0 0\n0 abc 0.01\n0 0 0.01\n");
+    CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat bad.mat"), EXIT_OTHER, "bad.mat:2:", "expected a number",
+                  "matrix element 5 of 9");
+    fx_close();
+    finish();
+}
+
+static void test_sourcefile_bad_line(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("src.txt", "0 0 -10 1 1e-10\n0 0 abc 1 1e-10\n");
+    CHECK_FAILURE(fx_run(BASE, "-sourcefile src.txt"), EXIT_OTHER, "src.txt:2:", "expected numbers 'X Y Z I lambda'",
+                  "'abc");
+    fx_close();
+    fx_open();
+    fx_put_text("src.txt", "0 0 -10 1 1e-10\n0 0 -10 1 1e-10 7\n");
+    CHECK_FAILURE(fx_run(BASE, "-sourcefile src.txt"), EXIT_OTHER, "src.txt:2:", "more than 5 columns");
+    fx_close();
+    finish();
+}
+
+static void test_fdump_corrupt(void **state)
+{
+    (void)state;
+    char golden[4096];
+    snprintf(golden, sizeof golden, "%s/b_triclinic/Fdump.bin", DB_GOLDEN_DIR);
+    size_t len;
+    unsigned char *fdump = harness_read(golden, &len);
+    assert_non_null(fdump);
+    assert_true(len > 1000);
+    fx_open();
+    fx_put("Fdump.bin", fdump, 1000); /* truncated */
+    CHECK_FAILURE(fx_run(BASE, ""), EXIT_OTHER, "Fdump.bin", "expected", "bytes");
+    fx_close();
+    fx_open();
+    fx_put_text("Fdump.bin", "garbage\n");
+    CHECK_FAILURE(fx_run(BASE, ""), EXIT_OTHER, "Fdump.bin", "not a structure-factor cache");
+    fx_close();
+    free(fdump);
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* -mask */
+
+static void test_mask_truncated(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_smv("mask.img", 64, 64, 100);
+    CHECK_FAILURE(fx_run(BASE, "-mask mask.img"), EXIT_OTHER, "'mask.img'", "truncated");
+    fx_close();
+    finish();
+}
+
+static void test_mask_not_smv(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("mask.img", "hello, not an image\n");
+    CHECK_FAILURE(fx_run(BASE, "-mask mask.img"), EXIT_OTHER, "'mask.img'", "not an SMV image");
+    fx_close();
+    fx_open();
+    fx_put_text("mask.img", "{\nHEADER_BYTES=512;\n");
+    CHECK_FAILURE(fx_run(BASE, "-mask mask.img"), EXIT_OTHER, "'mask.img'", "no closing '}'");
+    fx_close();
+    finish();
+}
+
+static void test_mask_size_mismatch(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_smv("mask.img", 32, 32, 0);
+    CHECK_FAILURE(fx_run(BASE, "-mask mask.img"), EXIT_OTHER, "-mask mask.img", "32 x 32", "64 x 64");
+    fx_close();
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* impossible geometry and values */
+
+static void test_detpixels_zero(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-detpixels 0", EXIT_OTHER, "-detpixels", "positive number of pixels", "got 0");
+    EXPECT_FAILURE(BASE, "-detpixels -5", EXIT_OTHER, "-detpixels", "positive number of pixels", "got -5");
+    finish();
+}
+
+static void test_pixel_not_positive(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-pixel 0", EXIT_OTHER, "-pixel", "must be positive");
+    EXPECT_FAILURE(BASE, "-pixel -0.1", EXIT_OTHER, "-pixel", "must be positive", "-0.1");
+    finish();
+}
+
+static void test_distance_not_positive(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-distance 0", EXIT_OTHER, "-distance", "must be positive");
+    EXPECT_FAILURE(BASE, "-distance -5", EXIT_OTHER, "-distance", "must be positive", "-5");
+    finish();
+}
+
+/* inf and nan are not numbers a flag can take: a command-line error, like any non-numeric value */
+static void test_distance_infinite(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-distance inf", EXIT_ARG, "-distance", "got 'inf'");
+    EXPECT_FAILURE(BASE, "-lambda nan", EXIT_ARG, "-lambda", "got 'nan'");
+    finish();
+}
+
+static void test_roi_selects_nothing(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-roi 300 400 0 10", EXIT_OTHER, "-roi 300 400 0 10", "selects no pixel", "64 x 64");
+    EXPECT_FAILURE(BASE, "-roi 20 10 0 10", EXIT_OTHER, "-roi 20 10 0 10", "selects no pixel");
+    EXPECT_FAILURE(BASE, "-roi 0 10 20 10", EXIT_OTHER, "-roi 0 10 20 10", "selects no pixel");
+    /* ymax < ymin as well, with a negative bound */
+    EXPECT_FAILURE(BASE, "-roi 1 2 3 -5", EXIT_OTHER, "-roi", ">= 0", "-5");
+    finish();
+}
+
+static void test_lambda_not_positive(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-lambda 0", EXIT_OTHER, "-lambda", "must be positive");
+    EXPECT_FAILURE(BASE, "-lambda -1", EXIT_OTHER, "-lambda", "must be positive");
+    /* -energy 0 gives an infinite wavelength */
+    EXPECT_FAILURE(BASE, "-energy 0", EXIT_OTHER, "-energy");
+    finish();
+}
+
+static void test_no_crystal(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE_NO_CELL, "", EXIT_ARG, "no crystal", "-cell", "-mat");
+    finish();
+}
+
+/* a cell or matrix that is no crystal at all */
+static void test_degenerate_crystal(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 0", EXIT_OTHER, "-cell");
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell -1 100 100", EXIT_OTHER, "-cell");
+    fx_open();
+    fx_put_text("zero.mat", "0 0 0\n0 0 0\n0 0 0\n");
+    CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat zero.mat"), EXIT_OTHER, "zero.mat");
+    fx_close();
+    finish();
+}
+
+static void test_no_structure_factors(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE_NO_F, "", EXIT_ARG, "no structure factors", "-hkl", "-default_F");
+    EXPECT_FAILURE(BASE_NO_F, "-default_F 0", EXIT_ARG, "no structure factors", "-hkl", "-default_F");
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* outputs */
+
+/* the first output cannot be written: nothing may be left */
+static void test_output_folder_missing_first_output(void **state)
+{
+    (void)state;
+    fx_open();
+    CHECK_FAILURE(fx_run(BASE, "-floatfile nodir/f.bin"), EXIT_OTHER, "cannot write 'nodir/f.bin'", "does not exist");
+    assert_false(fx_exists("nodir"));
+    fx_close();
+    finish();
+}
+
+/* a later output cannot be written: all or nothing, so the outputs written before it must not appear either
+ * (float.bin is the -floatfile here and must keep its old content) */
+static void test_output_folder_missing_later_output(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"-intfile nodir/i.img", "cannot write 'nodir/i.img'"},
+        {"-pgmfile nodir/p.pgm", "cannot write 'nodir/p.pgm'"},
+        {"-noisefile nodir/n.img", "cannot write 'nodir/n.img'"},
+        {"-floatfile64 nodir/f64.bin", "cannot write 'nodir/f64.bin'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fx_open();
+        CHECK_FAILURE(fx_run(BASE, cases[i][0]), EXIT_OTHER, cases[i][1], "does not exist");
+        assert_false(fx_exists("nodir"));
+        fx_close();
+    }
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* positive: F from the cache, and the program says so */
+
+static void test_fdump_read_without_hkl(void **state)
+{
+    (void)state;
+    char golden[4096];
+    snprintf(golden, sizeof golden, "%s/b_triclinic/Fdump.bin", DB_GOLDEN_DIR);
+    size_t len, n;
+    unsigned char *fdump = harness_read(golden, &len);
+    assert_non_null(fdump);
+
+    /* (a) a cache copied in; no -hkl and no -default_F: every F comes from it */
+    fx_open();
+    fx_put("Fdump.bin", fdump, len);
+    int status = fx_run(BASE_NO_F, "-nopgm -nonoise");
+    char *log = fx_log();
+    if (status != 0 || !strstr(log, "reading Fs from Fdump.bin (no -hkl given)"))
+        fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    assert_true(fx_file_is("Fdump.bin", (const char *)fdump, len)); /* read, not rewritten */
+    char path[4200];
+    fx_path(path, sizeof path, "float.bin");
+    float *img = (float *)harness_read(path, &n);
+    assert_non_null(img);
+    assert_int_equal(n, 64 * 64 * sizeof(float));
+    float max = 0;
+    for (size_t i = 0; i < 64 * 64; i++) max = img[i] > max ? img[i] : max;
+    assert_true(max > 0);
+    free(img);
+    fx_close();
+    free(fdump);
+
+    /* (b) a cache left by an earlier run with -hkl gives the same image as that run */
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n0 1 0 30\n1 1 0 20\n-1 0 0 40\n0 -1 0 30\n0 0 -1 50\n");
+    status = fx_run(BASE_NO_F, "-nopgm -nonoise -hkl small.hkl -floatfile first.bin");
+    log = fx_log();
+    if (status != 0 || !strstr(log, "writing dump file for next time: Fdump.bin") || strstr(log, "reading Fs from"))
+        fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    assert_true(fx_exists("Fdump.bin"));
+    status = fx_run(BASE_NO_F, "-nopgm -nonoise -floatfile second.bin");
+    log = fx_log();
+    if (status != 0 || !strstr(log, "reading Fs from Fdump.bin (no -hkl given)"))
+        fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    char a[4200], b[4200];
+    fx_path(a, sizeof a, "first.bin");
+    fx_path(b, sizeof b, "second.bin");
+    assert_true(harness_same_file(a, b));
+    fx_close();
+    finish();
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_unknown_flag),
+        T(test_flag_prefix_or_extension),
+        T(test_missing_value_at_end),
+        T(test_non_numeric_value),
+        T(test_value_without_flag),
+        T(test_grad_unknown_parameter),
+        T(test_phi_carryover_bad_keyword),
+        T(test_pivot_bad_keyword),
+        T(test_trace_pixel_outside_detector),
+        T(test_missing_input_files),
+        T(test_hkl_is_directory),
+        T(test_hkl_three_columns),
+        T(test_hkl_non_integer_index),
+        T(test_hkl_text_header),
+        T(test_hkl_empty),
+        T(test_mat_too_few_numbers),
+        T(test_mat_word_in_middle),
+        T(test_sourcefile_bad_line),
+        T(test_fdump_corrupt),
+        T(test_mask_truncated),
+        T(test_mask_not_smv),
+        T(test_mask_size_mismatch),
+        T(test_detpixels_zero),
+        T(test_pixel_not_positive),
+        T(test_distance_not_positive),
+        T(test_distance_infinite),
+        T(test_roi_selects_nothing),
+        T(test_lambda_not_positive),
+        T(test_no_crystal),
+        T(test_degenerate_crystal),
+        T(test_no_structure_factors),
+        T(test_output_folder_missing_first_output),
+        T(test_output_folder_missing_later_output),
+        T(test_fdump_read_without_hkl),
+    };
+#undef T
+    return cmocka_run_group_tests_name("command-line errors", tests, NULL, NULL);
+}
