@@ -100,13 +100,13 @@ typedef struct db_geometry {
 } db_geometry;
 int db_sim_geometry(const db_sim *sim, db_geometry *out);
 
-/* What the last run computed (statistics over rendered pixels, as the reference prints them). */
+/* What the last run computed: the geometry, and the statistics over rendered pixels as the reference prints
+ * them (appendix A4.2). */
 typedef struct db_run_summary {
-    int fpixels, spixels, oversample, sources, mosaic_domains, phisteps, steps;
+    db_geometry geometry;
     double max_I, max_I_x, max_I_y, mean, rms, rmsd, solid_angle;
-    double distance_mm, close_distance_mm, Fbeam_mm, Sbeam_mm, Fclose_mm, Sclose_mm, ORGX, ORGY;
-    double cell[6], volume;
-    int interpolate, interpolation_switched_off;
+    double volume;                  /* A^3 */
+    int interpolation_switched_off; /* an out-of-range sample switched tricubic interpolation off (spec §3.12) */
     long rendered_pixels;
 } db_run_summary;
 int db_sim_summary(const db_sim *sim, db_run_summary *out);

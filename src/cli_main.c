@@ -146,13 +146,14 @@ int main(int argc, char **argv)
 
     db_run_summary sum;
     db_sim_summary(sim, &sum);
-    printf("Unit Cell: %g %g %g %g %g %g\n", sum.cell[0], sum.cell[1], sum.cell[2], sum.cell[3], sum.cell[4], sum.cell[5]);
+    const db_geometry *g = &sum.geometry;
+    printf("Unit Cell: %g %g %g %g %g %g\n", g->cell[0], g->cell[1], g->cell[2], g->cell[3], g->cell[4], g->cell[5]);
     printf("volume = %g A^3\n", sum.volume);
-    printf("  distance=%g mm close_distance=%g mm  Fbeam=%g Sbeam=%g mm  ORGX=%g ORGY=%g\n", sum.distance_mm,
-           sum.close_distance_mm, sum.Fbeam_mm, sum.Sbeam_mm, sum.ORGX, sum.ORGY);
-    printf("  %d x %d pixels, %d sources, %d mosaic domains, %d phi steps, %dx%d oversampling (%d steps)\n", sum.fpixels,
-           sum.spixels, sum.sources, sum.mosaic_domains, sum.phisteps, sum.oversample, sum.oversample, sum.steps);
-    printf("  interpolation of F: %s%s\n", sum.interpolate ? "on" : "off",
+    printf("  distance=%g mm close_distance=%g mm  Fbeam=%g Sbeam=%g mm  ORGX=%g ORGY=%g\n", g->distance_mm,
+           g->close_distance_mm, g->Fbeam_mm, g->Sbeam_mm, g->ORGX, g->ORGY);
+    printf("  %d x %d pixels, %d sources, %d mosaic domains, %d phi steps, %dx%d oversampling (%d steps)\n", g->fpixels,
+           g->spixels, g->sources, g->mosaic_domains, g->phisteps, g->oversample, g->oversample, g->steps);
+    printf("  interpolation of F: %s%s\n", g->interpolate ? "on" : "off",
            sum.interpolation_switched_off ? " (switched off at an out-of-range sample, as the reference)" : "");
     printf("solid angle subtended by detector = %g steradian ( %g%% sphere)\n", sum.solid_angle,
            100 * sum.solid_angle / 4 / 3.14159265358979323846);

@@ -793,6 +793,15 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
     return DB_OK;
 }
 
+/* Flags that re-render one pixel of the last run with its decisions: exceptional sample, interpolation. */
+static void DB_SFX(replay_flags)(const db_sim *sim, long idx, const db_tracer *tr, db_pixel_flags *fl)
+{
+    memset(fl, 0, sizeof *fl);
+    fl->first_sample = idx == sim->captured.exc_pixel ? sim->captured.exc_sample : -1;
+    fl->interpolate = sim->captured.interp_trip >= 0 && idx > sim->captured.interp_trip ? 0 : sim->captured.interpolate;
+    fl->tracer = tr;
+}
+
 /* ---- -trace_pixel ---- */
 #include <stdio.h>
 
@@ -850,10 +859,7 @@ int DB_SFX(db_engine_trace)(db_sim *sim, const db_pass *pass, int f, int s, void
     DB_SFX(trace_ctx) ctx = {(FILE *)file, pass ? pass->ndirs : 0};
     db_tracer tr = {DB_SFX(trace_sample), DB_SFX(trace_end), &ctx};
     db_pixel_flags fl;
-    memset(&fl, 0, sizeof fl);
-    fl.first_sample = idx == sim->captured.exc_pixel ? sim->captured.exc_sample : -1;
-    fl.interpolate = sim->captured.interp_trip >= 0 && idx > sim->captured.interp_trip ? 0 : sim->captured.interpolate;
-    fl.tracer = &tr;
+    DB_SFX(replay_flags)(sim, idx, &tr, &fl);
     (void)db_pixel_value(&t, f, s, &fl);
     DB_SFX(storage_free)(&st);
     return DB_OK;
@@ -904,10 +910,7 @@ int DB_SFX(db_engine_printout)(db_sim *sim, int f, int s, const float *image, vo
             memset(&ctx, 0, sizeof ctx);
             db_tracer tr = {DB_SFX(printout_sample), DB_SFX(printout_end), &ctx};
             db_pixel_flags fl;
-            memset(&fl, 0, sizeof fl);
-            fl.first_sample = idx == sim->captured.exc_pixel ? sim->captured.exc_sample : -1;
-            fl.interpolate = sim->captured.interp_trip >= 0 && idx > sim->captured.interp_trip ? 0 : sim->captured.interpolate;
-            fl.tracer = &tr;
+            DB_SFX(replay_flags)(sim, idx, &tr, &fl);
             (void)db_pixel_value(&t, fp, sp, &fl);
             if (!ctx.have) continue;
             const db_trace_sample *L = &ctx.last;

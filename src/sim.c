@@ -385,13 +385,7 @@ int db_sim_summary(const db_sim *sim, db_run_summary *o)
 {
     if (!sim->ran) return DB_ERR_ARGUMENT;
     memset(o, 0, sizeof *o);
-    o->fpixels = sim->plan.fpixels;
-    o->spixels = sim->plan.spixels;
-    o->oversample = sim->xtal.oversample;
-    o->sources = sim->run_sources;
-    o->mosaic_domains = sim->plan.mosaic_domains;
-    o->phisteps = sim->plan.phisteps;
-    o->steps = sim->steps;
+    db_sim_geometry(sim, &o->geometry);
     o->max_I = sim->max_I;
     o->max_I_x = sim->max_I_x;
     o->max_I_y = sim->max_I_y;
@@ -399,17 +393,7 @@ int db_sim_summary(const db_sim *sim, db_run_summary *o)
     o->rms = sim->rms;
     o->rmsd = sim->rmsd;
     o->solid_angle = sim->omega_sum / sim->steps;
-    o->distance_mm = sim->geo.distance * 1000.0;
-    o->close_distance_mm = sim->geo.close_distance * 1000.0;
-    o->Fbeam_mm = sim->geo.Fbeam * 1000.0;
-    o->Sbeam_mm = sim->geo.Sbeam * 1000.0;
-    o->Fclose_mm = sim->geo.Fclose * 1000.0;
-    o->Sclose_mm = sim->geo.Sclose * 1000.0;
-    o->ORGX = sim->geo.ORGX;
-    o->ORGY = sim->geo.ORGY;
-    memcpy(o->cell, sim->xtal.cell, sizeof o->cell);
     o->volume = sim->xtal.volume;
-    o->interpolate = sim->xtal.interpolate;
     o->interpolation_switched_off = sim->interp_switched_off;
     o->rendered_pixels = sim->rendered;
     return DB_OK;
