@@ -144,6 +144,11 @@ int main(int argc, char **argv)
         goto done;
     }
 
+    /* as the reference: the -printout block comes out during the run, before the summary */
+    if (db_config_printout(cfg, &tf, &ts)) {
+        fflush(stdout);
+        if ((rc = db_sim_printout(sim, tf, ts, image, stdout, &err))) goto failed;
+    }
     db_run_summary sum;
     db_sim_summary(sim, &sum);
     const db_geometry *g = &sum.geometry;
@@ -180,10 +185,6 @@ int main(int argc, char **argv)
             printf("writing %s: d(pixel)/d(%s) per %s, %zu 8-byte floats\n", name, db_param_name(params[k]),
                    db_param_unit(params[k]), n);
         }
-    }
-    if (db_config_printout(cfg, &tf, &ts)) {
-        fflush(stdout);
-        if ((rc = db_sim_printout(sim, tf, ts, image, stdout, &err))) goto failed;
     }
     if (db_config_trace_pixel(cfg, &tf, &ts)) {
         fflush(stdout);

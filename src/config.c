@@ -592,6 +592,13 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
  * silently; we do the same, and say it. */
 static void convention_warnings(db_config *c)
 {
+    /* spec §3.2: a beam narrower than the crystal clips its y and z sizes (applied in db_make_plan) */
+    if (c->beamsize >= 0 && (c->beamsize < c->sample_y || c->beamsize < c->sample_z)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "warning: clipping the sample (%g x %g mm in y, z) with the beam (%g mm)\n",
+                 c->sample_y * 1000, c->sample_z * 1000, c->beamsize * 1000);
+        add_warning(c, "%s", msg);
+    }
     static const char *const names[] = {"MOSFLM", "DENZO", "ADXV", "XDS", "DIALS", "CUSTOM"};
     const char *conv = names[c->convention];
     int beam_pivot_conv = c->convention <= DB_CONV_ADXV, sample_pivot_conv = c->convention == DB_CONV_XDS ||
@@ -606,8 +613,8 @@ static void convention_warnings(db_config *c)
             snprintf(line, sizeof line, "warning: -twotheta swings the detector about the direct-beam spot, not the sample, in the %s convention (as the reference)\n", conv);
             add_warning(c, "%s", line);
         }
-        if (c->given[F_XCLOSE] || c->given[F_YCLOSE] || c->given[F_ORGX] || c->given[F_ORGY] || c->given[F_CLOSE_DISTANCE]) {
-            snprintf(line, sizeof line, "warning: -Xclose/-Yclose/-ORGX/-ORGY/-close_distance do not place the detector in the %s convention (it pivots about the beam spot; use -Xbeam/-Ybeam/-distance)\n", conv);
+        if (c->given[F_XCLOSE] || c->given[F_YCLOSE] || c->given[F_ORGX] || c->given[F_ORGY]) {
+            snprintf(line, sizeof line, "warning: -Xclose/-Yclose/-ORGX/-ORGY do not place the detector in the %s convention (it pivots about the beam spot; use -Xbeam/-Ybeam)\n", conv);
             add_warning(c, "%s", line);
         }
     }
@@ -773,6 +780,9 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->fluence = c->fluence;
     if (c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
     p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
+    p->sample_x = c->sample_x;
+    p->sample_y = c->beamsize >= 0 && c->beamsize < c->sample_y ? c->beamsize : c->sample_y;
+    p->sample_z = c->beamsize >= 0 && c->beamsize < c->sample_z ? c->beamsize : c->sample_z;
 
     p->roi_xmin = c->roi_xmin < 0 ? 0 : c->roi_xmin;
     p->roi_xmax = c->roi_xmax < 0 ? p->fpixels : c->roi_xmax;

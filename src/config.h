@@ -125,6 +125,7 @@ typedef struct db_plan {
     double thick, thickstep, mu;
     int mosaic_domains;
     double mosaic_spread;
+    double sample_x, sample_y, sample_z;  /* m, y and z clipped to the beam size (spec §3.2) */
 } db_plan;
 
 int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);

@@ -522,7 +522,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     double la = ad_vec3_norm(a0).v, lb = ad_vec3_norm(b0).v, lc = ad_vec3_norm(c0).v;
     const db_decisions *fd = sim->forced.active ? &sim->forced : NULL;
     double *Nv[3] = {&Na, &Nb, &Nc};
-    const double sizes[3] = {c->sample_x, c->sample_y, c->sample_z}, lens[3] = {la, lb, lc};
+    const double sizes[3] = {p->sample_x, p->sample_y, p->sample_z}, lens[3] = {la, lb, lc};
     for (int k = 0; k < 3; k++) {
         sim->captured.n_from_size[k] = sizes[k] > 0;
         if (sizes[k] > 0) *Nv[k] = fd && fd->n_from_size[k] ? fd->N[k] : ceil(sizes[k] / lens[k]);
@@ -590,9 +590,9 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     t->polarization = ad_const(c->polarization);
     t->fudge = ad_const(c->fudge);
     /* -Na/-Nb/-Nc have no effect when a crystal size sets N */
-    t->Na = c->sample_x > 0 ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na, 1.0);
-    t->Nb = c->sample_y > 0 ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb, 1.0);
-    t->Nc = c->sample_z > 0 ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc, 1.0);
+    t->Na = p->sample_x > 0 ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na, 1.0);
+    t->Nb = p->sample_y > 0 ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb, 1.0);
+    t->Nc = p->sample_z > 0 ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc, 1.0);
     t->lattice_dh = sim->lattice_dh_form;
     const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
     /* with -flux the fluence is derived from it and -fluence has no effect */
