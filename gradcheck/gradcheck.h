@@ -14,9 +14,10 @@
  * rounding-noise floor DB_GC_NOISE_ULPS * DBL_EPSILON * max |pixel| / h), unless atol_abs >= 0 is given. The
  * floor is what a difference quotient of values carrying a few ulps of rounding can resolve; it stays far
  * below real derivative errors (a planted 2e-5 relative error fails). */
-#define DB_GC_NOISE_ULPS 64.0
 #ifndef DB_GRADCHECK_H
 #define DB_GRADCHECK_H
+
+#define DB_GC_NOISE_ULPS 64.0
 
 #include "dualbragg.h"
 

@@ -50,6 +50,10 @@ int main(int argc, char **argv)
             o.precise = 1;
         } else if (strcmp(a, "-chunk") == 0 && left >= 1) {
             if (!number(a, argv[++i], &v)) return 2;
+            if (v < 1 || v > DB_MAX_CHUNK || v != (int)v) {
+                fprintf(stderr, "dualbragg-gradcheck: error: -chunk expects 1 to %d directions per pass, got '%s'\n", DB_MAX_CHUNK, argv[i]);
+                return 2;
+            }
             o.chunk = (int)v;
         } else if (strcmp(a, "-json") == 0 && left >= 1) {
             json = argv[++i];

@@ -187,6 +187,9 @@ int main(int argc, char **argv)
         }
     }
     if (db_config_trace_pixel(cfg, &tf, &ts)) {
+        if (nparams > DB_MAX_CHUNK)
+            fprintf(stderr, "dualbragg: warning: -trace_pixel shows the tangents of the first %d of the %d -grad parameters\n",
+                    DB_MAX_CHUNK, nparams);
         fflush(stdout);
         if ((rc = db_sim_trace_pixel(sim, tf, ts, params, nparams > DB_MAX_CHUNK ? DB_MAX_CHUNK : nparams, stdout, &err)))
             goto failed;

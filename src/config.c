@@ -365,10 +365,11 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         used = 3;
         break;
     case F_MISSET_SEED: rc = take_int(cur, "a seed", &n); c->misset_seed = -n; c->misset_seed_given = 1; used = 1; break;
-    case F_N: rc = take_double(cur, "a number of unit cells", &d); c->Na = c->Nb = c->Nc = trunc(d); used = 1; break;
-    case F_NA: rc = take_double(cur, "a number of unit cells", &d); c->Na = trunc(d); used = 1; break;
-    case F_NB: rc = take_double(cur, "a number of unit cells", &d); c->Nb = trunc(d); used = 1; break;
-    case F_NC: rc = take_double(cur, "a number of unit cells", &d); c->Nc = trunc(d); used = 1; break;
+    /* real values are accepted (the reference truncates with atoi; integers behave exactly as there) */
+    case F_N: rc = take_double(cur, "a number of unit cells", &d); c->Na = c->Nb = c->Nc = d; used = 1; break;
+    case F_NA: rc = take_double(cur, "a number of unit cells", &d); c->Na = d; used = 1; break;
+    case F_NB: rc = take_double(cur, "a number of unit cells", &d); c->Nb = d; used = 1; break;
+    case F_NC: rc = take_double(cur, "a number of unit cells", &d); c->Nc = d; used = 1; break;
     case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / 1000; used = 1; break;
     case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / 1000; used = 1; break;
     case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / 1000; used = 1; break;

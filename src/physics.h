@@ -92,10 +92,13 @@ AD_INLINE ad_num db_tricubic(const db_ftable *ft, int hf, int kf, int lf, ad_num
  * N-slope that grows with h and means nothing.
  * Otherwise the value is the reference's, bit for bit, and the tangent is taken from the dh form times its
  * sign (-1)^((N-1) h0), which is the same function for integer N but free of the large-argument rounding that
- * spoils the slope of sin(N pi h) near a Bragg peak. */
+ * spoils the slope of sin(N pi h) near a Bragg peak. A non-integer N (accepted, unlike the reference) keeps
+ * the reference form for both. */
 AD_INLINE ad_num db_lattice_axis(ad_num h, double h0, ad_num N, int dh_form)
 {
 #if AD_N > 0
+    /* the two forms are one function only for integer N */
+    if (!dh_form && N.v != floor(N.v)) return ad_sincg(ad_d_mul(DB_M_PI, h), N);
     ad_num r = ad_sincg(ad_d_mul(DB_M_PI, ad_sub_d(h, h0)), N);
     if (!dh_form) {
         long parity = ((long)h0 * ((long)N.v - 1)) & 1L;

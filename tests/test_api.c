@@ -258,6 +258,28 @@ static void test_library_is_silent_and_leaves_the_folder_alone(void **state)
     harness_rmtree(dir);
 }
 
+/* -N accepts real numbers (the reference truncates): a whole number behaves as before, a fraction changes
+ * the lattice factor sin(N pi h)/sin(pi h) */
+static void test_real_cell_counts(void **state)
+{
+    (void)state;
+    db_error err;
+    db_config *a = base_config(), *b = base_config(), *c = base_config();
+    assert_int_equal(db_config_set_cells(b, 10.0, 10.0, 10.0, &err), DB_OK);
+    assert_int_equal(db_config_set_cells(c, 10.5, 10.0, 10.0, &err), DB_OK);
+    float *ia = render(a, NULL), *ib = render(b, NULL), *ic = render(c, NULL);
+    assert_memory_equal(ia, ib, 128 * 128 * sizeof(float));
+    long differ = 0;
+    for (int i = 0; i < 128 * 128; i++) differ += ia[i] != ic[i];
+    assert_true(differ > 1000);
+    free(ia);
+    free(ib);
+    free(ic);
+    db_config_destroy(a);
+    db_config_destroy(b);
+    db_config_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_two_simulations_alive_with_different_seeds),
         cmocka_unit_test(test_errors_are_codes_and_messages),
         cmocka_unit_test(test_library_is_silent_and_leaves_the_folder_alone),
+        cmocka_unit_test(test_real_cell_counts),
     };
     return cmocka_run_group_tests_name("C API", tests, NULL, NULL);
 }
