@@ -3,6 +3,7 @@
  * directions), their ratio (central differences would cost 23 primal runs for eleven parameters), and the
  * peak resident memory of each, measured in a child process of its own. Median of several runs. */
 #include "dualbragg.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +28,6 @@ static const bench_case CASES[] = {
               "-detpixels 512 -oversample 1 -phi 0 -osc 1 -phisteps 10 -mosaic 0.5 -mosaic_dom 10"},
 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* One measurement in a child: seconds of db_sim_run(_grad) and the child's peak RSS in MiB, via a pipe. */
 static int measure(const char *args, int nparams, int threads, double *seconds, double *rss_mib)
@@ -67,9 +56,9 @@ static int measure(const char *args, int nparams, int threads, double *seconds, 
         double *grads = nparams ? malloc((size_t)nparams * n * sizeof(double)) : NULL;
         int params[11];
         for (int k = 0; k < 11; k++) params[k] = k; /* a..gamma, misset_x..z, phi0, osc */
-        double t0 = now();
+        double t0 = bench_now();
         int rc = nparams ? db_sim_run_grad(sim, params, nparams, img, NULL, grads, &err) : db_sim_run(sim, img, NULL, &err);
-        double t1 = now();
+        double t1 = bench_now();
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         double out[2] = {t1 - t0, (double)ru.ru_maxrss / 1024.0};
@@ -107,9 +96,7 @@ int main(int argc, char **argv)
                     return 1;
                 }
             }
-            qsort(tp, (size_t)runs, sizeof(double), cmp_double);
-            qsort(td, (size_t)runs, sizeof(double), cmp_double);
-            double mp = tp[runs / 2], md = td[runs / 2];
+            double mp = bench_median(tp, runs), md = bench_median(td, runs);
             printf("%-16s %7d %11.3f %15.3f %7.2f %11.1f %13.1f\n", CASES[c].name, threads, mp, md, md / mp, rp, rd);
             fflush(stdout);
         }

@@ -2,6 +2,8 @@
  * OMP_NUM_THREADS=1 and 2, median of several runs, printed beside the reference's figures measured on this
  * machine class. Usage: bench_primal [RUNS] [path/to/dualbragg]  (default: the dualbragg next to this program). */
 #define _GNU_SOURCE
+#include "bench_util.h"
+
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -24,18 +26,6 @@ static const bench_case CASES[] = {
 };
 static const char *TAIL = "-noprogress -nopgm -nonoise -floatfile o.bin -intfile o.img";
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* One whole-process run in dir; returns seconds, or -1. */
 static double run_once(const char *exe, const char *dir, const char *args, int threads)
@@ -47,7 +37,7 @@ static double run_once(const char *exe, const char *dir, const char *args, int t
     argv[argc++] = (char *)exe;
     for (char *t = strtok_r(line, " ", &save); t && argc < 127; t = strtok_r(NULL, " ", &save)) argv[argc++] = t;
     argv[argc] = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     pid_t pid = fork();
     if (pid == 0) {
         if (chdir(dir)) _exit(126);
@@ -61,7 +51,7 @@ static double run_once(const char *exe, const char *dir, const char *args, int t
     }
     int status;
     waitpid(pid, &status, 0);
-    double t1 = now();
+    double t1 = bench_now();
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? t1 - t0 : -1.0;
 }
 
@@ -93,9 +83,9 @@ int main(int argc, char **argv)
                     return 1;
                 }
             }
-            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            double med = bench_median(t, runs);
             double ref = threads == 1 ? CASES[c].ref_1thread : CASES[c].ref_2threads;
-            printf("%-16s %7d %12.3f %14.3f %9.2f\n", CASES[c].name, threads, t[runs / 2], ref, ref / t[runs / 2]);
+            printf("%-16s %7d %12.3f %14.3f %9.2f\n", CASES[c].name, threads, med, ref, ref / med);
             fflush(stdout);
         }
     }

@@ -42,6 +42,7 @@
 
 #include "ad.h"
 #include "test_util.h"
+#include "spec_oracles.h"
 
 #define TEST_PI 3.14159265358979323846
 #define TOL_AN 1e-14
@@ -189,12 +190,6 @@ static ad_num w_fabs(ad_num x, double p) { (void)p; return ad_fabs(x); }
 static double p_fabs(double x, double p) { (void)p; return fabs(x); }
 static long double d_fabs(long double x, long double p) { (void)p; return x > 0 ? 1.0L : (x < 0 ? -1.0L : 0.0L); }
 
-/* the reference's sinc3, verbatim */
-static double ref_sinc3(double x)
-{
-    if (x == 0.0) return 1.0;
-    return 3.0 * (sin(x) / x - cos(x)) / (x * x);
-}
 /* Independent high-precision slope: f(x) = 3 sum_{m>=0} (-1)^m 2(m+1) x^(2m) / (2m+3)!, so
  * f'(x) = 3 sum_{m>=1} (-1)^m 4m(m+1) x^(2m-1) / (2m+3)!, summed in long double (|x| <= 2: the terms fall
  * below 1e-30 of the sum well before m = 40); for |x| > 2 the closed form in long double (cancellation ~ 1e-19/x^4). */
@@ -214,7 +209,7 @@ static long double sinc3_slope_ref(long double x)
     return 3.0L * sum;
 }
 static ad_num w_sinc3(ad_num x, double p) { (void)p; return ad_sinc3(x); }
-static double p_sinc3(double x, double p) { (void)p; return ref_sinc3(x); }
+static double p_sinc3(double x, double p) { (void)p; return spec_sinc3(x); }
 static long double d_sinc3(long double x, long double p) { (void)p; return sinc3_slope_ref(x); }
 
 static const unary_fn F_NEG = {"ad_neg", w_neg, p_neg, d_neg};
@@ -323,12 +318,6 @@ static double p_atan2(double y, double x) { return atan2(y, x); }
 static long double d_atan2_y(long double y, long double x) { return x / (x * x + y * y); }
 static long double d_atan2_x(long double y, long double x) { return -y / (x * x + y * y); }
 
-/* the reference's sincg, verbatim */
-static double ref_sincg(double x, double N)
-{
-    if (x == 0.0) return N;
-    return sin(x * N) / sin(x);
-}
 static long double d_sincg_x(long double x, long double N)
 {
     if (x == 0.0L) return 0.0L;
@@ -347,7 +336,7 @@ static const binary_fn F_MUL = {"ad_mul", ad_mul, p_mul, d_b, d_a};
 static const binary_fn F_DIV = {"ad_div", ad_div, p_div, d_div_a, d_div_b};
 static const binary_fn F_POW = {"ad_pow", ad_pow, p_pow, d_pow_a, d_pow_b};
 static const binary_fn F_ATAN2 = {"ad_atan2", ad_atan2, p_atan2, d_atan2_y, d_atan2_x};
-static const binary_fn F_SINCG = {"ad_sincg", ad_sincg, ref_sincg, d_sincg_x, d_sincg_N};
+static const binary_fn F_SINCG = {"ad_sincg", ad_sincg, spec_sincg, d_sincg_x, d_sincg_N};
 
 /* ======================================================================================================== */
 /* construction                                                                                              */
@@ -626,7 +615,7 @@ static double sincg_hx(double x, double N) { return FD_REL_STEP * fmin(fmin(fabs
 static double sincg_hN(double x, double N) { return FD_REL_STEP * fmin(fabs(N), 1.0 / fabs(x)); }
 static double sincg_fd_atol(double x, double N)
 {
-    double f = ref_sincg(x, N);
+    double f = spec_sincg(x, N);
     double noise = EPS * (fabs(N * x) / fabs(sin(x)) + 4.0 * fabs(f));
     return 2.0 * noise / sincg_hx(x, N) + 2.0 * noise / sincg_hN(x, N);
 }
@@ -657,7 +646,7 @@ static void test_sincg_at_zero(void **state)
         /* x in direction 0, N in direction 1, both in direction 2 */
         ad_num r = ad_sincg(mk(0.0, SEED_A), mk(Ns[k], SEED_B));
         assert_bits_equal(r.v, Ns[k]);
-        assert_bits_equal(r.v, ref_sincg(0.0, Ns[k]));
+        assert_bits_equal(r.v, spec_sincg(0.0, Ns[k]));
         assert_bits_equal(r.d[0], 0.0);   /* d/dx = 0 */
         assert_bits_equal(r.d[1], 1.0);   /* d/dN = 1 */
         assert_bits_equal(r.d[2], -1.25); /* 0 * 0.75 + 1 * (-1.25) */
@@ -696,7 +685,7 @@ static void test_sincg_near_k_pi(void **state)
      * everything finite, and the x-slope is within its error bound of the true 0 */
     double x = TEST_PI;
     ad_num r = ad_sincg(mk(x, SEED_A), mk(10.0, SEED_B));
-    assert_bits_equal(r.v, ref_sincg(x, 10.0));
+    assert_bits_equal(r.v, spec_sincg(x, 10.0));
     for (int i = 0; i < 3; i++) assert_true(isfinite(r.d[i]));
     assert_close(r.d[0], (double)d_sincg_x(x, 10.0), 0.0, sincg_err_x(x, 10.0));
     assert_close(r.d[1], (double)d_sincg_N(x, 10.0), 1e-12, 0.0);
@@ -724,7 +713,7 @@ static void test_sinc3(void **state)
         double x = xs[k];
         test_context("ad_sinc3(%.17g)", x);
         ad_num r = ad_sinc3(mk(x, SEED_U));
-        assert_bits_equal(r.v, ref_sinc3(x));
+        assert_bits_equal(r.v, spec_sinc3(x));
         double g = (double)sinc3_slope_ref(x);
         for (int i = 0; i < 3; i++) assert_close(r.d[i], g * SEED_U[i], sinc3_slope_rtol(x), 0.0);
         assert_zero_tangents(ad_sinc3(ad_const(x)));
@@ -1055,16 +1044,6 @@ static void test_mat3_mul_vec(void **state)
 
 /* ---- Rodrigues ---- */
 
-/* the reference's rotate_axis, verbatim (0-based) */
-static void ref_rotate_axis(const double v[3], const double axis[3], double phi, double r[3])
-{
-    double sinphi = sin(phi);
-    double cosphi = cos(phi);
-    double dot = (axis[0] * v[0] + axis[1] * v[1] + axis[2] * v[2]) * (1.0 - cosphi);
-    r[0] = axis[0] * dot + v[0] * cosphi + (-axis[2] * v[1] + axis[1] * v[2]) * sinphi;
-    r[1] = axis[1] * dot + v[1] * cosphi + (+axis[2] * v[0] - axis[0] * v[2]) * sinphi;
-    r[2] = axis[2] * dot + v[2] * cosphi + (-axis[1] * v[0] + axis[0] * v[1]) * sinphi;
-}
 
 /* analytic tangent of r = a (a.v)(1-c) + v c + (a x v) s along (dv, da, dphi) */
 static void rot_axis_tangent(const double v[3], const double a[3], double phi, const double dv[3], const double da[3],
@@ -1104,7 +1083,7 @@ static void test_rotate_axis_zero_angle(void **state)
     for (int j = 0; j < 7; j++) in[j] = mk(x[j], seed[j]);
     mf_rot_axis(in, out);
     double ref[3];
-    ref_rotate_axis(v, axis, 0.0, ref);
+    spec_rotate_axis(v, axis, 0.0, ref);
     double axv[3];
     v3_cross(axis, v, axv);
     for (int k = 0; k < 3; k++) {
@@ -1139,7 +1118,7 @@ static void test_rotate_axis_general(void **state)
         for (int j = 0; j < 7; j++) in[j] = mk(x[j], seed[j]);
         mf_rot_axis(in, out);
         double ref[3];
-        ref_rotate_axis(x, x + 3, x[6], ref);
+        spec_rotate_axis(x, x + 3, x[6], ref);
         test_context("rotate_axis case %zu", c);
         for (int k = 0; k < 3; k++) assert_bits_equal(out[k].v, ref[k]);
         /* a rotation: length and the component along the axis are kept */
@@ -1163,58 +1142,6 @@ static void test_rotate_axis_general(void **state)
 
 /* ---- rotate_xyz ---- */
 
-/* the reference's rotate(), verbatim (0-based): x, then y, then z; a zero angle is skipped */
-static void ref_rotate(const double v[3], double phix, double phiy, double phiz, double out[3])
-{
-    double rxx, rxy, rxz, ryx, ryy, ryz, rzx, rzy, rzz;
-    double new_x, new_y, new_z, rotated_x, rotated_y, rotated_z;
-    new_x = v[0];
-    new_y = v[1];
-    new_z = v[2];
-    if (phix != 0) {
-        ryy = cos(phix);
-        ryz = -sin(phix);
-        rzy = sin(phix);
-        rzz = cos(phix);
-        rotated_x = new_x;
-        rotated_y = new_y * ryy + new_z * ryz;
-        rotated_z = new_y * rzy + new_z * rzz;
-        new_x = rotated_x;
-        new_y = rotated_y;
-        new_z = rotated_z;
-    }
-    if (phiy != 0) {
-        rxx = cos(phiy);
-        rxy = 0;
-        rxz = sin(phiy);
-        rzx = -sin(phiy);
-        rzy = 0;
-        rzz = cos(phiy);
-        rotated_x = new_x * rxx + new_y * rxy + new_z * rxz;
-        rotated_y = new_y;
-        rotated_z = new_x * rzx + new_y * rzy + new_z * rzz;
-        new_x = rotated_x;
-        new_y = rotated_y;
-        new_z = rotated_z;
-    }
-    if (phiz != 0) {
-        rxx = cos(phiz);
-        rxy = -sin(phiz);
-        ryx = sin(phiz);
-        ryy = cos(phiz);
-        rotated_x = new_x * rxx + new_y * rxy;
-        rotated_y = new_x * ryx + new_y * ryy;
-        rotated_z = new_z;
-        new_x = rotated_x;
-        new_y = rotated_y;
-        new_z = rotated_z;
-    }
-    out[0] = new_x;
-    out[1] = new_y;
-    out[2] = new_z;
-    (void)ryx;
-    (void)rzx;
-}
 
 static void mat_rx(double t, double M[9], double dM[9])
 {
@@ -1281,7 +1208,7 @@ static void check_rotate_xyz_case(const double x[6], const char *label)
     for (int j = 0; j < 6; j++) in[j] = mk(x[j], seed[j]);
     mf_rot_xyz(in, out);
     double ref[3];
-    ref_rotate(x, x[3], x[4], x[5], ref);
+    spec_rotate(x, x[3], x[4], x[5], ref);
     test_context("rotate_xyz %s", label);
     for (int k = 0; k < 3; k++) assert_bits_equal(out[k].v, ref[k]);
     for (int i = 0; i < 3; i++) {

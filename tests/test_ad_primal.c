@@ -21,6 +21,7 @@
 
 #include "ad.h"
 #include "test_util.h"
+#include "spec_oracles.h"
 
 #define TEST_PI 3.14159265358979323846
 #define NRAND 2000
@@ -40,17 +41,6 @@ static double urand(double lo, double hi)
 
 static ad_num C(double v) { return ad_const(v); }
 
-/* the reference's special functions, verbatim */
-static double ref_sincg(double x, double N)
-{
-    if (x == 0.0) return N;
-    return sin(x * N) / sin(x);
-}
-static double ref_sinc3(double x)
-{
-    if (x == 0.0) return 1.0;
-    return 3.0 * (sin(x) / x - cos(x)) / (x * x);
-}
 
 static void test_layout_and_construction(void **state)
 {
@@ -147,16 +137,16 @@ static void test_sincg_sinc3(void **state)
         if (k % 7 == 0) x = TEST_PI * floor(urand(-3.0, 4.0)) + urand(-1e-6, 1e-6); /* near k pi */
         double s = (k % 3 == 0) ? urand(-0.2, 0.2) : urand(-30.0, 30.0);
         test_context("x = %.17g, N = %.17g, s = %.17g", x, N, s);
-        assert_bits_equal(ad_sincg(C(x), C(N)).v, ref_sincg(x, N));
+        assert_bits_equal(ad_sincg(C(x), C(N)).v, spec_sincg(x, N));
         assert_bits_equal(ad_sincg(C(x), C(N)).v, x == 0.0 ? N : sin(N * x) / sin(x));
-        assert_bits_equal(ad_sinc3(C(s)).v, ref_sinc3(s));
+        assert_bits_equal(ad_sinc3(C(s)).v, spec_sinc3(s));
     }
     const double xs[] = {0.0, -0.0, TEST_PI, -TEST_PI, 2 * TEST_PI, 1e-8, 1e-300};
     for (size_t k = 0; k < sizeof xs / sizeof xs[0]; k++) {
         test_context("edge x = %.17g", xs[k]);
-        assert_bits_equal(ad_sincg(C(xs[k]), C(10.0)).v, ref_sincg(xs[k], 10.0));
-        assert_bits_equal(ad_sincg(C(xs[k]), C(7.5)).v, ref_sincg(xs[k], 7.5));
-        assert_bits_equal(ad_sinc3(C(xs[k])).v, ref_sinc3(xs[k]));
+        assert_bits_equal(ad_sincg(C(xs[k]), C(10.0)).v, spec_sincg(xs[k], 10.0));
+        assert_bits_equal(ad_sincg(C(xs[k]), C(7.5)).v, spec_sincg(xs[k], 7.5));
+        assert_bits_equal(ad_sinc3(C(xs[k])).v, spec_sinc3(xs[k]));
     }
     assert_bits_equal(ad_sincg(C(0.0), C(10.0)).v, 10.0);
     assert_bits_equal(ad_sinc3(C(0.0)).v, 1.0);
@@ -219,70 +209,7 @@ static void test_vectors(void **state)
     test_context(NULL);
 }
 
-/* the reference's rotate_axis, verbatim (0-based) */
-static void ref_rotate_axis(const double v[3], const double axis[3], double phi, double r[3])
-{
-    double sinphi = sin(phi);
-    double cosphi = cos(phi);
-    double dot = (axis[0] * v[0] + axis[1] * v[1] + axis[2] * v[2]) * (1.0 - cosphi);
-    r[0] = axis[0] * dot + v[0] * cosphi + (-axis[2] * v[1] + axis[1] * v[2]) * sinphi;
-    r[1] = axis[1] * dot + v[1] * cosphi + (+axis[2] * v[0] - axis[0] * v[2]) * sinphi;
-    r[2] = axis[2] * dot + v[2] * cosphi + (-axis[1] * v[0] + axis[0] * v[1]) * sinphi;
-}
 
-/* the reference's rotate(), verbatim (0-based): x, then y, then z; a zero angle is skipped. The explicit
- * "+ new_y*rxy" (rxy = 0) terms can differ from ad_vec3_rotate_xyz only in the sign of a zero result. */
-static void ref_rotate(const double v[3], double phix, double phiy, double phiz, double out[3])
-{
-    double rxx, rxy, rxz, ryx, ryy, ryz, rzx, rzy, rzz;
-    double new_x, new_y, new_z, rotated_x, rotated_y, rotated_z;
-    new_x = v[0];
-    new_y = v[1];
-    new_z = v[2];
-    if (phix != 0) {
-        ryy = cos(phix);
-        ryz = -sin(phix);
-        rzy = sin(phix);
-        rzz = cos(phix);
-        rotated_x = new_x;
-        rotated_y = new_y * ryy + new_z * ryz;
-        rotated_z = new_y * rzy + new_z * rzz;
-        new_x = rotated_x;
-        new_y = rotated_y;
-        new_z = rotated_z;
-    }
-    if (phiy != 0) {
-        rxx = cos(phiy);
-        rxy = 0;
-        rxz = sin(phiy);
-        rzx = -sin(phiy);
-        rzy = 0;
-        rzz = cos(phiy);
-        rotated_x = new_x * rxx + new_y * rxy + new_z * rxz;
-        rotated_y = new_y;
-        rotated_z = new_x * rzx + new_y * rzy + new_z * rzz;
-        new_x = rotated_x;
-        new_y = rotated_y;
-        new_z = rotated_z;
-    }
-    if (phiz != 0) {
-        rxx = cos(phiz);
-        rxy = -sin(phiz);
-        ryx = sin(phiz);
-        ryy = cos(phiz);
-        rotated_x = new_x * rxx + new_y * rxy;
-        rotated_y = new_x * ryx + new_y * ryy;
-        rotated_z = new_z;
-        new_x = rotated_x;
-        new_y = rotated_y;
-        new_z = rotated_z;
-    }
-    out[0] = new_x;
-    out[1] = new_y;
-    out[2] = new_z;
-    (void)ryx;
-    (void)rzx;
-}
 
 static void test_rotations(void **state)
 {
@@ -296,7 +223,7 @@ static void test_rotations(void **state)
         double phi = (k % 5 == 0) ? 0.0 : urand(-TEST_PI, TEST_PI);
         test_context("case %d, phi = %.17g", k, phi);
         ad_vec3 ra = ad_vec3_rotate_axis(V(v), V(axis), C(phi));
-        ref_rotate_axis(v, axis, phi, r);
+        spec_rotate_axis(v, axis, phi, r);
         for (int j = 0; j < 3; j++) assert_bits_equal(ra.c[j].v, r[j]);
         if (phi == 0.0)
             for (int j = 0; j < 3; j++) assert_bits_equal(ra.c[j].v, v[j]);
@@ -307,7 +234,7 @@ static void test_rotations(void **state)
         double rz = (k % 3 == 0) ? 0.0 : urand(-TEST_PI, TEST_PI);
         test_context("case %d, angles %.17g %.17g %.17g", k, rx, ry, rz);
         ad_vec3 rr = ad_vec3_rotate_xyz(V(v), C(rx), C(ry), C(rz));
-        ref_rotate(v, rx, ry, rz, r);
+        spec_rotate(v, rx, ry, rz, r);
         for (int j = 0; j < 3; j++) assert_bits_equal(rr.c[j].v, r[j]);
     }
     /* all angles zero: v unchanged */
