@@ -344,6 +344,14 @@ int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
     return DB_OK;
 }
 
+#ifdef DB_HAVE_AVX2_ENGINES
+/* DUALBRAGG_NO_AVX2 in the environment forces the portable engines (for comparisons) */
+static int have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && !getenv("DUALBRAGG_NO_AVX2");
+}
+#endif
+
 int db_sim_set_chunk(db_sim *sim, int k)
 {
     if (k < 1 || k > DB_MAX_CHUNK) return DB_ERR_ARGUMENT;
@@ -372,6 +380,10 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
         for (int k = 0; k < pass.ndirs; k++) pass.dir_of[params[first + k]] = k;
         double *out = grads + (size_t)first * npix;
         if (pass.ndirs <= 1) rc = db_engine_run_n1(sim, &pass, image, image64, out, err);
+#ifdef DB_HAVE_AVX2_ENGINES
+        else if (have_avx2() && pass.ndirs <= 4) rc = db_engine_run_n4_avx2(sim, &pass, image, image64, out, err);
+        else if (have_avx2()) rc = db_engine_run_n12_avx2(sim, &pass, image, image64, out, err);
+#endif
         else if (pass.ndirs <= 4) rc = db_engine_run_n4(sim, &pass, image, image64, out, err);
         else rc = db_engine_run_n12(sim, &pass, image, image64, out, err);
     }

@@ -97,6 +97,8 @@ int db_engine_run_n0(db_sim *sim, const db_pass *pass, float *image, double *ima
 int db_engine_run_n1(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
 int db_engine_run_n4(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
 int db_engine_run_n12(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
+int db_engine_run_n4_avx2(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
+int db_engine_run_n12_avx2(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
 int db_engine_setup_n0(db_sim *sim, db_error *err);
 int db_engine_printout_n0(db_sim *sim, int f, int s, const float *image, void *file, db_error *err);
 int db_engine_trace_n0(db_sim *sim, const db_pass *pass, int f, int s, void *file, db_error *err);

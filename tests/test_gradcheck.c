@@ -186,6 +186,8 @@ static double *all_grads(const char *name, int chunk, int threads, int force_dh,
     return g;
 }
 
+/* chunk 1 runs the portable one-direction engine; chunks 4, 5 and 12 the 4- and 12-direction engines, which
+ * are the AVX2 builds on CPUs that have it: their bits must agree with the portable ones too */
 static void test_chunk_and_thread_invariance(void **state)
 {
     (void)state;
