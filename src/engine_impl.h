@@ -603,6 +603,21 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
                                 avogadro),
                        18.0);
     t->r_e_sqr_fluence = ad_d_mul(r_e_sqr, fluence);
+    /* the scattering vector depends on the detector, the pixel sampling and the sources only */
+    int S_moves = 0;
+#if AD_N > 0
+    const ad_num *geo[] = {&t->pixel_size, &t->subpixel_size, &t->distance, &t->thickstep};
+    const ad_vec3 *geov[] = {&t->fdet, &t->sdet, &t->odet, &t->pix0, &t->beam};
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++)
+        AD_FOR(i) S_moves |= geo[g]->d[i] != 0.0;
+    for (size_t g = 0; g < sizeof geov / sizeof geov[0]; g++)
+        for (int k = 0; k < 3; k++) AD_FOR(i) S_moves |= geov[g]->c[k].d[i] != 0.0;
+    for (int n = 0; n < t->nsources; n++) {
+        AD_FOR(i) S_moves |= st->src_lambda[n].d[i] != 0.0;
+        for (int k = 0; k < 3; k++) AD_FOR(i) S_moves |= st->src_dir[n].c[k].d[i] != 0.0;
+    }
+#endif
+    t->S_constant = !S_moves;
     t->src_dir = st->src_dir;
     t->src_incident_unit = st->src_incident_unit;
     t->src_lambda = st->src_lambda;

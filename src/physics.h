@@ -30,6 +30,7 @@ typedef struct db_tables {
     int shape, curved, point_pixel, os_thick, os_polar, os_omega, nopolar;
     int mosaic_on;        /* mosaic_spread > 0: the reference applies U even to domain 0 */
     int lattice_dh;       /* SQUARE factor from dh = h - h0 (for N derivatives; equal up to sign at integer N) */
+    int S_constant;       /* no tangent reaches the scattering vector in this pass (crystal parameters only) */
     double detector_thick; /* only compared with 0 */
     double water_size;     /* only compared with 0 */
     double dmin;           /* m; only a cut */
@@ -110,6 +111,13 @@ AD_INLINE ad_num db_lattice_axis(ad_num h, double h0, ad_num N, int dh_form)
 #else
     return ad_sincg(ad_d_mul(DB_M_PI, dh_form ? ad_sub_d(h, h0) : h), N);
 #endif
+}
+
+/* a . b when b carries no tangent: the same value, and the tangent from a alone (skips the zero half) */
+AD_INLINE ad_num db_dot_const_b(ad_vec3 a, ad_vec3 b)
+{
+    ad_num r = ad_add(ad_add(ad_mul_d(a.c[0], b.c[0].v), ad_mul_d(a.c[1], b.c[1].v)), ad_mul_d(a.c[2], b.c[2].v));
+    return r;
 }
 
 /* Kahn polarization factor (spec §3.16). The reference unitizes all three vectors on every call; incident
@@ -271,17 +279,29 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                         const ad_vec3 *lat_phi = t->lattice + (size_t)slots[phi_tic] * t->nmos * 3;
                         for (int mos = 0; mos < t->nmos; ++mos) {
                             const ad_vec3 *lat = lat_phi + 3 * mos;
-                            ad_num h = ad_vec3_dot(lat[0], S);
-                            ad_num k = ad_vec3_dot(lat[1], S);
-                            ad_num l = ad_vec3_dot(lat[2], S);
+                            ad_num h = t->S_constant ? db_dot_const_b(lat[0], S) : ad_vec3_dot(lat[0], S);
+                            ad_num k = t->S_constant ? db_dot_const_b(lat[1], S) : ad_vec3_dot(lat[1], S);
+                            ad_num l = t->S_constant ? db_dot_const_b(lat[2], S) : ad_vec3_dot(lat[2], S);
                             double h0 = db_decide(fl, (int)ceil(h.v - 0.5));
                             double k0 = db_decide(fl, (int)ceil(k.v - 0.5));
                             double l0 = db_decide(fl, (int)ceil(l.v - 0.5));
                             ad_num F_latt = ad_const(1.0);
                             if (t->shape == DB_SHAPE_SQUARE_K) {
-                                if (t->Na.v > 1) F_latt = ad_mul(F_latt, db_lattice_axis(h, h0, t->Na, t->lattice_dh));
-                                if (t->Nb.v > 1) F_latt = ad_mul(F_latt, db_lattice_axis(k, k0, t->Nb, t->lattice_dh));
-                                if (t->Nc.v > 1) F_latt = ad_mul(F_latt, db_lattice_axis(l, l0, t->Nc, t->lattice_dh));
+                                /* 1.0 * x is x exactly: the first factor is taken as it is */
+                                int first = 1;
+                                if (t->Na.v > 1) {
+                                    F_latt = db_lattice_axis(h, h0, t->Na, t->lattice_dh);
+                                    first = 0;
+                                }
+                                if (t->Nb.v > 1) {
+                                    ad_num f = db_lattice_axis(k, k0, t->Nb, t->lattice_dh);
+                                    F_latt = first ? f : ad_mul(F_latt, f);
+                                    first = 0;
+                                }
+                                if (t->Nc.v > 1) {
+                                    ad_num f = db_lattice_axis(l, l0, t->Nc, t->lattice_dh);
+                                    F_latt = first ? f : ad_mul(F_latt, f);
+                                }
                             } else {
                                 ad_num dh = ad_sub_d(h, h0), dk = ad_sub_d(k, k0), dl = ad_sub_d(l, l0);
                                 ad_num NaNbNc = ad_mul(ad_mul(t->Na, t->Nb), t->Nc);
@@ -308,6 +328,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                             if (db_decide(fl, F_latt.v == 0.0 && t->water_size == 0.0)) continue;
                             const db_ftable *ft = &t->ftab;
                             ad_num F_cell = ad_const(ft->default_F);
+                            int interpolated = 0;
                             if (fl->interpolate) {
                                 if (db_decide(fl, (h.v - ft->h_min + 3) > ft->h_range || (h.v - 2) < ft->h_min ||
                                                       (k.v - ft->k_min + 3) > ft->k_range || (k.v - 2) < ft->k_min ||
@@ -318,6 +339,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                                     int hf = db_decide(fl, (int)ad_floor(h)), kf = db_decide(fl, (int)ad_floor(k));
                                     int lf = db_decide(fl, (int)ad_floor(l));
                                     F_cell = db_tricubic(ft, hf, kf, lf, h, k, l);
+                                    interpolated = 1;
                                 }
                             }
                             if (!fl->interpolate) {
@@ -330,7 +352,9 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                                     F_cell = ad_const(ft->default_F);
                                 }
                             }
-                            ad_num term = ad_mul(ad_mul(ad_mul(F_cell, F_cell), F_latt), F_latt);
+                            /* ((F_cell F_cell) F_latt) F_latt; a table value of F carries no tangent */
+                            ad_num FF = interpolated ? ad_mul(F_cell, F_cell) : ad_const(F_cell.v * F_cell.v);
+                            ad_num term = ad_mul(interpolated ? ad_mul(FF, F_latt) : ad_d_mul(FF.v, F_latt), F_latt);
                             I = ad_add(I, term);
 #if !defined(__CUDACC__)
                             if (fl->tracer) {
