@@ -714,7 +714,7 @@ static void DB_SFX(render_rows)(const DB_SFX(render_job) *job, int interp, long 
 #else
             (void)npix;
 #endif
-            job->omega[idx] = fl.omega_sum;
+            if (from_pixel == 0) job->omega[s] += fl.omega_sum; /* per row; a re-render changes no solid angle */
             job->tripped[idx] = (unsigned char)fl.interp_tripped;
         }
         if (job->sim->progress) {
@@ -740,7 +740,7 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
     }
     size_t npix = (size_t)t.fpixels * t.spixels;
     int ndirs = pass ? pass->ndirs : 0;
-    double *omega = (double *)calloc(npix, sizeof(double));
+    double *omega = (double *)calloc((size_t)t.spixels, sizeof(double)); /* solid angles summed per row */
     unsigned char *tripped = (unsigned char *)calloc(npix, 1);
     if (!omega || !tripped) {
         free(omega);
@@ -800,7 +800,7 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
     cap->interp_trip = job.interp_trip;
     cap->phistep = t.nphi > 0 ? (sim->forced.active && sim->forced.force_phistep ? sim->forced.phistep : sim->plan.phistep) : 0.0;
     double osum = 0.0;
-    for (size_t i = 0; i < npix; i++) osum += omega[i];
+    for (int r = 0; r < t.spixels; r++) osum += omega[r];
     sim->omega_sum = osum;
     free(omega);
     free(tripped);
