@@ -161,6 +161,15 @@ static int take_vec3(arg_cursor *cur, const char *what, double v[3])
     return rc;
 }
 
+/* two pixel indices, fast then slow (-printout_pixel, -trace_pixel) */
+static int take_pixel(arg_cursor *cur, long *f, long *s)
+{
+    int rc = need_args(cur, 2, "a pixel: fast slow");
+    if (!rc) rc = parse_int_at(cur, 1, "a pixel: fast slow", f);
+    if (!rc) rc = parse_int_at(cur, 2, "a pixel: fast slow", s);
+    return rc;
+}
+
 static int take_string(arg_cursor *cur, const char *what, char **out)
 {
     int rc = need_args(cur, 1, what);
@@ -253,11 +262,6 @@ static const flag_spec FLAGS[] = {
     {"-phi_carryover", F_PHI_CARRYOVER}, {"-grad", F_GRAD}, {"-gradprefix", F_GRADPREFIX},
     {"-grad_chunk", F_GRAD_CHUNK}, {"-trace_pixel", F_TRACE_PIXEL},
 };
-
-const char *db_flag_name(size_t i)
-{
-    return i < sizeof FLAGS / sizeof FLAGS[0] ? FLAGS[i].name : NULL;
-}
 
 static const flag_spec *find_flag(const char *name)
 {
@@ -535,9 +539,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     case F_PRINTOUT: c->printout = 1; break;
     case F_PRINTOUT_PIXEL: {
         long f, s;
-        rc = need_args(cur, 2, "a pixel: fast slow");
-        if (!rc) rc = parse_int_at(cur, 1, "a pixel: fast slow", &f);
-        if (!rc) rc = parse_int_at(cur, 2, "a pixel: fast slow", &s);
+        rc = take_pixel(cur, &f, &s);
         if (rc) return rc;
         c->printout = 1;
         c->printout_fpixel = (int)f;
@@ -565,9 +567,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         break;
     case F_TRACE_PIXEL: {
         long f, s2;
-        rc = need_args(cur, 2, "a pixel: fast slow");
-        if (!rc) rc = parse_int_at(cur, 1, "a pixel: fast slow", &f);
-        if (!rc) rc = parse_int_at(cur, 2, "a pixel: fast slow", &s2);
+        rc = take_pixel(cur, &f, &s2);
         if (rc) return rc;
         if (f < 0 || s2 < 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-trace_pixel expects pixel indices >= 0, got %ld %ld", f, s2);
         c->trace_fpixel = (int)f;

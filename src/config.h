@@ -102,7 +102,6 @@ db_config *db_config_new(void);
 db_config *db_config_clone(const db_config *cfg); /* deep copy */
 void db_config_free(db_config *cfg);
 int db_config_parse_args(db_config *cfg, int argc, const char *const *argv, db_error *err);
-const char *db_flag_name(size_t i); /* the i-th accepted spelling, NULL past the end (for docs and tests) */
 
 /* The configuration-level decisions of the reference, made from a db_config without changing it
  * (spec §3.2-§3.4, §3.13 counts, §3.14 counts). Everything that depends on the crystal (oversampling,

@@ -151,7 +151,6 @@ static ad_num DB_SFX(clamp_unit)(ad_num x)
 }
 
 /* Cell or matrix -> real-space vectors in m and reciprocal vectors in 1/A (spec §3.7-§3.10). */
-static void DB_SFX(mat_cell_tangents)(const db_sim *sim, const db_pass *pass, ad_vec3 *as, ad_vec3 *bs, ad_vec3 *cs);
 
 /* With -mat there is no -cell: the cell parameters are those of the cell the matrix describes. The matrix is
  * A = U B(cell) with B the standard reciprocal-cell matrix (Busing & Levy) and U = A B^-1 held fixed, so
@@ -462,6 +461,7 @@ static int DB_SFX(setup_lattice)(db_sim *sim, const db_pass *pass, DB_SFX(storag
     ad_num phi0 = DB_SFX(seed)(pass, DB_P_PHI0, sim->cfg->phi0, 1.0 / DB_RTD);
     /* phistep = osc / phisteps with the step count held fixed, whichever way the plan derived it */
     double phistep_v = sim->forced.active && sim->forced.force_phistep ? sim->forced.phistep : p->phistep;
+    sim->captured.phistep = phistep_v;
     ad_num phistep = ad_keep_tangent(ad_const(phistep_v), DB_SFX(seed)(pass, DB_P_OSC, 0.0, 1.0 / DB_RTD / p->phisteps));
     int last_nonzero = -1;
     for (int slot = 0; slot <= nphi; slot++) {
@@ -798,7 +798,6 @@ int DB_SFX(db_engine_run)(db_sim *sim, const db_pass *pass, float *image, double
     cap->exc_pixel = job.exc_pixel;
     cap->exc_sample = job.exc_sample;
     cap->interp_trip = job.interp_trip;
-    cap->phistep = t.nphi > 0 ? (sim->forced.active && sim->forced.force_phistep ? sim->forced.phistep : sim->plan.phistep) : 0.0;
     double osum = 0.0;
     for (int r = 0; r < t.spixels; r++) osum += omega[r];
     sim->omega_sum = osum;
