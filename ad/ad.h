@@ -31,6 +31,15 @@
 #define AD_INLINE static inline AD_HD
 #endif
 
+/* Each direction count has its own type names (ad_num is ad_num_n12 when AD_N is 12, ...), so that no two
+ * objects of one program hold a type of the same name with two layouts. */
+#define AD_CAT_(a, b) a##b
+#define AD_CAT(a, b) AD_CAT_(a, b)
+#define AD_NAME(name) AD_CAT(AD_CAT(name, _n), AD_N)
+#define ad_num AD_NAME(ad_num)
+#define ad_vec3 AD_NAME(ad_vec3)
+#define ad_mat3 AD_NAME(ad_mat3)
+
 typedef struct ad_num {
     double v;
 #if AD_N > 0

@@ -22,7 +22,8 @@
 #include "dualbragg.h"
 
 typedef struct db_gc_options {
-    int roi[4];          /* xmin xmax ymin ymax (inclusive); roi[0] < 0: 16x16 around the brightest pixel */
+    int roi[4];          /* xmin xmax ymin ymax (inclusive); roi[0] < 0: the configuration's -boxes, or else 16x16
+                          * around the brightest pixel */
     double rtol;         /* default 1e-6 */
     double atol_factor;  /* default 1e-8 (times the largest |fd| of that parameter) */
     double atol_abs;     /* < 0: use atol_factor */
@@ -41,10 +42,13 @@ typedef struct db_gc_row {
     int pass;
 } db_gc_row;
 
+#define DB_GC_MAX_ROWS 32
+
 typedef struct db_gc_report {
-    int roi[4];
+    int roi[4];          /* the check region, or the bounding box of the -boxes */
+    int boxes;           /* 1 for a region, else the number of -boxes */
     int nrows;
-    db_gc_row rows[32];
+    db_gc_row rows[DB_GC_MAX_ROWS];
     int all_pass;
 } db_gc_report;
 

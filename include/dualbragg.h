@@ -114,7 +114,8 @@ int db_sim_summary(const db_sim *sim, db_run_summary *out);
 /* ---- derivatives ----
  * Parameters, by name (unit of the command line): a b c (A), alpha beta gamma (deg), misset_x misset_y
  * misset_z (deg), phi0 (deg), osc (deg), distance (mm), xbeam ybeam (mm), orgx orgy (pixel), lambda (A),
- * na nb nc (cells), mosaic (deg), fluence (photons/m^2). See README "Derivatives". */
+ * na nb nc (cells), mosaic (deg), fluence (photons/m^2), detector_rotx detector_roty detector_rotz twotheta
+ * (deg). See README "Derivatives". */
 int db_param_count(void);
 const char *db_param_name(int param);            /* NULL past the end */
 const char *db_param_unit(int param);
@@ -128,6 +129,26 @@ int db_sim_set_chunk(db_sim *sim, int directions_per_pass);
  * pixels x parameters). Derivatives are of the double pixel value (image64). */
 int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
                     db_error *err);
+
+/* ---- iterating: new values in place, chosen pixels ----
+ * Values are in the command line's units (the parameter list above). Setting them keeps everything loaded or
+ * drawn at creation: the structure factors, the -mat matrix (its U is kept and the cell parameters move B, as
+ * their derivatives do), the sources, the mosaic domains' axes and draws, a -misset random's drawn angles, and
+ * every discrete choice of the configuration (pivot, convention, step and domain counts). The next run equals
+ * a fresh db_sim_create from a command line carrying the new values (README "Iterating"). A value that makes
+ * the geometry impossible is refused with a message naming the parameter, and no value changes. */
+int db_sim_set_params(db_sim *sim, const int *params, const double *values, int n, db_error *err);
+int db_sim_get_params(const db_sim *sim, const int *params, double *values, int n, db_error *err);
+/* Selects the pixels later runs evaluate: boxes[4*i..4*i+3] = xmin xmax ymin ymax (inclusive, fast and slow
+ * pixel indices), overlaps counted once, the -mask still applied; they replace the configuration's -roi.
+ * nboxes 0 returns to the -roi and -mask. */
+int db_sim_select_boxes(db_sim *sim, const int *boxes, int nboxes, db_error *err);
+long db_sim_selected_count(const db_sim *sim);
+/* Evaluates the selected pixels only: values[i] (the double pixel value) and jac[k*count + i] = d values[i] /
+ * d params[k] (column-major, leading dimension count) for the selected pixels in row-major order. Equal bit for
+ * bit to the same pixels of db_sim_run_grad's images. jac may be NULL when nparams is 0. The carryover's
+ * exceptional sample is in the first selected pixel whose phi loop runs, as with -roi. */
+int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err);
 
 /* One line per inner iteration of one pixel of the last run, then the pixel's corrections and value, with
  * the tangents of params (at most DB_MAX_CHUNK), to a FILE * (README "Trace format"). */

@@ -2,7 +2,10 @@
 // CUDA-compatible. The GPU driver and kernels build on this (a later issue); AD_N is set by CMake.
 #include "physics.h"
 
-__global__ void db_physics_check_kernel(const db_tables *t, double *out)
+#define DB_CHECK_KERNEL AD_CAT(db_physics_check_kernel_n, AD_N)
+
+/* each direction count its own symbol */
+__global__ void DB_CHECK_KERNEL(const db_tables *t, const double *F, double *out)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= t->fpixels * t->spixels) return;
@@ -12,6 +15,6 @@ __global__ void db_physics_check_kernel(const db_tables *t, double *out)
     fl.interp_tripped = 0;
     fl.omega_sum = 0.0;
     fl.probe_first = 0;
-    ad_num v = db_pixel_value(t, i % t->fpixels, i / t->fpixels, &fl);
+    ad_num v = db_pixel_value(t, F, i % t->fpixels, i / t->fpixels, &fl);
     out[i] = v.v;
 }

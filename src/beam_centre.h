@@ -9,6 +9,8 @@
 
 #include "ad.h"
 
+#define db_beam_centre AD_NAME(db_beam_centre)
+
 enum { DB_BC_MOSFLM, DB_BC_DENZO, DB_BC_ADXV, DB_BC_XDS, DB_BC_DIALS, DB_BC_CUSTOM };
 
 typedef struct db_beam_centre {

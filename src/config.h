@@ -22,6 +22,7 @@ struct db_config {
     char *hkl_file, *mat_file, *dump_file, *source_file, *img_file, *mask_file;
     char *float_file, *int_file, *pgm_file, *noise_file, *float64_file;
     char *grad_list, *grad_prefix;        /* -grad LIST, -gradprefix PREFIX */
+    char *boxes_file;                     /* -boxes FILE: the pixels to render (replaces -roi) */
     int grad_chunk;                       /* -grad_chunk N (0 = default) */
     int trace_fpixel, trace_spixel;       /* -trace_pixel F S, -1 = off */
     int write_pgm, write_noise;

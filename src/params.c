@@ -1,41 +1,70 @@
-/* params.c: names and units of the differentiable parameters. */
+/* params.c: the one table of differentiable parameters (names, units, configuration fields, conversions). */
 #include "params.h"
+#include "config.h"
 #include "error.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const NAMES[DB_P_COUNT] = {
-    "a", "b", "c", "alpha", "beta", "gamma", "misset_x", "misset_y", "misset_z", "phi0", "osc",
-    "distance", "xbeam", "ybeam", "orgx", "orgy", "lambda", "na", "nb", "nc", "mosaic", "fluence",
+#define RTD (180.0 * M_1_PI)
+#define FIELD(f) offsetof(db_config, f)
+
+static const db_param_info TABLE[DB_P_COUNT] = {
+    {"a", "A", 1.0, FIELD(cell_a)},
+    {"b", "A", 1.0, FIELD(cell_b)},
+    {"c", "A", 1.0, FIELD(cell_c)},
+    {"alpha", "deg", RTD, FIELD(cell_alpha)},
+    {"beta", "deg", RTD, FIELD(cell_beta)},
+    {"gamma", "deg", RTD, FIELD(cell_gamma)},
+    {"misset_x", "deg", RTD, FIELD(misset[0])},
+    {"misset_y", "deg", RTD, FIELD(misset[1])},
+    {"misset_z", "deg", RTD, FIELD(misset[2])},
+    {"phi0", "deg", RTD, FIELD(phi0)},
+    {"osc", "deg", RTD, FIELD(osc)},
+    {"distance", "mm", 1000.0, FIELD(distance)},
+    {"xbeam", "mm", 1000.0, FIELD(Xbeam)},
+    {"ybeam", "mm", 1000.0, FIELD(Ybeam)},
+    {"orgx", "pixel", 1.0, FIELD(ORGX)},
+    {"orgy", "pixel", 1.0, FIELD(ORGY)},
+    {"lambda", "A", 1.0e10, FIELD(lambda0)},
+    {"na", "cells", 1.0, FIELD(Na)},
+    {"nb", "cells", 1.0, FIELD(Nb)},
+    {"nc", "cells", 1.0, FIELD(Nc)},
+    {"mosaic", "deg", RTD, FIELD(mosaic_spread)},
+    {"fluence", "photons/m^2", 1.0, FIELD(fluence)},
+    {"detector_rotx", "deg", RTD, FIELD(detector_rotx)},
+    {"detector_roty", "deg", RTD, FIELD(detector_roty)},
+    {"detector_rotz", "deg", RTD, FIELD(detector_rotz)},
+    {"twotheta", "deg", RTD, FIELD(detector_twotheta)},
 };
-static const char *const UNITS[DB_P_COUNT] = {
-    "A", "A", "A", "deg", "deg", "deg", "deg", "deg", "deg", "deg", "deg",
-    "mm", "mm", "mm", "pixel", "pixel", "A", "cells", "cells", "cells", "deg", "photons/m^2",
-};
+
+const db_param_info *db_param_info_of(int p) { return p >= 0 && p < DB_P_COUNT ? &TABLE[p] : NULL; }
 
 int db_param_count(void) { return DB_P_COUNT; }
 
-const char *db_param_name(int p) { return p >= 0 && p < DB_P_COUNT ? NAMES[p] : NULL; }
+const char *db_param_name(int p) { return p >= 0 && p < DB_P_COUNT ? TABLE[p].name : NULL; }
 
-const char *db_param_unit(int p) { return p >= 0 && p < DB_P_COUNT ? UNITS[p] : NULL; }
+const char *db_param_unit(int p) { return p >= 0 && p < DB_P_COUNT ? TABLE[p].unit : NULL; }
 
 int db_param_from_name(const char *name)
 {
+    if (!name) return -1;
     for (int p = 0; p < DB_P_COUNT; p++)
-        if (strcmp(NAMES[p], name) == 0) return p;
+        if (strcmp(TABLE[p].name, name) == 0) return p;
     return -1;
 }
 
 int db_param_parse_list(const char *list, int *params, db_error *err)
 {
+    if (!list || !params) return db_fail(err, DB_ERR_ARGUMENT, "-grad: no parameter list"), -1;
     if (strcmp(list, "all") == 0) {
         for (int p = 0; p < DB_P_COUNT; p++) params[p] = p;
         return DB_P_COUNT;
     }
     int n = 0;
     const char *s = list;
-    while (*s) {
+    for (;;) {
         const char *e = strchr(s, ',');
         size_t len = e ? (size_t)(e - s) : strlen(s);
         char name[32];
@@ -47,10 +76,13 @@ int db_param_parse_list(const char *list, int *params, db_error *err)
         name[len] = '\0';
         int p = db_param_from_name(name);
         if (p < 0) {
-            db_fail(err, DB_ERR_ARGUMENT,
-                    "-grad: unknown parameter '%s' (expected 'all' or a comma-separated list of: a b c alpha beta "
-                    "gamma misset_x misset_y misset_z phi0 osc distance xbeam ybeam orgx orgy lambda na nb nc mosaic fluence)",
-                    name);
+            char known[512] = "";
+            for (int q = 0; q < DB_P_COUNT; q++) {
+                strcat(known, " ");
+                strcat(known, TABLE[q].name);
+            }
+            db_fail(err, DB_ERR_ARGUMENT, "-grad: unknown parameter '%s' (expected 'all' or a comma-separated list of:%s)",
+                    name, known);
             return -1;
         }
         for (int k = 0; k < n; k++)
@@ -59,9 +91,8 @@ int db_param_parse_list(const char *list, int *params, db_error *err)
                 return -1;
             }
         params[n++] = p;
-        s += len;
-        if (*s == ',') s++;
+        if (!e) break;
+        s = e + 1; /* a trailing comma leaves an empty name: refused above */
     }
-    if (n == 0) db_fail(err, DB_ERR_ARGUMENT, "-grad: no parameters given");
-    return n > 0 ? n : -1;
+    return n;
 }

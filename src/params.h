@@ -1,9 +1,12 @@
-/* params.h: the parameters a derivative can be taken with respect to: one command-line value each, in the
- * command line's own unit (README "Derivatives"). */
+/* params.h: the parameters a derivative can be taken with respect to, a value can be set to, and gradcheck
+ * moves: one table (params.c) gives each its name, unit, and where and how it is held in the configuration.
+ * Values cross the API in the command line's unit (README "Derivatives"). */
 #ifndef DB_PARAMS_H
 #define DB_PARAMS_H
 
 #include "dualbragg.h"
+
+#include <stddef.h>
 
 typedef enum db_param {
     DB_P_A, DB_P_B, DB_P_C, DB_P_ALPHA, DB_P_BETA, DB_P_GAMMA,
@@ -11,9 +14,20 @@ typedef enum db_param {
     DB_P_PHI0, DB_P_OSC,
     DB_P_DISTANCE, DB_P_XBEAM, DB_P_YBEAM, DB_P_ORGX, DB_P_ORGY,
     DB_P_LAMBDA, DB_P_NA, DB_P_NB, DB_P_NC, DB_P_MOSAIC, DB_P_FLUENCE,
+    DB_P_ROTX, DB_P_ROTY, DB_P_ROTZ, DB_P_TWOTHETA,
     DB_P_COUNT
 } db_param;
 
 #define DB_MISSION_PARAMS 11 /* a..gamma, misset_x..z, phi0, osc: required on every configuration */
+
+typedef struct db_param_info {
+    const char *name, *unit;
+    /* internal = value / divisor, the very operation the command-line parser applies (so that a value set
+     * through the API is the bits a command line would give); the seed of a derivative is 1 / divisor */
+    double divisor;
+    size_t field;      /* offsetof(db_config, the double holding it) */
+} db_param_info;
+
+const db_param_info *db_param_info_of(int param); /* NULL when out of range */
 
 #endif

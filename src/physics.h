@@ -11,19 +11,31 @@
 
 #include <stddef.h>
 #include "ad.h"
+#include "backend.h"
 
 enum { DB_SHAPE_SQUARE_K = 0, DB_SHAPE_ROUND_K = 1, DB_SHAPE_GAUSS_K = 2, DB_SHAPE_TOPHAT_K = 3 };
 
-/* Structure factors: the reference's dense table with one padding slot per axis. */
+/* Per direction count, its own type names (see ad.h). */
+#define db_tables AD_NAME(db_tables)
+#define db_pixel_flags AD_NAME(db_pixel_flags)
+#define db_trace_sample AD_NAME(db_trace_sample)
+#define db_trace_end AD_NAME(db_trace_end)
+#define db_tracer AD_NAME(db_tracer)
+
+/* Structure factors: the reference's dense table with one padding slot per axis. The values themselves,
+ * F[(h_range+1)*(k_range+1)*(l_range+1)] with l fastest, live outside the table block (they are loaded once per
+ * simulation, not per change of values) and are passed to db_pixel_value beside it. */
 typedef struct db_ftable {
-    const double *F; /* (h_range+1)*(k_range+1)*(l_range+1), l fastest */
     int h_min, h_max, k_min, k_max, l_min, l_max;
     int h_range, k_range, l_range;
     long hkls;       /* 0: no table (only default_F) */
     double default_F;
 } db_ftable;
 
+/* The per-run tables: one relocatable block (offsets from the block's start, never pointers), built on the
+ * host once per change of values and read in place by the CPU or copied to a device in one piece. */
 typedef struct db_tables {
+    db_block_header hdr;
     int fpixels, spixels;
     int roi_xmin, roi_xmax, roi_ymin, roi_ymax;
     int oversample, thicksteps, nsources, nphi, nmos;
@@ -39,16 +51,19 @@ typedef struct db_tables {
     ad_vec3 fdet, sdet, odet, pix0, beam, polar_axis; /* polar_axis unitized */
     ad_num polarization, fudge, Na, Nb, Nc, I_bg, r_e_sqr_fluence;
     ad_vec3 astar, bstar, cstar; /* unrotated reciprocal vectors in 1/Angstrom (GAUSS/TOPHAT) */
-    const ad_vec3 *src_dir;      /* unit source position vectors; incident = -src_dir */
-    const ad_vec3 *src_incident_unit; /* unit(-src_dir), as the polarization factor unitizes it */
-    const ad_num *src_lambda;
-    /* lattice[(slot*nmos + mos)*3 + {0,1,2}] = a,b,c (m) of phi slot `slot` after mosaic domain `mos`;
-     * slot nphi is the unrotated lattice a0 (used by the carryover's exceptional sample). */
-    const ad_vec3 *lattice;
-    const int *slot_normal;      /* [nphi]: lattice slot each phi step uses (phi carryover, spec §4) */
-    const int *slot_first;       /* [nphi]: the same for the one exceptional sample */
+    /* arrays of the block, as byte offsets from its start (DB_TAB below):
+     * src_dir[nsources]: unit source position vectors (incident = -src_dir);
+     * src_incident_unit[nsources]: unit(-src_dir), as the polarization factor unitizes it;
+     * src_lambda[nsources];
+     * lattice[(slot*nmos + mos)*3 + {0,1,2}] = a,b,c (m) of phi slot `slot` after mosaic domain `mos`; slot nphi is
+     * the unrotated lattice a0 (used by the carryover's exceptional sample);
+     * slot_normal, slot_first (in the header): the lattice slot each phi step uses, for every sample and for the
+     * carryover's one exceptional sample (spec §4). */
+    size_t off_src_dir, off_src_incident_unit, off_src_lambda, off_lattice;
     db_ftable ftab;
 } db_tables;
+
+#define DB_TAB(t, off, type) ((const type *)((const char *)(t) + (off)))
 
 #define DB_M_PI 3.14159265358979323846
 
@@ -65,7 +80,7 @@ AD_INLINE ad_num db_polint(const double xa[4], const ad_num ya[4], ad_num x)
 
 /* Tricubic interpolation of F at fractional (h,k,l) on the 4x4x4 grid starting at (hf-1, kf-1, lf-1) with
  * hf = floor(h) etc.: along l, then k, then h (appendix A5). */
-AD_INLINE ad_num db_tricubic(const db_ftable *ft, int hf, int kf, int lf, ad_num h, ad_num k, ad_num l)
+AD_INLINE ad_num db_tricubic(const db_ftable *ft, const double *F, int hf, int kf, int lf, ad_num h, ad_num k, ad_num l)
 {
     double H[4], K[4], L[4];
     for (int i = 0; i < 4; i++) {
@@ -79,7 +94,7 @@ AD_INLINE ad_num db_tricubic(const db_ftable *ft, int hf, int kf, int lf, ad_num
         ad_num Z[4];
         for (int j = 0; j < 4; j++) {
             ad_num Y[4];
-            const double *row = ft->F + ((size_t)(hf - 1 + i - ft->h_min) * kdim + (size_t)(kf - 1 + j - ft->k_min)) * ldim;
+            const double *row = F + ((size_t)(hf - 1 + i - ft->h_min) * kdim + (size_t)(kf - 1 + j - ft->k_min)) * ldim;
             for (int m = 0; m < 4; m++) Y[m] = ad_const(row[lf - 1 + m - ft->l_min]);
             Z[j] = db_polint(L, Y, l);
         }
@@ -93,13 +108,13 @@ AD_INLINE ad_num db_tricubic(const db_ftable *ft, int hf, int kf, int lf, ad_num
  * N-slope that grows with h and means nothing.
  * Otherwise the value is the reference's, bit for bit, and the tangent is taken from the dh form times its
  * sign (-1)^((N-1) h0), which is the same function for integer N but free of the large-argument rounding that
- * spoils the slope of sin(N pi h) near a Bragg peak. A non-integer N (accepted, unlike the reference) keeps
- * the reference form for both. */
+ * spoils the slope of sin(N pi h) near a Bragg peak. The reference's form is a lattice sum only at whole N (at
+ * N = 7.1 its peaks reach 1e7 times the N = 7 ones): a non-whole N (accepted, unlike the reference) always
+ * takes the dh form, value and tangent. */
 AD_INLINE ad_num db_lattice_axis(ad_num h, double h0, ad_num N, int dh_form)
 {
+    if (N.v != floor(N.v)) dh_form = 1;
 #if AD_N > 0
-    /* the two forms are one function only for integer N */
-    if (!dh_form && N.v != floor(N.v)) return ad_sincg(ad_d_mul(DB_M_PI, h), N);
     ad_num r = ad_sincg(ad_d_mul(DB_M_PI, ad_sub_d(h, h0)), N);
     if (!dh_form) {
         long parity = ((long)h0 * ((long)N.v - 1)) & 1L;
@@ -137,18 +152,6 @@ AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffract
     ad_num t = ad_mul(ad_mul(kahn, ad_cos(ad_d_mul(2.0, psi))), s2s);
     return ad_d_mul(0.5, ad_sub(ad_add(ad_const(1.0), c2s), t));
 }
-
-/* Discrete decisions of one pixel (which Miller index is nearest, whether a source is cut by -dmin, whether a
- * spot shape is zero, ...), recorded at a base point and replayed at finite-difference points so that those
- * see the same model (design.md "Finite differences replay discrete decisions"). Host only: the GPU never
- * records or replays. */
-typedef struct db_decision_log {
-    int *data;
-    size_t len, cap, pos;
-    int mode; /* DB_LOG_RECORD or DB_LOG_REPLAY */
-    int mismatch; /* replay ran past the recording */
-} db_decision_log;
-enum { DB_LOG_RECORD = 1, DB_LOG_REPLAY = 2 };
 
 /* -trace_pixel: what one inner iteration and the pixel's end contribute (host only). */
 typedef struct db_trace_sample {
@@ -208,8 +211,14 @@ static inline int db_decide(db_pixel_flags *fl, int computed)
 #endif
 
 /* The value of one pixel before float rounding: r_e^2 fluence I / steps times the corrections. */
-AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_pixel_flags *fl)
+AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl)
 {
+    const ad_vec3 *src_dir = DB_TAB(t, t->off_src_dir, ad_vec3);
+    const ad_vec3 *src_incident_unit = DB_TAB(t, t->off_src_incident_unit, ad_vec3);
+    const ad_num *src_lambda = DB_TAB(t, t->off_src_lambda, ad_num);
+    const ad_vec3 *lattice = DB_TAB(t, t->off_lattice, ad_vec3);
+    const int *slot_normal = DB_TAB(t, t->hdr.off_slot_normal, int);
+    const int *slot_first = DB_TAB(t, t->hdr.off_slot_first, int);
     const int os = t->oversample;
     ad_num I = t->I_bg;
     ad_num polar = ad_const(t->nopolar ? 1.0 : 0.0);
@@ -255,9 +264,9 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                     capture = ad_sub(ad_exp(e0), ad_exp(e1));
                 }
                 for (int source = 0; source < t->nsources; ++source, ++sample) {
-                    ad_vec3 incident = ad_vec3_make(ad_neg(t->src_dir[source].c[0]), ad_neg(t->src_dir[source].c[1]),
-                                                    ad_neg(t->src_dir[source].c[2]));
-                    ad_num lambda = t->src_lambda[source];
+                    ad_vec3 incident = ad_vec3_make(ad_neg(src_dir[source].c[0]), ad_neg(src_dir[source].c[1]),
+                                                    ad_neg(src_dir[source].c[2]));
+                    ad_num lambda = src_lambda[source];
                     ad_vec3 S;
                     for (int i = 0; i < 3; i++) S.c[i] = ad_div(ad_sub(diffracted.c[i], incident.c[i]), lambda);
                     if (t->dmin > 0.0) {
@@ -265,7 +274,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                         if (db_decide(fl, stol > 0.0 && t->dmin > 0.5 / stol)) continue;
                     }
                     if (db_decide(fl, polar.v == 0.0 || t->os_polar)) {
-                        polar = db_polarization(t->polarization, t->src_incident_unit[source], diffracted, t->polar_axis);
+                        polar = db_polarization(t->polarization, src_incident_unit[source], diffracted, t->polar_axis);
                         /* the reference unitizes the diffracted vector in place here: this source's S is
                          * already made, but later sources of this sub-pixel see the re-unitized vector */
                         diffracted = ad_vec3_unit(diffracted, 0);
@@ -274,9 +283,9 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                         fl->first_sample = sample;
                         return I;
                     }
-                    const int *slots = (sample == fl->first_sample) ? t->slot_first : t->slot_normal;
+                    const int *slots = (sample == fl->first_sample) ? slot_first : slot_normal;
                     for (int phi_tic = 0; phi_tic < t->nphi; ++phi_tic) {
-                        const ad_vec3 *lat_phi = t->lattice + (size_t)slots[phi_tic] * t->nmos * 3;
+                        const ad_vec3 *lat_phi = lattice + (size_t)slots[phi_tic] * t->nmos * 3;
                         for (int mos = 0; mos < t->nmos; ++mos) {
                             const ad_vec3 *lat = lat_phi + 3 * mos;
                             ad_num h = t->S_constant ? db_dot_const_b(lat[0], S) : ad_vec3_dot(lat[0], S);
@@ -338,7 +347,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                                 } else {
                                     int hf = db_decide(fl, (int)ad_floor(h)), kf = db_decide(fl, (int)ad_floor(k));
                                     int lf = db_decide(fl, (int)ad_floor(l));
-                                    F_cell = db_tricubic(ft, hf, kf, lf, h, k, l);
+                                    F_cell = db_tricubic(ft, F, hf, kf, lf, h, k, l);
                                     interpolated = 1;
                                 }
                             }
@@ -347,7 +356,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, int fpixel, int spixel, db_p
                                     l0 <= ft->l_max && l0 >= ft->l_min) {
                                     size_t idx = ((size_t)((int)h0 - ft->h_min) * (ft->k_range + 1) + (size_t)((int)k0 - ft->k_min)) *
                                                      (ft->l_range + 1) + (size_t)((int)l0 - ft->l_min);
-                                    F_cell = ad_const(ft->F[idx]);
+                                    F_cell = ad_const(F[idx]);
                                 } else {
                                     F_cell = ad_const(ft->default_F);
                                 }

@@ -150,6 +150,9 @@ int db_decisions_copy(db_decisions *dst, const db_decisions *src)
 void db_sim_destroy(db_sim *sim)
 {
     if (!sim) return;
+    db_sim_free_blocks(sim);
+    db_sim_free_selection(sim);
+    free(sim->boxes);
     db_decisions_free(&sim->captured);
     db_decisions_free(&sim->forced);
     db_config_free(sim->cfg);
@@ -222,7 +225,9 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
             }
         }
     }
-    if (!rc) rc = db_engine_setup_n0(sim, err); /* the derived geometry, readable before any run */
+    const void *block;
+    if (!rc) rc = db_sim_block(sim, db_tables_build_n0, NULL, &block, err); /* the derived geometry, readable before any run */
+    if (!rc && c->boxes_file) rc = db_sim_select_boxes_file(sim, c->boxes_file, err);
     if (rc) {
         db_sim_destroy(sim);
         return rc;
@@ -277,121 +282,6 @@ void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user)
 }
 
 int db_sim_has_hkl_table(const db_sim *sim) { return sim->have_hkl; }
-
-static int in_roi(const db_plan *p, int f, int s)
-{
-    return !(f < p->roi_xmin || f > p->roi_xmax || s < p->roi_ymin || s > p->roi_ymax);
-}
-
-/* Statistics of appendix A4.2, in the single-threaded reference's order. */
-static void compute_stats(db_sim *sim, const float *img)
-{
-    const db_plan *p = &sim->plan;
-    const int F = p->fpixels, S = p->spixels;
-    double max_I = 0.0, sum = 0.0, sumsqr = 0.0;
-    long sumn = 0, max_idx = -1;
-    for (int s = 0; s < S; s++)
-        for (int f = 0; f < F; f++) {
-            if (!in_roi(p, f, s)) continue;
-            long idx = (long)s * F + f;
-            if (sim->cfg->mask && sim->cfg->mask[idx] == 0) continue;
-            float v = img[idx];
-            if ((double)v > max_I) {
-                max_I = v;
-                max_idx = idx;
-            }
-            sum += v;
-            sumsqr += (double)(v * v);
-            ++sumn;
-        }
-    sim->rendered = sumn;
-    if (sumn <= 0) sumn = 1;
-    double avg = sum / sumn;
-    if (sumn <= 1) sumn = 2;
-    sim->rms = sqrt(sumsqr / (sumn - 1));
-    double ss2 = 0.0;
-    long n2 = 0;
-    for (int s = 0; s < S; s++)
-        for (int f = 0; f < F; f++) {
-            if (!in_roi(p, f, s)) continue;
-            double d = img[(long)s * F + f] - avg;
-            ss2 += d * d;
-            ++n2;
-        }
-    if (n2 <= 1) n2 = 2;
-    sim->rmsd = sqrt(ss2 / (n2 - 1));
-    sim->mean = avg;
-    sim->max_I = max_I;
-    /* the reference reports the last sub-pixel's Fdet, Sdet of the brightest pixel */
-    int os = sim->xtal.oversample;
-    double sub = sim->cfg->pixel_size / os;
-    if (max_idx >= 0) {
-        sim->max_I_x = sub * ((max_idx % F) * os + os - 1) + sub / 2.0;
-        sim->max_I_y = sub * ((max_idx / F) * os + os - 1) + sub / 2.0;
-    } else {
-        sim->max_I_x = sim->max_I_y = 0.0;
-    }
-}
-
-int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
-{
-    db_error_clear(err);
-    sim->lattice_dh_form = sim->force_dh_form;
-    int rc = db_engine_run_n0(sim, NULL, image, image64, NULL, err);
-    if (rc) return rc;
-    compute_stats(sim, image);
-    sim->ran = 1;
-    return DB_OK;
-}
-
-#ifdef DB_HAVE_AVX2_ENGINES
-/* DUALBRAGG_NO_AVX2 in the environment forces the portable engines (for comparisons) */
-static int have_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && !getenv("DUALBRAGG_NO_AVX2");
-}
-#endif
-
-int db_sim_set_chunk(db_sim *sim, int k)
-{
-    if (k < 1 || k > DB_MAX_CHUNK) return DB_ERR_ARGUMENT;
-    sim->chunk = k;
-    return DB_OK;
-}
-
-int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
-                    db_error *err)
-{
-    db_error_clear(err);
-    if (nparams <= 0) return db_sim_run(sim, image, image64, err);
-    int dh = 0;
-    for (int k = 0; k < nparams; k++) {
-        if (params[k] < 0 || params[k] >= DB_P_COUNT) return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d", params[k]);
-        dh |= params[k] == DB_P_NA || params[k] == DB_P_NB || params[k] == DB_P_NC;
-    }
-    sim->lattice_dh_form = dh || sim->force_dh_form; /* N derivatives need the dh form (README "Derivatives") */
-    int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
-    size_t npix = (size_t)sim->plan.fpixels * sim->plan.spixels;
-    int rc = DB_OK;
-    for (int first = 0; first < nparams && !rc; first += chunk) {
-        db_pass pass;
-        for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
-        pass.ndirs = nparams - first < chunk ? nparams - first : chunk;
-        for (int k = 0; k < pass.ndirs; k++) pass.dir_of[params[first + k]] = k;
-        double *out = grads + (size_t)first * npix;
-        if (pass.ndirs <= 1) rc = db_engine_run_n1(sim, &pass, image, image64, out, err);
-#ifdef DB_HAVE_AVX2_ENGINES
-        else if (have_avx2() && pass.ndirs <= 4) rc = db_engine_run_n4_avx2(sim, &pass, image, image64, out, err);
-        else if (have_avx2()) rc = db_engine_run_n12_avx2(sim, &pass, image, image64, out, err);
-#endif
-        else if (pass.ndirs <= 4) rc = db_engine_run_n4(sim, &pass, image, image64, out, err);
-        else rc = db_engine_run_n12(sim, &pass, image, image64, out, err);
-    }
-    if (rc) return rc;
-    compute_stats(sim, image);
-    sim->ran = 1;
-    return DB_OK;
-}
 
 int db_sim_summary(const db_sim *sim, db_run_summary *o)
 {
@@ -521,33 +411,4 @@ int db_sim_write_fdump(const db_sim *sim, const char *path, db_error *err)
 {
     if (!sim->have_hkl) return db_fail(err, DB_ERR_ARGUMENT, "no structure-factor table to write");
     return db_fdump_write(path, &sim->hkl, err);
-}
-
-int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file, db_error *err)
-{
-    db_error_clear(err);
-    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_trace_pixel: run the simulation first");
-    if (nparams > DB_MAX_CHUNK)
-        return db_fail(err, DB_ERR_ARGUMENT, "-trace_pixel shows at most %d parameters' tangents (got %d)", DB_MAX_CHUNK, nparams);
-    FILE *o = (FILE *)file;
-    fprintf(o, "# dualbragg trace v1: pixel %d %d\n", fpixel, spixel);
-    fprintf(o, "# sample layer subS subF source phi_step mosaic_domain carry_slot a_x a_y a_z b_x b_y b_z c_x c_y c_z h k l "
-               "F_latt F_cell dI");
-    for (int k = 0; k < nparams; k++) fprintf(o, " d(dI)/d(%s)", db_param_name(params[k]));
-    fprintf(o, "\n# pixel polar omega capture value");
-    for (int k = 0; k < nparams; k++) fprintf(o, " d(value)/d(%s)", db_param_name(params[k]));
-    fprintf(o, "\n");
-    if (nparams <= 0) return db_engine_trace_n0(sim, NULL, fpixel, spixel, file, err);
-    db_pass pass;
-    for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
-    pass.ndirs = nparams;
-    for (int k = 0; k < nparams; k++) pass.dir_of[params[k]] = k;
-    return db_engine_trace_n12(sim, &pass, fpixel, spixel, file, err);
-}
-
-int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err)
-{
-    db_error_clear(err);
-    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_printout: run the simulation first");
-    return db_engine_printout_n0(sim, fpixel, spixel, image, file, err);
 }

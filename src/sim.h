@@ -3,6 +3,7 @@
 #ifndef DB_SIM_H
 #define DB_SIM_H
 
+#include "backend.h"
 #include "config.h"
 #include "hkl.h"
 #include "params.h"
@@ -26,8 +27,8 @@ typedef struct db_decisions {
     long exc_pixel;
     int exc_sample;                       /* the carryover's exceptional sample */
     long interp_trip;                     /* first pixel where interpolation switched off, -1 none */
-    int force_phistep;
-    double phistep;                       /* rad, when forced (osc finite differences) */
+    int force_phistep;                    /* osc finite differences: the step moves, the count stays, even */
+    double phistep;                       /* rad; through osc = 0, where no -osc can say it */
 } db_decisions;
 
 typedef struct db_geometry_report {
@@ -42,9 +43,20 @@ typedef struct db_crystal_report {
     double cell[6];                       /* a b c (A) alpha beta gamma (deg), recomputed from the real vectors */
     double a[3], b[3], c[3];              /* real vectors, Angstrom */
     double volume;                        /* A^3 */
+    double mat_cell[6];                   /* -mat: the cell the matrix describes (A, rad), at the current lambda */
     double Na, Nb, Nc;
     int oversample, recommended_oversample, interpolate;
 } db_crystal_report;
+
+/* A table block built for the current values, kept until they change (src/run.c). */
+typedef struct db_block_entry {
+    void *block;
+    int (*build)(struct db_sim *, const struct db_pass *, void **, db_error *);
+    db_pass pass;
+    int has_pass, dh;
+    unsigned long used;                   /* clock of the last use, for eviction */
+} db_block_entry;
+#define DB_BLOCK_CACHE 4
 
 struct db_sim {
     db_config *cfg;                       /* private copy of the caller's configuration (owned) */
@@ -61,6 +73,14 @@ struct db_sim {
     double *umats;                        /* [9*domains] */
     double *mosaic_axes;                  /* [3*domains] */
     float *mosaic_angle_factors;          /* [domains] */
+
+    /* selected pixels (src/run.c): boxes, or the configuration's -roi and -mask when nboxes == 0 */
+    int *boxes, nboxes;
+    db_span *spans;
+    long nspans, count;
+    int selection_ready;
+    db_block_entry blocks[DB_BLOCK_CACHE];
+    unsigned long block_clock;
 
     /* filled by a run */
     int ran;
@@ -84,24 +104,50 @@ struct db_sim {
     /* decision replay (gradcheck) */
     db_decisions captured;                /* filled by every run */
     db_decisions forced;                  /* applied when .active */
-    struct db_decision_log *logs;         /* [npix] or NULL; mode set per log */
+    struct db_decision_log *logs;         /* [selected count] or NULL; mode set per log */
+    long nlogs;
 };
 
 void db_decisions_free(db_decisions *d);
 int db_decisions_copy(db_decisions *dst, const db_decisions *src);
 
-/* Engine entry points, one per compiled direction count (AD_N = 0, 1, 4, 12): compute the float image, the
- * double image (may be NULL), tangents[k*npix + pixel] for the pass's directions k < pass->ndirs (may be
- * NULL), and fill the run fields of sim. pass may be NULL (no derivatives). */
-int db_engine_run_n0(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
-int db_engine_run_n1(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
-int db_engine_run_n4(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
-int db_engine_run_n12(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
-int db_engine_run_n4_avx2(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
-int db_engine_run_n12_avx2(db_sim *sim, const db_pass *pass, float *image, double *image64, double *tangents, db_error *err);
-int db_engine_setup_n0(db_sim *sim, db_error *err);
-int db_engine_printout_n0(db_sim *sim, int f, int s, const float *image, void *file, db_error *err);
-int db_engine_trace_n0(db_sim *sim, const db_pass *pass, int f, int s, void *file, db_error *err);
-int db_engine_trace_n12(db_sim *sim, const db_pass *pass, int f, int s, void *file, db_error *err);
+static inline const double *db_sim_F(const db_sim *sim) { return sim->have_hkl ? sim->hkl.F : (const double *)0; }
+
+/* ---- the run layer (src/run.c) ---- */
+/* Drops the table blocks: the values they were built from have changed. */
+void db_sim_invalidate(db_sim *sim);
+/* The block of `build`'s direction count for the current values and this pass (cached). */
+int db_sim_block(db_sim *sim, int (*build)(db_sim *, const db_pass *, void **, db_error *), const db_pass *pass,
+                 const void **block, db_error *err);
+int db_sim_selection(db_sim *sim, db_error *err); /* makes spans/count current */
+/* -boxes FILE: one 'xmin xmax ymin ymax' line per box, '#' starts a comment. */
+int db_sim_select_boxes_file(db_sim *sim, const char *path, db_error *err);
+/* 1 when pixel (f, s) is selected (the last run rendered it), its position in *pos. */
+int db_sim_selected_pos(const db_sim *sim, int f, int s, long *pos);
+void db_sim_free_selection(db_sim *sim);
+void db_sim_free_blocks(db_sim *sim);
+
+/* ---- for gradcheck and refinement (no writes into db_sim or db_config fields from outside) ---- */
+/* Evaluation choices of finite-difference checks: mosaic angles in double precision, SQUARE lattice factor in
+ * its dh form in every run (README "Gradcheck"). */
+void db_sim_set_fd_mode(db_sim *sim, int mosaic_double, int dh_form);
+/* Replays the given run-level decisions in every later run (NULL: stop replaying). */
+int db_sim_force_decisions(db_sim *sim, const db_decisions *d, db_error *err);
+const db_decisions *db_sim_captured(const db_sim *sim);
+/* While decisions are forced: the phi step to use (rad), or the plan's when on == 0. */
+void db_sim_force_phistep(db_sim *sim, int on, double phistep);
+/* Per-selected-pixel decision logs, recorded or replayed by the next runs (NULL: none). */
+int db_sim_set_decision_logs(db_sim *sim, struct db_decision_log *logs, long count, db_error *err);
+/* The pixel index (s*fpixels + f) of each selected pixel, in order: out[count]. */
+void db_sim_selected_pixels(const db_sim *sim, long *out);
+const unsigned short *db_sim_mask(const db_sim *sim);
+/* The parameter values as a whole, to put back exactly what set_params moved. */
+typedef struct db_values {
+    db_config cfg;                        /* shallow: the same strings and mask as the simulation's */
+    db_plan plan;
+    double mat_cell_delta[6];
+} db_values;
+void db_sim_values_save(const db_sim *sim, db_values *v);
+int db_sim_values_restore(db_sim *sim, const db_values *v, db_error *err);
 
 #endif

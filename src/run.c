@@ -1,0 +1,733 @@
+/* run.c: the run layer. Every decision of a run is taken here, whatever renderer evaluates the pixels
+ * (src/backend.h): the selected pixels, the table block for the current values (built once per change of
+ * values, kept for later passes, traces and printouts), the carryover's exceptional sample, the interpolation
+ * switch-off, decision capture and replay, statistics and progress. */
+#include "sim.h"
+#include "error.h"
+#include "fileio.h"
+
+#include <errno.h>
+#include <limits.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- table blocks ---- */
+
+void db_sim_free_blocks(db_sim *sim)
+{
+    for (int i = 0; i < DB_BLOCK_CACHE; i++) {
+        free(sim->blocks[i].block);
+        memset(&sim->blocks[i], 0, sizeof sim->blocks[i]);
+    }
+}
+
+void db_sim_invalidate(db_sim *sim) { db_sim_free_blocks(sim); }
+
+static int same_pass(const db_pass *a, const db_pass *b)
+{
+    if (a->ndirs != b->ndirs) return 0;
+    for (int p = 0; p < DB_P_COUNT; p++)
+        if (a->dir_of[p] != b->dir_of[p]) return 0;
+    return 1;
+}
+
+int db_sim_block(db_sim *sim, int (*build)(db_sim *, const db_pass *, void **, db_error *), const db_pass *pass,
+                 const void **block, db_error *err)
+{
+    int dh = sim->lattice_dh_form;
+    int victim = 0;
+    for (int i = 0; i < DB_BLOCK_CACHE; i++) {
+        db_block_entry *e = &sim->blocks[i];
+        if (e->block && e->build == build && e->dh == dh && e->has_pass == (pass != NULL) &&
+            (!pass || same_pass(&e->pass, pass))) {
+            e->used = ++sim->block_clock;
+            *block = e->block;
+            return DB_OK;
+        }
+        if (!e->block || (sim->blocks[victim].block && e->used < sim->blocks[victim].used)) victim = i;
+    }
+    void *b = NULL;
+    int rc = build(sim, pass, &b, err);
+    if (rc) return rc;
+    db_block_entry *e = &sim->blocks[victim];
+    free(e->block);
+    memset(e, 0, sizeof *e);
+    e->block = b;
+    e->build = build;
+    e->dh = dh;
+    e->has_pass = pass != NULL;
+    if (pass) e->pass = *pass;
+    e->used = ++sim->block_clock;
+    *block = b;
+    return DB_OK;
+}
+
+/* ---- the selection ---- */
+
+void db_sim_free_selection(db_sim *sim)
+{
+    free(sim->spans);
+    sim->spans = NULL;
+    sim->nspans = sim->count = 0;
+    sim->selection_ready = 0;
+}
+
+typedef struct span_list {
+    db_span *v;
+    long n, cap, count;
+} span_list;
+
+/* Adds row s, columns f0..f1, less its masked pixels. */
+static int add_segment(span_list *L, const unsigned short *mask, int F, int s, int f0, int f1)
+{
+    int f = f0;
+    while (f <= f1) {
+        if (mask)
+            while (f <= f1 && mask[(size_t)s * F + f] == 0) f++;
+        if (f > f1) break;
+        int e = f;
+        if (mask)
+            while (e + 1 <= f1 && mask[(size_t)s * F + e + 1] != 0) e++;
+        else
+            e = f1;
+        if (L->n == L->cap) {
+            long cap = L->cap ? 2 * L->cap : 64;
+            db_span *v = (db_span *)realloc(L->v, (size_t)cap * sizeof *v);
+            if (!v) return DB_ERR_NOMEM;
+            L->v = v;
+            L->cap = cap;
+        }
+        db_span sp = {s, f, e, L->count};
+        L->v[L->n++] = sp;
+        L->count += e - f + 1;
+        f = e + 1;
+    }
+    return DB_OK;
+}
+
+static int cmp_interval(const void *a, const void *b)
+{
+    const int *x = (const int *)a, *y = (const int *)b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+int db_sim_selection(db_sim *sim, db_error *err)
+{
+    if (sim->selection_ready) return DB_OK;
+    const db_plan *p = &sim->plan;
+    const unsigned short *mask = sim->cfg->mask;
+    span_list L = {NULL, 0, 0, 0};
+    int rc = DB_OK;
+    if (sim->nboxes == 0) {
+        /* the plan's ROI may reach one past the last pixel (the reference's default) */
+        int xmax = p->roi_xmax < p->fpixels - 1 ? p->roi_xmax : p->fpixels - 1;
+        int ymax = p->roi_ymax < p->spixels - 1 ? p->roi_ymax : p->spixels - 1;
+        for (int s = p->roi_ymin; s <= ymax && !rc; s++) rc = add_segment(&L, mask, p->fpixels, s, p->roi_xmin, xmax);
+    } else {
+        int ymin = sim->boxes[2], ymax = sim->boxes[3];
+        for (int b = 1; b < sim->nboxes; b++) {
+            if (sim->boxes[4 * b + 2] < ymin) ymin = sim->boxes[4 * b + 2];
+            if (sim->boxes[4 * b + 3] > ymax) ymax = sim->boxes[4 * b + 3];
+        }
+        int *iv = (int *)malloc((size_t)sim->nboxes * 2 * sizeof(int));
+        if (!iv) rc = DB_ERR_NOMEM;
+        for (int s = ymin; s <= ymax && !rc; s++) {
+            int n = 0;
+            for (int b = 0; b < sim->nboxes; b++)
+                if (s >= sim->boxes[4 * b + 2] && s <= sim->boxes[4 * b + 3]) {
+                    iv[2 * n] = sim->boxes[4 * b];
+                    iv[2 * n + 1] = sim->boxes[4 * b + 1];
+                    n++;
+                }
+            qsort(iv, (size_t)n, 2 * sizeof(int), cmp_interval);
+            /* overlapping or touching boxes merge: each pixel counted once */
+            for (int i = 0; i < n && !rc;) {
+                int f0 = iv[2 * i], f1 = iv[2 * i + 1];
+                int j = i + 1;
+                while (j < n && iv[2 * j] <= f1 + 1) {
+                    if (iv[2 * j + 1] > f1) f1 = iv[2 * j + 1];
+                    j++;
+                }
+                rc = add_segment(&L, mask, p->fpixels, s, f0, f1);
+                i = j;
+            }
+        }
+        free(iv);
+    }
+    if (rc) {
+        free(L.v);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory for the pixel selection");
+    }
+    free(sim->spans);
+    sim->spans = L.v;
+    sim->nspans = L.n;
+    sim->count = L.count;
+    sim->selection_ready = 1;
+    return DB_OK;
+}
+
+/* The span holding pixel (f, s), or the index of the first span after it (row-major) with *found = 0. */
+static long find_span(const db_sim *sim, int f, int s, int *found)
+{
+    long lo = 0, hi = sim->nspans;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        const db_span *sp = &sim->spans[mid];
+        if (sp->s < s || (sp->s == s && sp->f1 < f))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < sim->nspans && sim->spans[lo].s == s && sim->spans[lo].f0 <= f && f <= sim->spans[lo].f1;
+    return lo;
+}
+
+int db_sim_selected_pos(const db_sim *sim, int f, int s, long *pos)
+{
+    if (!sim->selection_ready) return 0;
+    int found;
+    long i = find_span(sim, f, s, &found);
+    if (found && pos) *pos = sim->spans[i].first + (f - sim->spans[i].f0);
+    return found;
+}
+
+/* How many selected pixels have an index (s*F + f) <= idx. */
+static long count_upto(const db_sim *sim, long idx)
+{
+    if (idx < 0) return 0;
+    int F = sim->plan.fpixels;
+    int f = (int)(idx % F), s = (int)(idx / F);
+    int found;
+    long i = find_span(sim, f, s, &found);
+    if (found) return sim->spans[i].first + (f - sim->spans[i].f0) + 1;
+    return i < sim->nspans ? sim->spans[i].first : sim->count;
+}
+
+static long pos_to_pixel(const db_sim *sim, long pos)
+{
+    if (pos < 0) return -1;
+    long lo = 0, hi = sim->nspans - 1;
+    while (lo < hi) {
+        long mid = lo + (hi - lo + 1) / 2;
+        if (sim->spans[mid].first <= pos)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const db_span *sp = &sim->spans[lo];
+    return (long)sp->s * sim->plan.fpixels + sp->f0 + (pos - sp->first);
+}
+
+void db_sim_selected_pixels(const db_sim *sim, long *out)
+{
+    for (long i = 0; i < sim->nspans; i++) {
+        const db_span *sp = &sim->spans[i];
+        for (int f = sp->f0; f <= sp->f1; f++) *out++ = (long)sp->s * sim->plan.fpixels + f;
+    }
+}
+
+int db_sim_select_boxes(db_sim *sim, const int *boxes, int nboxes, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_select_boxes: no simulation");
+    if (nboxes < 0 || (nboxes > 0 && !boxes))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_sim_select_boxes: %d boxes%s", nboxes, nboxes > 0 ? " but no array" : "");
+    int F = sim->plan.fpixels, S = sim->plan.spixels;
+    for (int b = 0; b < nboxes; b++) {
+        const int *x = boxes + 4 * b;
+        if (x[0] < 0 || x[1] >= F || x[2] < 0 || x[3] >= S || x[0] > x[1] || x[2] > x[3])
+            return db_fail(err, DB_ERR_ARGUMENT,
+                           "box %d (xmin xmax ymin ymax = %d %d %d %d) is empty or outside the %d x %d detector "
+                           "(expected 0 <= xmin <= xmax < %d and 0 <= ymin <= ymax < %d)",
+                           b + 1, x[0], x[1], x[2], x[3], F, S, F, S);
+    }
+    int *copy = NULL;
+    if (nboxes > 0) {
+        copy = (int *)malloc((size_t)nboxes * 4 * sizeof(int));
+        if (!copy) return db_fail(err, DB_ERR_NOMEM, "out of memory for %d boxes", nboxes);
+        memcpy(copy, boxes, (size_t)nboxes * 4 * sizeof(int));
+    }
+    free(sim->boxes);
+    sim->boxes = copy;
+    sim->nboxes = nboxes;
+    db_sim_free_selection(sim);
+    sim->ran = 0; /* the last run's pixels are no longer the selection */
+    return db_sim_selection(sim, err);
+}
+
+int db_sim_select_boxes_file(db_sim *sim, const char *path, db_error *err)
+{
+    char *data;
+    size_t len;
+    int rc = db_read_file(path, &data, &len, err);
+    if (rc) return rc;
+    int *boxes = NULL, n = 0, cap = 0, line = 0;
+    char *p = data;
+    while (!rc && p < data + len) {
+        char *nl = memchr(p, '\n', (size_t)(data + len - p));
+        char *end = nl ? nl : data + len;
+        line++;
+        if (memchr(p, '\0', (size_t)(end - p))) {
+            rc = db_fail(err, DB_ERR_FORMAT, "-boxes %s:%d: a NUL byte (expected text lines 'xmin xmax ymin ymax')", path, line);
+            break;
+        }
+        *end = '\0';
+        char *hash = strchr(p, '#');
+        if (hash) *hash = '\0';
+        long v[4];
+        int k = 0;
+        char *q = p;
+        for (;;) {
+            while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+            if (!*q) break;
+            char *e;
+            errno = 0;
+            long x = strtol(q, &e, 10);
+            if (e == q || errno == ERANGE || x < INT_MIN || x > INT_MAX || (*e && *e != ' ' && *e != '\t' && *e != '\r') || k == 4) {
+                rc = db_fail(err, DB_ERR_FORMAT, "-boxes %s:%d: expected four integers 'xmin xmax ymin ymax' (pixels, inclusive)",
+                             path, line);
+                break;
+            }
+            v[k++] = x;
+            q = e;
+        }
+        if (!rc && k != 0 && k != 4)
+            rc = db_fail(err, DB_ERR_FORMAT, "-boxes %s:%d: expected four integers 'xmin xmax ymin ymax', found %d", path, line, k);
+        if (!rc && k == 4) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                int *b = (int *)realloc(boxes, (size_t)cap * 4 * sizeof(int));
+                if (!b) {
+                    rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading %s", path);
+                    break;
+                }
+                boxes = b;
+            }
+            for (int i = 0; i < 4; i++) boxes[4 * n + i] = (int)v[i];
+            n++;
+            int F = sim->plan.fpixels, S = sim->plan.spixels;
+            if (v[0] < 0 || v[1] >= F || v[2] < 0 || v[3] >= S || v[0] > v[1] || v[2] > v[3])
+                rc = db_fail(err, DB_ERR_FORMAT,
+                             "-boxes %s:%d: box %ld %ld %ld %ld is empty or outside the %d x %d detector "
+                             "(expected 0 <= xmin <= xmax < %d and 0 <= ymin <= ymax < %d)",
+                             path, line, v[0], v[1], v[2], v[3], F, S, F, S);
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    free(data);
+    if (!rc && n == 0) rc = db_fail(err, DB_ERR_FORMAT, "-boxes %s: no boxes (expected lines 'xmin xmax ymin ymax')", path);
+    if (!rc) rc = db_sim_select_boxes(sim, boxes, n, err);
+    free(boxes);
+    return rc;
+}
+
+long db_sim_selected_count(const db_sim *sim)
+{
+    if (!sim) return 0;
+    if (!sim->selection_ready && db_sim_selection((db_sim *)sim, NULL)) return 0;
+    return sim->count;
+}
+
+/* ---- one rendering pass ---- */
+
+typedef struct run_out {
+    int full;
+    float *image;
+    double *image64, *tangents;
+    size_t ld;
+} run_out;
+
+static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, const run_out *out, db_error *err)
+{
+    const void *block;
+    int rc = db_sim_block(sim, r->build, pass, &block, err);
+    if (rc) return rc;
+    const db_block_header *hdr = (const db_block_header *)block;
+    const int *slot_normal = (const int *)((const char *)block + hdr->off_slot_normal);
+    const int *slot_first = (const int *)((const char *)block + hdr->off_slot_first);
+    long count = sim->count;
+    unsigned char *tripped = (unsigned char *)calloc((size_t)(count > 0 ? count : 1), 1);
+    double *omega = (double *)calloc((size_t)(count > 0 ? count : 1), sizeof(double));
+    if (!tripped || !omega) {
+        free(tripped);
+        free(omega);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory for %ld pixels", count);
+    }
+    if (sim->logs && sim->nlogs != count) {
+        free(tripped);
+        free(omega);
+        return db_fail(err, DB_ERR_INTERNAL, "decision logs for %ld pixels, %ld selected", sim->nlogs, count);
+    }
+    const double *F = db_sim_F(sim);
+    db_render_job job;
+    memset(&job, 0, sizeof job);
+    job.block = block;
+    job.F = F;
+    job.spans = sim->spans;
+    job.nspans = sim->nspans;
+    job.count = count;
+    job.interpolate = sim->xtal.interpolate;
+    job.interp_trip = -1;
+    job.exc_pos = -1;
+    job.exc_sample = -1;
+    job.full = out->full;
+    job.image = out->image;
+    job.image64 = out->image64;
+    job.tangents = out->tangents;
+    job.ld = out->ld;
+    job.ndirs = pass ? pass->ndirs : 0;
+    job.tripped = tripped;
+    job.omega = omega;
+    job.logs = sim->logs;
+    job.progress = sim->progress;
+    job.progress_user = sim->progress_user;
+
+    const db_decisions *fd = sim->forced.active ? &sim->forced : NULL;
+    int differs = 0;
+    for (int j = 0; j < hdr->nphi; j++) differs |= slot_first[j] != slot_normal[j];
+    if (fd) {
+        int found = 0;
+        long pos = -1;
+        if (fd->exc_pixel >= 0) found = db_sim_selected_pos(sim, (int)(fd->exc_pixel % sim->plan.fpixels),
+                                                            (int)(fd->exc_pixel / sim->plan.fpixels), &pos);
+        job.exc_pos = found ? pos : -1;
+        job.exc_sample = fd->exc_sample;
+        job.interp_trip = fd->interp_trip >= 0 ? count_upto(sim, fd->interp_trip) - 1 : -1;
+    } else if (differs) {
+        rc = r->first_sample(block, F, sim->spans, sim->nspans, &job.exc_pos, &job.exc_sample, err);
+    }
+    if (!rc) rc = r->render(&job, err);
+    sim->interp_switched_off = job.interp_trip >= 0;
+    if (!rc && job.interpolate && !fd) {
+        /* the reference switches interpolation off for the rest of the run at the first out-of-range sample:
+         * every pixel after that one (row-major) is evaluated again without it */
+        long first_trip = -1;
+        for (long i = 0; i < count; i++)
+            if (tripped[i]) {
+                first_trip = i;
+                break;
+            }
+        if (first_trip >= 0) {
+            sim->interp_switched_off = 1;
+            job.interp_trip = first_trip;
+            job.from = first_trip + 1;
+            rc = r->render(&job, err);
+        }
+    }
+    if (!rc) {
+        /* what a finite-difference point has to replay */
+        db_decisions *cap = &sim->captured;
+        int *sn = (int *)malloc((size_t)(hdr->nphi > 0 ? hdr->nphi : 1) * sizeof(int));
+        int *sf = (int *)malloc((size_t)(hdr->nphi > 0 ? hdr->nphi : 1) * sizeof(int));
+        if (!sn || !sf) {
+            free(sn);
+            free(sf);
+            rc = db_fail(err, DB_ERR_NOMEM, "out of memory");
+        } else {
+            memcpy(sn, slot_normal, (size_t)hdr->nphi * sizeof(int));
+            memcpy(sf, slot_first, (size_t)hdr->nphi * sizeof(int));
+            free(cap->slot_normal);
+            free(cap->slot_first);
+            cap->slot_normal = sn;
+            cap->slot_first = sf;
+            cap->nphi = hdr->nphi;
+            cap->exc_pixel = pos_to_pixel(sim, job.exc_pos);
+            cap->exc_sample = job.exc_pos >= 0 ? job.exc_sample : -1;
+            cap->interp_trip = pos_to_pixel(sim, job.interp_trip);
+            /* solid angles summed per row, then over rows: the same sum for any thread count */
+            double osum = 0.0;
+            for (long i = 0; i < sim->nspans;) {
+                int s = sim->spans[i].s;
+                double row = 0.0;
+                for (; i < sim->nspans && sim->spans[i].s == s; i++) {
+                    const db_span *sp = &sim->spans[i];
+                    for (long k = 0; k <= sp->f1 - sp->f0; k++) row += omega[sp->first + k];
+                }
+                osum += row;
+            }
+            sim->omega_sum = osum;
+        }
+    }
+    free(tripped);
+    free(omega);
+    return rc;
+}
+
+/* ---- statistics (appendix A4.2), in the single-threaded reference's order ---- */
+
+static void compute_stats(db_sim *sim, const float *image, const double *values)
+{
+    const db_plan *p = &sim->plan;
+    const int F = p->fpixels;
+    double max_I = 0.0, sum = 0.0, sumsqr = 0.0;
+    long sumn = 0, max_idx = -1;
+    for (long i = 0; i < sim->nspans; i++) {
+        const db_span *sp = &sim->spans[i];
+        for (int f = sp->f0; f <= sp->f1; f++) {
+            long idx = (long)sp->s * F + f;
+            float v = image ? image[idx] : (float)values[sp->first + (f - sp->f0)];
+            if ((double)v > max_I) {
+                max_I = v;
+                max_idx = idx;
+            }
+            sum += v;
+            sumsqr += (double)(v * v);
+            ++sumn;
+        }
+    }
+    sim->rendered = sumn;
+    if (sumn <= 0) sumn = 1;
+    double avg = sum / sumn;
+    if (sumn <= 1) sumn = 2;
+    sim->rms = sqrt(sumsqr / (sumn - 1));
+    double ss2 = 0.0;
+    long n2 = 0;
+    if (image && sim->nboxes == 0) {
+        /* the reference's second pass covers the ROI with its masked pixels (their value 0) */
+        int xmax = p->roi_xmax < F - 1 ? p->roi_xmax : F - 1;
+        int ymax = p->roi_ymax < p->spixels - 1 ? p->roi_ymax : p->spixels - 1;
+        for (int s = p->roi_ymin; s <= ymax; s++)
+            for (int f = p->roi_xmin; f <= xmax; f++) {
+                double d = image[(long)s * F + f] - avg;
+                ss2 += d * d;
+                ++n2;
+            }
+    } else {
+        for (long i = 0; i < sim->nspans; i++) {
+            const db_span *sp = &sim->spans[i];
+            for (int f = sp->f0; f <= sp->f1; f++) {
+                float v = image ? image[(long)sp->s * F + f] : (float)values[sp->first + (f - sp->f0)];
+                double d = v - avg;
+                ss2 += d * d;
+                ++n2;
+            }
+        }
+    }
+    if (n2 <= 1) n2 = 2;
+    sim->rmsd = sqrt(ss2 / (n2 - 1));
+    sim->mean = avg;
+    sim->max_I = max_I;
+    /* the reference reports the last sub-pixel's Fdet, Sdet of the brightest pixel */
+    int os = sim->xtal.oversample;
+    double sub = sim->cfg->pixel_size / os;
+    if (max_idx >= 0) {
+        sim->max_I_x = sub * ((max_idx % F) * os + os - 1) + sub / 2.0;
+        sim->max_I_y = sub * ((max_idx / F) * os + os - 1) + sub / 2.0;
+    } else {
+        sim->max_I_x = sim->max_I_y = 0.0;
+    }
+}
+
+/* ---- the public runs ---- */
+
+#ifdef DB_HAVE_AVX2_ENGINES
+/* DUALBRAGG_NO_AVX2 in the environment forces the portable engines (for comparisons) */
+static int have_avx2(void) { return __builtin_cpu_supports("avx2") && !getenv("DUALBRAGG_NO_AVX2"); }
+#endif
+
+/* The CPU renderer for a pass of ndirs directions. */
+static const db_renderer *cpu_renderer(int ndirs)
+{
+    if (ndirs <= 0) return &db_cpu_renderer_n0;
+    if (ndirs <= 1) return &db_cpu_renderer_n1;
+#ifdef DB_HAVE_AVX2_ENGINES
+    if (have_avx2()) return ndirs <= 4 ? &db_cpu_renderer_n4_avx2 : &db_cpu_renderer_n12_avx2;
+#endif
+    return ndirs <= 4 ? &db_cpu_renderer_n4 : &db_cpu_renderer_n12;
+}
+
+int db_sim_set_chunk(db_sim *sim, int k)
+{
+    if (!sim || k < 1 || k > DB_MAX_CHUNK) return DB_ERR_ARGUMENT;
+    sim->chunk = k;
+    return DB_OK;
+}
+
+static int check_params(const int *params, int nparams, int *dh, db_error *err)
+{
+    if (nparams < 0 || (nparams > 0 && !params)) return db_fail(err, DB_ERR_ARGUMENT, "%d parameters but no list", nparams);
+    *dh = 0;
+    for (int k = 0; k < nparams; k++) {
+        if (params[k] < 0 || params[k] >= DB_P_COUNT)
+            return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d (expected 0..%d)", params[k], DB_P_COUNT - 1);
+        for (int j = 0; j < k; j++)
+            if (params[j] == params[k])
+                return db_fail(err, DB_ERR_ARGUMENT, "parameter '%s' is listed twice", db_param_name(params[k]));
+        *dh |= params[k] == DB_P_NA || params[k] == DB_P_NB || params[k] == DB_P_NC;
+    }
+    return DB_OK;
+}
+
+/* Every pass of a run: the primal alone, or the parameters in chunks of at most sim->chunk directions. */
+static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, size_t ld_images, db_error *err)
+{
+    int rc = db_sim_selection(sim, err);
+    if (rc) return rc;
+    if (nparams == 0) return run_pass(sim, cpu_renderer(0), NULL, out, err);
+    int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
+    double *tangents = out->tangents;
+    for (int first = 0; first < nparams && !rc; first += chunk) {
+        db_pass pass;
+        for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
+        pass.ndirs = nparams - first < chunk ? nparams - first : chunk;
+        for (int k = 0; k < pass.ndirs; k++) pass.dir_of[params[first + k]] = k;
+        out->tangents = tangents ? tangents + (size_t)first * ld_images : NULL;
+        rc = run_pass(sim, cpu_renderer(pass.ndirs), &pass, out, err);
+    }
+    out->tangents = tangents;
+    return rc;
+}
+
+int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
+                    db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !image) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run: no simulation or no image buffer");
+    int dh;
+    int rc = check_params(params, nparams, &dh, err);
+    if (!rc && nparams > 0 && !grads) rc = db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_grad: no buffer for the derivative images");
+    if (rc) return rc;
+    sim->lattice_dh_form = dh || sim->force_dh_form; /* N derivatives need the dh form (README "Derivatives") */
+    size_t npix = (size_t)sim->plan.fpixels * sim->plan.spixels;
+    memset(image, 0, npix * sizeof(float));
+    if (image64) memset(image64, 0, npix * sizeof(double));
+    if (grads && nparams > 0) memset(grads, 0, (size_t)nparams * npix * sizeof(double));
+    run_out out = {1, image, image64, nparams > 0 ? grads : NULL, npix};
+    rc = run_all(sim, params, nparams, &out, npix, err);
+    if (rc) return rc;
+    compute_stats(sim, image, NULL);
+    sim->ran = 1;
+    return DB_OK;
+}
+
+int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
+{
+    return db_sim_run_grad(sim, NULL, 0, image, image64, NULL, err);
+}
+
+int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !values) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected: no simulation or no values buffer");
+    int dh;
+    int rc = check_params(params, nparams, &dh, err);
+    if (!rc && nparams > 0 && !jac) rc = db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected: no buffer for the Jacobian");
+    if (!rc) rc = db_sim_selection(sim, err);
+    if (rc) return rc;
+    sim->lattice_dh_form = dh || sim->force_dh_form;
+    size_t count = (size_t)sim->count;
+    run_out out = {0, NULL, values, nparams > 0 ? jac : NULL, count};
+    rc = run_all(sim, params, nparams, &out, count, err);
+    if (rc) return rc;
+    compute_stats(sim, NULL, values);
+    sim->ran = 1;
+    return DB_OK;
+}
+
+/* ---- host-only readers of the last run: -trace_pixel, -printout ---- */
+
+static int check_rendered(db_sim *sim, const char *what, int f, int s, db_error *err)
+{
+    if (f < 0 || f >= sim->plan.fpixels || s < 0 || s >= sim->plan.spixels)
+        return db_fail(err, DB_ERR_ARGUMENT, "%s %d %d is outside the %d x %d detector", what, f, s, sim->plan.fpixels,
+                       sim->plan.spixels);
+    if (!db_sim_selected_pos(sim, f, s, NULL))
+        return db_fail(err, DB_ERR_ARGUMENT, "%s %d %d is outside the ROI or boxes, or masked: it is not rendered", what, f, s);
+    return DB_OK;
+}
+
+int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !file) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_trace_pixel: no simulation or no file");
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_trace_pixel: run the simulation first");
+    if (nparams > DB_MAX_CHUNK)
+        return db_fail(err, DB_ERR_ARGUMENT, "-trace_pixel shows at most %d parameters' tangents (got %d)", DB_MAX_CHUNK, nparams);
+    int dh;
+    int rc = check_params(params, nparams, &dh, err);
+    if (!rc) rc = check_rendered(sim, "-trace_pixel", fpixel, spixel, err);
+    if (rc) return rc;
+    FILE *o = (FILE *)file;
+    fprintf(o, "# dualbragg trace v1: pixel %d %d\n", fpixel, spixel);
+    fprintf(o, "# sample layer subS subF source phi_step mosaic_domain carry_slot a_x a_y a_z b_x b_y b_z c_x c_y c_z h k l "
+               "F_latt F_cell dI");
+    for (int k = 0; k < nparams; k++) fprintf(o, " d(dI)/d(%s)", db_param_name(params[k]));
+    fprintf(o, "\n# pixel polar omega capture value");
+    for (int k = 0; k < nparams; k++) fprintf(o, " d(value)/d(%s)", db_param_name(params[k]));
+    fprintf(o, "\n");
+    /* the last run's dh choice, so that the trace shows the values it rendered */
+    const void *block;
+    if (nparams <= 0) {
+        rc = db_sim_block(sim, db_tables_build_n0, NULL, &block, err);
+        return rc ? rc : db_cpu_trace_n0(sim, block, 0, fpixel, spixel, file, err);
+    }
+    db_pass pass;
+    for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
+    pass.ndirs = nparams;
+    for (int k = 0; k < nparams; k++) pass.dir_of[params[k]] = k;
+    rc = db_sim_block(sim, db_tables_build_n12, &pass, &block, err);
+    return rc ? rc : db_cpu_trace_n12(sim, block, nparams, fpixel, spixel, file, err);
+}
+
+int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !image || !file) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_printout: no simulation, image or file");
+    if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_printout: run the simulation first");
+    int rc = DB_OK;
+    if (fpixel >= 0 || spixel >= 0) rc = check_rendered(sim, "-printout_pixel", fpixel, spixel, err);
+    const void *block;
+    if (!rc) rc = db_sim_block(sim, db_tables_build_n0, NULL, &block, err);
+    if (rc) return rc;
+    if (fpixel >= 0 || spixel >= 0) return db_cpu_printout_n0(sim, block, fpixel, spixel, image, file, err);
+    for (long i = 0; i < sim->nspans && !rc; i++)
+        for (int f = sim->spans[i].f0; f <= sim->spans[i].f1 && !rc; f++)
+            rc = db_cpu_printout_n0(sim, block, f, sim->spans[i].s, image, file, err);
+    return rc;
+}
+
+/* ---- for gradcheck and refinement ---- */
+
+void db_sim_set_fd_mode(db_sim *sim, int mosaic_double, int dh_form)
+{
+    if (sim->mosaic_double != mosaic_double || sim->force_dh_form != dh_form) db_sim_invalidate(sim);
+    sim->mosaic_double = mosaic_double;
+    sim->force_dh_form = dh_form;
+}
+
+int db_sim_force_decisions(db_sim *sim, const db_decisions *d, db_error *err)
+{
+    db_sim_invalidate(sim);
+    db_decisions_free(&sim->forced);
+    if (!d) return DB_OK;
+    if (db_decisions_copy(&sim->forced, d)) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    sim->forced.active = 1;
+    sim->forced.force_phistep = 0;
+    return DB_OK;
+}
+
+const db_decisions *db_sim_captured(const db_sim *sim) { return &sim->captured; }
+
+void db_sim_force_phistep(db_sim *sim, int on, double phistep)
+{
+    db_sim_invalidate(sim);
+    sim->forced.force_phistep = on;
+    sim->forced.phistep = phistep;
+}
+
+int db_sim_set_decision_logs(db_sim *sim, db_decision_log *logs, long count, db_error *err)
+{
+    int rc = db_sim_selection(sim, err);
+    if (rc) return rc;
+    if (logs && count != sim->count)
+        return db_fail(err, DB_ERR_ARGUMENT, "decision logs for %ld pixels, but %ld are selected", count, sim->count);
+    sim->logs = logs;
+    sim->nlogs = logs ? count : 0;
+    return DB_OK;
+}
+
+const unsigned short *db_sim_mask(const db_sim *sim) { return sim->cfg->mask; }

@@ -1,0 +1,212 @@
+/* values.c: parameter values read and set in place (db_sim_get_params, db_sim_set_params), through the one
+ * parameter table (params.c). Setting a value changes the configuration field the command line would set, with
+ * the command line's own conversion, keeps every discrete choice made at creation (pivot, convention, step,
+ * source and domain counts, the draws), and rebuilds the derived geometry; the table blocks are dropped. */
+#include "sim.h"
+#include "error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RTD (180.0 * M_1_PI)
+
+static double *field_of(db_config *c, int p) { return (double *)((char *)c + db_param_info_of(p)->field); }
+
+static int flux_sets_fluence(const db_config *c) { return c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0; }
+
+/* The cell parameter k (0..5) of a -mat crystal, in the command line's unit: the matrix's own cell (at the
+ * current wavelength) plus what set_params moved it by. */
+static double mat_cell_value(const db_sim *sim, int k)
+{
+    return (k < 3 ? sim->xtal.mat_cell[k] : sim->xtal.mat_cell[k] * RTD) + sim->mat_cell_delta[k];
+}
+
+static int get_one(const db_sim *sim, int p, double *out, db_error *err)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *pl = &sim->plan;
+    const double div = db_param_info_of(p)->divisor;
+    double v = *(const double *)((const char *)c + db_param_info_of(p)->field);
+    switch (p) {
+    case DB_P_A: case DB_P_B: case DB_P_C: case DB_P_ALPHA: case DB_P_BETA: case DB_P_GAMMA:
+        if (!c->user_cell) {
+            *out = mat_cell_value(sim, p - DB_P_A);
+            return DB_OK;
+        }
+        if (v <= 0.0) v = p <= DB_P_C ? c->cell_a : M_PI / 2; /* absent: b = c = a, 90 degrees */
+        break;
+    case DB_P_MISSET_X: case DB_P_MISSET_Y: case DB_P_MISSET_Z:
+        if (c->misset_random) v = sim->misset_random_angles[p - DB_P_MISSET_X];
+        else if (!c->misset_given) v = 0.0;
+        break;
+    case DB_P_OSC: v = pl->phistep * pl->phisteps; break; /* the step count stays: osc moves the step */
+    case DB_P_XBEAM: if (isnan(v)) v = pl->Xbeam; break;
+    case DB_P_YBEAM: if (isnan(v)) v = pl->Ybeam; break;
+    case DB_P_ORGX: if (isnan(v)) v = pl->Fclose / c->pixel_size + 0.5; break;
+    case DB_P_ORGY: if (isnan(v)) v = pl->Sclose / c->pixel_size + 0.5; break;
+    case DB_P_NA: if (pl->sample_x > 0) v = sim->xtal.Na; break;
+    case DB_P_NB: if (pl->sample_y > 0) v = sim->xtal.Nb; break;
+    case DB_P_NC: if (pl->sample_z > 0) v = sim->xtal.Nc; break;
+    case DB_P_MOSAIC: v = pl->mosaic_spread; break;
+    case DB_P_FLUENCE: v = pl->fluence; break;
+    default: break;
+    }
+    (void)err;
+    *out = v * div;
+    return DB_OK;
+}
+
+int db_sim_get_params(const db_sim *sim, const int *params, double *values, int n, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || n < 0 || (n > 0 && (!params || !values)))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_sim_get_params: no simulation, or %d parameters without arrays", n);
+    for (int k = 0; k < n; k++) {
+        if (params[k] < 0 || params[k] >= DB_P_COUNT)
+            return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d (expected 0..%d)", params[k], DB_P_COUNT - 1);
+        int rc = get_one(sim, params[k], &values[k], err);
+        if (rc) return rc;
+    }
+    return DB_OK;
+}
+
+/* Applies one value to the configuration (not yet checked as a whole). */
+static int set_one(db_sim *sim, int p, double v, db_error *err)
+{
+    db_config *c = sim->cfg;
+    const db_plan *pl = &sim->plan;
+    const db_param_info *info = db_param_info_of(p);
+    if (!isfinite(v)) return db_fail(err, DB_ERR_ARGUMENT, "%s: %g is not a finite value", info->name, v);
+    switch (p) {
+    case DB_P_A: case DB_P_B: case DB_P_C: case DB_P_ALPHA: case DB_P_BETA: case DB_P_GAMMA:
+        if (p <= DB_P_C && !(v > 0.0))
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: a cell edge must be positive (got %g A)", info->name, v);
+        if (p >= DB_P_ALPHA && !(v > 0.0 && v < 180.0))
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: a cell angle must lie between 0 and 180 degrees (got %g)", info->name, v);
+        if (!c->user_cell) {
+            sim->mat_cell_delta[p - DB_P_A] = v - (mat_cell_value(sim, p - DB_P_A) - sim->mat_cell_delta[p - DB_P_A]);
+            return DB_OK;
+        }
+        /* absent values become explicit at what they stood for, so that moving a leaves b and c */
+        if (c->cell_b <= 0.0) c->cell_b = c->cell_a;
+        if (c->cell_c <= 0.0) c->cell_c = c->cell_a;
+        if (c->cell_alpha <= 0.0) c->cell_alpha = M_PI / 2;
+        if (c->cell_beta <= 0.0) c->cell_beta = M_PI / 2;
+        if (c->cell_gamma <= 0.0) c->cell_gamma = M_PI / 2;
+        break;
+    case DB_P_MISSET_X: case DB_P_MISSET_Y: case DB_P_MISSET_Z:
+        if (c->misset_random) memcpy(c->misset, sim->misset_random_angles, sizeof c->misset); /* the draw stays */
+        c->misset_random = 0;
+        if (!c->misset_given) c->misset[0] = c->misset[1] = c->misset[2] = 0.0;
+        c->misset_given = 1; /* zero angles rotate nothing, exactly */
+        break;
+    case DB_P_OSC:
+        if (v < 0.0) return db_fail(err, DB_ERR_GEOMETRY, "osc: the oscillation range must be >= 0 (got %g deg)", v);
+        c->phisteps = pl->phisteps; /* phistep = osc / phisteps, the count held */
+        c->phistep = -1.0;
+        break;
+    case DB_P_DISTANCE:
+        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "distance: must be positive (got %g mm)", v);
+        break;
+    case DB_P_LAMBDA:
+        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "lambda: must be positive (got %g A)", v);
+        break;
+    case DB_P_NA: case DB_P_NB: case DB_P_NC: {
+        double size = p == DB_P_NA ? pl->sample_x : p == DB_P_NB ? pl->sample_y : pl->sample_z;
+        if (size > 0)
+            return db_fail(err, DB_ERR_ARGUMENT, "%s: set by the crystal size (-xtal_size and the like), not a free value", info->name);
+        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be positive (got %g)", info->name, v);
+        break;
+    }
+    case DB_P_MOSAIC:
+        if (pl->mosaic_domains <= 1 || !(pl->mosaic_spread > 0.0))
+            return db_fail(err, DB_ERR_ARGUMENT,
+                           "mosaic: this simulation has no mosaic domains (give -mosaic and -mosaic_dom at creation)");
+        if (!(v > 0.0))
+            return db_fail(err, DB_ERR_GEOMETRY, "mosaic: the spread must stay positive (got %g deg; the domain count is fixed)", v);
+        c->mosaic_domains = pl->mosaic_domains;
+        break;
+    case DB_P_FLUENCE:
+        if (flux_sets_fluence(c))
+            return db_fail(err, DB_ERR_ARGUMENT, "fluence: set by -flux, -exposure and -beamsize, not a free value");
+        if (v < 0.0) return db_fail(err, DB_ERR_GEOMETRY, "fluence: must be >= 0 (got %g)", v);
+        break;
+    default: break;
+    }
+    *field_of(c, p) = v / info->divisor;
+    return DB_OK;
+}
+
+/* The cell must close: the volume factor 1 - cos^2 a - cos^2 b - cos^2 g + 2 cos a cos b cos g > 0. */
+static int check_cell(const db_config *c, db_error *err)
+{
+    if (!c->user_cell) return DB_OK;
+    double al = c->cell_alpha > 0 ? c->cell_alpha : M_PI / 2, be = c->cell_beta > 0 ? c->cell_beta : M_PI / 2,
+           ga = c->cell_gamma > 0 ? c->cell_gamma : M_PI / 2;
+    double ca = cos(al), cb = cos(be), cg = cos(ga);
+    double w = 1.0 - ca * ca - cb * cb - cg * cg + 2.0 * ca * cb * cg;
+    if (!(w > 0.0))
+        return db_fail(err, DB_ERR_GEOMETRY,
+                       "alpha beta gamma = %g %g %g deg: the cell does not close (each angle must be less than the sum of "
+                       "the other two, and all three less than 360)",
+                       al * RTD, be * RTD, ga * RTD);
+    return DB_OK;
+}
+
+void db_sim_values_save(const db_sim *sim, db_values *v)
+{
+    v->cfg = *sim->cfg;
+    v->plan = sim->plan;
+    memcpy(v->mat_cell_delta, sim->mat_cell_delta, sizeof v->mat_cell_delta);
+}
+
+/* Puts the values back and rebuilds the derived geometry. */
+static int apply_values(db_sim *sim, const db_values *v, db_error *err)
+{
+    *sim->cfg = v->cfg;
+    sim->plan = v->plan;
+    memcpy(sim->mat_cell_delta, v->mat_cell_delta, sizeof sim->mat_cell_delta);
+    db_sim_invalidate(sim);
+    sim->ran = 0;
+    const void *block;
+    return db_sim_block(sim, db_tables_build_n0, NULL, &block, err);
+}
+
+int db_sim_values_restore(db_sim *sim, const db_values *v, db_error *err) { return apply_values(sim, v, err); }
+
+int db_sim_set_params(db_sim *sim, const int *params, const double *values, int n, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || n < 0 || (n > 0 && (!params || !values)))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_params: no simulation, or %d parameters without arrays", n);
+    for (int k = 0; k < n; k++) {
+        if (params[k] < 0 || params[k] >= DB_P_COUNT)
+            return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d (expected 0..%d)", params[k], DB_P_COUNT - 1);
+        for (int j = 0; j < k; j++)
+            if (params[j] == params[k])
+                return db_fail(err, DB_ERR_ARGUMENT, "parameter '%s' is listed twice", db_param_name(params[k]));
+    }
+    db_values *saved = (db_values *)malloc(sizeof *saved);
+    if (!saved) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    db_sim_values_save(sim, saved);
+    int rc = DB_OK;
+    for (int k = 0; k < n && !rc; k++) rc = set_one(sim, params[k], values[k], err);
+    if (!rc) rc = check_cell(sim->cfg, err);
+    db_plan plan;
+    if (!rc) rc = db_make_plan(sim->cfg, &plan, err);
+    if (!rc) {
+        db_values now;
+        db_sim_values_save(sim, &now);
+        now.plan = plan;
+        rc = apply_values(sim, &now, err);
+    }
+    if (rc) {
+        db_error keep;
+        if (err) keep = *err;
+        (void)apply_values(sim, saved, NULL); /* the previous values, which built before */
+        if (err) *err = keep;
+    }
+    free(saved);
+    return rc;
+}
