@@ -230,13 +230,13 @@ void db_gc_print(const db_gc_report *rep, void *file)
         fprintf(f, "gradcheck on ROI %d %d %d %d\n", rep->roi[0], rep->roi[1], rep->roi[2], rep->roi[3]);
     else
         fprintf(f, "gradcheck on %d boxes within %d %d %d %d\n", rep->boxes, rep->roi[0], rep->roi[1], rep->roi[2], rep->roi[3]);
-    fprintf(f, "%-10s %7s %12s %12s %12s %10s %14s %14s %s\n", "param", "pixels", "max_abs_err", "max_rel_err",
+    fprintf(f, "%-13s %7s %12s %12s %12s %10s %14s %14s %s\n", "param", "pixels", "max_abs_err", "max_rel_err",
             "atol", "worst_f,s", "ad", "fd", "result");
     for (int k = 0; k < rep->nrows; k++) {
         const db_gc_row *r = &rep->rows[k];
         char worst[32];
         snprintf(worst, sizeof worst, "%d,%d", r->worst_f, r->worst_s);
-        fprintf(f, "%-10s %7ld %12.3e %12.3e %12.3e %10s %14.6e %14.6e %s\n", db_param_name(r->param), r->pixels,
+        fprintf(f, "%-13s %7ld %12.3e %12.3e %12.3e %10s %14.6e %14.6e %s\n", db_param_name(r->param), r->pixels,
                 r->max_abs_err, r->max_rel_err, r->atol, worst, r->worst_ad, r->worst_fd, r->pass ? "PASS" : "FAIL");
     }
 }

@@ -28,6 +28,8 @@ typedef struct gc_case {
 
 #define MISSION "a,b,c,alpha,beta,gamma,misset_x,misset_y,misset_z,phi0,osc"
 #define BEAM_MOSFLM MISSION ",distance,xbeam,ybeam,lambda,na,nb,nc,fluence"
+/* the detector's orientation: checked on the three configurations that rotate the detector */
+#define DETECTOR_ROT ",detector_rotx,detector_roty,detector_rotz,twotheta"
 
 static const gc_case CASES[] = {
     {"a2_cubic_autoos", BEAM_MOSFLM, "no mosaic; ORGX/ORGY unused by MOSFLM's beam pivot"},
@@ -41,10 +43,10 @@ static const gc_case CASES[] = {
     {"f_div_disp", BEAM_MOSFLM, "as a2"},
     {"g2_oversample_flags", BEAM_MOSFLM, "as a2"},
     {"g_os_thick_polar", BEAM_MOSFLM, "as a2"},
-    {"h2_dials_rot_twotheta", MISSION ",distance,orgx,orgy,lambda,na,nb,nc,fluence",
+    {"h2_dials_rot_twotheta", MISSION ",distance,orgx,orgy,lambda,na,nb,nc,fluence" DETECTOR_ROT,
      "DIALS pivots about the sample: -Xbeam/-Ybeam do not move the detector (spec 3.3)"},
-    {"h3_mosflm_rot_twotheta", BEAM_MOSFLM, "as a2"},
-    {"h_xds_rot_twotheta", MISSION ",distance,orgx,orgy,lambda,na,nb,nc,fluence", "XDS: as h2"},
+    {"h3_mosflm_rot_twotheta", BEAM_MOSFLM DETECTOR_ROT, "as a2"},
+    {"h_xds_rot_twotheta", MISSION ",distance,orgx,orgy,lambda,na,nb,nc,fluence" DETECTOR_ROT, "XDS: as h2"},
     {"i2_gauss", BEAM_MOSFLM, "as a2"},
     {"i3_tophat", BEAM_MOSFLM, "as a2"},
     {"i_round", BEAM_MOSFLM, "as a2"},

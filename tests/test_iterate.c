@@ -1,0 +1,839 @@
+/* test_iterate.c: a simulation that iterates (README "Iterating"):
+ *  - values set in place equal, bit for bit, a fresh simulation from a command line carrying them (every
+ *    parameter, several golden configurations, carryover on and off), and impossible values are refused with
+ *    the parameter named and nothing changed;
+ *  - chosen pixels: db_sim_run_selected equals the same pixels of db_sim_run_grad's images bit for bit,
+ *    overlapping boxes count once, the mask applies inside them, one box equals the same -roi, and -boxes works
+ *    on the command line;
+ *  - several simulations run from several threads give the results of one after another; a trace or a
+ *    printout leaves what the last run recorded as it was;
+ *  - a non-whole N: the plain image is a lattice factor (not the reference's form, which explodes off whole N),
+ *    and the na/nb/nc derivative images match central differences of plain runs. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "dualbragg.h"
+#include "cli_harness.h"
+#include "sim.h"
+#include "smv.h"
+#include "test_util.h"
+
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RTD (180.0 * M_1_PI)
+
+/* The case's command line (line 1 of cmd.txt) with a few more arguments; the working folder becomes the
+ * case's folder (for P1.hkl, A.mat, sources.txt). */
+static void case_args(const char *name, harness_args *a)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", DB_GOLDEN_DIR, name);
+    assert_int_equal(chdir(dir), 0);
+    memset(a, 0, sizeof *a);
+    assert_int_equal(harness_case_args(DB_GOLDEN_DIR, name, 1, a), 0);
+}
+
+static db_sim *sim_from(const harness_args *a)
+{
+    db_config *cfg = db_config_create();
+    db_error err;
+    if (db_config_parse(cfg, a->argc, (const char *const *)a->argv, &err)) fail_msg("parse: %s", err.message);
+    db_sim *sim = NULL;
+    if (db_sim_create(&sim, cfg, NULL, &err)) fail_msg("create: %s", err.message);
+    db_config_destroy(cfg);
+    return sim;
+}
+
+static double *image64_of(db_sim *sim, size_t *n)
+{
+    int F, S;
+    db_sim_size(sim, &F, &S);
+    *n = (size_t)F * S;
+    float *img = malloc(*n * sizeof(float));
+    double *img64 = malloc(*n * sizeof(double));
+    db_error err;
+    if (db_sim_run(sim, img, img64, &err)) fail_msg("run: %s", err.message);
+    free(img);
+    return img64;
+}
+
+/* Replaces the k-th value after flag, or appends the flag with `count` values where only the k-th is given
+ * (the others `fill`). */
+static void set_value(harness_args *a, const char *flag, int k, int count, const char *value, const char *fill)
+{
+    for (int i = 0; i < a->argc; i++)
+        if (strcmp(a->argv[i], flag) == 0) {
+            assert_true(i + 1 + k < a->argc);
+            free(a->argv[i + 1 + k]);
+            a->argv[i + 1 + k] = strdup(value);
+            return;
+        }
+    harness_push(a, flag);
+    for (int j = 0; j < count; j++) harness_push(a, j == k ? value : fill);
+}
+
+typedef struct param_flag {
+    const char *param, *flag;
+    int k, count;
+} param_flag;
+
+static const param_flag FLAGS[] = {
+    {"a", "-cell", 0, 6},          {"b", "-cell", 1, 6},           {"c", "-cell", 2, 6},
+    {"alpha", "-cell", 3, 6},      {"beta", "-cell", 4, 6},        {"gamma", "-cell", 5, 6},
+    {"misset_x", "-misset", 0, 3}, {"misset_y", "-misset", 1, 3},  {"misset_z", "-misset", 2, 3},
+    {"phi0", "-phi", 0, 1},        {"osc", "-osc", 0, 1},          {"distance", "-distance", 0, 1},
+    {"xbeam", "-Xbeam", 0, 1},     {"ybeam", "-Ybeam", 0, 1},      {"orgx", "-ORGX", 0, 1},
+    {"orgy", "-ORGY", 0, 1},       {"lambda", "-lambda", 0, 1},    {"na", "-Na", 0, 1},
+    {"nb", "-Nb", 0, 1},           {"nc", "-Nc", 0, 1},            {"mosaic", "-mosaic", 0, 1},
+    {"fluence", "-fluence", 0, 1}, {"detector_rotx", "-detector_rotx", 0, 1},
+    {"detector_roty", "-detector_roty", 0, 1}, {"detector_rotz", "-detector_rotz", 0, 1},
+    {"twotheta", "-twotheta", 0, 1},
+};
+
+typedef struct iter_case {
+    const char *name, *params; /* parameters whose flags the command line can carry without other effects */
+} iter_case;
+
+/* -Xbeam/-ORGX and -twotheta also choose the pivot; each case lists those that keep its pivot */
+static const iter_case ITER_CASES[] = {
+    {"a_cubic", "a,b,c,alpha,beta,gamma,misset_x,misset_y,misset_z,phi0,distance,xbeam,ybeam,lambda,na,nb,nc,fluence,"
+                "detector_rotx,detector_roty,detector_rotz"},
+    {"b_triclinic", "a,b,c,alpha,beta,gamma,misset_x,misset_y,misset_z,phi0,distance,lambda,na,nc"},
+    {"c_phi0_carryover", "a,gamma,misset_z,phi0,osc,distance,xbeam,lambda,nb"},
+    {"e_mosaic", "a,misset_y,phi0,mosaic,distance,na,fluence"},
+    {"h3_mosflm_rot_twotheta", "a,beta,misset_x,distance,xbeam,ybeam,detector_rotx,detector_roty,detector_rotz,twotheta,lambda"},
+    {"h_xds_rot_twotheta", "c,misset_z,distance,orgx,orgy,detector_rotx,twotheta,nc"},
+    {"b2_interp", "a,misset_x,lambda,na"},
+    {"n_sourcefile", "b,misset_y,distance,nc"},
+};
+
+static void check_set_equals_fresh(const iter_case *c, const char *carry)
+{
+    harness_args base;
+    case_args(c->name, &base);
+    /* a 64 x 64 region holds several spots of every case; the exceptional sample is its first pixel */
+    const char *extra[] = {"-roi", "64", "127", "64", "127", "-phi_carryover", carry};
+    for (int k = 0; k < 7; k++) harness_push(&base, extra[k]);
+    db_sim *sim = sim_from(&base);
+    size_t n;
+    double *before = image64_of(sim, &n);
+    long lit = 0;
+    for (size_t i = 0; i < n; i++) lit += before[i] > 0.0;
+    assert_true(lit > 100);
+    int params[64];
+    db_error err;
+    int np = db_param_parse_list(c->params, params, &err);
+    assert_true(np > 0);
+    db_geometry g;
+    db_sim_geometry(sim, &g);
+    for (int q = 0; q < np; q++) {
+        int p = params[q];
+        const char *name = db_param_name(p);
+        test_context("%s carryover %s, %s", c->name, carry, name);
+        double x;
+        assert_int_equal(db_sim_get_params(sim, &p, &x, 1, &err), DB_OK);
+        /* a move of a few percent (angles: a few tenths of a degree) that keeps every discrete choice */
+        double v = strcmp(db_param_unit(p), "deg") == 0 ? x + 0.37 : (x != 0.0 ? x * 1.013 : 0.21);
+        if (p == db_param_from_name("fluence")) v = x * 1.5;
+        char text[64];
+        snprintf(text, sizeof text, "%.17g", v);
+        assert_true(strtod(text, NULL) == v);
+        /* the fresh command line: this value changed, everything else as given */
+        harness_args moved = {0};
+        for (int i = 0; i < base.argc; i++) harness_push(&moved, base.argv[i]);
+        const param_flag *pf = NULL;
+        for (size_t f = 0; f < sizeof FLAGS / sizeof FLAGS[0]; f++)
+            if (strcmp(FLAGS[f].param, name) == 0) pf = &FLAGS[f];
+        assert_non_null(pf);
+        set_value(&moved, pf->flag, pf->k, pf->count, text, "0");
+        if (strcmp(name, "osc") == 0) {
+            char steps[16];
+            snprintf(steps, sizeof steps, "%d", g.phisteps);
+            harness_set(&moved, "-phisteps", steps); /* osc moves the step, the count stays */
+        }
+        db_sim *fresh = sim_from(&moved);
+        harness_args_free(&moved);
+        size_t n2;
+        double *want = image64_of(fresh, &n2);
+        db_sim_destroy(fresh);
+        assert_int_equal(db_sim_set_params(sim, &p, &v, 1, &err), DB_OK);
+        double got_v;
+        assert_int_equal(db_sim_get_params(sim, &p, &got_v, 1, &err), DB_OK);
+        /* through the internal unit and back: at most two roundings */
+        if (strcmp(name, "osc") != 0) assert_close(got_v, v, 4 * DBL_EPSILON, 0);
+        double *got = image64_of(sim, &n2);
+        long differ = 0, moved_px = 0;
+        for (size_t i = 0; i < n; i++) {
+            differ += memcmp(&got[i], &want[i], sizeof(double)) != 0;
+            moved_px += got[i] != before[i];
+        }
+        if (differ) fail_msg("%s carryover %s: %s = %s differs from a fresh run in %ld pixels", c->name, carry, name, text, differ);
+        /* the value did something (fluence, lattice, geometry): the test would see a value that was not applied */
+        if (moved_px == 0) fail_msg("%s carryover %s: %s = %s changed no pixel", c->name, carry, name, text);
+        free(want);
+        free(got);
+        /* back to the start for the next parameter (the value read back: angles go through radians, a
+         * rounding each way) */
+        assert_int_equal(db_sim_set_params(sim, &p, &x, 1, &err), DB_OK);
+    }
+    test_context(NULL);
+    free(before);
+    db_sim_destroy(sim);
+    harness_args_free(&base);
+}
+
+static void test_set_equals_fresh_on(void **state) { check_set_equals_fresh((const iter_case *)*state, "on"); }
+static void test_set_equals_fresh_off(void **state) { check_set_equals_fresh((const iter_case *)*state, "off"); }
+
+/* Impossible values: refused with the parameter named, and the simulation keeps what it had. */
+static void test_impossible_values_refused(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("b_triclinic", &a);
+    harness_push(&a, "-roi");
+    harness_push(&a, "64");
+    harness_push(&a, "127");
+    harness_push(&a, "64");
+    harness_push(&a, "127");
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    size_t n;
+    double *before = image64_of(sim, &n);
+    int all[64];
+    db_error err;
+    int np = db_param_parse_list("all", all, &err);
+    double vals[64];
+    assert_int_equal(db_sim_get_params(sim, all, vals, np, &err), DB_OK);
+    struct {
+        const char *params;
+        double v[3];
+        const char *named;
+    } bad[] = {
+        {"alpha,beta,gamma", {60, 60, 130}, "does not close"},
+        {"gamma", {179.5, 0, 0}, "does not close"},
+        {"distance", {-1, 0, 0}, "distance"},
+        {"distance", {0, 0, 0}, "distance"},
+        {"na", {0, 0, 0}, "na"},
+        {"nc", {-2, 0, 0}, "nc"},
+        {"a", {0, 0, 0}, "a:"},
+        {"lambda", {NAN, 0, 0}, "lambda"},
+        {"misset_x", {INFINITY, 0, 0}, "misset_x"},
+        {"beta", {180, 0, 0}, "beta"},
+        {"osc", {-0.1, 0, 0}, "osc"},
+        {"mosaic", {0.1, 0, 0}, "mosaic"}, /* no mosaic domains in this configuration */
+        {"a,b", {101, -3, 0}, "b:"},        /* the good one is not kept either */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int p[3];
+        int k = db_param_parse_list(bad[i].params, p, &err);
+        assert_true(k > 0);
+        int rc = db_sim_set_params(sim, p, bad[i].v, k, &err);
+        if (rc == DB_OK) fail_msg("%s = %g accepted", bad[i].params, bad[i].v[0]);
+        if (!strstr(err.message, bad[i].named)) fail_msg("%s: message '%s' does not name '%s'", bad[i].params, err.message, bad[i].named);
+        double now[64];
+        assert_int_equal(db_sim_get_params(sim, all, now, np, &err), DB_OK);
+        assert_memory_equal(now, vals, (size_t)np * sizeof(double));
+    }
+    size_t n2;
+    double *after = image64_of(sim, &n2);
+    assert_memory_equal(after, before, n * sizeof(double));
+    /* and arguments are checked */
+    int unknown = 99;
+    double one = 1.0;
+    assert_int_not_equal(db_sim_set_params(sim, &unknown, &one, 1, &err), DB_OK);
+    assert_non_null(strstr(err.message, "99"));
+    assert_int_not_equal(db_sim_get_params(sim, &unknown, &one, 1, &err), DB_OK);
+    free(before);
+    free(after);
+    db_sim_destroy(sim);
+}
+
+/* A -misset random draw, the mosaic draws and a -mat matrix stay when values move. */
+static void test_loaded_inputs_stay(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("e_mosaic", &a);
+    harness_set(&a, "-misset", "random");
+    /* -misset random takes one word: drop the two angles that followed */
+    for (int i = 0; i + 3 < a.argc; i++)
+        if (strcmp(a.argv[i], "-misset") == 0) {
+            free(a.argv[i + 2]);
+            free(a.argv[i + 3]);
+            memmove(&a.argv[i + 2], &a.argv[i + 4], (size_t)(a.argc - i - 4) * sizeof a.argv[0]);
+            a.argc -= 2;
+        }
+    harness_push(&a, "-roi");
+    harness_push(&a, "64");
+    harness_push(&a, "127");
+    harness_push(&a, "64");
+    harness_push(&a, "127");
+    db_sim *sim = sim_from(&a); /* no -misset_seed: a time-based draw that must not be drawn again */
+    harness_args_free(&a);
+    size_t n;
+    double *before = image64_of(sim, &n);
+    int p = db_param_from_name("distance");
+    double x, v;
+    db_error err;
+    assert_int_equal(db_sim_get_params(sim, &p, &x, 1, &err), DB_OK);
+    v = x + 1.0;
+    assert_int_equal(db_sim_set_params(sim, &p, &v, 1, &err), DB_OK);
+    assert_int_equal(db_sim_set_params(sim, &p, &x, 1, &err), DB_OK);
+    double *after = image64_of(sim, &n);
+    assert_memory_equal(after, before, n * sizeof(double));
+    /* moving one misset angle keeps the other two drawn angles */
+    int m[3];
+    assert_int_equal(db_param_parse_list("misset_x,misset_y,misset_z", m, &err), 3);
+    double ang[3], ang2[3];
+    assert_int_equal(db_sim_get_params(sim, m, ang, 3, &err), DB_OK);
+    double mz = ang[2] + 1.0;
+    assert_int_equal(db_sim_set_params(sim, &m[2], &mz, 1, &err), DB_OK);
+    assert_int_equal(db_sim_get_params(sim, m, ang2, 3, &err), DB_OK);
+    assert_bits_equal(ang2[0], ang[0]);
+    assert_bits_equal(ang2[1], ang[1]);
+    assert_bits_equal(ang2[2], mz);
+    free(before);
+    free(after);
+    db_sim_destroy(sim);
+
+    /* -mat: the cell moves B with U kept; back at the start, the image is the file's again */
+    case_args("k_matfile", &a);
+    harness_push(&a, "-roi");
+    harness_push(&a, "64");
+    harness_push(&a, "127");
+    harness_push(&a, "64");
+    harness_push(&a, "127");
+    sim = sim_from(&a);
+    harness_args_free(&a);
+    before = image64_of(sim, &n);
+    int c6[6];
+    assert_int_equal(db_param_parse_list("a,b,c,alpha,beta,gamma", c6, &err), 6);
+    double cell[6], moved[6], back[6];
+    assert_int_equal(db_sim_get_params(sim, c6, cell, 6, &err), DB_OK);
+    db_geometry g;
+    db_sim_geometry(sim, &g);
+    for (int k = 0; k < 6; k++) assert_close(cell[k], g.cell[k], 1e-9, 0); /* the matrix's cell */
+    memcpy(moved, cell, sizeof cell);
+    moved[0] += 0.5;
+    moved[4] += 0.2;
+    assert_int_equal(db_sim_set_params(sim, c6, moved, 6, &err), DB_OK);
+    double *m_img = image64_of(sim, &n);
+    db_sim_geometry(sim, &g);
+    assert_close(g.cell[0], moved[0], 1e-9, 0);
+    assert_close(g.cell[4], moved[4], 1e-9, 0);
+    long differ = 0;
+    for (size_t i = 0; i < n; i++) differ += m_img[i] != before[i];
+    assert_true(differ > 100);
+    assert_int_equal(db_sim_set_params(sim, c6, cell, 6, &err), DB_OK);
+    assert_int_equal(db_sim_get_params(sim, c6, back, 6, &err), DB_OK);
+    after = image64_of(sim, &n);
+    assert_memory_equal(after, before, n * sizeof(double));
+    free(before);
+    free(after);
+    free(m_img);
+    db_sim_destroy(sim);
+}
+
+/* ---- chosen pixels ---- */
+
+static const int BOXES[] = {10, 40, 20, 35, 30, 60, 30, 50, 100, 131, 90, 121, 0, 0, 0, 0};
+enum { NBOXES = 4 };
+
+static void test_run_selected_equals_grad_images(void **state)
+{
+    (void)state;
+    const char *cases[] = {"c_phi0_carryover", "b2_interp", "e_mosaic"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        test_context("%s", cases[c]);
+        harness_args a;
+        case_args(cases[c], &a);
+        db_sim *sim = sim_from(&a);
+        harness_args_free(&a);
+        int F, S;
+        db_sim_size(sim, &F, &S);
+        size_t npix = (size_t)F * S;
+        db_error err;
+        assert_int_equal(db_sim_select_boxes(sim, BOXES, NBOXES, &err), DB_OK);
+        /* the union, each pixel once */
+        long want = 0;
+        for (int s = 0; s < S; s++)
+            for (int f = 0; f < F; f++) {
+                int in = 0;
+                for (int b = 0; b < NBOXES; b++)
+                    in |= f >= BOXES[4 * b] && f <= BOXES[4 * b + 1] && s >= BOXES[4 * b + 2] && s <= BOXES[4 * b + 3];
+                want += in;
+            }
+        long count = db_sim_selected_count(sim);
+        assert_int_equal(count, want);
+        int params[64];
+        /* (no N: N derivatives switch the whole run to the dh form, whose values differ by rounding) */
+        int np = db_param_parse_list("a,misset_x,phi0,osc,distance,lambda,fluence,b,c,alpha,beta,gamma,xbeam,ybeam", params, &err);
+        float *img = malloc(npix * sizeof(float));
+        double *img64 = malloc(npix * sizeof(double)), *grads = malloc((size_t)np * npix * sizeof(double));
+        double *values = malloc((size_t)count * sizeof(double)), *jac = malloc((size_t)np * count * sizeof(double));
+        assert_int_equal(db_sim_run_grad(sim, params, np, img, img64, grads, &err), DB_OK);
+        assert_int_equal(db_sim_run_selected(sim, params, np, values, jac, &err), DB_OK);
+        long i = 0, lit = 0;
+        for (int s = 0; s < S; s++)
+            for (int f = 0; f < F; f++) {
+                size_t idx = (size_t)s * F + f;
+                int in = 0;
+                for (int b = 0; b < NBOXES; b++)
+                    in |= f >= BOXES[4 * b] && f <= BOXES[4 * b + 1] && s >= BOXES[4 * b + 2] && s <= BOXES[4 * b + 3];
+                if (!in) {
+                    /* outside the boxes: 0 in every image */
+                    assert_true(img64[idx] == 0.0 && img[idx] == 0.0);
+                    for (int k = 0; k < np; k++) assert_true(grads[(size_t)k * npix + idx] == 0.0);
+                    continue;
+                }
+                assert_bits_equal(values[i], img64[idx]);
+                for (int k = 0; k < np; k++) assert_bits_equal(jac[(size_t)k * count + i], grads[(size_t)k * npix + idx]);
+                lit += values[i] > 0.0;
+                i++;
+            }
+        assert_int_equal(i, count);
+        assert_true(lit > 50);
+        /* values only */
+        double *v0 = malloc((size_t)count * sizeof(double));
+        assert_int_equal(db_sim_run_selected(sim, NULL, 0, v0, NULL, &err), DB_OK);
+        assert_memory_equal(v0, values, (size_t)count * sizeof(double));
+        /* back to the configuration's ROI: the whole detector */
+        assert_int_equal(db_sim_select_boxes(sim, NULL, 0, &err), DB_OK);
+        assert_int_equal(db_sim_selected_count(sim), (long)npix);
+        /* bad boxes are refused and say what was expected */
+        const int outside[] = {0, F, 0, 3};
+        assert_int_not_equal(db_sim_select_boxes(sim, outside, 1, &err), DB_OK);
+        assert_non_null(strstr(err.message, "outside"));
+        const int empty[] = {5, 4, 0, 3};
+        assert_int_not_equal(db_sim_select_boxes(sim, empty, 1, &err), DB_OK);
+        free(v0);
+        free(img);
+        free(img64);
+        free(grads);
+        free(values);
+        free(jac);
+        db_sim_destroy(sim);
+    }
+    test_context(NULL);
+}
+
+/* One box is the same selection as the same -roi, exceptional sample included; the mask applies inside boxes. */
+static void test_box_equals_roi_and_mask_applies(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("c_phi0_carryover", &a);
+    db_sim *sim = sim_from(&a);
+    harness_push(&a, "-roi");
+    harness_push(&a, "37");
+    harness_push(&a, "90");
+    harness_push(&a, "41");
+    harness_push(&a, "77");
+    db_sim *roi = sim_from(&a);
+    harness_args_free(&a);
+    const int box[] = {37, 90, 41, 77};
+    db_error err;
+    assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
+    size_t n;
+    double *x = image64_of(sim, &n), *y = image64_of(roi, &n);
+    assert_memory_equal(x, y, n * sizeof(double));
+    assert_int_equal(db_sim_captured(sim)->exc_pixel, 41L * 256 + 37);
+    assert_int_equal(db_sim_captured(roi)->exc_pixel, 41L * 256 + 37);
+    free(x);
+    free(y);
+    db_sim_destroy(sim);
+    db_sim_destroy(roi);
+
+    /* a mask: masked pixels inside the boxes are neither selected nor rendered */
+    char dir[4096];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/mask.img", dir);
+    db_smv_header h;
+    memset(&h, 0, sizeof h);
+    h.fpixels = h.spixels = 256;
+    h.pixel_size = 0.1;
+    h.distance = 100;
+    h.close_distance = 100;
+    h.wavelength = 1;
+    h.beam_center_x = h.beam_center_y = 12.8;
+    uint16_t *m = malloc(256 * 256 * sizeof(uint16_t));
+    long masked_in = 0;
+    for (int s = 0; s < 256; s++)
+        for (int f = 0; f < 256; f++) {
+            int off = (f % 7 == 0 && s % 5 == 0) || s == 25;
+            m[s * 256 + f] = off ? 0 : 1;
+            int in = 0;
+            for (int b = 0; b < NBOXES; b++)
+                in |= f >= BOXES[4 * b] && f <= BOXES[4 * b + 1] && s >= BOXES[4 * b + 2] && s <= BOXES[4 * b + 3];
+            masked_in += in && off;
+        }
+    assert_int_equal(db_smv_write(mpath, &h, m, &err), DB_OK);
+    free(m);
+    case_args("e_mosaic", &a); /* no carryover: the selection does not move the exceptional sample */
+    harness_push(&a, "-mask");
+    harness_push(&a, mpath);
+    db_sim *boxed = sim_from(&a), *whole = sim_from(&a);
+    harness_args_free(&a);
+    assert_int_equal(db_sim_select_boxes(boxed, BOXES, NBOXES, &err), DB_OK);
+    long count = db_sim_selected_count(boxed);
+    assert_int_equal(count, 31L * 16 + 31 * 21 - 11 * 6 + 32L * 32 + 1 - masked_in);
+    double *vals = malloc((size_t)count * sizeof(double));
+    assert_int_equal(db_sim_run_selected(boxed, NULL, 0, vals, NULL, &err), DB_OK);
+    double *full = image64_of(whole, &n);
+    long *pix = malloc((size_t)count * sizeof(long));
+    db_sim_selected_pixels(boxed, pix);
+    for (long i = 0; i < count; i++) {
+        assert_true(db_sim_mask(boxed)[pix[i]] != 0);
+        assert_bits_equal(vals[i], full[pix[i]]);
+    }
+    free(pix);
+    free(vals);
+    free(full);
+    db_sim_destroy(boxed);
+    db_sim_destroy(whole);
+    harness_rmtree(dir);
+}
+
+/* -boxes FILE on the command line: the library's selection, pixels outside 0; errors name file and line. */
+static void test_boxes_flag(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/boxes.txt", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# spots\n10 40 20 35\n\n30 60 30 50   # overlaps the first\n100 131 90 121\n");
+    fclose(f);
+    harness_args a;
+    case_args("c_phi0_carryover", &a);
+    harness_set(&a, "-floatfile", "f.bin");
+    harness_set(&a, "-intfile", "i.img");
+    harness_set(&a, "-noisefile", "n.img");
+    harness_push(&a, "-floatfile64");
+    harness_push(&a, "f64.bin");
+    harness_push(&a, "-boxes");
+    harness_push(&a, path);
+    char src[4200];
+    snprintf(src, sizeof src, "%s/c_phi0_carryover", DB_GOLDEN_DIR);
+    assert_int_equal(harness_run(DB_CLI_PATH, dir, &a, 2), 0);
+    char out[4300];
+    snprintf(out, sizeof out, "%s/f64.bin", dir);
+    size_t len;
+    unsigned char *cli = harness_read(out, &len);
+    assert_non_null(cli);
+    db_sim *sim = sim_from(&a);
+    db_error err;
+    assert_int_equal(db_sim_selected_count(sim), 31L * 16 + 31 * 21 - 11 * 6 + 32L * 32);
+    size_t n;
+    assert_int_equal(chdir(dir), 0);
+    double *lib = image64_of(sim, &n);
+    assert_int_equal(len, n * sizeof(double));
+    assert_memory_equal(cli, lib, len);
+    free(cli);
+    free(lib);
+    db_sim_destroy(sim);
+    /* a malformed line */
+    f = fopen(path, "w");
+    fprintf(f, "10 40 20 35\n1 2 3\n");
+    fclose(f);
+    assert_int_equal(harness_run(DB_CLI_PATH, dir, &a, 2), 1);
+    snprintf(out, sizeof out, "%s/out.log", dir);
+    char *log = (char *)harness_read(out, &len);
+    assert_non_null(log);
+    char want[4300];
+    snprintf(want, sizeof want, "%s:2:", path);
+    if (!strstr(log, want)) fail_msg("no '%s' in: %s", want, log);
+    free(log);
+    /* gradcheck checks the boxes */
+    f = fopen(path, "w");
+    fprintf(f, "120 127 120 127\n124 131 124 131\n");
+    fclose(f);
+    harness_args g = {0};
+    for (int i = 0; i < a.argc; i++) harness_push(&g, a.argv[i]);
+    harness_push(&g, "-grad");
+    harness_push(&g, "a,phi0");
+    harness_push(&g, "-precise");
+    (void)err;
+    assert_int_equal(harness_run(DB_GRADCHECK_PATH, dir, &g, 2), 0);
+    log = (char *)harness_read(out, &len);
+    if (!strstr(log, "gradcheck on 2 boxes within 120 131 120 131") || !strstr(log, "   112 ")) fail_msg("%s", log);
+    free(log);
+    harness_args_free(&g);
+    harness_args_free(&a);
+    harness_rmtree(dir);
+}
+
+/* ---- threads, traces ---- */
+
+typedef struct thread_job {
+    harness_args a;
+    double *grads;
+    size_t n;
+} thread_job;
+
+/* The arguments, made in the main thread (the harness's tokenizer is not reentrant). */
+static void job_args(thread_job *j, const char *name)
+{
+    memset(j, 0, sizeof *j);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", DB_GOLDEN_DIR, name);
+    assert_int_equal(harness_case_args(DB_GOLDEN_DIR, name, 1, &j->a), 0);
+    const char *roi[] = {"-roi", "30", "90", "30", "90"};
+    for (int k = 0; k < 5; k++) harness_push(&j->a, roi[k]);
+    /* absolute paths: the threads share one working folder */
+    for (int i = 0; i + 1 < j->a.argc; i++)
+        if (!strcmp(j->a.argv[i], "-hkl") || !strcmp(j->a.argv[i], "-mat") || !strcmp(j->a.argv[i], "-sourcefile")) {
+            char p[4300];
+            snprintf(p, sizeof p, "%s/%s", dir, j->a.argv[i + 1]);
+            free(j->a.argv[i + 1]);
+            j->a.argv[i + 1] = strdup(p);
+        }
+}
+
+static void *grads_of_case(void *arg)
+{
+    thread_job *j = (thread_job *)arg;
+    harness_args a = j->a;
+    db_config *cfg = db_config_create();
+    db_error err;
+    db_sim *sim = NULL;
+    if (!db_config_parse(cfg, a.argc, (const char *const *)a.argv, &err) && !db_sim_create(&sim, cfg, NULL, &err)) {
+        int F, S;
+        db_sim_size(sim, &F, &S);
+        j->n = (size_t)F * S;
+        int params[64];
+        int np = db_param_parse_list("a,b,misset_y,phi0,osc,distance", params, &err);
+        float *img = malloc(j->n * sizeof(float));
+        j->grads = malloc((size_t)(np + 1) * j->n * sizeof(double));
+        if (db_sim_run_grad(sim, params, np, img, j->grads + (size_t)np * j->n, j->grads, &err)) {
+            free(j->grads);
+            j->grads = NULL;
+        }
+        j->n *= (size_t)(np + 1);
+        free(img);
+    }
+    db_sim_destroy(sim);
+    db_config_destroy(cfg);
+    return NULL;
+}
+
+static void test_simulations_in_threads(void **state)
+{
+    (void)state;
+    const char *cases[] = {"c_phi0_carryover", "e_mosaic", "b2_interp", "k_matfile"};
+    enum { NC = 4 };
+    thread_job seq[NC], par[NC];
+    for (int i = 0; i < NC; i++) {
+        job_args(&seq[i], cases[i]);
+        grads_of_case(&seq[i]);
+        assert_non_null(seq[i].grads);
+    }
+    pthread_t t[NC];
+    for (int i = 0; i < NC; i++) {
+        job_args(&par[i], cases[i]);
+        assert_int_equal(pthread_create(&t[i], NULL, grads_of_case, &par[i]), 0);
+    }
+    for (int i = 0; i < NC; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < NC; i++) {
+        assert_non_null(par[i].grads);
+        assert_int_equal(par[i].n, seq[i].n);
+        assert_memory_equal(par[i].grads, seq[i].grads, seq[i].n * sizeof(double));
+        free(par[i].grads);
+        free(seq[i].grads);
+        harness_args_free(&par[i].a);
+        harness_args_free(&seq[i].a);
+    }
+}
+
+static void test_trace_keeps_last_run(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("b2_interp", &a); /* interpolation switches off mid-run: a recorded decision */
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    size_t n;
+    double *img = image64_of(sim, &n);
+    db_decisions before;
+    memset(&before, 0, sizeof before);
+    assert_int_equal(db_decisions_copy(&before, db_sim_captured(sim)), DB_OK);
+    db_run_summary s0, s1;
+    assert_int_equal(db_sim_summary(sim, &s0), DB_OK);
+    FILE *devnull = fopen("/dev/null", "w");
+    db_error err;
+    int params[3];
+    assert_int_equal(db_param_parse_list("a,na,distance", params, &err), 3);
+    assert_int_equal(db_sim_trace_pixel(sim, 100, 120, params, 3, devnull, &err), DB_OK);
+    float *fimg = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) fimg[i] = (float)img[i];
+    assert_int_equal(db_sim_printout(sim, 100, 120, fimg, devnull, &err), DB_OK);
+    fclose(devnull);
+    const db_decisions *after = db_sim_captured(sim);
+    assert_int_equal(after->exc_pixel, before.exc_pixel);
+    assert_int_equal(after->exc_sample, before.exc_sample);
+    assert_int_equal(after->interp_trip, before.interp_trip);
+    assert_int_equal(after->nphi, before.nphi);
+    assert_memory_equal(after->slot_normal, before.slot_normal, (size_t)before.nphi * sizeof(int));
+    assert_int_equal(db_sim_summary(sim, &s1), DB_OK);
+    assert_memory_equal(&s0, &s1, sizeof s0);
+    /* a pixel the run did not render is refused */
+    int box[] = {0, 9, 0, 9};
+    assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
+    double v[100];
+    assert_int_equal(db_sim_run_selected(sim, NULL, 0, v, NULL, &err), DB_OK);
+    devnull = fopen("/dev/null", "w");
+    assert_int_not_equal(db_sim_trace_pixel(sim, 100, 120, NULL, 0, devnull, &err), DB_OK);
+    assert_non_null(strstr(err.message, "not rendered"));
+    assert_int_not_equal(db_sim_printout(sim, 5000, 5000, fimg, devnull, &err), DB_OK);
+    assert_non_null(strstr(err.message, "outside"));
+    fclose(devnull);
+    db_decisions_free(&before);
+    free(fimg);
+    free(img);
+    db_sim_destroy(sim);
+}
+
+/* ---- a non-whole number of cells ---- */
+
+static double max_of(const double *x, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, x[i]);
+    return m;
+}
+
+static double *run_with_N(const char *flag, const char *value, size_t *n)
+{
+    harness_args a;
+    case_args("a_cubic", &a);
+    harness_push(&a, flag);
+    harness_push(&a, value);
+    harness_push(&a, "-roi");
+    harness_push(&a, "100");
+    harness_push(&a, "163");
+    harness_push(&a, "100");
+    harness_push(&a, "163");
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    double *img = image64_of(sim, n);
+    db_sim_destroy(sim);
+    return img;
+}
+
+static void test_noninteger_N(void **state)
+{
+    (void)state;
+    size_t n;
+    /* the peak at N = 7.1 lies between those at 7 and 8 (N^2 per axis), not 1e5 times above */
+    double *i7 = run_with_N("-Na", "7", &n), *i71 = run_with_N("-Na", "7.1", &n), *i8 = run_with_N("-Na", "8", &n);
+    double m7 = max_of(i7, n), m71 = max_of(i71, n), m8 = max_of(i8, n);
+    if (!(m71 > 0.9 * m7 && m71 < 1.1 * m8)) fail_msg("peak at Na 7.1 = %g, at 7 = %g, at 8 = %g", m71, m7, m8);
+    free(i7);
+    free(i71);
+    free(i8);
+    /* derivative images against central differences of plain runs (4-point stencil, h = 1e-3: truncation
+     * O(h^4) ~ 1e-12 relative; rounding ~ 1e-16 |I| / h = 1e-13 |I|, far below rtol 1e-6 of |dI|) */
+    const char *flags[] = {"-Na", "-Nb", "-Nc"};
+    const char *names[] = {"na", "nb", "nc"};
+    const double N0 = 6.3, h = 1e-3;
+    for (int ax = 0; ax < 3; ax++) {
+        test_context("%s at %g", names[ax], N0);
+        double *fd[4];
+        const double off[4] = {2, 1, -1, -2};
+        for (int j = 0; j < 4; j++) {
+            char v[64];
+            snprintf(v, sizeof v, "%.17g", N0 + off[j] * h);
+            fd[j] = run_with_N(flags[ax], v, &n);
+        }
+        char v0[32];
+        snprintf(v0, sizeof v0, "%g", N0);
+        harness_args a;
+        case_args("a_cubic", &a);
+        harness_push(&a, flags[ax]);
+        harness_push(&a, v0);
+        const char *roi[] = {"-roi", "100", "163", "100", "163"};
+        for (int k = 0; k < 5; k++) harness_push(&a, roi[k]);
+        db_sim *sim = sim_from(&a);
+        harness_args_free(&a);
+        int p = db_param_from_name(names[ax]);
+        float *img = malloc(n * sizeof(float));
+        double *g = malloc(n * sizeof(double)), *img64 = malloc(n * sizeof(double));
+        db_error err;
+        assert_int_equal(db_sim_run_grad(sim, &p, 1, img, img64, g, &err), DB_OK);
+        /* the derivative run's image is the plain run's, up to the rounding of the reference's form on the other
+         * two (whole-N) axes, which an N derivative run evaluates in the dh form too (1e-13 relative at |h| ~ 20) */
+        double *plain = image64_of(sim, &n);
+        double maxp = max_of(plain, n);
+        for (size_t i = 0; i < n; i++) assert_close(img64[i], plain[i], 0, 1e-10 * maxp);
+        double maxg = 0.0;
+        for (size_t i = 0; i < n; i++) maxg = fmax(maxg, fabs(g[i]));
+        assert_true(maxg > 0.0);
+        long checked = 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = (8.0 * (fd[1][i] - fd[2][i]) - (fd[0][i] - fd[3][i])) / (12.0 * h);
+            assert_close(g[i], d, 1e-6, 1e-9 * maxg);
+            checked += fabs(d) > 1e-3 * maxg;
+        }
+        assert_true(checked > 100);
+        for (int j = 0; j < 4; j++) free(fd[j]);
+        free(plain);
+        free(img);
+        free(g);
+        free(img64);
+        db_sim_destroy(sim);
+    }
+    test_context(NULL);
+}
+
+static void test_grad_list_trailing_comma(void **state)
+{
+    (void)state;
+    int p[64];
+    db_error err;
+    assert_int_equal(db_param_parse_list("a,", p, &err), -1);
+    assert_non_null(strstr(err.message, "empty"));
+    assert_int_equal(db_param_parse_list(",a", p, &err), -1);
+    assert_int_equal(db_param_parse_list("a,,b", p, &err), -1);
+    assert_int_equal(db_param_parse_list("a,twotheta,detector_rotz", p, &err), 3);
+    assert_int_equal(db_param_count(), 26);
+    assert_string_equal(db_param_unit(db_param_from_name("detector_roty")), "deg");
+}
+
+int main(void)
+{
+    enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0] };
+    struct CMUnitTest tests[2 * N + 9];
+    char names[2 * N][96];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[2 * i], sizeof names[0], "set_params %s carryover on", ITER_CASES[i].name);
+        snprintf(names[2 * i + 1], sizeof names[0], "set_params %s carryover off", ITER_CASES[i].name);
+        struct CMUnitTest on = {names[2 * i], test_set_equals_fresh_on, NULL, NULL, (void *)&ITER_CASES[i]};
+        struct CMUnitTest off = {names[2 * i + 1], test_set_equals_fresh_off, NULL, NULL, (void *)&ITER_CASES[i]};
+        tests[2 * i] = on;
+        tests[2 * i + 1] = off;
+    }
+    struct CMUnitTest rest[] = {
+        cmocka_unit_test(test_impossible_values_refused),
+        cmocka_unit_test(test_loaded_inputs_stay),
+        cmocka_unit_test(test_run_selected_equals_grad_images),
+        cmocka_unit_test(test_box_equals_roi_and_mask_applies),
+        cmocka_unit_test(test_boxes_flag),
+        cmocka_unit_test(test_simulations_in_threads),
+        cmocka_unit_test(test_trace_keeps_last_run),
+        cmocka_unit_test(test_noninteger_N),
+        cmocka_unit_test(test_grad_list_trailing_comma),
+    };
+    for (int i = 0; i < 9; i++) tests[2 * N + i] = rest[i];
+    return cmocka_run_group_tests_name("iterate", tests, NULL, NULL);
+}
