@@ -1,6 +1,11 @@
 /* bench_primal: whole-process time of the command line on the three anchor cases (../shared/anchors.md),
- * OMP_NUM_THREADS=1 and 2, median of several runs, printed beside the reference's figures measured on this
- * machine class. Usage: bench_primal [RUNS] [path/to/dualbragg]  (default: the dualbragg next to this program). */
+ * OMP_NUM_THREADS=1 and 2, median of several runs.
+ * Usage: bench_primal [RUNS] [path/to/dualbragg] [path/to/nanoBragg]
+ * With a reference binary (nanoBragg built from its public source with gcc -O2 -fopenmp, outside this
+ * repository), both programs run alternately on the same inputs, so that machine noise hits both alike, and the
+ * ratio is of the two medians measured here; without one, the reference's figures written down once for this
+ * machine class (anchors.md) stand in, which a busy or different machine makes meaningless. dualbragg defaults
+ * to the one next to this program. */
 #define _GNU_SOURCE
 #include "bench_util.h"
 
@@ -69,23 +74,29 @@ int main(int argc, char **argv)
         self[n] = '\0';
         snprintf(exe, sizeof exe, "%s/dualbragg", dirname(self));
     }
+    const char *ref = argc > 3 ? argv[3] : NULL;
     char dir[] = "/tmp/dualbragg-bench-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    printf("bench_primal: %s, whole process, median of %d runs (reference: nanoBragg on this machine class, anchors.md)\n", exe, runs);
-    printf("%-16s %7s %12s %14s %9s\n", "case", "threads", "dualbragg_s", "reference_s", "speedup");
+    if (ref)
+        printf("bench_primal: %s beside %s, whole process, alternating, median of %d runs each\n", exe, ref, runs);
+    else
+        printf("bench_primal: %s, whole process, median of %d runs (reference: figures written down for this machine "
+               "class in anchors.md; give a reference binary as the third argument to measure it here)\n", exe, runs);
+    printf("%-16s %7s %12s %14s %9s %16s\n", "case", "threads", "dualbragg_s", "reference_s", "speedup", "time_vs_reference");
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
         for (int threads = 1; threads <= 2; threads++) {
-            double t[99];
+            double t[99], tr[99];
             for (int r = 0; r < runs; r++) {
                 t[r] = run_once(exe, dir, CASES[c].args, threads);
-                if (t[r] < 0) {
-                    fprintf(stderr, "bench_primal: %s failed\n", CASES[c].name);
+                tr[r] = ref ? run_once(ref, dir, CASES[c].args, threads) : 0.0;
+                if (t[r] < 0 || tr[r] < 0) {
+                    fprintf(stderr, "bench_primal: %s failed (%s)\n", CASES[c].name, t[r] < 0 ? exe : ref);
                     return 1;
                 }
             }
             double med = bench_median(t, runs);
-            double ref = threads == 1 ? CASES[c].ref_1thread : CASES[c].ref_2threads;
-            printf("%-16s %7d %12.3f %14.3f %9.2f\n", CASES[c].name, threads, med, ref, ref / med);
+            double rmed = ref ? bench_median(tr, runs) : threads == 1 ? CASES[c].ref_1thread : CASES[c].ref_2threads;
+            printf("%-16s %7d %12.3f %14.3f %9.2f %16.2f\n", CASES[c].name, threads, med, rmed, rmed / med, med / rmed);
             fflush(stdout);
         }
     }

@@ -150,6 +150,12 @@ long db_sim_selected_count(const db_sim *sim);
  * exceptional sample is in the first selected pixel whose phi loop runs, as with -roi. */
 int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err);
 
+/* The work of the next run before it starts: inner iterations (selected pixels x detector layers x sub-pixels x
+ * sources x phi steps x mosaic domains) for the primal image, and its time at the given rate (iterations per
+ * second; 0 for a built-in guess of this machine class). Runs above DB_MAX_WORK iterations are refused. */
+#define DB_MAX_WORK 1e15
+int db_sim_work_estimate(db_sim *sim, double *iterations, double rate, double *seconds, db_error *err);
+
 /* One line per inner iteration of one pixel of the last run, then the pixel's corrections and value, with
  * the tangents of params (at most DB_MAX_CHUNK), to a FILE * (README "Trace format"). */
 int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file,

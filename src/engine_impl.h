@@ -80,15 +80,17 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
 #endif
             if (job->omega) job->omega[pos] = fl.omega_sum;
             if (job->tripped) job->tripped[pos] = (unsigned char)fl.interp_tripped;
-        }
-        if (job->progress) {
-            long done;
+            /* per pixel, not per row: a slow configuration still reports within a pixel's time */
+            if (job->progress) {
+                long done;
 #pragma omp atomic capture
-            done = pixels_done += sp->f1 - sp->f0 + 1;
+                done = ++pixels_done;
 #ifdef _OPENMP
-            if (omp_get_thread_num() == 0)
+                if (omp_get_thread_num() == 0)
 #endif
-                job->progress(job->progress_user, (double)done / (double)(job->count > 0 ? job->count : 1));
+                    if ((done & 63) == 0 || f == sp->f1)
+                        job->progress(job->progress_user, (double)done / (double)(job->count > 0 ? job->count : 1));
+            }
         }
     }
     return DB_OK;

@@ -238,6 +238,7 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
 
 int db_sim_geometry(const db_sim *sim, db_geometry *o)
 {
+    if (!sim || !o) return DB_ERR_ARGUMENT;
     memset(o, 0, sizeof *o);
     const db_geometry_report *g = &sim->geo;
     o->fpixels = sim->plan.fpixels;
@@ -271,21 +272,27 @@ int db_sim_geometry(const db_sim *sim, db_geometry *o)
 
 void db_sim_size(const db_sim *sim, int *fpixels, int *spixels)
 {
+    if (!sim || !fpixels || !spixels) {
+        if (fpixels) *fpixels = 0;
+        if (spixels) *spixels = 0;
+        return;
+    }
     *fpixels = sim->plan.fpixels;
     *spixels = sim->plan.spixels;
 }
 
 void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user)
 {
+    if (!sim) return;
     sim->progress = fn;
     sim->progress_user = user;
 }
 
-int db_sim_has_hkl_table(const db_sim *sim) { return sim->have_hkl; }
+int db_sim_has_hkl_table(const db_sim *sim) { return sim && sim->have_hkl; }
 
 int db_sim_summary(const db_sim *sim, db_run_summary *o)
 {
-    if (!sim->ran) return DB_ERR_ARGUMENT;
+    if (!sim || !o || !sim->ran) return DB_ERR_ARGUMENT;
     memset(o, 0, sizeof *o);
     db_sim_geometry(sim, &o->geometry);
     o->max_I = sim->max_I;
@@ -305,6 +312,7 @@ int db_sim_summary(const db_sim *sim, db_run_summary *o)
 
 int db_write_float_image(const char *path, const float *image, size_t n, db_error *err)
 {
+    if (!path || (!image && n > 0)) return db_fail(err, DB_ERR_ARGUMENT, "no path or no image to write");
     const void *bufs[1] = {image};
     size_t lens[1] = {n * sizeof(float)};
     return db_write_file_atomic(path, bufs, lens, 1, err);
@@ -312,6 +320,7 @@ int db_write_float_image(const char *path, const float *image, size_t n, db_erro
 
 int db_write_float64_image(const char *path, const double *image, size_t n, db_error *err)
 {
+    if (!path || (!image && n > 0)) return db_fail(err, DB_ERR_ARGUMENT, "no path or no image to write");
     const void *bufs[1] = {image};
     size_t lens[1] = {n * sizeof(double)};
     return db_write_file_atomic(path, bufs, lens, 1, err);
@@ -354,6 +363,7 @@ static db_roi sim_roi(const db_sim *sim)
 
 int db_sim_write_int_image(db_sim *sim, const char *path, const float *image, double *scale_used, db_error *err)
 {
+    if (!sim || !path || !image) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_int_image: no simulation, path or image");
     if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_int_image: run the simulation first");
     double scale = sim->cfg->intfile_scale;
     if (scale <= 0.0) {
@@ -375,6 +385,7 @@ int db_sim_write_int_image(db_sim *sim, const char *path, const float *image, do
 
 int db_sim_write_pgm(db_sim *sim, const char *path, const float *image, double *scale_used, db_error *err)
 {
+    if (!sim || !path || !image) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_pgm: no simulation, path or image");
     if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_pgm: run the simulation first");
     double scale = sim->cfg->pgm_scale;
     if (scale <= 0.0) {
@@ -393,6 +404,7 @@ int db_sim_write_pgm(db_sim *sim, const char *path, const float *image, double *
 int db_sim_write_noise_image(db_sim *sim, const char *path, const float *image, double *photons, int *overloads,
                              db_error *err)
 {
+    if (!sim || !path || !image) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_noise_image: no simulation, path or image");
     if (!sim->ran) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_noise_image: run the simulation first");
     size_t n = (size_t)sim->plan.fpixels * sim->plan.spixels;
     uint16_t *buf = (uint16_t *)calloc(n, sizeof *buf);
@@ -409,6 +421,7 @@ int db_sim_write_noise_image(db_sim *sim, const char *path, const float *image, 
 
 int db_sim_write_fdump(const db_sim *sim, const char *path, db_error *err)
 {
+    if (!sim || !path) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_write_fdump: no simulation or path");
     if (!sim->have_hkl) return db_fail(err, DB_ERR_ARGUMENT, "no structure-factor table to write");
     return db_fdump_write(path, &sim->hkl, err);
 }

@@ -24,6 +24,9 @@
 #define DB_SFX(name) DB_CAT(name, DB_ENGINE_SUFFIX)
 
 #define DB_RTD (180.0 * M_1_PI)
+#ifndef DB_MAX_SOURCES
+#define DB_MAX_SOURCES 10000000
+#endif
 
 /* A parameter's value with its tangent direction seeded: `factor` is d(internal value)/d(command-line value),
  * e.g. 1/RTD for an angle given in degrees and held in radians. */
@@ -375,7 +378,13 @@ static int DB_SFX(setup_sources)(db_sim *sim, const db_pass *pass, DB_SFX(storag
     if (sim->nsources > 0) {
         cap = sim->nsources;
     } else {
-        cap = p->hdivsteps * p->vdivsteps * p->dispsteps;
+        /* in 64 bits: three counts from the command line */
+        long long n3 = (long long)p->hdivsteps * p->vdivsteps * p->dispsteps;
+        if (n3 > DB_MAX_SOURCES)
+            return db_fail(err, DB_ERR_ARGUMENT,
+                           "the beam would have %lld sources (-hdivsteps %d x -vdivsteps %d x -dispsteps %d); at most %d",
+                           n3, p->hdivsteps, p->vdivsteps, p->dispsteps, DB_MAX_SOURCES);
+        cap = (int)n3;
     }
     st->src_dir = (ad_vec3 *)malloc((size_t)(cap > 0 ? cap : 1) * sizeof *st->src_dir);
     st->src_lambda = (ad_num *)malloc((size_t)(cap > 0 ? cap : 1) * sizeof *st->src_lambda);
@@ -546,12 +555,16 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     if (xmax < xb) xmax = xb;
     if (xmax < xc) xmax = xc;
     double rps = c->lambda0 * sim->geo.distance / c->pixel_size;
-    int rec = (int)ceil(3.0 * xmax / rps);
-    if (rec <= 0) rec = 1;
+    double recd = ceil(3.0 * xmax / rps);
+    if (!(recd <= 1e6)) recd = 1e6; /* an enormous or non-finite crystal: "too large" below, not an overflow */
+    int rec = recd >= 1.0 ? (int)recd : 1;
     int os = c->oversample > 0 ? c->oversample : rec;
     if (os <= 0) os = 1;
     if (fd) os = fd->oversample;
-    if (os > 1000) return db_fail(err, DB_ERR_ARGUMENT, "-oversample %d is too large", os);
+    if (os > 1000)
+        return db_fail(err, DB_ERR_ARGUMENT, c->oversample > 0 ? "-oversample %d is too large (at most 1000)"
+                                                               : "the automatic oversampling would be %d (a crystal this "
+                                                                 "large for the pixel): give -oversample", os);
     /* interpolation auto-select uses the N of the command line, before the crystal size (spec §3.6) */
     int interp = c->interpolate > 1 ? ((c->Na <= 2) || (c->Nb <= 2) || (c->Nc <= 2)) : c->interpolate;
     if (!sim->have_hkl || sim->hkl.hkls == 0) interp = 0;
@@ -591,7 +604,12 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     t->detector_thick = p->thick;
     t->water_size = c->water_size;
     t->dmin = c->dmin;
-    sim->steps = t->nsources * p->mosaic_domains * p->phisteps * os * os;
+    double steps = (double)t->nsources * p->mosaic_domains * p->phisteps * os * os;
+    if (steps > 2147483647.0)
+        return db_fail(err, DB_ERR_ARGUMENT,
+                       "%g samples per pixel (%d sources x %d mosaic domains x %d phi steps x %d^2 sub-pixels) is too many",
+                       steps, t->nsources, p->mosaic_domains, p->phisteps, os);
+    sim->steps = (int)steps;
     t->steps = (double)sim->steps;
     t->subpixel_size = ad_div_d(t->pixel_size, (double)os);
     t->thickstep = ad_const(p->thickstep);
