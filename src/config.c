@@ -735,6 +735,16 @@ static int parse_into(db_config *c, int argc, const char *const *argv, db_error 
 /* ------------------------------------------------------------------------------------------------ */
 /* configuration-level decisions */
 
+/* ceil(x) as an int; values beyond int (and NaN) become INT_MAX, which the step-count checks refuse: a
+ * conversion of an out-of-range double to int is undefined behaviour, not a large number. */
+static int ceil_to_int(double x)
+{
+    double c = ceil(x);
+    if (!(c < 2147483647.0)) return 2147483647;
+    if (c < -2147483647.0) return -2147483647;
+    return (int)c;
+}
+
 /* The reference's (range, step, steps) logic for divergence and dispersion (spec §3.4). */
 static void resolve_range_steps(double *range, double *step, int *steps)
 {
@@ -753,7 +763,7 @@ static void resolve_range_steps(double *range, double *step, int *steps)
                 *step = *range;
                 *steps = 2;
             } else {
-                *steps = (int)ceil(*range / *step);
+                *steps = ceil_to_int(*range / *step);
             }
         }
     } else {
@@ -811,8 +821,8 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
 
     p->detsize_f = c->fpixels ? c->pixel_size * c->fpixels : c->detsize_f;
     p->detsize_s = c->spixels ? c->pixel_size * c->spixels : c->detsize_s;
-    p->fpixels = (int)ceil(p->detsize_f / c->pixel_size - 0.5);
-    p->spixels = (int)ceil(p->detsize_s / c->pixel_size - 0.5);
+    p->fpixels = ceil_to_int(p->detsize_f / c->pixel_size - 0.5);
+    p->spixels = ceil_to_int(p->detsize_s / c->pixel_size - 0.5);
     if (p->fpixels <= 0 || p->spixels <= 0)
         return db_fail(err, DB_ERR_GEOMETRY, "the detector has no pixels (%d x %d): check -detpixels/-detsize/-pixel",
                        p->fpixels, p->spixels);
@@ -943,7 +953,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
                 phisteps = 2;
                 phistep = osc / 2.0;
             } else {
-                phisteps = (int)ceil(osc / phistep);
+                phisteps = ceil_to_int(osc / phistep);
             }
         }
     } else {
@@ -979,6 +989,11 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->dispstep = -1;
     p->dispsteps = c->dispsteps;
     resolve_range_steps(&p->dispersion, &p->dispstep, &p->dispsteps);
+    if (p->hdivsteps > 100000000 || p->vdivsteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the divergence sampling gives %d x %d steps (check -hdivrange/-vdivrange, -hdivstep/-vdivstep, -divsteps)",
+                       p->hdivsteps, p->vdivsteps);
+    if (p->dispsteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the spectral sampling gives %d steps (check -dispersion, -dispsteps)", p->dispsteps);
 
     /* detector layers */
     int tsteps = c->detector_thicksteps;
@@ -998,7 +1013,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
                 tsteps = 2;
                 tstep = thick / tsteps;
             } else {
-                tsteps = (int)ceil(thick / tstep);
+                tsteps = ceil_to_int(thick / tstep);
             }
         }
     } else {
@@ -1022,6 +1037,8 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         thick = 0.0;
         tstep = 0.0;
     }
+    if (tsteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the detector sampling gives %d layers (check -detector_thick, -detector_thicksteps)", tsteps);
     p->thicksteps = tsteps;
     p->thick = thick;
     p->thickstep = tstep;
