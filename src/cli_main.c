@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,13 @@ static output *find_output(outputs *out, const char *flag)
     return NULL;
 }
 
+/* An existing file that is not a regular file or folder (/dev/null): written in place, any number of times. */
+static int is_device(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 /* Everything that can be known before the run: each output can be created, and no two names (outputs, or an
  * output and an input) are the same file. Returns the exit status, 0 when all is well. */
 static int check_outputs(const outputs *out, const db_config *cfg, const char *fdump_in)
@@ -92,7 +100,7 @@ static int check_outputs(const outputs *out, const db_config *cfg, const char *f
                 return 2;
             }
         for (int j = 0; j < i; j++)
-            if (db_same_file(out->o[i].path, out->o[j].path)) {
+            if (!is_device(out->o[i].path) && db_same_file(out->o[i].path, out->o[j].path)) {
                 fprintf(stderr, "dualbragg: error: %s '%s' and %s '%s' are the same file: one output would replace the other\n",
                         out->o[j].flag, out->o[j].path, out->o[i].flag, out->o[i].path);
                 return 2;

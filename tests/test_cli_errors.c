@@ -934,6 +934,11 @@ static void test_outputs_complete_no_temporaries(void **state)
         fx_register(expected[i]);
     }
     assert_false(fx_file_is("float.bin", FLOAT_SENTINEL, sizeof FLOAT_SENTINEL - 1));
+    /* several outputs onto one device are not "the same file" twice */
+    status = fx_run(BASE, "-intfile /dev/null -noisefile /dev/null -pgmfile /dev/null");
+    log = fx_log();
+    if (status != 0) fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
     assert_false(fx_file_is("intimage.img", INT_SENTINEL, sizeof INT_SENTINEL - 1));
     /* nothing else: no *.tmp.* leftovers */
     DIR *d = opendir(FX.dir);
