@@ -13,7 +13,7 @@
 #include "dualbragg.h"
 
 /* Writes data to "$TMPDIR/dualbragg-fuzz-<pid>.<tag>" and returns that name (static storage). */
-static const char *fuzz_temp_file(const char *tag, const uint8_t *data, size_t size)
+static inline const char *fuzz_temp_file(const char *tag, const uint8_t *data, size_t size)
 {
     static char path[4096];
     const char *base = getenv("TMPDIR");
@@ -27,7 +27,7 @@ static const char *fuzz_temp_file(const char *tag, const uint8_t *data, size_t s
 
 /* Parses args and, when they parse, creates (and destroys) the simulation: reads every input file and derives the
  * geometry, without rendering. */
-static void fuzz_config_and_create(int argc, const char *const *argv)
+static inline void fuzz_config_and_create(int argc, const char *const *argv)
 {
     db_error err;
     db_config *cfg = db_config_create();
