@@ -22,9 +22,14 @@ static size_t table_size(const db_hkl_table *t)
     return (size_t)(t->h_range + 1) * (size_t)(t->k_range + 1) * (size_t)(t->l_range + 1);
 }
 
+static size_t table_limit_override; /* 0: none */
+
+void db_hkl_set_table_limit(size_t bytes) { table_limit_override = bytes; }
+
 size_t db_hkl_table_limit(void)
 {
     size_t limit = DB_HKL_TABLE_MAX_BYTES;
+    if (table_limit_override && table_limit_override < limit) limit = table_limit_override;
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     if (pages > 0 && page > 0 && (unsigned long long)pages * (unsigned long long)page / 2 < limit)

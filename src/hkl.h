@@ -23,5 +23,7 @@ void db_hkl_free(db_hkl_table *t);
  * that is smaller. Index ranges that need more are refused with the figure, before anything is allocated. */
 #define DB_HKL_TABLE_MAX_BYTES ((size_t)2 << 30)
 size_t db_hkl_table_limit(void);
+/* Lowers the limit for this process (0: back to the default); the fuzzers use it to keep each input fast. */
+void db_hkl_set_table_limit(size_t bytes);
 
 #endif

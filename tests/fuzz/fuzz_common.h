@@ -11,6 +11,18 @@
 #include <unistd.h>
 
 #include "dualbragg.h"
+#include "hkl.h"
+
+/* Tables up to the 2 GiB limit are legitimate but take seconds each to fill and write: the fuzzers explore the
+ * readers' logic on tables up to 16 MiB (the limit's refusal path is the same code either way). */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    db_hkl_set_table_limit((size_t)16 << 20);
+    return 0;
+}
 
 /* Writes data to "$TMPDIR/dualbragg-fuzz-<pid>.<tag>" and returns that name (static storage). */
 static inline const char *fuzz_temp_file(const char *tag, const uint8_t *data, size_t size)
