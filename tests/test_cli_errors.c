@@ -918,6 +918,21 @@ static void test_output_overwrites_fdump_input(void **state)
     finish();
 }
 
+/* the last output fails during its write (a full device): the outputs written before it must not replace
+ * anything (float.bin and intimage.img keep their sentinels) and no temporary may be left */
+static void test_write_failure_rolls_back(void **state)
+{
+    (void)state;
+    if (access("/dev/full", W_OK) != 0) skip();
+    EXPECT_FAILURE(BASE, "-noisefile /dev/full", EXIT_OTHER, "cannot write '/dev/full'", "-noisefile", "No space");
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n");
+    /* with -hkl: the cache, written first, must not appear either */
+    CHECK_FAILURE(fx_run(BASE, "-hkl small.hkl -pgmfile /dev/full"), EXIT_OTHER, "cannot write '/dev/full'", "-pgmfile");
+    fx_close();
+    finish();
+}
+
 /* a successful run writes every output and leaves no temporary behind */
 static void test_outputs_complete_no_temporaries(void **state)
 {
@@ -1060,6 +1075,7 @@ int main(void)
         T(test_dump_overwrites_hkl),
         T(test_output_overwrites_fdump_input),
         T(test_outputs_complete_no_temporaries),
+        T(test_write_failure_rolls_back),
     };
 #undef T
     return cmocka_run_group_tests_name("command-line errors", tests, NULL, NULL);

@@ -142,6 +142,13 @@ static void test_table_limit(void **state)
     assert_int_equal(db_hkl_read(p, 0.0, &t, &err), DB_OK);
     assert_int_equal(t.h_range, 201);
     db_hkl_free(&t);
+    /* a lower per-process limit (the fuzzers' 16 MiB) refuses it, and 0 restores the default */
+    db_hkl_set_table_limit((size_t)16 << 20);
+    assert_int_equal(db_hkl_read(p, 0.0, &t, &err), DB_ERR_NOMEM);
+    assert_non_null(strstr(err.message, "16.0 MiB"));
+    db_hkl_set_table_limit(0);
+    assert_int_equal(db_hkl_read(p, 0.0, &t, &err), DB_OK);
+    db_hkl_free(&t);
 }
 
 /* hkl -> cache -> table gives the same F, and a NaN in the cache is refused with its indices */
