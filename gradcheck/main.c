@@ -3,6 +3,7 @@
  * -precise, -chunk N and -json FILE. Exit status 0 only if every parameter passes. */
 #include "gradcheck.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,30 @@ static int number(const char *flag, const char *s, double *out)
 {
     char *end;
     *out = strtod(s, &end);
-    if (end == s || *end) {
-        fprintf(stderr, "dualbragg-gradcheck: error: %s expects a number, got '%s'\n", flag, s);
+    if (end == s || *end || !isfinite(*out)) {
+        fprintf(stderr, "dualbragg-gradcheck: error: %s expects a finite number, got '%s'\n", flag, s);
         return 0;
     }
     return 1;
+}
+
+/* A tolerance: a finite number >= 0 (a negative one would make every check fail, or for -atol silently fall
+ * back to the default rule; NaN would make every comparison false and inf every one true). */
+static int tolerance(const char *flag, const char *s, double *out)
+{
+    if (!number(flag, s, out)) return 0;
+    if (*out < 0.0) {
+        fprintf(stderr, "dualbragg-gradcheck: error: %s expects a tolerance >= 0, got '%s'\n", flag, s);
+        return 0;
+    }
+    return 1;
+}
+
+/* Error exit before the configuration exists: the argument list is the only allocation. */
+static int bail(const char **rest)
+{
+    free(rest);
+    return 2;
 }
 
 int main(int argc, char **argv)
@@ -36,23 +56,33 @@ int main(int argc, char **argv)
             grad = argv[++i];
         } else if (strcmp(a, "-check_roi") == 0 && left >= 4) {
             for (int k = 0; k < 4; k++) {
-                if (!number(a, argv[i + 1 + k], &v)) return 2;
+                if (!number(a, argv[i + 1 + k], &v)) return bail(rest);
+                if (v != floor(v) || v < 0 || v > 2147483647.0) {
+                    fprintf(stderr, "dualbragg-gradcheck: error: -check_roi expects pixel indices >= 0 (xmin xmax ymin ymax), got '%s'\n",
+                            argv[i + 1 + k]);
+                    return bail(rest);
+                }
                 o.roi[k] = (int)v;
+            }
+            if (o.roi[0] > o.roi[1] || o.roi[2] > o.roi[3]) {
+                fprintf(stderr, "dualbragg-gradcheck: error: -check_roi %d %d %d %d is empty (expected xmin <= xmax and ymin <= ymax)\n",
+                        o.roi[0], o.roi[1], o.roi[2], o.roi[3]);
+                return bail(rest);
             }
             i += 4;
         } else if (strcmp(a, "-rtol") == 0 && left >= 1) {
-            if (!number(a, argv[++i], &o.rtol)) return 2;
+            if (!tolerance(a, argv[++i], &o.rtol)) return bail(rest);
         } else if (strcmp(a, "-atol") == 0 && left >= 1) {
-            if (!number(a, argv[++i], &o.atol_abs)) return 2;
+            if (!tolerance(a, argv[++i], &o.atol_abs)) return bail(rest);
         } else if (strcmp(a, "-atol_factor") == 0 && left >= 1) {
-            if (!number(a, argv[++i], &o.atol_factor)) return 2;
+            if (!tolerance(a, argv[++i], &o.atol_factor)) return bail(rest);
         } else if (strcmp(a, "-precise") == 0) {
             o.precise = 1;
         } else if (strcmp(a, "-chunk") == 0 && left >= 1) {
-            if (!number(a, argv[++i], &v)) return 2;
+            if (!number(a, argv[++i], &v)) return bail(rest);
             if (v < 1 || v > DB_MAX_CHUNK || v != (int)v) {
                 fprintf(stderr, "dualbragg-gradcheck: error: -chunk expects 1 to %d directions per pass, got '%s'\n", DB_MAX_CHUNK, argv[i]);
-                return 2;
+                return bail(rest);
             }
             o.chunk = (int)v;
         } else if (strcmp(a, "-json") == 0 && left >= 1) {
@@ -61,7 +91,7 @@ int main(int argc, char **argv)
                     strcmp(a, "-atol") == 0 || strcmp(a, "-atol_factor") == 0 || strcmp(a, "-chunk") == 0 ||
                     strcmp(a, "-json") == 0)) {
             fprintf(stderr, "dualbragg-gradcheck: error: %s is missing its value(s)\n", a);
-            return 2;
+            return bail(rest);
         } else {
             rest[nrest++] = a;
         }
@@ -71,17 +101,38 @@ int main(int argc, char **argv)
     int n = db_param_parse_list(grad, params, &err);
     if (n < 0) {
         fprintf(stderr, "dualbragg-gradcheck: error: %s\n", err.message);
-        return 2;
+        return bail(rest);
     }
     db_config *cfg = db_config_create();
     if (!cfg || db_config_parse(cfg, nrest, rest, &err)) {
         fprintf(stderr, "dualbragg-gradcheck: error: %s\n", cfg ? err.message : "out of memory");
-        return 2;
+        db_config_destroy(cfg);
+        return bail(rest);
     }
     const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP);
     if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {
         o.fdump_path = dump;
         printf("reading Fs from %s (no -hkl given)\n", dump);
+    }
+    if (o.roi[0] >= 0) {
+        /* the check region must lie on the detector: a box outside it checks no pixel and would pass */
+        db_sim *probe;
+        int F, S;
+        if (db_sim_create(&probe, cfg, o.fdump_path, &err)) {
+            fprintf(stderr, "dualbragg-gradcheck: error: %s\n", err.message);
+            db_config_destroy(cfg);
+            free(rest);
+            return 2;
+        }
+        db_sim_size(probe, &F, &S);
+        db_sim_destroy(probe);
+        if (o.roi[1] >= F || o.roi[3] >= S) {
+            fprintf(stderr, "dualbragg-gradcheck: error: -check_roi %d %d %d %d is outside the %d x %d detector (pixel indices 0..%d, 0..%d)\n",
+                    o.roi[0], o.roi[1], o.roi[2], o.roi[3], F, S, F - 1, S - 1);
+            db_config_destroy(cfg);
+            free(rest);
+            return 2;
+        }
     }
     printf("note: mosaic angles are evaluated in double precision (the reference rounds them to float), and the square\n"
            "lattice factor as sin(N pi dh)/sin(pi dh) (equal to the reference's sin(N pi h)/sin(pi h) up to sign at integer N,\n"

@@ -1,10 +1,13 @@
 /* dualbragg: the command line. A thin front over the library (include/dualbragg.h): it owns the current
  * folder's conventions (default file names, the Fdump.bin cache) and the printing. */
 #include "dualbragg.h"
+#include "config.h" /* db_config_input_files */
+#include "fileio.h" /* output checks and the output transaction */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,26 +36,84 @@ static void show_progress(void *user, double fraction)
     fflush(stderr);
 }
 
-/* Outputs are checked before the run, so that a bad path fails early instead of after other files are written. */
-static int check_writable(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (access(dir, W_OK | X_OK) != 0) {
-        fprintf(stderr, "dualbragg: error: cannot write '%s': folder '%s' %s\n", path, dir,
-                access(dir, F_OK) ? "does not exist" : "is not writable");
-        return 1;
-    }
-    return 0;
-}
-
 static int fail(const db_error *err)
 {
     fprintf(stderr, "dualbragg: error: %s\n", err->message);
     return err->code == DB_ERR_ARGUMENT ? 2 : 1;
+}
+
+/* The run's output files: final name, the flag that names it, and the name it is written to during the run
+ * (a temporary in the same folder, renamed into place with all the others once every output is written). */
+#define MAX_OUTPUTS (6 + 64)
+typedef struct output {
+    char path[4200];
+    const char *flag;
+    const char *tmp;
+} output;
+
+typedef struct outputs {
+    output o[MAX_OUTPUTS];
+    int n;
+} outputs;
+
+static output *add_output(outputs *out, const char *path, const char *flag)
+{
+    output *o = &out->o[out->n++];
+    snprintf(o->path, sizeof o->path, "%s", path);
+    o->flag = flag;
+    o->tmp = NULL;
+    return o;
+}
+
+static output *find_output(outputs *out, const char *flag)
+{
+    for (int i = 0; i < out->n; i++)
+        if (strcmp(out->o[i].flag, flag) == 0) return &out->o[i];
+    return NULL;
+}
+
+/* An existing file that is not a regular file or folder (/dev/null): written in place, any number of times. */
+static int is_device(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+/* Everything that can be known before the run: each output can be created, and no two names (outputs, or an
+ * output and an input) are the same file. Returns the exit status, 0 when all is well. */
+static int check_outputs(const outputs *out, const db_config *cfg, const char *fdump_in)
+{
+    db_error err;
+    for (int i = 0; i < out->n; i++)
+        if (db_check_output_path(out->o[i].path, out->o[i].flag, &err)) return fail(&err);
+    const char *in[6], *in_flag[6];
+    int nin = db_config_input_files(cfg, in, in_flag);
+    if (fdump_in) {
+        in[nin] = fdump_in;
+        in_flag[nin++] = "-dump (read without -hkl)";
+    }
+    for (int i = 0; i < out->n; i++) {
+        for (int k = 0; k < nin; k++)
+            if (db_same_file(out->o[i].path, in[k])) {
+                fprintf(stderr, "dualbragg: error: %s '%s' and %s '%s' are the same file: the output would overwrite the input\n",
+                        out->o[i].flag, out->o[i].path, in_flag[k], in[k]);
+                return 2;
+            }
+        for (int j = 0; j < i; j++)
+            if (!is_device(out->o[i].path) && db_same_file(out->o[i].path, out->o[j].path)) {
+                fprintf(stderr, "dualbragg: error: %s '%s' and %s '%s' are the same file: one output would replace the other\n",
+                        out->o[j].flag, out->o[j].path, out->o[i].flag, out->o[i].path);
+                return 2;
+            }
+    }
+    return 0;
+}
+
+/* A failed write of output o: the message names the final file, not its temporary. */
+static int write_failed(const output *o, const db_error *err)
+{
+    fprintf(stderr, "dualbragg: error: cannot write '%s' (%s): %s\n", o->path, o->flag, err->message);
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -60,6 +121,12 @@ int main(int argc, char **argv)
     db_error err;
     int params[64], nparams = 0, tf, ts;
     double *grads = NULL;
+    float *image = NULL;
+    double *image64 = NULL;
+    db_sim *sim = NULL;
+    db_out_set *txn = NULL;
+    outputs *outs = NULL;
+    output *o;
     if (argc < 2) {
         fprintf(stderr, "usage: dualbragg (-cell a b c alpha beta gamma | -mat FILE) (-hkl FILE | -default_F F) [flags]\n"
                         "       nanoBragg's flags; see README.md for the complete list\n");
@@ -77,54 +144,78 @@ int main(int argc, char **argv)
     }
     fputs(db_config_warnings(cfg), stderr);
 
-    const db_output_kind kinds[] = {DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64};
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        const char *p = db_config_output_path(cfg, kinds[k]);
-        if (p && check_writable(p)) {
-            db_config_destroy(cfg);
-            return 1;
-        }
+    outs = (outputs *)calloc(1, sizeof *outs);
+    txn = db_out_set_create();
+    if (!outs || !txn) {
+        fprintf(stderr, "dualbragg: error: out of memory\n");
+        rc = 1;
+        goto done;
     }
+    /* every output the run will write, in the order they are written */
+    const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP);
+    if (db_config_has_hkl(cfg)) add_output(outs, dump, "-dump");
+    add_output(outs, db_config_output_path(cfg, DB_OUT_FLOAT), "-floatfile");
+    const char *f64 = db_config_output_path(cfg, DB_OUT_FLOAT64);
+    if (f64) add_output(outs, f64, "-floatfile64");
     if (db_config_grad_list(cfg)) {
-        char prefix[4096];
-        if (db_config_grad_prefix(cfg, prefix, sizeof prefix) == 0 && check_writable(prefix)) {
-            db_config_destroy(cfg);
-            return 1;
+        nparams = db_param_parse_list(db_config_grad_list(cfg), params, &err);
+        if (nparams < 0) {
+            rc = fail(&err);
+            goto done;
+        }
+        char prefix[4096], name[4200];
+        if (db_config_grad_prefix(cfg, prefix, sizeof prefix)) {
+            fprintf(stderr, "dualbragg: error: -gradprefix is too long\n");
+            rc = 2;
+            goto done;
+        }
+        for (int k = 0; k < nparams; k++) {
+            snprintf(name, sizeof name, "%s%s.bin", prefix, db_param_name(params[k]));
+            add_output(outs, name, "-grad");
         }
     }
+    add_output(outs, db_config_output_path(cfg, DB_OUT_INT), "-intfile");
+    if (db_config_output_path(cfg, DB_OUT_PGM)) add_output(outs, db_config_output_path(cfg, DB_OUT_PGM), "-pgmfile");
+    if (db_config_output_path(cfg, DB_OUT_NOISE)) add_output(outs, db_config_output_path(cfg, DB_OUT_NOISE), "-noisefile");
 
     /* without -hkl the reference reads the cache left by an earlier run; say so, always */
-    const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP);
     const char *fdump_in = NULL;
-    if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {
-        fdump_in = dump;
-        printf("reading Fs from %s (no -hkl given)\n", dump);
-    }
-    db_sim *sim;
+    if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) fdump_in = dump;
+    /* outputs are checked before the run, so that a bad path fails early instead of after other files are written */
+    if ((rc = check_outputs(outs, cfg, fdump_in))) goto done;
+    if (fdump_in) printf("reading Fs from %s (no -hkl given)\n", dump);
+
     rc = db_sim_create(&sim, cfg, fdump_in, &err);
     if (rc) {
-        db_config_destroy(cfg);
-        return fail(&err);
+        rc = fail(&err);
+        goto done;
     }
-    if (db_config_has_hkl(cfg)) {
-        if (db_sim_write_fdump(sim, dump, &err)) fprintf(stderr, "dualbragg: warning: %s\n", err.message);
-        else printf("writing dump file for next time: %s\n", dump);
+    /* all or nothing: every output goes to a temporary name, and all are renamed into place at the end */
+    for (int i = 0; i < outs->n; i++)
+        if (!(outs->o[i].tmp = db_out_set_add(txn, outs->o[i].path, &err))) {
+            rc = write_failed(&outs->o[i], &err);
+            goto done;
+        }
+    if ((o = find_output(outs, "-dump"))) {
+        if ((rc = db_sim_write_fdump(sim, o->tmp, &err))) {
+            rc = write_failed(o, &err);
+            goto done;
+        }
+        printf("writing dump file for next time: %s\n", dump);
     }
 
     int F, S;
     db_sim_size(sim, &F, &S);
     size_t n = (size_t)F * (size_t)S;
-    float *image = (float *)malloc(n * sizeof(float));
-    const char *f64 = db_config_output_path(cfg, DB_OUT_FLOAT64);
-    double *image64 = f64 ? (double *)malloc(n * sizeof(double)) : NULL;
+    image = (float *)malloc(n * sizeof(float));
+    image64 = f64 ? (double *)malloc(n * sizeof(double)) : NULL;
     if (!image || (f64 && !image64)) {
         fprintf(stderr, "dualbragg: error: out of memory for a %d x %d image\n", F, S);
         rc = 1;
         goto done;
     }
-    if (db_config_grad_list(cfg)) {
-        nparams = db_param_parse_list(db_config_grad_list(cfg), params, &err);
-        grads = nparams > 0 ? (double *)malloc((size_t)nparams * n * sizeof(double)) : NULL;
+    if (nparams > 0) {
+        grads = (double *)malloc((size_t)nparams * n * sizeof(double));
         if (!grads) {
             fprintf(stderr, "dualbragg: error: out of memory for %d derivative images\n", nparams);
             rc = 1;
@@ -163,26 +254,20 @@ int main(int argc, char **argv)
     printf("solid angle subtended by detector = %g steradian ( %g%% sphere)\n", sum.solid_angle,
            100 * sum.solid_angle / 4 / 3.14159265358979323846);
 
-    const char *path = db_config_output_path(cfg, DB_OUT_FLOAT);
-    if ((rc = db_write_float_image(path, image, n, &err))) goto failed;
-    printf("writing %s as %zu 4-byte floats\n", path, n);
-    if (f64) {
-        if ((rc = db_write_float64_image(f64, image64, n, &err))) goto failed;
-        printf("writing %s as %zu 8-byte floats\n", f64, n);
+    o = find_output(outs, "-floatfile");
+    if ((rc = db_write_float_image(o->tmp, image, n, &err))) goto write_failed;
+    printf("writing %s as %zu 4-byte floats\n", o->path, n);
+    if ((o = find_output(outs, "-floatfile64"))) {
+        if ((rc = db_write_float64_image(o->tmp, image64, n, &err))) goto write_failed;
+        printf("writing %s as %zu 8-byte floats\n", o->path, n);
     }
     printf("max_I = %g  at %g %g\n", sum.max_I, sum.max_I_x, sum.max_I_y);
     printf("mean= %g rms= %g rmsd= %g\n", sum.mean, sum.rms, sum.rmsd);
     if (nparams > 0) {
-        char prefix[4096], name[4200];
-        if (db_config_grad_prefix(cfg, prefix, sizeof prefix)) {
-            fprintf(stderr, "dualbragg: error: -gradprefix is too long\n");
-            rc = 1;
-            goto done;
-        }
-        for (int k = 0; k < nparams; k++) {
-            snprintf(name, sizeof name, "%s%s.bin", prefix, db_param_name(params[k]));
-            if ((rc = db_write_float64_image(name, grads + (size_t)k * n, n, &err))) goto failed;
-            printf("writing %s: d(pixel)/d(%s) per %s, %zu 8-byte floats\n", name, db_param_name(params[k]),
+        o = find_output(outs, "-grad");
+        for (int k = 0; k < nparams; k++, o++) {
+            if ((rc = db_write_float64_image(o->tmp, grads + (size_t)k * n, n, &err))) goto write_failed;
+            printf("writing %s: d(pixel)/d(%s) per %s, %zu 8-byte floats\n", o->path, db_param_name(params[k]),
                    db_param_unit(params[k]), n);
         }
     }
@@ -195,27 +280,33 @@ int main(int argc, char **argv)
             goto failed;
     }
     double scale;
-    path = db_config_output_path(cfg, DB_OUT_INT);
-    if ((rc = db_sim_write_int_image(sim, path, image, &scale, &err))) goto failed;
+    o = find_output(outs, "-intfile");
+    if ((rc = db_sim_write_int_image(sim, o->tmp, image, &scale, &err))) goto write_failed;
     printf("intfile_scale = %g\n", scale);
-    printf("writing %s as 2-byte integers\n", path);
-    if ((path = db_config_output_path(cfg, DB_OUT_PGM))) {
-        if ((rc = db_sim_write_pgm(sim, path, image, &scale, &err))) goto failed;
+    printf("writing %s as 2-byte integers\n", o->path);
+    if ((o = find_output(outs, "-pgmfile"))) {
+        if ((rc = db_sim_write_pgm(sim, o->tmp, image, &scale, &err))) goto write_failed;
         printf("pgm_scale = %g\n", scale);
-        printf("writing %s as 1-byte integers\n", path);
+        printf("writing %s as 1-byte integers\n", o->path);
     }
-    if ((path = db_config_output_path(cfg, DB_OUT_NOISE))) {
+    if ((o = find_output(outs, "-noisefile"))) {
         double photons;
         int overloads;
-        if ((rc = db_sim_write_noise_image(sim, path, image, &photons, &overloads, &err))) goto failed;
+        if ((rc = db_sim_write_noise_image(sim, o->tmp, image, &photons, &overloads, &err))) goto write_failed;
         printf("%.0f photons on noise image (%d overloads)\n", photons, overloads);
-        printf("writing %s as 2-byte integers\n", path);
+        printf("writing %s as 2-byte integers\n", o->path);
     }
+    if ((rc = db_out_set_commit(txn, &err))) goto failed;
     rc = 0;
+    goto done;
+write_failed:
+    rc = write_failed(o, &err);
     goto done;
 failed:
     rc = fail(&err);
 done:
+    db_out_set_destroy(txn); /* removes every temporary that was not renamed into place */
+    free(outs);
     free(image);
     free(image64);
     free(grads);

@@ -338,10 +338,25 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (k < 6 && cur->i + 1 + k < cur->argc && cur->argv[cur->i + 1 + k][0] != '-')
             return db_fail(cur->err, DB_ERR_ARGUMENT, "-cell expects numbers (a b c in Angstrom, alpha beta gamma in degrees), got '%s'",
                            cur->argv[cur->i + 1 + k]);
+        /* inf and nan are not numbers a flag can take (as in take_double) */
+        for (int j = 0; j < k; j++)
+            if (!isfinite(v[j]))
+                return db_fail(cur->err, DB_ERR_ARGUMENT, "-cell expects finite numbers (a b c in Angstrom, alpha beta gamma in degrees), got '%s'",
+                               cur->argv[cur->i + 1 + j]);
         for (int j = 0; j < k; j++)
             if (j < 3 ? !(v[j] > 0.0) : !(v[j] > 0.0 && v[j] < 180.0))
                 return db_fail(cur->err, DB_ERR_GEOMETRY, "-cell: %s must be %s (got %g)", j < 3 ? "a, b and c" : "the angles",
                                j < 3 ? "positive" : "between 0 and 180 degrees", v[j]);
+        if (k > 3) {
+            /* the cell must close: with the missing angles at 90 degrees, the three angles of a parallelepiped's
+             * corner satisfy alpha + beta + gamma < 360 and each is smaller than the sum of the other two
+             * (otherwise the volume is zero or its square negative, and the reciprocal cell is NaN) */
+            double al = v[3], be = k > 4 ? v[4] : 90.0, ga = k > 5 ? v[5] : 90.0;
+            if (!(al + be + ga < 360.0) || !(al < be + ga) || !(be < al + ga) || !(ga < al + be))
+                return db_fail(cur->err, DB_ERR_GEOMETRY,
+                               "-cell: the angles %g %g %g do not close a cell (expected alpha + beta + gamma < 360 and each "
+                               "angle smaller than the sum of the other two)", al, be, ga);
+        }
         c->user_cell = 1;
         c->cell_a = v[0];
         c->cell_b = v[1];
@@ -370,10 +385,19 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         break;
     case F_MISSET_SEED: rc = take_int(cur, "a seed", &n); c->misset_seed = -n; c->misset_seed_given = 1; used = 1; break;
     /* real values are accepted (the reference truncates with atoi; integers behave exactly as there) */
-    case F_N: rc = take_double(cur, "a number of unit cells", &d); c->Na = c->Nb = c->Nc = d; used = 1; break;
-    case F_NA: rc = take_double(cur, "a number of unit cells", &d); c->Na = d; used = 1; break;
-    case F_NB: rc = take_double(cur, "a number of unit cells", &d); c->Nb = d; used = 1; break;
-    case F_NC: rc = take_double(cur, "a number of unit cells", &d); c->Nc = d; used = 1; break;
+    case F_N:
+    case F_NA:
+    case F_NB:
+    case F_NC:
+        rc = take_double(cur, "a number of unit cells", &d);
+        if (rc) return rc;
+        /* the reference clips 0 and negative counts to 1 cell without a word; a crystal has at least one */
+        if (!(d >= 1.0)) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be at least 1 unit cell (got %g)", flag, d);
+        if (id == F_N || id == F_NA) c->Na = d;
+        if (id == F_N || id == F_NB) c->Nb = d;
+        if (id == F_N || id == F_NC) c->Nc = d;
+        used = 1;
+        break;
     case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / 1000; used = 1; break;
     case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / 1000; used = 1; break;
     case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / 1000; used = 1; break;
@@ -397,7 +421,12 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         used = 1;
         break;
     case F_DISPERSION: rc = take_double(cur, "a spread in percent", &d); c->dispersion = d / 100.0; used = 1; break;
-    case F_DISPSTEPS: rc = take_int(cur, "a number of wavelengths", &n); c->dispsteps = (int)n; used = 1; break;
+    case F_DISPSTEPS:
+        rc = take_int(cur, "a number of wavelengths", &n);
+        if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-dispsteps must be a positive number of wavelengths (got %ld)", n);
+        c->dispsteps = (int)n;
+        used = 1;
+        break;
     case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / 1000.0; used = 1; break;
     case F_HDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = d / 1000.0; used = 1; break;
     case F_VDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->vdivrange = d / 1000.0; used = 1; break;
@@ -409,17 +438,32 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     case F_ROUND_DIV: c->round_div = 1; break;
     case F_SQUARE_DIV: c->round_div = 0; break;
     case F_SOURCEFILE: rc = take_string(cur, "a source file", &c->source_file); used = 1; break;
-    case F_FLUENCE: rc = take_double(cur, "a fluence in photons/m^2", &c->fluence); used = 1; break;
+    case F_FLUENCE:
+        rc = take_double(cur, "a fluence in photons/m^2", &d);
+        if (!rc && d < 0.0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-fluence must not be negative (got %g photons/m^2)", d);
+        c->fluence = d;
+        used = 1;
+        break;
     case F_FLUX: rc = take_double(cur, "a flux in photons/s", &c->flux); used = 1; break;
     case F_EXPOSURE: rc = take_double(cur, "a time in s", &c->exposure); used = 1; break;
     case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / 1000; used = 1; break;
     case F_MOSAIC: rc = take_double(cur, "a spread in degrees", &d); c->mosaic_spread = d / RTD; used = 1; break;
-    case F_MOSAIC_DOM: rc = take_int(cur, "a number of domains", &n); c->mosaic_domains = (int)n; used = 1; break;
+    case F_MOSAIC_DOM:
+        rc = take_int(cur, "a number of domains", &n);
+        if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be a positive number of domains (got %ld)", flag, n);
+        c->mosaic_domains = (int)n;
+        used = 1;
+        break;
     case F_MOSAIC_SEED: rc = take_int(cur, "a seed", &n); c->mosaic_seed = -n; used = 1; break;
     case F_PHI: rc = take_double(cur, "an angle in degrees", &d); c->phi0 = d / RTD; used = 1; break;
     case F_OSC: rc = take_double(cur, "an angle in degrees", &d); c->osc = d / RTD; used = 1; break;
     case F_PHISTEP: rc = take_double(cur, "an angle in degrees", &d); c->phistep = d / RTD; used = 1; break;
-    case F_PHISTEPS: rc = take_int(cur, "a number of steps", &n); c->phisteps = (int)n; used = 1; break;
+    case F_PHISTEPS:
+        rc = take_int(cur, "a number of steps", &n);
+        if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-phisteps must be a positive number of steps (got %ld)", n);
+        c->phisteps = (int)n;
+        used = 1;
+        break;
     case F_SPINDLE: rc = take_vec3(cur, "a vector x y z", c->spindle); c->convention = DB_CONV_CUSTOM; used = 3; break;
     case F_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->distance = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
     case F_CLOSE_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->close_distance = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
@@ -494,7 +538,13 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         break;
     case F_DET_THICK: rc = take_double(cur, "a thickness in um", &d); c->detector_thick = d * 1e-6; used = 1; break;
     case F_DET_THICKSTEPS: rc = take_int(cur, "a number of layers", &n); c->detector_thicksteps = (int)n; used = 1; break;
-    case F_OVERSAMPLE: rc = take_int(cur, "a number of sub-pixels per pixel edge", &n); c->oversample = (int)n; used = 1; break;
+    case F_OVERSAMPLE:
+        rc = take_int(cur, "a number of sub-pixels per pixel edge", &n);
+        if (!rc && n <= 0)
+            return db_fail(cur->err, DB_ERR_GEOMETRY, "-oversample must be a positive number of sub-pixels per pixel edge (got %ld)", n);
+        c->oversample = (int)n;
+        used = 1;
+        break;
     case F_OS_THICK: c->oversample_thick = 1; break;
     case F_OS_POLAR: c->oversample_polar = 1; break;
     case F_OS_OMEGA: c->oversample_omega = 1; break;
@@ -686,6 +736,16 @@ static int parse_into(db_config *c, int argc, const char *const *argv, db_error 
 /* ------------------------------------------------------------------------------------------------ */
 /* configuration-level decisions */
 
+/* ceil(x) as an int; values beyond int (and NaN) become INT_MAX, which the step-count checks refuse: a
+ * conversion of an out-of-range double to int is undefined behaviour, not a large number. */
+static int ceil_to_int(double x)
+{
+    double c = ceil(x);
+    if (!(c < 2147483647.0)) return 2147483647;
+    if (c < -2147483647.0) return -2147483647;
+    return (int)c;
+}
+
 /* The reference's (range, step, steps) logic for divergence and dispersion (spec §3.4). */
 static void resolve_range_steps(double *range, double *step, int *steps)
 {
@@ -704,7 +764,7 @@ static void resolve_range_steps(double *range, double *step, int *steps)
                 *step = *range;
                 *steps = 2;
             } else {
-                *steps = (int)ceil(*range / *step);
+                *steps = ceil_to_int(*range / *step);
             }
         }
     } else {
@@ -762,8 +822,8 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
 
     p->detsize_f = c->fpixels ? c->pixel_size * c->fpixels : c->detsize_f;
     p->detsize_s = c->spixels ? c->pixel_size * c->spixels : c->detsize_s;
-    p->fpixels = (int)ceil(p->detsize_f / c->pixel_size - 0.5);
-    p->spixels = (int)ceil(p->detsize_s / c->pixel_size - 0.5);
+    p->fpixels = ceil_to_int(p->detsize_f / c->pixel_size - 0.5);
+    p->spixels = ceil_to_int(p->detsize_s / c->pixel_size - 0.5);
     if (p->fpixels <= 0 || p->spixels <= 0)
         return db_fail(err, DB_ERR_GEOMETRY, "the detector has no pixels (%d x %d): check -detpixels/-detsize/-pixel",
                        p->fpixels, p->spixels);
@@ -894,7 +954,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
                 phisteps = 2;
                 phistep = osc / 2.0;
             } else {
-                phisteps = (int)ceil(osc / phistep);
+                phisteps = ceil_to_int(osc / phistep);
             }
         }
     } else {
@@ -930,6 +990,11 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->dispstep = -1;
     p->dispsteps = c->dispsteps;
     resolve_range_steps(&p->dispersion, &p->dispstep, &p->dispsteps);
+    if (p->hdivsteps > 100000000 || p->vdivsteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the divergence sampling gives %d x %d steps (check -hdivrange/-vdivrange, -hdivstep/-vdivstep, -divsteps)",
+                       p->hdivsteps, p->vdivsteps);
+    if (p->dispsteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the spectral sampling gives %d steps (check -dispersion, -dispsteps)", p->dispsteps);
 
     /* detector layers */
     int tsteps = c->detector_thicksteps;
@@ -949,7 +1014,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
                 tsteps = 2;
                 tstep = thick / tsteps;
             } else {
-                tsteps = (int)ceil(thick / tstep);
+                tsteps = ceil_to_int(thick / tstep);
             }
         }
     } else {
@@ -973,6 +1038,8 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         thick = 0.0;
         tstep = 0.0;
     }
+    if (tsteps > 100000000)
+        return db_fail(err, DB_ERR_ARGUMENT, "the detector sampling gives %d layers (check -detector_thick, -detector_thicksteps)", tsteps);
     p->thicksteps = tsteps;
     p->thick = thick;
     p->thickstep = tstep;
@@ -1069,6 +1136,18 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
 }
 
 int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
+int db_config_input_files(const db_config *c, const char *paths[5], const char *flags[5])
+{
+    const char *p[5] = {c->hkl_file, c->mat_file, c->source_file, c->mask_file, c->img_file};
+    static const char *const f[5] = {"-hkl", "-mat", "-sourcefile", "-mask", "-img"};
+    int n = 0;
+    for (int k = 0; k < 5; k++)
+        if (p[k]) {
+            paths[n] = p[k];
+            flags[n++] = f[k];
+        }
+    return n;
+}
 const char *db_config_grad_list(const db_config *c) { return c->grad_list; }
 int db_config_grad_chunk(const db_config *c) { return c->grad_chunk; }
 int db_config_printout(const db_config *c, int *f, int *s)

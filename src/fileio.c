@@ -79,23 +79,13 @@ static void make_temp_name(char *tmp, size_t size, const char *path)
     }
 }
 
-int db_write_file_atomic(const char *path, const void *const *bufs, const size_t *lens, int n, db_error *err)
+/* Creates an empty temporary file in path's folder; its name is returned in *tmp_out (malloc'd). */
+static int create_temp(const char *path, char **tmp_out, int *fd_out, db_error *err)
 {
-    if (!path || !*path || n < 0 || (n > 0 && (!bufs || !lens)))
-        return db_fail(err, DB_ERR_ARGUMENT, "db_write_file_atomic: no file name or bad buffer list");
-    for (int i = 0; i < n; i++)
-        if (lens[i] > 0 && !bufs[i])
-            return db_fail(err, DB_ERR_ARGUMENT, "db_write_file_atomic: buffer %d of '%s' is NULL", i, path);
-
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-        return write_in_place(path, bufs, lens, n, err);
-
     size_t tmp_size = strlen(path) + 64;
     char *tmp = malloc(tmp_size);
     if (!tmp)
         return db_fail(err, DB_ERR_NOMEM, "out of memory writing '%s'", path);
-
     int fd = -1;
     for (int attempt = 0; attempt < 100; attempt++) {
         make_temp_name(tmp, tmp_size, path);
@@ -108,7 +98,42 @@ int db_write_file_atomic(const char *path, const void *const *bufs, const size_t
         free(tmp);
         return io_failure(err, path, errnum);
     }
+    *tmp_out = tmp;
+    *fd_out = fd;
+    return DB_OK;
+}
 
+static int check_buffers(const char *path, const void *const *bufs, const size_t *lens, int n, db_error *err)
+{
+    if (!path || !*path || n < 0 || (n > 0 && (!bufs || !lens)))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_write_file_atomic: no file name or bad buffer list");
+    for (int i = 0; i < n; i++)
+        if (lens[i] > 0 && !bufs[i])
+            return db_fail(err, DB_ERR_ARGUMENT, "db_write_file_atomic: buffer %d of '%s' is NULL", i, path);
+    return DB_OK;
+}
+
+static int is_special_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+int db_write_file_temp(const char *path, const void *const *bufs, const size_t *lens, int n, char **tmp_out,
+                       db_error *err)
+{
+    *tmp_out = NULL;
+    int rc = check_buffers(path, bufs, lens, n, err);
+    if (rc)
+        return rc;
+    if (is_special_file(path))
+        return write_in_place(path, bufs, lens, n, err);
+
+    char *tmp;
+    int fd;
+    rc = create_temp(path, &tmp, &fd, err);
+    if (rc)
+        return rc;
     int failed = 0, errnum = 0;
     if (write_buffers(fd, bufs, lens, n) != 0) {
         failed = 1;
@@ -124,17 +149,214 @@ int db_write_file_atomic(const char *path, const void *const *bufs, const size_t
         failed = 1;
         errnum = errno;
     }
-    if (!failed && rename(tmp, path) != 0) {
-        failed = 1;
-        errnum = errno;
-    }
     if (failed) {
         unlink(tmp);
         free(tmp);
         return io_failure(err, path, errnum);
     }
-    free(tmp);
+    *tmp_out = tmp;
     return DB_OK;
+}
+
+int db_commit_temp(char *tmp, const char *path, db_error *err)
+{
+    if (!tmp)
+        return DB_OK; /* written in place */
+    int rc = DB_OK;
+    if (rename(tmp, path) != 0) {
+        int errnum = errno;
+        unlink(tmp);
+        rc = io_failure(err, path, errnum);
+    }
+    free(tmp);
+    return rc;
+}
+
+void db_abort_temp(char *tmp)
+{
+    if (!tmp)
+        return;
+    unlink(tmp);
+    free(tmp);
+}
+
+int db_write_file_atomic(const char *path, const void *const *bufs, const size_t *lens, int n, db_error *err)
+{
+    char *tmp;
+    int rc = db_write_file_temp(path, bufs, lens, n, &tmp, err);
+    if (rc)
+        return rc;
+    return db_commit_temp(tmp, path, err);
+}
+
+/* ---- checks of output paths and the output set ---- */
+
+/* The folder part of path ("." when there is none, "/" for a file in the root). */
+static void folder_of(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else if (slash == path)
+        snprintf(dir, size, "/");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - path), path);
+}
+
+int db_check_output_path(const char *path, const char *flag, db_error *err)
+{
+    const char *what = flag ? flag : "output";
+    if (!path || !*path)
+        return db_fail(err, DB_ERR_ARGUMENT, "%s: empty file name", what);
+    size_t len = strlen(path);
+    if (path[len - 1] == '/')
+        return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): expected a file name, got a folder name", path, what);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): it is a folder, expected a file name", path, what);
+        if (!S_ISREG(st.st_mode)) {
+            if (access(path, W_OK) != 0)
+                return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): %s", path, what, strerror(errno));
+            return DB_OK; /* a device, written in place */
+        }
+    }
+    char dir[4096];
+    if (len >= sizeof dir)
+        return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): the name is too long", path, what);
+    folder_of(path, dir, sizeof dir);
+    if (stat(dir, &st) != 0)
+        return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): folder '%s' %s", path, what, dir,
+                       errno == ENOENT ? "does not exist" : strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): '%s' is not a folder", path, what, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return db_fail(err, DB_ERR_IO, "cannot write '%s' (%s): folder '%s' is not writable (%s)", path, what, dir,
+                       strerror(errno));
+    return DB_OK;
+}
+
+int db_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (!a || !b)
+        return 0;
+    /* a file that does not exist yet: the same folder (by identity) and the same name */
+    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+    na = na ? na + 1 : a;
+    nb = nb ? nb + 1 : b;
+    if (strcmp(na, nb) != 0)
+        return 0;
+    char da[4096], db[4096];
+    if (strlen(a) >= sizeof da || strlen(b) >= sizeof db)
+        return strcmp(a, b) == 0;
+    folder_of(a, da, sizeof da);
+    folder_of(b, db, sizeof db);
+    if (stat(da, &sa) == 0 && stat(db, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return strcmp(a, b) == 0;
+}
+
+struct db_out_set {
+    int n, cap;
+    char **paths; /* final names */
+    char **tmps;  /* temporary names; NULL for a device written in place */
+};
+
+db_out_set *db_out_set_create(void)
+{
+    return calloc(1, sizeof(db_out_set));
+}
+
+const char *db_out_set_add(db_out_set *s, const char *path, db_error *err)
+{
+    if (!s || !path || !*path) {
+        db_fail(err, DB_ERR_ARGUMENT, "db_out_set_add: no file name");
+        return NULL;
+    }
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 8;
+        char **p = realloc(s->paths, (size_t)cap * sizeof *p);
+        if (p)
+            s->paths = p;
+        char **t = realloc(s->tmps, (size_t)cap * sizeof *t);
+        if (t)
+            s->tmps = t;
+        if (!p || !t) {
+            db_fail(err, DB_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        s->cap = cap;
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        db_fail(err, DB_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    char *tmp = NULL;
+    if (!is_special_file(path)) {
+        int fd;
+        if (create_temp(path, &tmp, &fd, err)) {
+            free(copy);
+            return NULL;
+        }
+        close(fd);
+    }
+    s->paths[s->n] = copy;
+    s->tmps[s->n] = tmp;
+    s->n++;
+    return tmp ? tmp : copy;
+}
+
+int db_out_set_commit(db_out_set *s, db_error *err)
+{
+    /* last checks before the first rename: a target that became a folder would fail half-way */
+    for (int i = 0; i < s->n; i++) {
+        struct stat st;
+        if (s->tmps[i] && stat(s->paths[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            int rc = db_fail(err, DB_ERR_IO, "cannot write '%s': it is a folder, expected a file name", s->paths[i]);
+            db_out_set_abort(s);
+            return rc;
+        }
+    }
+    int rc = DB_OK;
+    for (int i = 0; i < s->n; i++) {
+        if (!s->tmps[i])
+            continue;
+        if (!rc && rename(s->tmps[i], s->paths[i]) != 0)
+            rc = io_failure(err, s->paths[i], errno);
+        if (rc)
+            unlink(s->tmps[i]);
+        free(s->tmps[i]);
+        s->tmps[i] = NULL;
+    }
+    return rc;
+}
+
+void db_out_set_abort(db_out_set *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        if (s->tmps[i])
+            unlink(s->tmps[i]);
+        free(s->tmps[i]);
+        s->tmps[i] = NULL;
+    }
+}
+
+void db_out_set_destroy(db_out_set *s)
+{
+    if (!s)
+        return;
+    db_out_set_abort(s);
+    for (int i = 0; i < s->n; i++)
+        free(s->paths[i]);
+    free(s->paths);
+    free(s->tmps);
+    free(s);
 }
 
 int db_read_file(const char *path, char **data, size_t *len, db_error *err)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void db_hkl_free(db_hkl_table *t)
 {
@@ -21,23 +22,62 @@ static size_t table_size(const db_hkl_table *t)
     return (size_t)(t->h_range + 1) * (size_t)(t->k_range + 1) * (size_t)(t->l_range + 1);
 }
 
+static size_t table_limit_override; /* 0: none */
+
+void db_hkl_set_table_limit(size_t bytes) { table_limit_override = bytes; }
+
+size_t db_hkl_table_limit(void)
+{
+    size_t limit = DB_HKL_TABLE_MAX_BYTES;
+    if (table_limit_override && table_limit_override < limit) limit = table_limit_override;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0 && (unsigned long long)pages * (unsigned long long)page / 2 < limit)
+        limit = (size_t)((unsigned long long)pages * (unsigned long long)page / 2);
+#endif
+    return limit;
+}
+
+/* Sizes are derived in 64 bits from the (untrusted) index ranges: the ranges themselves, the padded entry
+ * count and the byte count are each checked before anything is allocated, so no product can wrap. */
 static int alloc_table(db_hkl_table *t, const char *path, db_error *err)
 {
-    t->h_range = t->h_max - t->h_min + 1;
-    t->k_range = t->k_max - t->k_min + 1;
-    t->l_range = t->l_max - t->l_min + 1;
-    if (t->h_range <= 0 || t->k_range <= 0 || t->l_range <= 0)
-        return db_fail(err, DB_ERR_FORMAT, "%s: no reflections", path);
-    double n = (double)(t->h_range + 1) * (t->k_range + 1) * (t->l_range + 1);
-    if (n > 4e9 / sizeof(double))
-        return db_fail(err, DB_ERR_FORMAT, "%s: index ranges h %d..%d k %d..%d l %d..%d are too large", path, t->h_min,
+    long long hr = (long long)t->h_max - t->h_min + 1, kr = (long long)t->k_max - t->k_min + 1,
+              lr = (long long)t->l_max - t->l_min + 1;
+    if (hr <= 0 || kr <= 0 || lr <= 0)
+        return db_fail(err, DB_ERR_FORMAT, "%s: no reflections (index ranges h %d..%d k %d..%d l %d..%d)", path, t->h_min,
                        t->h_max, t->k_min, t->k_max, t->l_min, t->l_max);
-    t->F = (double *)calloc(table_size(t), sizeof(double));
-    if (!t->F) return db_fail(err, DB_ERR_NOMEM, "%s: out of memory for the structure-factor table", path);
+    /* each padded range below 2^21: the product of three stays below 2^63 */
+    const long long max_range = 1LL << 21;
+    size_t limit = db_hkl_table_limit();
+    unsigned long long entries = 0, bytes = 0;
+    int too_big = hr >= max_range || kr >= max_range || lr >= max_range;
+    if (!too_big) {
+        entries = (unsigned long long)(hr + 1) * (unsigned long long)(kr + 1) * (unsigned long long)(lr + 1);
+        bytes = entries * sizeof(double);
+        too_big = entries > (unsigned long long)SIZE_MAX / sizeof(double) || bytes > (unsigned long long)limit;
+    }
+    if (too_big) {
+        if (hr >= max_range || kr >= max_range || lr >= max_range)
+            return db_fail(err, DB_ERR_FORMAT,
+                           "%s: index ranges h %d..%d k %d..%d l %d..%d are too large for a structure-factor table", path,
+                           t->h_min, t->h_max, t->k_min, t->k_max, t->l_min, t->l_max);
+        return db_fail(err, DB_ERR_NOMEM,
+                       "%s: index ranges h %d..%d k %d..%d l %d..%d need a %.1f MiB structure-factor table, more than the "
+                       "limit of %.1f MiB (2 GiB or half the physical memory, whichever is smaller)",
+                       path, t->h_min, t->h_max, t->k_min, t->k_max, t->l_min, t->l_max, (double)bytes / 1048576.0,
+                       (double)limit / 1048576.0);
+    }
+    t->h_range = (int)hr;
+    t->k_range = (int)kr;
+    t->l_range = (int)lr;
+    t->F = (double *)calloc((size_t)entries, sizeof(double));
+    if (!t->F) return db_fail(err, DB_ERR_NOMEM, "%s: out of memory for the structure-factor table (%.1f MiB)", path,
+                              (double)bytes / 1048576.0);
     return DB_OK;
 }
 
-/* Parses one line into h k l F; returns 1 on success, 0 for a blank line, -1 malformed. */
+/* Parses one line into h k l F; returns 1 on success, 0 for a blank line, -1 malformed, -2 F not finite. */
 static int parse_hkl_line(char *line, long idx[3], double *F)
 {
     char *p = line;
@@ -55,7 +95,8 @@ static int parse_hkl_line(char *line, long idx[3], double *F)
     char *end;
     errno = 0;
     *F = strtod(p, &end);
-    if (end == p || errno == ERANGE || isnan(*F)) return -1;
+    if (end == p || errno == ERANGE) return -1;
+    if (!isfinite(*F)) return -2;
     p = end;
     while (isspace((unsigned char)*p)) p++;
     return *p == '\0' ? 1 : -1;
@@ -68,6 +109,14 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
     size_t len;
     int rc = db_read_file(path, &data, &len, err);
     if (rc) return rc;
+    /* the parser stops at a NUL: one inside the file would silently cut the table short */
+    const char *nul = memchr(data, '\0', len);
+    if (nul) {
+        long at = 1;
+        for (const char *q = data; q < nul; q++) at += *q == '\n';
+        free(data);
+        return db_fail(err, DB_ERR_FORMAT, "%s:%ld: NUL byte in a text file (expected lines 'h k l F')", path, at);
+    }
     t->h_min = t->k_min = t->l_min = 1000000000;
     t->h_max = t->k_max = t->l_max = -1000000000;
     /* pass 1: ranges and syntax */
@@ -85,6 +134,10 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
             double F;
             int ok = parse_hkl_line(p, idx, &F);
             p[n] = save;
+            if (ok == -2) {
+                rc = db_fail(err, DB_ERR_FORMAT, "%s:%ld: F is not a finite number (expected 'h k l F' with a finite F)", path, lineno);
+                break;
+            }
             if (ok < 0) {
                 rc = db_fail(err, DB_ERR_FORMAT, "%s:%ld: expected 'h k l F' with integer h k l and a number F", path, lineno);
                 break;
@@ -138,6 +191,26 @@ int db_fdump_write(const char *path, const db_hkl_table *t, db_error *err)
     return db_write_file_atomic(path, bufs, lens, 2, err);
 }
 
+/* One header integer: optional blanks, an optional sign and digits, within int range. */
+static int header_int(const char **p, const char *end, int *out)
+{
+    const char *q = *p;
+    while (q < end && (*q == ' ' || *q == '\t')) q++;
+    int neg = 0;
+    if (q < end && (*q == '-' || *q == '+')) neg = *q++ == '-';
+    if (q >= end || !isdigit((unsigned char)*q)) return 0;
+    long long v = 0;
+    while (q < end && isdigit((unsigned char)*q)) {
+        v = v * 10 + (*q++ - '0');
+        if (v > 2147483648LL) return 0;
+    }
+    if (neg) v = -v;
+    if (v < -2147483647LL - 1 || v > 2147483647LL) return 0;
+    *out = (int)v;
+    *p = q;
+    return 1;
+}
+
 int db_fdump_read(const char *path, db_hkl_table *t, db_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -145,13 +218,23 @@ int db_fdump_read(const char *path, db_hkl_table *t, db_error *err)
     size_t len;
     int rc = db_read_file(path, &data, &len, err);
     if (rc) return rc;
-    char *ff = memchr(data, '\f', len < 256 ? len : 256);
-    int consumed = 0;
-    if (!ff || sscanf(data, "%d %d %d %d %d %d%n", &t->h_min, &t->h_max, &t->k_min, &t->k_max, &t->l_min, &t->l_max,
-                      &consumed) != 6) {
+    /* the header: six integers, then blanks, a newline and a form feed (the data may hold any byte) */
+    const char *ff = memchr(data, '\f', len < 256 ? len : 256);
+    const char *p = data;
+    int v[6], ok = ff != NULL;
+    for (int k = 0; k < 6 && ok; k++) ok = header_int(&p, ff, &v[k]);
+    while (ok && p < ff && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
+    if (ok && !(p + 1 == ff && *p == '\n')) ok = 0;
+    if (!ok) {
         free(data);
         return db_fail(err, DB_ERR_FORMAT, "%s: not a structure-factor cache (expected six integers, a newline and a form feed)", path);
     }
+    t->h_min = v[0];
+    t->h_max = v[1];
+    t->k_min = v[2];
+    t->k_max = v[3];
+    t->l_min = v[4];
+    t->l_max = v[5];
     rc = alloc_table(t, path, err);
     if (rc) {
         free(data);
@@ -167,6 +250,18 @@ int db_fdump_read(const char *path, db_hkl_table *t, db_error *err)
     }
     memcpy(t->F, data + off, need);
     free(data);
+    size_t count = table_size(t);
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(t->F[i])) {
+            /* index of entry i: l fastest, padded ranges */
+            size_t l = i % (size_t)(t->l_range + 1), hk = i / (size_t)(t->l_range + 1);
+            size_t k = hk % (size_t)(t->k_range + 1), h = hk / (size_t)(t->k_range + 1);
+            double bad = t->F[i];
+            db_hkl_free(t);
+            return db_fail(err, DB_ERR_FORMAT, "%s: structure factor %zu (h %lld k %lld l %lld) is %g, not a finite number",
+                           path, i, (long long)t->h_min + (long long)h, (long long)t->k_min + (long long)k,
+                           (long long)t->l_min + (long long)l, bad);
+        }
     t->hkls = (long)t->h_range * t->k_range * t->l_range;
     return DB_OK;
 }

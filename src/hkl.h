@@ -2,6 +2,7 @@
 #ifndef DB_HKL_H
 #define DB_HKL_H
 #include "dualbragg.h"
+#include <stddef.h>
 
 typedef struct db_hkl_table {
     int h_min, h_max, k_min, k_max, l_min, l_max;
@@ -17,5 +18,12 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
 int db_fdump_read(const char *path, db_hkl_table *t, db_error *err);
 int db_fdump_write(const char *path, const db_hkl_table *t, db_error *err);
 void db_hkl_free(db_hkl_table *t);
+
+/* The largest table (in bytes) a reader allocates: DB_HKL_TABLE_MAX_BYTES, or half the physical memory when
+ * that is smaller. Index ranges that need more are refused with the figure, before anything is allocated. */
+#define DB_HKL_TABLE_MAX_BYTES ((size_t)2 << 30)
+size_t db_hkl_table_limit(void);
+/* Lowers the limit for this process (0: back to the default); the fuzzers use it to keep each input fast. */
+void db_hkl_set_table_limit(size_t bytes);
 
 #endif

@@ -14,16 +14,33 @@
 
 #define RTD (180.0 * M_1_PI)
 
-/* -mat: the first nine numbers of the file, row by row (spec §3.8). */
+/* Line (1-based) of the first NUL byte of a text file read by db_read_file, or 0 when there is none: the
+ * parsers stop at a NUL, so one inside the file would silently cut it short. */
+static long text_nul_line(const char *data, size_t len)
+{
+    const char *nul = (const char *)memchr(data, '\0', len);
+    if (!nul) return 0;
+    long line = 1;
+    for (const char *q = data; q < nul; q++) line += *q == '\n';
+    return line;
+}
+
+/* -mat: nine finite numbers, row by row, and nothing else but white space (spec §3.8; the reference reads the
+ * first nine with fscanf and ignores the rest, which hides a wrong or truncated file). */
 static int read_matrix(const char *path, double m[9], db_error *err)
 {
     char *data;
     size_t len;
     int rc = db_read_file(path, &data, &len, err);
     if (rc) return rc;
+    long nul = text_nul_line(data, len);
+    if (nul) {
+        free(data);
+        return db_fail(err, DB_ERR_FORMAT, "%s:%ld: NUL byte in a text file (expected 9 numbers)", path, nul);
+    }
     char *p = data;
     int line = 1;
-    for (int k = 0; k < 9; k++) {
+    for (int k = 0; k < 9 && !rc; k++) {
         while (*p && isspace((unsigned char)*p)) {
             if (*p == '\n') line++;
             p++;
@@ -31,24 +48,38 @@ static int read_matrix(const char *path, double m[9], db_error *err)
         char *end;
         errno = 0;
         m[k] = strtod(p, &end);
-        if (end == p || errno == ERANGE || isnan(m[k])) {
-            free(data);
-            if (!*p) return db_fail(err, DB_ERR_FORMAT, "%s:%d: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, line, k);
-            return db_fail(err, DB_ERR_FORMAT, "%s:%d: expected a number (matrix element %d of 9)", path, line, k + 1);
-        }
+        if (end == p && !*p)
+            rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, line, k);
+        else if (end == p || errno == ERANGE || (*end && !isspace((unsigned char)*end)))
+            rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: expected a number (matrix element %d of 9)", path, line, k + 1);
+        else if (!isfinite(m[k]))
+            rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: matrix element %d of 9 is not a finite number", path, line, k + 1);
         p = end;
     }
+    while (!rc && *p && isspace((unsigned char)*p)) {
+        if (*p == '\n') line++;
+        p++;
+    }
+    if (!rc && *p)
+        rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: unexpected text after the 9 matrix elements (expected only 9 numbers)", path, line);
     free(data);
-    return DB_OK;
+    return rc;
 }
 
-/* -sourcefile: X Y Z I lambda per line, separators " \t,;:!"; missing columns take the reference's defaults. */
+/* -sourcefile: X Y Z I lambda per line, separators " \t,;:!"; missing columns take the reference's defaults.
+ * Every value must be finite, the position must not be the origin (it gives the source's direction) and a
+ * given wavelength must be positive. */
 static int read_sources(db_sim *sim, const char *path, db_error *err)
 {
     char *data;
     size_t len;
     int rc = db_read_file(path, &data, &len, err);
     if (rc) return rc;
+    long nul = text_nul_line(data, len);
+    if (nul) {
+        free(data);
+        return db_fail(err, DB_ERR_FORMAT, "%s:%ld: NUL byte in a text file (expected lines 'X Y Z I lambda')", path, nul);
+    }
     const char *seps = " \t,;:!\r";
     int cap = 16, n = 0, line = 0;
     sim->src_pos = (double *)malloc((size_t)cap * 3 * sizeof(double));
@@ -70,22 +101,39 @@ static int read_sources(db_sim *sim, const char *path, db_error *err)
                              path, line, q);
                 break;
             }
+            if (!isfinite(v)) {
+                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: column %d is not a finite number (expected 'X Y Z I lambda')",
+                             path, line, ncol + 1);
+                break;
+            }
             col[ncol++] = v;
             q = end + strspn(end, seps);
         }
         if (!rc && *q) rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: more than 5 columns (expected 'X Y Z I lambda')", path, line);
         if (!rc && ncol > 0) {
             if (n == cap) {
+                if (cap > (1 << 24)) {
+                    rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: more than %d sources", path, line, cap);
+                    break;
+                }
                 cap *= 2;
                 double *a = (double *)realloc(sim->src_pos, (size_t)cap * 3 * sizeof(double));
                 if (a) sim->src_pos = a;
                 double *b = (double *)realloc(sim->src_lambda_file, (size_t)cap * sizeof(double));
                 if (b) sim->src_lambda_file = b;
-                if (!a || !b) break;
+                if (!a || !b) {
+                    free(sim->src_pos);
+                    free(sim->src_lambda_file);
+                    sim->src_pos = sim->src_lambda_file = NULL;
+                    break;
+                }
             }
             for (int k = 0; k < 3; k++) sim->src_pos[3 * n + k] = isnan(col[k]) ? -10.0 * sim->plan.beam[k] : col[k];
             sim->src_lambda_file[n] = col[4]; /* NAN: the nominal wavelength (column 4, the weight, is unused) */
-            if (!isnan(col[4]) && !(col[4] > 0.0))
+            const double *x = &sim->src_pos[3 * n];
+            if (x[0] == 0.0 && x[1] == 0.0 && x[2] == 0.0)
+                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: the source position (columns 1-3) is 0 0 0, which gives no direction", path, line);
+            else if (!isnan(col[4]) && !(col[4] > 0.0))
                 rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: the wavelength (column 5, in m) must be positive", path, line);
             n++;
         }

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <math.h>
 
 #include "cli_harness.h"
 
@@ -84,6 +85,11 @@ static void fx_mkdir(const char *name)
     fx_path(path, sizeof path, name);
     assert_int_equal(mkdir(path, 0755), 0);
     fx_register(name);
+}
+
+static int link_path_hard(const char *from, const char *to)
+{
+    return link(from, to);
 }
 
 static void fx_close(void)
@@ -618,6 +624,349 @@ static void test_output_folder_missing_later_output(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
+/* issue 8 (hardening): inputs that crashed, were misread, or were silently replaced by defaults */
+
+/* A cache header whose index ranges overflow int arithmetic: before the fix, (k_range+1) wrapped to INT_MIN, the
+ * size check saw a negative count and the table size wrapped to 0 bytes, which matched the empty data: the
+ * reads then went out of bounds. Every such header must be refused (exit 1, the file named), never crash. */
+static void test_fdump_header_overflow(void **state)
+{
+    (void)state;
+    static const char *const headers[] = {
+        "0 65534 0 2147483646 0 131070\n\f",       /* the size wraps to exactly 0 bytes in 64 bits */
+        "0 65534 0 2147483646 0 131070\n\f1234567", /* the same with 7 bytes of data (38 bytes in all) */
+        "-2147483648 2147483647 0 0 0 0\n\f",       /* h_max - h_min + 1 overflows int */
+        "0 2147483647 0 0 0 0\n\f",                 /* h_range + 1 overflows int */
+        "0 99999999999 0 0 0 0\n\f",                /* not an int at all */
+        "0 2047 0 2047 0 1023\n\f",                 /* 34 GB, far above the table limit */
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof *headers; i++) {
+        fx_open();
+        fx_put("Fdump.bin", headers[i], strlen(headers[i]));
+        CHECK_FAILURE(fx_run(BASE_NO_F, ""), EXIT_OTHER, "Fdump.bin");
+        fx_close();
+    }
+    finish();
+}
+
+/* a NaN structure factor in a cache would give a NaN image */
+static void test_fdump_nan_F(void **state)
+{
+    (void)state;
+    const char header[] = "0 0 0 0 0 1\n\f"; /* 2 x 2 x 3 padded entries */
+    double F[12];
+    for (int i = 0; i < 12; i++) F[i] = 100.0;
+    F[1] = NAN;
+    unsigned char buf[sizeof header - 1 + sizeof F];
+    memcpy(buf, header, sizeof header - 1);
+    memcpy(buf + sizeof header - 1, F, sizeof F);
+    fx_open();
+    fx_put("Fdump.bin", buf, sizeof buf);
+    CHECK_FAILURE(fx_run(BASE_NO_F, ""), EXIT_OTHER, "Fdump.bin", "not a finite number", "h 0 k 0 l 1");
+    fx_close();
+    /* control: the same cache without the NaN is read */
+    F[1] = 100.0;
+    memcpy(buf + sizeof header - 1, F, sizeof F);
+    fx_open();
+    fx_put("Fdump.bin", buf, sizeof buf);
+    int status = fx_run(BASE_NO_F, "-nopgm -nonoise");
+    char *log = fx_log();
+    if (status != 0) fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    fx_close();
+    finish();
+}
+
+static void test_hkl_nonfinite_F(void **state)
+{
+    (void)state;
+    expect_bad_hkl("1 2 3 10\n0 0 1 nan\n", "bad.hkl:2:", "finite");
+    expect_bad_hkl("0 0 1 inf\n", "bad.hkl:1:", "finite");
+    expect_bad_hkl("1 2 3 10\n\n0 0 1 -infinity\n", "bad.hkl:3:", "finite");
+    finish();
+}
+
+/* the parser stopped at a NUL byte: the rest of the file was silently dropped */
+static void test_hkl_nul_byte(void **state)
+{
+    (void)state;
+    static const char content[] = "0 0 1 10\n0 0 2 20\n0 0 3 30\0\n0 0 4 40\n";
+    fx_open();
+    fx_put("bad.hkl", content, sizeof content - 1);
+    CHECK_FAILURE(fx_run(BASE, "-hkl bad.hkl"), EXIT_OTHER, "bad.hkl:3:", "NUL byte");
+    fx_close();
+    finish();
+}
+
+/* a tiny file spanning -390..390 on each axis asks for a 3.6 GiB table: refused with the figure, before allocating */
+static void test_hkl_table_too_large(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("big.hkl", "-390 -390 -390 1\n390 390 390 1\n");
+    CHECK_FAILURE(fx_run(BASE, "-hkl big.hkl"), EXIT_OTHER, "big.hkl", "h -390..390", "3648.5 MiB", "limit");
+    fx_close();
+    finish();
+}
+
+/* every malformed -mat went through a use-after-free (caught by the sanitizer build); also trailing text */
+static void test_mat_trailing_text(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"0.01 0 0\n0 0.01 0\n0 0 0.01\njunk\n", "bad.mat:4:"},
+        {"0.01 0 0\n0 0.01 0\n0 0 0.01 0.5\n", "bad.mat:3:"},
+        {"0.01 0 0\n0 0.01 0\n0 0 0.01\n\n# a comment\n", "bad.mat:5:"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        fx_open();
+        fx_put_text("bad.mat", bad[i][0]);
+        CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat bad.mat"), EXIT_OTHER, bad[i][1], "after the 9 matrix elements");
+        fx_close();
+    }
+    fx_open();
+    fx_put_text("bad.mat", "0.01 0 0\n0 0.01 0\n0 0 0.01x\n");
+    CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat bad.mat"), EXIT_OTHER, "bad.mat:3:", "matrix element 9 of 9");
+    fx_close();
+    fx_open();
+    fx_put_text("bad.mat", "0.01 0 0\n0 nan 0\n0 0 0.01\n");
+    CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat bad.mat"), EXIT_OTHER, "bad.mat:2:", "element 5 of 9", "finite");
+    fx_close();
+    fx_open();
+    fx_put("bad.mat", "0.01 0 0\n0 0.01 0\n\0 0 0.01\n", 27);
+    CHECK_FAILURE(fx_run(BASE_NO_CELL, "-mat bad.mat"), EXIT_OTHER, "bad.mat:3:", "NUL byte");
+    fx_close();
+    /* control: white space after the ninth number is fine */
+    fx_open();
+    fx_put_text("ok.mat", "0.01 0 0\n0 0.01 0\n0 0 0.01\n\n  \n");
+    int status = fx_run(BASE_NO_CELL, "-mat ok.mat -nopgm -nonoise");
+    char *log = fx_log();
+    if (status != 0) fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    fx_close();
+    finish();
+}
+
+static void test_sourcefile_nonfinite_or_no_direction(void **state)
+{
+    (void)state;
+    static const char *const bad[][3] = {
+        {"0 0 -10 1 1e-10\n0 0 -10 1 nan\n", "src.txt:2:", "column 5 is not a finite number"},
+        {"0 0 -10 1 inf\n", "src.txt:1:", "column 5 is not a finite number"},
+        {"0 inf -10 1 1e-10\n", "src.txt:1:", "column 2 is not a finite number"},
+        {"0 0 -10 1 1e-10\n0 0 0 1 1e-10\n", "src.txt:2:", "0 0 0"},
+        {"0 0 0\n", "src.txt:1:", "0 0 0"},
+        {"0 0 -10 1 -1e-10\n", "src.txt:1:", "must be positive"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        fx_open();
+        fx_put_text("src.txt", bad[i][0]);
+        CHECK_FAILURE(fx_run(BASE, "-sourcefile src.txt"), EXIT_OTHER, bad[i][1], bad[i][2]);
+        fx_close();
+    }
+    finish();
+}
+
+static void test_nonfinite_flag_values(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell inf", EXIT_ARG, "-cell", "'inf'");
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 100 100 90 nan 90", EXIT_ARG, "-cell", "'nan'");
+    EXPECT_FAILURE(BASE, "-lambda nan", EXIT_ARG, "-lambda", "'nan'");
+    EXPECT_FAILURE(BASE, "-distance inf", EXIT_ARG, "-distance", "'inf'");
+    EXPECT_FAILURE(BASE, "-N inf", EXIT_ARG, "-N", "'inf'");
+    EXPECT_FAILURE(BASE, "-fluence nan", EXIT_ARG, "-fluence", "'nan'");
+    finish();
+}
+
+/* the angles of a cell must close (the reference computes a NaN or negative volume and a NaN image) */
+static void test_cell_does_not_close(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 100 100 60 60 120", EXIT_OTHER, "-cell", "do not close");  /* gamma = alpha + beta */
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 100 100 30 40 100", EXIT_OTHER, "-cell", "do not close"); /* gamma > alpha + beta */
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 100 100 170 170 100", EXIT_OTHER, "-cell", "do not close"); /* sum > 360 */
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 100 100 150 40", EXIT_OTHER, "-cell", "150 40 90"); /* gamma missing: 90 */
+    EXPECT_FAILURE(BASE_NO_CELL, "-cell 100 100 100 0 90 90", EXIT_OTHER, "-cell", "between 0 and 180");
+    finish();
+}
+
+/* values the reference replaces by a default without a word */
+static void test_silent_defaults_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"-N 0", "-N"},           {"-N -3", "-N"},         {"-N 0.5", "-N"},
+        {"-Na 0", "-Na"},         {"-Nb -1", "-Nb"},       {"-Nc 0", "-Nc"},
+        {"-oversample 0", "-oversample"},                  {"-oversample -2", "-oversample"},
+        {"-phisteps 0", "-phisteps"},                      {"-phisteps -1", "-phisteps"},
+        {"-mosaic 1 -mosaic_dom 0", "-mosaic_dom"},        {"-mosaic_domains -4", "-mosaic_domains"},
+        {"-fluence -1", "-fluence"},                       {"-dispersion 1 -dispsteps 0", "-dispsteps"},
+        {"-dispsteps -2", "-dispsteps"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char got[64];
+        const char *value = strrchr(bad[i][0], ' ') + 1;
+        snprintf(got, sizeof got, "got %s", value);
+        EXPECT_FAILURE(BASE, bad[i][0], EXIT_OTHER, bad[i][1], got);
+    }
+    finish();
+}
+
+/* an output that is a folder, or whose folder is missing or not a folder, fails before anything is written */
+static void test_output_is_folder(void **state)
+{
+    (void)state;
+    static const char *const flags[] = {"-floatfile", "-intfile", "-pgmfile", "-noisefile", "-floatfile64"};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+        char extra[128];
+        snprintf(extra, sizeof extra, "%s outdir", flags[i]);
+        fx_open();
+        fx_mkdir("outdir");
+        CHECK_FAILURE(fx_run(BASE, extra), EXIT_OTHER, "cannot write 'outdir'", flags[i], "folder");
+        fx_close();
+    }
+    EXPECT_FAILURE(BASE, "-intfile outdir/", EXIT_OTHER, "cannot write 'outdir/'", "folder name");
+    /* a "folder" that is a file */
+    EXPECT_FAILURE(BASE, "-intfile float.bin/i.img", EXIT_OTHER, "cannot write 'float.bin/i.img'", "not a folder");
+    finish();
+}
+
+/* -dump used to warn and exit 0 when the cache could not be written */
+static void test_dump_unwritable(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n");
+    fx_mkdir("dumpdir");
+    CHECK_FAILURE(fx_run(BASE, "-hkl small.hkl -dump dumpdir"), EXIT_OTHER, "cannot write 'dumpdir'", "-dump", "folder");
+    fx_close();
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n");
+    CHECK_FAILURE(fx_run(BASE, "-hkl small.hkl -dump nodir/Fdump.bin"), EXIT_OTHER, "cannot write 'nodir/Fdump.bin'",
+                  "-dump", "does not exist");
+    fx_close();
+    finish();
+}
+
+/* the folder exists but cannot be written (root can write anywhere: skipped then) */
+static void test_output_folder_not_writable(void **state)
+{
+    (void)state;
+    if (geteuid() == 0) skip();
+    fx_open();
+    fx_mkdir("ro");
+    char path[4200];
+    fx_path(path, sizeof path, "ro");
+    assert_int_equal(chmod(path, 0555), 0);
+    CHECK_FAILURE(fx_run(BASE, "-noisefile ro/n.img"), EXIT_OTHER, "cannot write 'ro/n.img'", "not writable");
+    chmod(path, 0755);
+    fx_close();
+    finish();
+}
+
+/* -hkl x -dump x overwrote the input with the binary cache; also through other spellings and links */
+static void test_dump_overwrites_hkl(void **state)
+{
+    (void)state;
+    static const char hkl[] = "0 0 1 50\n1 0 0 40\n";
+    static const char *const extra[] = {"-hkl in.hkl -dump in.hkl", "-hkl in.hkl -dump ./in.hkl",
+                                        "-hkl ./sub/../in.hkl -dump in.hkl", "-hkl in.hkl -dump link.hkl",
+                                        "-hkl in.hkl -dump hard.hkl"};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
+        fx_open();
+        fx_put_text("in.hkl", hkl);
+        fx_mkdir("sub");
+        char target[4200], link[4200];
+        fx_path(target, sizeof target, "in.hkl");
+        fx_path(link, sizeof link, "link.hkl");
+        assert_int_equal(symlink("in.hkl", link), 0);
+        fx_register("link.hkl");
+        fx_path(link, sizeof link, "hard.hkl");
+        assert_int_equal(link_path_hard(target, link), 0);
+        fx_register("hard.hkl");
+        CHECK_FAILURE(fx_run(BASE, extra[i]), EXIT_ARG, "-dump", "-hkl", "same file");
+        if (!fx_file_is("in.hkl", hkl, sizeof hkl - 1)) {
+            fprintf(stderr, "command: dualbragg %s\n  in.hkl was changed\n", FX.line);
+            FAILED_RUNS++;
+        }
+        fx_close();
+    }
+    /* an image output onto an input, and two outputs onto one file */
+    fx_open();
+    fx_put_text("in.hkl", hkl);
+    CHECK_FAILURE(fx_run(BASE, "-hkl in.hkl -intfile ./in.hkl"), EXIT_ARG, "-intfile", "-hkl", "same file");
+    fx_close();
+    EXPECT_FAILURE(BASE, "-intfile ./float.bin", EXIT_ARG, "-floatfile", "-intfile", "same file");
+    finish();
+}
+
+/* without -hkl the cache is an input: no output may replace it */
+static void test_output_overwrites_fdump_input(void **state)
+{
+    (void)state;
+    char golden[4096];
+    snprintf(golden, sizeof golden, "%s/b_triclinic/Fdump.bin", DB_GOLDEN_DIR);
+    size_t len;
+    unsigned char *fdump = harness_read(golden, &len);
+    assert_non_null(fdump);
+    fx_open();
+    fx_put("Fdump.bin", fdump, len);
+    CHECK_FAILURE(fx_run(BASE_NO_F, "-noisefile Fdump.bin"), EXIT_ARG, "-noisefile", "same file");
+    fx_close();
+    free(fdump);
+    finish();
+}
+
+/* the last output fails during its write (a full device): the outputs written before it must not replace
+ * anything (float.bin and intimage.img keep their sentinels) and no temporary may be left */
+static void test_write_failure_rolls_back(void **state)
+{
+    (void)state;
+    if (access("/dev/full", W_OK) != 0) skip();
+    EXPECT_FAILURE(BASE, "-noisefile /dev/full", EXIT_OTHER, "cannot write '/dev/full'", "-noisefile", "No space");
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n");
+    /* with -hkl: the cache, written first, must not appear either */
+    CHECK_FAILURE(fx_run(BASE, "-hkl small.hkl -pgmfile /dev/full"), EXIT_OTHER, "cannot write '/dev/full'", "-pgmfile");
+    fx_close();
+    finish();
+}
+
+/* a successful run writes every output and leaves no temporary behind */
+static void test_outputs_complete_no_temporaries(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n0 1 0 30\n");
+    int status = fx_run(BASE_NO_F, "-hkl small.hkl -floatfile64 f64.bin -grad a,b");
+    char *log = fx_log();
+    if (status != 0) fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    static const char *const expected[] = {"Fdump.bin", "f64.bin", "float.da.bin", "float.db.bin", "noiseimage.img", "image.pgm"};
+    for (size_t i = 0; i < sizeof expected / sizeof *expected; i++) {
+        if (!fx_exists(expected[i])) fail_msg("%s was not written", expected[i]);
+        fx_register(expected[i]);
+    }
+    assert_false(fx_file_is("float.bin", FLOAT_SENTINEL, sizeof FLOAT_SENTINEL - 1));
+    /* several outputs onto one device are not "the same file" twice */
+    status = fx_run(BASE, "-intfile /dev/null -noisefile /dev/null -pgmfile /dev/null");
+    log = fx_log();
+    if (status != 0) fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
+    free(log);
+    assert_false(fx_file_is("intimage.img", INT_SENTINEL, sizeof INT_SENTINEL - 1));
+    /* nothing else: no *.tmp.* leftovers */
+    DIR *d = opendir(FX.dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) fail_msg("temporary left behind: %s", e->d_name);
+    closedir(d);
+    fx_close();
+    finish();
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
 /* positive: F from the cache, and the program says so */
 
 static void test_fdump_read_without_hkl(void **state)
@@ -710,6 +1059,23 @@ int main(void)
         T(test_output_folder_missing_first_output),
         T(test_output_folder_missing_later_output),
         T(test_fdump_read_without_hkl),
+        T(test_fdump_header_overflow),
+        T(test_fdump_nan_F),
+        T(test_hkl_nonfinite_F),
+        T(test_hkl_nul_byte),
+        T(test_hkl_table_too_large),
+        T(test_mat_trailing_text),
+        T(test_sourcefile_nonfinite_or_no_direction),
+        T(test_nonfinite_flag_values),
+        T(test_cell_does_not_close),
+        T(test_silent_defaults_refused),
+        T(test_output_is_folder),
+        T(test_dump_unwritable),
+        T(test_output_folder_not_writable),
+        T(test_dump_overwrites_hkl),
+        T(test_output_overwrites_fdump_input),
+        T(test_outputs_complete_no_temporaries),
+        T(test_write_failure_rolls_back),
     };
 #undef T
     return cmocka_run_group_tests_name("command-line errors", tests, NULL, NULL);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sanitizer and fuzzing step of CI (issue 8, "keep it that way"), run after the README's test command.
+#   (a) the whole test suite built with clang under AddressSanitizer and UndefinedBehaviorSanitizer (any report
+#       aborts the test that triggered it), in build-sanitize/;
+#   (b) the libFuzzer harnesses of tests/fuzz/ built in build-fuzz/ and run for FUZZ_SECONDS each (default 30)
+#       on a copy of their seed corpus (the corpus in the repository is never modified).
+# Needs clang and its runtime libraries (Debian 12: apt-get install -y clang libclang-rt-14-dev).
+# Environment: CC (default clang), FUZZ_SECONDS, JOBS (default: nproc), SKIP_SANITIZE=1 or SKIP_FUZZ=1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CC=${CC:-clang}
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+DEV_FLAGS=(-DDUALBRAGG_PLANTED_TEST=OFF -DDUALBRAGG_AVX2=OFF -DDUALBRAGG_ENGINE_OPT=-O1 -DDUALBRAGG_CUDA=OFF)
+SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
+    echo "+ (a) test suite under ASan/UBSan"
+    CC="$CC" cmake -S . -B build-sanitize "${DEV_FLAGS[@]}" \
+        -DCMAKE_C_FLAGS="$SAN" -DCMAKE_EXE_LINKER_FLAGS="$SAN"
+    cmake --build build-sanitize -j "$JOBS"
+    ctest --test-dir build-sanitize --output-on-failure -j "$JOBS"
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    echo "+ (b) fuzzers, ${FUZZ_SECONDS}s each"
+    # the harnesses never render an image: the derivative engines are only linked, so they are compiled
+    # without optimisation (much faster under the sanitizers)
+    CC="$CC" cmake -S . -B build-fuzz "${DEV_FLAGS[@]}" -DDUALBRAGG_ENGINE_OPT=-O0 -DBUILD_TESTING=OFF -DDUALBRAGG_FUZZ=ON
+    cmake --build build-fuzz -j "$JOBS" --target dualbragg_fuzzers
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    for corpus in tests/fuzz/corpus/*/; do
+        name=$(basename "$corpus")
+        mkdir -p "$work/$name" "$work/$name.artifacts"
+        cp -r "$corpus". "$work/$name/"
+        echo "+ fuzz_$name"
+        # -rss_limit_mb: the readers refuse tables over 2 GiB before allocating; more would be a bug
+        (cd "$work/$name.artifacts" && "$OLDPWD/build-fuzz/bin/fuzz_$name" -max_total_time="$FUZZ_SECONDS" \
+            -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 -artifact_prefix="$work/$name.artifacts/" "$work/$name") \
+            || { echo "sanitize.sh: fuzz_$name failed; the input is in the artifacts above" >&2; ls -l "$work/$name.artifacts" >&2; exit 1; }
+    done
+fi
+echo "sanitize.sh: all sanitizer and fuzzing checks passed"
