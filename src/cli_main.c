@@ -14,6 +14,7 @@
 typedef struct progress_state {
     struct timespec start;
     int last_percent;
+    double last_shown;      /* seconds since start at the last update */
     int shown;
 } progress_state;
 
@@ -29,10 +30,16 @@ static void show_progress(void *user, double fraction)
 {
     progress_state *ps = (progress_state *)user;
     int percent = (int)(fraction * 100.0);
-    if (percent == ps->last_percent || seconds_since(&ps->start) < 1.0) return;
+    double t = seconds_since(&ps->start);
+    /* a new percent, or at least once a second with the time left */
+    if (t < 1.0 || (percent == ps->last_percent && t - ps->last_shown < 1.0)) return;
     ps->last_percent = percent;
+    ps->last_shown = t;
     ps->shown = 1;
-    fprintf(stderr, "\r%3d%% done", percent);
+    if (fraction > 0.0)
+        fprintf(stderr, "\r%3d%% done, about %.0f s left   ", percent, t / fraction * (1.0 - fraction));
+    else
+        fprintf(stderr, "\r%3d%% done", percent);
     fflush(stderr);
 }
 
@@ -215,6 +222,16 @@ int main(int argc, char **argv)
         goto done;
     }
     if (nparams > 0) {
+        /* the derivative images are the memory of a run: refuse what cannot fit before trying */
+        double need = (double)nparams * (double)n * sizeof(double);
+        double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+        if (phys > 0 && need > 0.8 * phys) {
+            fprintf(stderr, "dualbragg: error: -grad: %d derivative images of %d x %d pixels need %.1f GiB; this machine has "
+                            "%.1f GiB (use -boxes or -roi through the library's db_sim_run_selected, or fewer parameters)\n",
+                    nparams, F, S, need / 1073741824.0, phys / 1073741824.0);
+            rc = 1;
+            goto done;
+        }
         grads = (double *)malloc((size_t)nparams * n * sizeof(double));
         if (!grads) {
             fprintf(stderr, "dualbragg: error: out of memory for %d derivative images\n", nparams);
@@ -223,8 +240,14 @@ int main(int argc, char **argv)
         }
         if (db_config_grad_chunk(cfg) > 0) db_sim_set_chunk(sim, db_config_grad_chunk(cfg));
     }
-    progress_state ps = {{0, 0}, -1, 0};
+    progress_state ps = {{0, 0}, -1, 0.0, 0};
     clock_gettime(CLOCK_MONOTONIC, &ps.start);
+    /* a long run says so before it starts (the estimate assumes one core of the development machine class) */
+    double iterations, seconds;
+    if (db_sim_work_estimate(sim, &iterations, 0, &seconds, &err) == DB_OK && db_config_progress(cfg) &&
+        seconds > (nparams > 0 ? 2.0 : 10.0))
+        fprintf(stderr, "dualbragg: %.3g inner iterations: roughly %.0f s on one core for the image%s\n", iterations,
+                seconds, nparams > 0 ? ", several times that with the derivative images" : "");
     /* as the reference, printout suppresses the progress meter */
     if (db_config_progress(cfg) && !db_config_printout(cfg, &tf, &ts)) db_sim_set_progress(sim, show_progress, &ps);
     rc = nparams > 0 ? db_sim_run_grad(sim, params, nparams, image, image64, grads, &err)

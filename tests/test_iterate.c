@@ -796,6 +796,42 @@ static void test_noninteger_N(void **state)
     test_context(NULL);
 }
 
+/* The work of a run, known before it starts; far too much is refused with the figure instead of running for
+ * years. */
+static void test_work_estimate(void **state)
+{
+    (void)state;
+    harness_args a = {0};
+    const char *args[] = {"-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-detpixels", "64",
+                          "-oversample", "3", "-phisteps", "4", "-osc", "0.4", "-mosaic", "0.2", "-mosaic_dom", "5",
+                          "-hdivrange", "0.1", "-hdivsteps", "3"};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) harness_push(&a, args[i]);
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    double it, sec;
+    db_error err;
+    assert_int_equal(db_sim_work_estimate(sim, &it, 1e6, &sec, &err), DB_OK);
+    /* 64^2 pixels x 3^2 sub-pixels x 3 sources x 4 phi steps x 5 domains */
+    assert_true(it == 64.0 * 64 * 9 * 3 * 4 * 5);
+    assert_true(sec == it / 1e6);
+    const int box[] = {0, 9, 0, 4};
+    assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
+    assert_int_equal(db_sim_work_estimate(sim, &it, 0, NULL, &err), DB_OK);
+    assert_true(it == 50.0 * 9 * 3 * 4 * 5);
+    db_sim_destroy(sim);
+
+    const char *huge[] = {"-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-detpixels", "2048",
+                          "-oversample", "1000", "-detector_thick", "0.1", "-detector_thicksteps", "1000"};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) harness_push(&a, huge[i]);
+    sim = sim_from(&a);
+    harness_args_free(&a);
+    float *img = malloc((size_t)2048 * 2048 * sizeof(float));
+    assert_int_not_equal(db_sim_run(sim, img, NULL, &err), DB_OK);
+    if (!strstr(err.message, "4.19e+15 inner iterations")) fail_msg("%s", err.message);
+    free(img);
+    db_sim_destroy(sim);
+}
+
 static void test_grad_list_trailing_comma(void **state)
 {
     (void)state;
@@ -813,7 +849,7 @@ static void test_grad_list_trailing_comma(void **state)
 int main(void)
 {
     enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0] };
-    struct CMUnitTest tests[2 * N + 9];
+    struct CMUnitTest tests[2 * N + 10];
     char names[2 * N][96];
     for (int i = 0; i < N; i++) {
         snprintf(names[2 * i], sizeof names[0], "set_params %s carryover on", ITER_CASES[i].name);
@@ -833,7 +869,8 @@ int main(void)
         cmocka_unit_test(test_trace_keeps_last_run),
         cmocka_unit_test(test_noninteger_N),
         cmocka_unit_test(test_grad_list_trailing_comma),
+        cmocka_unit_test(test_work_estimate),
     };
-    for (int i = 0; i < 9; i++) tests[2 * N + i] = rest[i];
+    for (int i = 0; i < 10; i++) tests[2 * N + i] = rest[i];
     return cmocka_run_group_tests_name("iterate", tests, NULL, NULL);
 }
