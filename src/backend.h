@@ -20,6 +20,7 @@ typedef struct db_block_header {
     size_t bytes;         /* the whole block, header included: one copy moves it */
     int ad_n;             /* tangent directions of its dual numbers */
     int nphi;
+    int geometry_constant; /* no derivative of this pass reaches the detector, beam or sources */
     size_t off_slot_normal, off_slot_first; /* int[nphi] each, from the block's start */
 } db_block_header;
 
@@ -45,6 +46,8 @@ typedef struct db_span {
 typedef struct db_render_job {
     const void *block;           /* the table block, of the renderer's direction count */
     const double *F;             /* the structure-factor values (NULL without a table) */
+    const void *geo_block;       /* host renderers with derivatives: the primal block, when the geometry can be
+                                  * evaluated in plain doubles (header geometry_constant); else NULL */
     const db_span *spans;
     long nspans, count;
     long from;                   /* evaluate only positions >= from */

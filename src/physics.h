@@ -210,12 +210,79 @@ static inline int db_decide(db_pixel_flags *fl, int computed)
 }
 #endif
 
-/* The value of one pixel before float rounding: r_e^2 fluence I / steps times the corrections. */
-AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl)
+/* ---- the per-sub-pixel geometry, in the reference's order; db_pixel_value's pieces ---- */
+
+/* Sub-pixel (subS, subF) of pixel (fpixel, spixel) in detector layer thick_tic: its lab position (m). */
+AD_INLINE ad_vec3 db_subpixel_position(const db_tables *t, int fpixel, int spixel, int subS, int subF, int thick_tic)
+{
+    const int os = t->oversample;
+    ad_num Odet = ad_d_mul((double)thick_tic, t->thickstep);
+    ad_num half = ad_div_d(t->subpixel_size, 2.0);
+    ad_num Fdet = ad_add(ad_mul_d(t->subpixel_size, (double)(fpixel * os + subF)), half);
+    ad_num Sdet = ad_add(ad_mul_d(t->subpixel_size, (double)(spixel * os + subS)), half);
+    ad_vec3 pos;
+    for (int i = 0; i < 3; i++)
+        pos.c[i] = ad_add(ad_add(ad_add(ad_mul(Fdet, t->fdet.c[i]), ad_mul(Sdet, t->sdet.c[i])), ad_mul(Odet, t->odet.c[i])),
+                          t->pix0.c[i]);
+    if (t->curved) {
+        /* the flat position's lab y and z, read as angles (MOSFLM-like axes only, spec §7.16) */
+        ad_vec3 v = ad_vec3_make(ad_mul(t->distance, t->beam.c[0]), ad_mul(t->distance, t->beam.c[1]),
+                                 ad_mul(t->distance, t->beam.c[2]));
+        ad_num ang_s = ad_div(pos.c[1], t->distance), ang_f = ad_div(pos.c[2], t->distance);
+        v = ad_vec3_rotate_axis(v, t->sdet, ang_s);
+        pos = ad_vec3_rotate_axis(v, t->fdet, ang_f);
+    }
+    return pos;
+}
+
+/* Solid angle of the pixel seen along a path of this length. */
+AD_INLINE ad_num db_solid_angle(const db_tables *t, ad_num airpath)
+{
+    if (t->point_pixel) return ad_div(ad_d_div(1.0, airpath), airpath);
+    return ad_div(ad_mul(ad_div(ad_div(ad_mul(t->pixel_size, t->pixel_size), airpath), airpath), t->close_distance),
+                  airpath);
+}
+
+/* Fraction of the photons along `diffracted` absorbed in detector layer thick_tic. */
+AD_INLINE ad_num db_capture_fraction(const db_tables *t, ad_vec3 diffracted, int thick_tic)
+{
+    ad_num parallax = ad_vec3_dot(diffracted, t->odet);
+    ad_num e0 = ad_div(ad_mul(ad_d_mul((double)(-thick_tic), t->thickstep), t->mu), parallax);
+    ad_num e1 = ad_div(ad_mul(ad_d_mul((double)(-(thick_tic + 1)), t->thickstep), t->mu), parallax);
+    return ad_sub(ad_exp(e0), ad_exp(e1));
+}
+
+/* The scattering vector (1/m) of source `source` for the unit diffracted direction. */
+AD_INLINE ad_vec3 db_scattering_vector(const db_tables *t, int source, ad_vec3 diffracted)
 {
     const ad_vec3 *src_dir = DB_TAB(t, t->off_src_dir, ad_vec3);
-    const ad_vec3 *src_incident_unit = DB_TAB(t, t->off_src_incident_unit, ad_vec3);
     const ad_num *src_lambda = DB_TAB(t, t->off_src_lambda, ad_num);
+    ad_vec3 incident = ad_vec3_make(ad_neg(src_dir[source].c[0]), ad_neg(src_dir[source].c[1]), ad_neg(src_dir[source].c[2]));
+    ad_num lambda = src_lambda[source];
+    ad_vec3 S;
+    for (int i = 0; i < 3; i++) S.c[i] = ad_div(ad_sub(diffracted.c[i], incident.c[i]), lambda);
+    return S;
+}
+
+#if AD_N > 0 && !defined(__CUDACC__)
+/* Plain-double geometry for passes whose derivatives never reach it (crystal parameters only): the same
+ * functions above compiled with no tangent directions (src/engine_n0.c) over the primal table block, so that
+ * no tangent is computed only to be zero. */
+void db_geo_subpixel_n0(const void *block0, int fpixel, int spixel, int subS, int subF, int thick_tic, double pos[3],
+                        double diffracted[3], double *airpath);
+double db_geo_omega_n0(const void *block0, double airpath);
+double db_geo_capture_n0(const void *block0, const double diffracted[3], int thick_tic);
+void db_geo_scattering_n0(const void *block0, int source, const double diffracted[3], double S[3]);
+double db_geo_polar_n0(const void *block0, int source, double diffracted[3]);
+AD_INLINE ad_vec3 db_lift3(const double v[3]) { return ad_vec3_const(v[0], v[1], v[2]); }
+#endif
+
+/* The value of one pixel before float rounding: r_e^2 fluence I / steps times the corrections. geo0, host only:
+ * NULL, or the primal table block when no derivative reaches the geometry (see db_geo_subpixel_n0). */
+AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
+                                const void *geo0)
+{
+    const ad_vec3 *src_incident_unit = DB_TAB(t, t->off_src_incident_unit, ad_vec3);
     const ad_vec3 *lattice = DB_TAB(t, t->off_lattice, ad_vec3);
     const int *slot_normal = DB_TAB(t, t->hdr.off_slot_normal, int);
     const int *slot_first = DB_TAB(t, t->hdr.off_slot_first, int);
@@ -227,57 +294,73 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
     int sample = 0;
     fl->omega_sum = 0.0;
     fl->interp_tripped = 0;
+#if !(AD_N > 0 && !defined(__CUDACC__))
+    (void)geo0;
+#endif
     for (int thick_tic = 0; thick_tic < t->thicksteps; ++thick_tic) {
-        ad_num Odet = ad_d_mul((double)thick_tic, t->thickstep);
         capture = ad_const(t->detector_thick == 0.0 ? 1.0 : 0.0);
         for (int subS = 0; subS < os; ++subS) {
             for (int subF = 0; subF < os; ++subF) {
-                ad_num half = ad_div_d(t->subpixel_size, 2.0);
-                ad_num Fdet = ad_add(ad_mul_d(t->subpixel_size, (double)(fpixel * os + subF)), half);
-                ad_num Sdet = ad_add(ad_mul_d(t->subpixel_size, (double)(spixel * os + subS)), half);
-                ad_vec3 pos;
-                for (int i = 0; i < 3; i++)
-                    pos.c[i] = ad_add(ad_add(ad_add(ad_mul(Fdet, t->fdet.c[i]), ad_mul(Sdet, t->sdet.c[i])),
-                                             ad_mul(Odet, t->odet.c[i])),
-                                      t->pix0.c[i]);
-                if (t->curved) {
-                    /* the flat position's lab y and z, read as angles (MOSFLM-like axes only, spec §7.16) */
-                    ad_vec3 v = ad_vec3_make(ad_mul(t->distance, t->beam.c[0]), ad_mul(t->distance, t->beam.c[1]),
-                                             ad_mul(t->distance, t->beam.c[2]));
-                    ad_num ang_s = ad_div(pos.c[1], t->distance), ang_f = ad_div(pos.c[2], t->distance);
-                    v = ad_vec3_rotate_axis(v, t->sdet, ang_s);
-                    pos = ad_vec3_rotate_axis(v, t->fdet, ang_f);
-                }
+                ad_vec3 pos, diffracted;
                 ad_num airpath;
-                ad_vec3 diffracted = ad_vec3_unit(pos, &airpath);
+#if AD_N > 0 && !defined(__CUDACC__)
+                double dpl[3]; /* plain geometry: the diffracted direction the n0 functions carry on */
+                if (geo0) {
+                    double p3[3], ap;
+                    db_geo_subpixel_n0(geo0, fpixel, spixel, subS, subF, thick_tic, p3, dpl, &ap);
+                    pos = db_lift3(p3);
+                    diffracted = db_lift3(dpl);
+                    airpath = ad_const(ap);
+                } else
+#endif
+                {
+                    pos = db_subpixel_position(t, fpixel, spixel, subS, subF, thick_tic);
+                    diffracted = ad_vec3_unit(pos, &airpath);
+                }
                 if (db_decide(fl, omega.v == 0.0 || t->os_omega)) {
-                    omega = ad_div(ad_mul(ad_div(ad_div(ad_mul(t->pixel_size, t->pixel_size), airpath), airpath),
-                                          t->close_distance),
-                                   airpath);
-                    if (t->point_pixel) omega = ad_div(ad_d_div(1.0, airpath), airpath);
+#if AD_N > 0 && !defined(__CUDACC__)
+                    if (geo0)
+                        omega = ad_const(db_geo_omega_n0(geo0, airpath.v));
+                    else
+#endif
+                        omega = db_solid_angle(t, airpath);
                 }
                 fl->omega_sum += omega.v;
                 if (db_decide(fl, capture.v == 0.0 || t->os_thick)) {
-                    ad_num parallax = ad_vec3_dot(diffracted, t->odet);
-                    ad_num e0 = ad_div(ad_mul(ad_d_mul((double)(-thick_tic), t->thickstep), t->mu), parallax);
-                    ad_num e1 = ad_div(ad_mul(ad_d_mul((double)(-(thick_tic + 1)), t->thickstep), t->mu), parallax);
-                    capture = ad_sub(ad_exp(e0), ad_exp(e1));
+#if AD_N > 0 && !defined(__CUDACC__)
+                    if (geo0)
+                        capture = ad_const(db_geo_capture_n0(geo0, dpl, thick_tic));
+                    else
+#endif
+                        capture = db_capture_fraction(t, diffracted, thick_tic);
                 }
                 for (int source = 0; source < t->nsources; ++source, ++sample) {
-                    ad_vec3 incident = ad_vec3_make(ad_neg(src_dir[source].c[0]), ad_neg(src_dir[source].c[1]),
-                                                    ad_neg(src_dir[source].c[2]));
-                    ad_num lambda = src_lambda[source];
                     ad_vec3 S;
-                    for (int i = 0; i < 3; i++) S.c[i] = ad_div(ad_sub(diffracted.c[i], incident.c[i]), lambda);
+#if AD_N > 0 && !defined(__CUDACC__)
+                    if (geo0) {
+                        double s3[3];
+                        db_geo_scattering_n0(geo0, source, dpl, s3);
+                        S = db_lift3(s3);
+                    } else
+#endif
+                        S = db_scattering_vector(t, source, diffracted);
                     if (t->dmin > 0.0) {
                         double stol = 0.5 * ad_vec3_norm(S).v;
                         if (db_decide(fl, stol > 0.0 && t->dmin > 0.5 / stol)) continue;
                     }
                     if (db_decide(fl, polar.v == 0.0 || t->os_polar)) {
-                        polar = db_polarization(t->polarization, src_incident_unit[source], diffracted, t->polar_axis);
-                        /* the reference unitizes the diffracted vector in place here: this source's S is
-                         * already made, but later sources of this sub-pixel see the re-unitized vector */
-                        diffracted = ad_vec3_unit(diffracted, 0);
+#if AD_N > 0 && !defined(__CUDACC__)
+                        if (geo0) {
+                            polar = ad_const(db_geo_polar_n0(geo0, source, dpl));
+                            diffracted = db_lift3(dpl);
+                        } else
+#endif
+                        {
+                            polar = db_polarization(t->polarization, src_incident_unit[source], diffracted, t->polar_axis);
+                            /* the reference unitizes the diffracted vector in place here: this source's S is
+                             * already made, but later sources of this sub-pixel see the re-unitized vector */
+                            diffracted = ad_vec3_unit(diffracted, 0);
+                        }
                     }
                     if (fl->probe_first) {
                         fl->first_sample = sample;

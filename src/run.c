@@ -441,6 +441,17 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     job.logs = sim->logs;
     job.progress = sim->progress;
     job.progress_user = sim->progress_user;
+    if (r->ad_n > 0 && hdr->geometry_constant && !getenv("DUALBRAGG_DUAL_GEOMETRY")) {
+        /* the geometry in plain doubles: the primal block of the same values (it stays cached beside this one) */
+        const void *b0;
+        rc = db_sim_block(sim, db_tables_build_n0, NULL, &b0, err);
+        if (rc) {
+            free(tripped);
+            free(omega);
+            return rc;
+        }
+        job.geo_block = b0;
+    }
 
     const db_decisions *fd = sim->forced.active ? &sim->forced : NULL;
     int differs = 0;

@@ -646,6 +646,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     }
 #endif
     t->S_constant = !S_moves;
+    t->hdr.geometry_constant = !S_moves; /* omega, capture and polarization read nothing else that moves */
     db_ftable *ft = &t->ftab;
     ft->default_F = c->default_F;
     if (sim->have_hkl) {

@@ -116,7 +116,7 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         double size = p == DB_P_NA ? pl->sample_x : p == DB_P_NB ? pl->sample_y : pl->sample_z;
         if (size > 0)
             return db_fail(err, DB_ERR_ARGUMENT, "%s: set by the crystal size (-xtal_size and the like), not a free value", info->name);
-        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be positive (got %g)", info->name, v);
+        if (!(v >= 1.0)) return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be at least 1 (got %g)", info->name, v);
         break;
     }
     case DB_P_MOSAIC:

@@ -224,6 +224,7 @@ static void test_impossible_values_refused(void **state)
         {"distance", {0, 0, 0}, "distance"},
         {"na", {0, 0, 0}, "na"},
         {"nc", {-2, 0, 0}, "nc"},
+        {"nb", {0.5, 0, 0}, "nb"}, /* as -Nb 0.5 on a command line */
         {"a", {0, 0, 0}, "a:"},
         {"lambda", {NAN, 0, 0}, "lambda"},
         {"misset_x", {INFINITY, 0, 0}, "misset_x"},
@@ -832,6 +833,52 @@ static void test_work_estimate(void **state)
     db_sim_destroy(sim);
 }
 
+/* Passes that differentiate crystal parameters only evaluate the detector geometry in plain doubles (the primal
+ * engine's functions); the images must be those of the all-dual evaluation. */
+static void test_plain_geometry_equals_dual(void **state)
+{
+    (void)state;
+    const char *cases[] = {"c_phi0_carryover", "g_os_thick_polar", "m_curved_det", "f_div_disp", "o_flux_dmin"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        test_context("%s", cases[c]);
+        harness_args a;
+        case_args(cases[c], &a);
+        const char *roi[] = {"-roi", "40", "103", "40", "103"};
+        for (int k = 0; k < 5; k++) harness_push(&a, roi[k]);
+        db_sim *sim = sim_from(&a);
+        harness_args_free(&a);
+        int F, S;
+        db_sim_size(sim, &F, &S);
+        size_t n = (size_t)F * S;
+        int params[64];
+        db_error err;
+        int np = db_param_parse_list("a,b,c,alpha,beta,gamma,misset_x,misset_y,misset_z,phi0,osc", params, &err);
+        float *img = malloc(n * sizeof(float));
+        double *v[2], *g[2];
+        for (int m = 0; m < 2; m++) {
+            if (m) setenv("DUALBRAGG_DUAL_GEOMETRY", "1", 1);
+            v[m] = malloc(n * sizeof(double));
+            g[m] = malloc((size_t)np * n * sizeof(double));
+            assert_int_equal(db_sim_run_grad(sim, params, np, img, v[m], g[m], &err), DB_OK);
+            unsetenv("DUALBRAGG_DUAL_GEOMETRY");
+        }
+        assert_memory_equal(v[0], v[1], n * sizeof(double));
+        long nonzero = 0;
+        for (size_t i = 0; i < (size_t)np * n; i++) {
+            assert_true(g[0][i] == g[1][i]); /* equal numbers; a zero may differ in sign */
+            nonzero += g[0][i] != 0.0;
+        }
+        assert_true(nonzero > 1000);
+        for (int m = 0; m < 2; m++) {
+            free(v[m]);
+            free(g[m]);
+        }
+        free(img);
+        db_sim_destroy(sim);
+    }
+    test_context(NULL);
+}
+
 static void test_grad_list_trailing_comma(void **state)
 {
     (void)state;
@@ -849,7 +896,7 @@ static void test_grad_list_trailing_comma(void **state)
 int main(void)
 {
     enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0] };
-    struct CMUnitTest tests[2 * N + 10];
+    struct CMUnitTest tests[2 * N + 11];
     char names[2 * N][96];
     for (int i = 0; i < N; i++) {
         snprintf(names[2 * i], sizeof names[0], "set_params %s carryover on", ITER_CASES[i].name);
@@ -870,7 +917,8 @@ int main(void)
         cmocka_unit_test(test_noninteger_N),
         cmocka_unit_test(test_grad_list_trailing_comma),
         cmocka_unit_test(test_work_estimate),
+        cmocka_unit_test(test_plain_geometry_equals_dual),
     };
-    for (int i = 0; i < 10; i++) tests[2 * N + i] = rest[i];
+    for (int i = 0; i < 11; i++) tests[2 * N + i] = rest[i];
     return cmocka_run_group_tests_name("iterate", tests, NULL, NULL);
 }
