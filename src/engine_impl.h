@@ -58,6 +58,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < job->nspans; i++) {
         const db_span *sp = &job->spans[i];
+        long local = 0;
         for (int f = sp->f0; f <= sp->f1; f++) {
             long pos = sp->first + (f - sp->f0);
             if (pos < job->from) continue;
@@ -80,16 +81,17 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
 #endif
             if (job->omega) job->omega[pos] = fl.omega_sum;
             if (job->tripped) job->tripped[pos] = (unsigned char)fl.interp_tripped;
-            /* per pixel, not per row: a slow configuration still reports within a pixel's time */
-            if (job->progress) {
+            /* every 16 pixels, not per row: a slow configuration still reports within a few pixels' time, and
+             * the threads do not contend for the counter on every pixel */
+            if (job->progress && (++local == 16 || f == sp->f1)) {
                 long done;
 #pragma omp atomic capture
-                done = ++pixels_done;
+                done = pixels_done += local;
+                local = 0;
 #ifdef _OPENMP
                 if (omp_get_thread_num() == 0)
 #endif
-                    if ((done & 63) == 0 || f == sp->f1)
-                        job->progress(job->progress_user, (double)done / (double)(job->count > 0 ? job->count : 1));
+                    job->progress(job->progress_user, (double)done / (double)(job->count > 0 ? job->count : 1));
             }
         }
     }

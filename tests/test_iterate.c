@@ -301,7 +301,7 @@ static void test_loaded_inputs_stay(void **state)
     assert_int_equal(db_sim_get_params(sim, m, ang2, 3, &err), DB_OK);
     assert_bits_equal(ang2[0], ang[0]);
     assert_bits_equal(ang2[1], ang[1]);
-    assert_bits_equal(ang2[2], mz);
+    assert_close(ang2[2], mz, 4 * DBL_EPSILON, 0); /* through radians and back (the draw is time-seeded) */
     free(before);
     free(after);
     db_sim_destroy(sim);
@@ -505,6 +505,19 @@ static void test_box_equals_roi_and_mask_applies(void **state)
     harness_rmtree(dir);
 }
 
+/* A file's text, NUL-terminated (harness_read gives the bytes only). */
+static char *read_text(const char *path)
+{
+    size_t len;
+    unsigned char *b = harness_read(path, &len);
+    if (!b) return NULL;
+    char *t = malloc(len + 1);
+    memcpy(t, b, len);
+    t[len] = '\0';
+    free(b);
+    return t;
+}
+
 /* -boxes FILE on the command line: the library's selection, pixels outside 0; errors name file and line. */
 static void test_boxes_flag(void **state)
 {
@@ -550,7 +563,7 @@ static void test_boxes_flag(void **state)
     fclose(f);
     assert_int_equal(harness_run(DB_CLI_PATH, dir, &a, 2), 1);
     snprintf(out, sizeof out, "%s/out.log", dir);
-    char *log = (char *)harness_read(out, &len);
+    char *log = read_text(out);
     assert_non_null(log);
     char want[4300];
     snprintf(want, sizeof want, "%s:2:", path);
@@ -567,7 +580,7 @@ static void test_boxes_flag(void **state)
     harness_push(&g, "-precise");
     (void)err;
     assert_int_equal(harness_run(DB_GRADCHECK_PATH, dir, &g, 2), 0);
-    log = (char *)harness_read(out, &len);
+    log = read_text(out);
     if (!strstr(log, "gradcheck on 2 boxes within 120 131 120 131") || !strstr(log, "   112 ")) fail_msg("%s", log);
     free(log);
     harness_args_free(&g);
@@ -898,13 +911,19 @@ int main(void)
     enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0] };
     struct CMUnitTest tests[2 * N + 11];
     char names[2 * N][96];
+    /* DUALBRAGG_TEST_QUICK (the unoptimised sanitizer pass): three of the eight configurations */
+    const char *quick = getenv("DUALBRAGG_TEST_QUICK");
+    int q = quick && *quick && strcmp(quick, "0") != 0, nt = 0;
     for (int i = 0; i < N; i++) {
+        if (q && strcmp(ITER_CASES[i].name, "c_phi0_carryover") && strcmp(ITER_CASES[i].name, "h3_mosflm_rot_twotheta") &&
+            strcmp(ITER_CASES[i].name, "n_sourcefile"))
+            continue;
         snprintf(names[2 * i], sizeof names[0], "set_params %s carryover on", ITER_CASES[i].name);
         snprintf(names[2 * i + 1], sizeof names[0], "set_params %s carryover off", ITER_CASES[i].name);
         struct CMUnitTest on = {names[2 * i], test_set_equals_fresh_on, NULL, NULL, (void *)&ITER_CASES[i]};
         struct CMUnitTest off = {names[2 * i + 1], test_set_equals_fresh_off, NULL, NULL, (void *)&ITER_CASES[i]};
-        tests[2 * i] = on;
-        tests[2 * i + 1] = off;
+        tests[nt++] = on;
+        tests[nt++] = off;
     }
     struct CMUnitTest rest[] = {
         cmocka_unit_test(test_impossible_values_refused),
@@ -919,6 +938,6 @@ int main(void)
         cmocka_unit_test(test_work_estimate),
         cmocka_unit_test(test_plain_geometry_equals_dual),
     };
-    for (int i = 0; i < 11; i++) tests[2 * N + i] = rest[i];
-    return cmocka_run_group_tests_name("iterate", tests, NULL, NULL);
+    for (int i = 0; i < 11; i++) tests[nt++] = rest[i];
+    return _cmocka_run_group_tests("iterate", tests, (size_t)nt, NULL, NULL);
 }
