@@ -7,6 +7,7 @@
 #include "fileio.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 
 #include <math.h>
@@ -383,7 +384,8 @@ static int check_finite(const db_sim *sim, const run_out *out, db_error *err)
         const db_span *sp = &sim->spans[i];
         for (int f = sp->f0; f <= sp->f1; f++) {
             size_t o = out->full ? (size_t)sp->s * sim->plan.fpixels + f : (size_t)(sp->first + (f - sp->f0));
-            double v = out->image64 ? out->image64[o] : out->image ? (double)out->image[o] : 0.0;
+            /* the float image when there is one: a value beyond float's range is an infinity there */
+            double v = out->image ? (double)out->image[o] : out->image64 ? out->image64[o] : 0.0;
             if (!isfinite(v)) {
                 if (first < 0) first = (long)sp->s * sim->plan.fpixels + f;
                 bad++;
@@ -527,6 +529,9 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
 
 /* ---- statistics (appendix A4.2), in the single-threaded reference's order ---- */
 
+/* The IEEE conversion (an infinity beyond float's range), spelled out: C leaves that case undefined. */
+static float to_float(double v) { return fabs(v) <= FLT_MAX ? (float)v : (float)copysign(INFINITY, v); }
+
 static void compute_stats(db_sim *sim, const float *image, const double *values)
 {
     const db_plan *p = &sim->plan;
@@ -537,7 +542,7 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
         const db_span *sp = &sim->spans[i];
         for (int f = sp->f0; f <= sp->f1; f++) {
             long idx = (long)sp->s * F + f;
-            float v = image ? image[idx] : (float)values[sp->first + (f - sp->f0)];
+            float v = image ? image[idx] : to_float(values[sp->first + (f - sp->f0)]);
             if ((double)v > max_I) {
                 max_I = v;
                 max_idx = idx;
@@ -568,7 +573,7 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
         for (long i = 0; i < sim->nspans; i++) {
             const db_span *sp = &sim->spans[i];
             for (int f = sp->f0; f <= sp->f1; f++) {
-                float v = image ? image[(long)sp->s * F + f] : (float)values[sp->first + (f - sp->f0)];
+                float v = image ? image[(long)sp->s * F + f] : to_float(values[sp->first + (f - sp->f0)]);
                 double d = v - avg;
                 ss2 += d * d;
                 ++n2;

@@ -253,6 +253,14 @@ static void test_impossible_values_refused(void **state)
     assert_int_not_equal(db_sim_set_params(sim, &unknown, &one, 1, &err), DB_OK);
     assert_non_null(strstr(err.message, "99"));
     assert_int_not_equal(db_sim_get_params(sim, &unknown, &one, 1, &err), DB_OK);
+    /* the last line of defence: values each within range whose image overflows are not handed back */
+    int fl = db_param_from_name("fluence");
+    double huge = 1e308;
+    assert_int_equal(db_sim_set_params(sim, &fl, &huge, 1, &err), DB_OK);
+    float *img = malloc(n * sizeof(float));
+    assert_int_not_equal(db_sim_run(sim, img, NULL, &err), DB_OK);
+    if (!strstr(err.message, "non-finite")) fail_msg("%s", err.message);
+    free(img);
     free(before);
     free(after);
     db_sim_destroy(sim);
