@@ -10,6 +10,8 @@
 
 #include "dualbragg.h"
 
+#include <float.h>
+#include <math.h>
 #include <stddef.h>
 
 struct db_sim;
@@ -42,6 +44,10 @@ typedef struct db_span {
     int s, f0, f1;
     long first;
 } db_span;
+
+/* double to float as IEEE does it (an infinity beyond float's range), spelled out: C leaves that case
+ * undefined, and UBSan's float-cast-overflow flags it. The image's one conversion, for every renderer. */
+static inline float db_to_float(double v) { return fabs(v) <= FLT_MAX ? (float)v : (float)copysign(INFINITY, v); }
 
 typedef struct db_render_job {
     const void *block;           /* the table block, of the renderer's direction count */

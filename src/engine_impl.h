@@ -9,7 +9,6 @@
 #include "error.h"
 #include "sim.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,8 +73,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
                 if (fl.log->mode == DB_LOG_RECORD) fl.log->len = 0;
             }
             ad_num v = db_pixel_value(t, job->F, f, sp->s, &fl, AD_N > 0 ? job->geo_block : NULL);
-            /* beyond float's range the IEEE conversion gives an infinity; spelled out, as C leaves it undefined */
-            if (job->image) job->image[o] = fabs(v.v) <= FLT_MAX ? (float)v.v : (float)copysign(INFINITY, v.v);
+            if (job->image) job->image[o] = db_to_float(v.v);
             if (job->image64) job->image64[o] = v.v;
 #if AD_N > 0
             if (job->tangents)

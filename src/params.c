@@ -41,6 +41,19 @@ static const db_param_info TABLE[DB_P_COUNT] = {
 
 const db_param_info *db_param_info_of(int p) { return p >= 0 && p < DB_P_COUNT ? &TABLE[p] : NULL; }
 
+int db_param_check_list(const int *params, int n, db_error *err)
+{
+    if (n < 0 || (n > 0 && !params)) return db_fail(err, DB_ERR_ARGUMENT, "%d parameters but no list", n);
+    for (int k = 0; k < n; k++) {
+        if (params[k] < 0 || params[k] >= DB_P_COUNT)
+            return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d (expected 0..%d)", params[k], DB_P_COUNT - 1);
+        for (int j = 0; j < k; j++)
+            if (params[j] == params[k])
+                return db_fail(err, DB_ERR_ARGUMENT, "parameter '%s' is listed twice", TABLE[params[k]].name);
+    }
+    return DB_OK;
+}
+
 int db_param_count(void) { return DB_P_COUNT; }
 
 const char *db_param_name(int p) { return p >= 0 && p < DB_P_COUNT ? TABLE[p].name : NULL; }

@@ -29,5 +29,7 @@ typedef struct db_param_info {
 } db_param_info;
 
 const db_param_info *db_param_info_of(int param); /* NULL when out of range */
+/* Every index known and none twice (the rule of every call that takes a parameter list). */
+int db_param_check_list(const int *params, int n, db_error *err);
 
 #endif

@@ -7,7 +7,6 @@
 #include "fileio.h"
 
 #include <errno.h>
-#include <float.h>
 #include <limits.h>
 
 #include <math.h>
@@ -230,6 +229,12 @@ void db_sim_selected_pixels(const db_sim *sim, long *out)
     }
 }
 
+/* A box is non-empty and on the detector (long: a file's numbers are checked before they become ints). */
+static int box_ok(const db_sim *sim, long x0, long x1, long y0, long y1)
+{
+    return x0 >= 0 && x1 < sim->plan.fpixels && y0 >= 0 && y1 < sim->plan.spixels && x0 <= x1 && y0 <= y1;
+}
+
 int db_sim_select_boxes(db_sim *sim, const int *boxes, int nboxes, db_error *err)
 {
     db_error_clear(err);
@@ -239,7 +244,7 @@ int db_sim_select_boxes(db_sim *sim, const int *boxes, int nboxes, db_error *err
     int F = sim->plan.fpixels, S = sim->plan.spixels;
     for (int b = 0; b < nboxes; b++) {
         const int *x = boxes + 4 * b;
-        if (x[0] < 0 || x[1] >= F || x[2] < 0 || x[3] >= S || x[0] > x[1] || x[2] > x[3])
+        if (!box_ok(sim, x[0], x[1], x[2], x[3]))
             return db_fail(err, DB_ERR_ARGUMENT,
                            "box %d (xmin xmax ymin ymax = %d %d %d %d) is empty or outside the %d x %d detector "
                            "(expected 0 <= xmin <= xmax < %d and 0 <= ymin <= ymax < %d)",
@@ -310,7 +315,7 @@ int db_sim_select_boxes_file(db_sim *sim, const char *path, db_error *err)
             for (int i = 0; i < 4; i++) boxes[4 * n + i] = (int)v[i];
             n++;
             int F = sim->plan.fpixels, S = sim->plan.spixels;
-            if (v[0] < 0 || v[1] >= F || v[2] < 0 || v[3] >= S || v[0] > v[1] || v[2] > v[3])
+            if (!box_ok(sim, v[0], v[1], v[2], v[3]))
                 rc = db_fail(err, DB_ERR_FORMAT,
                              "-boxes %s:%d: box %ld %ld %ld %ld is empty or outside the %d x %d detector "
                              "(expected 0 <= xmin <= xmax < %d and 0 <= ymin <= ymax < %d)",
@@ -529,8 +534,6 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
 
 /* ---- statistics (appendix A4.2), in the single-threaded reference's order ---- */
 
-/* The IEEE conversion (an infinity beyond float's range), spelled out: C leaves that case undefined. */
-static float to_float(double v) { return fabs(v) <= FLT_MAX ? (float)v : (float)copysign(INFINITY, v); }
 
 static void compute_stats(db_sim *sim, const float *image, const double *values)
 {
@@ -542,7 +545,7 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
         const db_span *sp = &sim->spans[i];
         for (int f = sp->f0; f <= sp->f1; f++) {
             long idx = (long)sp->s * F + f;
-            float v = image ? image[idx] : to_float(values[sp->first + (f - sp->f0)]);
+            float v = image ? image[idx] : db_to_float(values[sp->first + (f - sp->f0)]);
             if ((double)v > max_I) {
                 max_I = v;
                 max_idx = idx;
@@ -573,7 +576,7 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
         for (long i = 0; i < sim->nspans; i++) {
             const db_span *sp = &sim->spans[i];
             for (int f = sp->f0; f <= sp->f1; f++) {
-                float v = image ? image[(long)sp->s * F + f] : to_float(values[sp->first + (f - sp->f0)]);
+                float v = image ? image[(long)sp->s * F + f] : db_to_float(values[sp->first + (f - sp->f0)]);
                 double d = v - avg;
                 ss2 += d * d;
                 ++n2;
@@ -620,19 +623,23 @@ int db_sim_set_chunk(db_sim *sim, int k)
     return DB_OK;
 }
 
+/* The list checked, and whether it asks for an N derivative (which needs the dh form, README "Derivatives"). */
 static int check_params(const int *params, int nparams, int *dh, db_error *err)
 {
-    if (nparams < 0 || (nparams > 0 && !params)) return db_fail(err, DB_ERR_ARGUMENT, "%d parameters but no list", nparams);
     *dh = 0;
-    for (int k = 0; k < nparams; k++) {
-        if (params[k] < 0 || params[k] >= DB_P_COUNT)
-            return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d (expected 0..%d)", params[k], DB_P_COUNT - 1);
-        for (int j = 0; j < k; j++)
-            if (params[j] == params[k])
-                return db_fail(err, DB_ERR_ARGUMENT, "parameter '%s' is listed twice", db_param_name(params[k]));
-        *dh |= params[k] == DB_P_NA || params[k] == DB_P_NB || params[k] == DB_P_NC;
-    }
-    return DB_OK;
+    int rc = db_param_check_list(params, nparams, err);
+    for (int k = 0; !rc && k < nparams; k++) *dh |= params[k] == DB_P_NA || params[k] == DB_P_NB || params[k] == DB_P_NC;
+    return rc;
+}
+
+/* The pass that carries params[0..n-1] in tangent directions 0..n-1. */
+static db_pass make_pass(const int *params, int n)
+{
+    db_pass pass;
+    for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
+    pass.ndirs = n;
+    for (int k = 0; k < n; k++) pass.dir_of[params[k]] = k;
+    return pass;
 }
 
 /* Every pass of a run: the primal alone, or the parameters in chunks of at most sim->chunk directions. */
@@ -645,10 +652,7 @@ static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, si
     int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
     double *tangents = out->tangents;
     for (int first = 0; first < nparams && !rc; first += chunk) {
-        db_pass pass;
-        for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
-        pass.ndirs = nparams - first < chunk ? nparams - first : chunk;
-        for (int k = 0; k < pass.ndirs; k++) pass.dir_of[params[first + k]] = k;
+        db_pass pass = make_pass(params + first, nparams - first < chunk ? nparams - first : chunk);
         out->tangents = tangents ? tangents + (size_t)first * ld_images : NULL;
         rc = run_pass(sim, cpu_renderer(pass.ndirs), &pass, out, err);
     }
@@ -739,10 +743,7 @@ int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, i
         rc = db_sim_block(sim, db_tables_build_n0, NULL, &block, err);
         return rc ? rc : db_cpu_trace_n0(sim, block, 0, fpixel, spixel, file, err);
     }
-    db_pass pass;
-    for (int p = 0; p < DB_P_COUNT; p++) pass.dir_of[p] = -1;
-    pass.ndirs = nparams;
-    for (int k = 0; k < nparams; k++) pass.dir_of[params[k]] = k;
+    db_pass pass = make_pass(params, nparams);
     rc = db_sim_block(sim, db_tables_build_n12, &pass, &block, err);
     return rc ? rc : db_cpu_trace_n12(sim, block, nparams, fpixel, spixel, file, err);
 }

@@ -180,17 +180,11 @@ int db_sim_set_params(db_sim *sim, const int *params, const double *values, int 
     db_error_clear(err);
     if (!sim || n < 0 || (n > 0 && (!params || !values)))
         return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_params: no simulation, or %d parameters without arrays", n);
-    for (int k = 0; k < n; k++) {
-        if (params[k] < 0 || params[k] >= DB_P_COUNT)
-            return db_fail(err, DB_ERR_ARGUMENT, "unknown parameter index %d (expected 0..%d)", params[k], DB_P_COUNT - 1);
-        for (int j = 0; j < k; j++)
-            if (params[j] == params[k])
-                return db_fail(err, DB_ERR_ARGUMENT, "parameter '%s' is listed twice", db_param_name(params[k]));
-    }
+    int rc = db_param_check_list(params, n, err);
+    if (rc) return rc;
     db_values *saved = (db_values *)malloc(sizeof *saved);
     if (!saved) return db_fail(err, DB_ERR_NOMEM, "out of memory");
     db_sim_values_save(sim, saved);
-    int rc = DB_OK;
     for (int k = 0; k < n && !rc; k++) rc = set_one(sim, params[k], values[k], err);
     if (!rc) rc = check_cell(sim->cfg, err);
     db_plan plan;
