@@ -65,12 +65,13 @@ int db_config_set_phi_carryover(db_config *cfg, int on, db_error *err);         
 const char *db_config_warnings(const db_config *cfg);
 
 /* Output files the command line asked for (NULL when not requested), and a few switches. */
-typedef enum { DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64, DB_OUT_FDUMP } db_output_kind;
+typedef enum { DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64, DB_OUT_FDUMP, DB_OUT_PNG } db_output_kind;
 const char *db_config_output_path(const db_config *cfg, db_output_kind kind);
 int db_config_has_hkl(const db_config *cfg);      /* -hkl given */
 int db_config_progress(const db_config *cfg);     /* progress meter wanted (-noprogress turns it off) */
 const char *db_config_grad_list(const db_config *cfg); /* -grad LIST, or NULL */
 int db_config_grad_chunk(const db_config *cfg);   /* -grad_chunk, 0 = default */
+int db_config_grad_png(const db_config *cfg);     /* -gradpng: a PNG beside each derivative image */
 /* The derivative images' prefix: -gradprefix, or the float file name without extension plus ".d". */
 int db_config_grad_prefix(const db_config *cfg, char *buf, size_t size);
 int db_config_trace_pixel(const db_config *cfg, int *fpixel, int *spixel); /* 1 when -trace_pixel was given */
@@ -164,6 +165,61 @@ int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, i
 /* The reference's -printout block (values of the last inner iteration) for one pixel, or every rendered pixel
  * when fpixel < 0, of the last run, to a FILE *. */
 int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err);
+
+/* ---- refinement: Levenberg-Marquardt over the selected pixels (README "Refinement") ----
+ * Fits params to an observed image with the exact Jacobian of db_sim_run_selected: weighted residuals
+ * sqrt(w) (model - observed) over the selected pixels (db_sim_select_boxes, or the configuration's -roi/-mask),
+ * normal equations on OpenBLAS, damped Cholesky on LAPACK, each parameter scaled by its Jacobian column norm.
+ * Parameters the data cannot separate (a zero Jacobian column, or linearly dependent columns such as phi0 and
+ * misset_z when the spindle and the last misset rotation share an axis) are refused by name before the fit.
+ * A trial step costs one primal run on the selected pixels, an accepted one one run with derivatives. */
+#define DB_REFINE_MAX_PARAMS 32
+typedef enum { DB_WEIGHTS_POISSON = 0, DB_WEIGHTS_UNIT = 1 } db_weighting; /* Poisson: 1 / max(observed, 1) */
+typedef enum {
+    DB_STOP_COST = 1,   /* relative cost change of an accepted step below cost_tolerance */
+    DB_STOP_STEP,       /* scaled step below step_tolerance relative to the scaled parameters */
+    DB_STOP_MAXITER,    /* max_iterations trial steps taken */
+    DB_STOP_EXACT,      /* the cost is 0: the model equals the data on every pixel */
+    DB_STOP_NO_PROGRESS /* no step reduces the cost at any damping: the best parameters found are kept */
+} db_stop_reason;
+const char *db_stop_reason_text(int reason);
+
+typedef struct db_refine_iteration {
+    int iteration, accepted;
+    double cost, damping, step, seconds; /* cost after the step when accepted; step = |D delta| / |D p| */
+} db_refine_iteration;
+typedef void (*db_refine_progress_fn)(void *user, const db_refine_iteration *it);
+
+typedef struct db_refine_options {
+    int max_iterations;           /* trial steps (accepted or not); default 100 */
+    double cost_tolerance;        /* default 1e-12 */
+    double step_tolerance;        /* default 1e-10 */
+    double initial_damping;       /* relative to the scaled normal matrix's diagonal; default 1 (see README) */
+    int weighting;                /* db_weighting, used when the weights argument is NULL */
+    const double *typical_step;   /* [nparams] fixed scaling (command-line units), or NULL: column norms */
+    db_refine_progress_fn progress;
+    void *progress_user;
+} db_refine_options;
+void db_refine_default_options(db_refine_options *o);
+
+typedef struct db_refine_result {
+    int nparams;
+    double start[DB_REFINE_MAX_PARAMS], values[DB_REFINE_MAX_PARAMS]; /* command-line units */
+    double sigma[DB_REFINE_MAX_PARAMS]; /* standard uncertainties: inverse normal matrix x reduced chi-square */
+    double correlation[DB_REFINE_MAX_PARAMS * DB_REFINE_MAX_PARAMS]; /* [i*nparams + j] */
+    double start_cost, cost;      /* 0.5 sum w (model - observed)^2 */
+    double reduced_chi2;          /* 2 cost / (pixels - nparams) */
+    long pixels;
+    int iterations, derivative_runs, primal_runs;
+    int stop_reason;              /* db_stop_reason */
+    double seconds;
+} db_refine_result;
+
+/* observed[s*fpixels + f] in photons over the whole detector (only selected pixels are read; they must be finite
+ * and >= 0); weights likewise, or NULL for options->weighting. On return the simulation holds the fitted values
+ * (or, when the fit ends early, the best ones found). options may be NULL (defaults). */
+int db_refine(db_sim *sim, const int *params, int nparams, const double *observed, const double *weights,
+              const db_refine_options *options, db_refine_result *result, db_error *err);
 
 /* ---- outputs (each written to a temporary name and renamed when complete) ---- */
 int db_write_float_image(const char *path, const float *image, size_t n, db_error *err);

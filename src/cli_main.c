@@ -3,6 +3,7 @@
 #include "dualbragg.h"
 #include "config.h" /* db_config_input_files */
 #include "fileio.h" /* output checks and the output transaction */
+#include "picture.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static int fail(const db_error *err)
 
 /* The run's output files: final name, the flag that names it, and the name it is written to during the run
  * (a temporary in the same folder, renamed into place with all the others once every output is written). */
-#define MAX_OUTPUTS (6 + 64)
+#define MAX_OUTPUTS (7 + 2 * 64) /* the fixed outputs, then a derivative image and its picture per parameter */
 typedef struct output {
     char path[4200];
     const char *flag;
@@ -150,6 +151,11 @@ int main(int argc, char **argv)
         return fail(&err);
     }
     fputs(db_config_warnings(cfg), stderr);
+    if (db_config_grad_png(cfg) && !db_config_grad_list(cfg)) {
+        fprintf(stderr, "dualbragg: error: -gradpng draws the derivative images of -grad LIST, and -grad is not given\n");
+        db_config_destroy(cfg);
+        return 2;
+    }
 
     outs = (outputs *)calloc(1, sizeof *outs);
     txn = db_out_set_create();
@@ -164,6 +170,8 @@ int main(int argc, char **argv)
     add_output(outs, db_config_output_path(cfg, DB_OUT_FLOAT), "-floatfile");
     const char *f64 = db_config_output_path(cfg, DB_OUT_FLOAT64);
     if (f64) add_output(outs, f64, "-floatfile64");
+    const char *png = db_config_output_path(cfg, DB_OUT_PNG);
+    if (png) add_output(outs, png, "-pngfile");
     if (db_config_grad_list(cfg)) {
         nparams = db_param_parse_list(db_config_grad_list(cfg), params, &err);
         if (nparams < 0) {
@@ -179,6 +187,11 @@ int main(int argc, char **argv)
         for (int k = 0; k < nparams; k++) {
             snprintf(name, sizeof name, "%s%s.bin", prefix, db_param_name(params[k]));
             add_output(outs, name, "-grad");
+        }
+        /* after all the .bin names, so that each group is found as one run of outputs */
+        for (int k = 0; db_config_grad_png(cfg) && k < nparams; k++) {
+            snprintf(name, sizeof name, "%s%s.png", prefix, db_param_name(params[k]));
+            add_output(outs, name, "-gradpng");
         }
     }
     add_output(outs, db_config_output_path(cfg, DB_OUT_INT), "-intfile");
@@ -284,6 +297,10 @@ int main(int argc, char **argv)
         if ((rc = db_write_float64_image(o->tmp, image64, n, &err))) goto write_failed;
         printf("writing %s as %zu 8-byte floats\n", o->path, n);
     }
+    if ((o = find_output(outs, "-pngfile"))) {
+        if ((rc = db_png_write_float(o->tmp, image, F, S, DB_PICTURE_LOG, NULL, 0, &err))) goto write_failed;
+        printf("writing %s: a %d x %d picture of the float image, log scale\n", o->path, F, S);
+    }
     printf("max_I = %g  at %g %g\n", sum.max_I, sum.max_I_x, sum.max_I_y);
     printf("mean= %g rms= %g rmsd= %g\n", sum.mean, sum.rms, sum.rmsd);
     if (nparams > 0) {
@@ -292,6 +309,12 @@ int main(int argc, char **argv)
             if ((rc = db_write_float64_image(o->tmp, grads + (size_t)k * n, n, &err))) goto write_failed;
             printf("writing %s: d(pixel)/d(%s) per %s, %zu 8-byte floats\n", o->path, db_param_name(params[k]),
                    db_param_unit(params[k]), n);
+        }
+        o = find_output(outs, "-gradpng");
+        for (int k = 0; o && k < nparams; k++, o++) {
+            if ((rc = db_png_write(o->tmp, grads + (size_t)k * n, F, S, DB_PICTURE_DIVERGING, NULL, 0, &err)))
+                goto write_failed;
+            printf("writing %s: a picture of d(pixel)/d(%s), blue < 0 < red\n", o->path, db_param_name(params[k]));
         }
     }
     if (db_config_trace_pixel(cfg, &tf, &ts)) {

@@ -92,7 +92,7 @@ void db_config_free(db_config *c)
     if (!c) return;
     char **strings[] = {&c->hkl_file, &c->mat_file, &c->dump_file, &c->source_file, &c->img_file, &c->mask_file,
                         &c->float_file, &c->int_file, &c->pgm_file, &c->noise_file, &c->float64_file,
-                        &c->grad_list, &c->grad_prefix, &c->boxes_file};
+                        &c->png_file, &c->grad_list, &c->grad_prefix, &c->boxes_file};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) free(*strings[i]);
     free(c->mask);
     free(c);
@@ -204,7 +204,7 @@ typedef enum {
     F_SQUARE_XTAL, F_GAUSS_XTAL, F_TOPHAT, F_FUDGE, F_INTERPOLATE, F_NOINTERPOLATE, F_WATER, F_STOLFILE,
     F_FLOATFILE, F_INTFILE, F_PGMFILE, F_NOISEFILE, F_FLOATFILE64, F_NONOISE, F_NOPGM, F_SCALE, F_PGMSCALE,
     F_ADC, F_SEED, F_PRINTOUT, F_PRINTOUT_PIXEL, F_NOPROGRESS, F_PROGRESS, F_PHI_CARRYOVER, F_GRAD, F_GRADPREFIX,
-    F_GRAD_CHUNK, F_TRACE_PIXEL, F_BOXES
+    F_GRAD_CHUNK, F_TRACE_PIXEL, F_BOXES, F_PNGFILE, F_GRADPNG
 } flag_id;
 
 typedef struct flag_spec {
@@ -261,6 +261,7 @@ static const flag_spec FLAGS[] = {
     {"-printout_pixel", F_PRINTOUT_PIXEL}, {"-noprogress", F_NOPROGRESS}, {"-progress", F_PROGRESS},
     {"-phi_carryover", F_PHI_CARRYOVER}, {"-grad", F_GRAD}, {"-gradprefix", F_GRADPREFIX},
     {"-grad_chunk", F_GRAD_CHUNK}, {"-trace_pixel", F_TRACE_PIXEL}, {"-boxes", F_BOXES},
+    {"-pngfile", F_PNGFILE}, {"-gradpng", F_GRADPNG},
 };
 
 static const flag_spec *find_flag(const char *name)
@@ -580,6 +581,8 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     case F_PGMFILE: rc = take_string(cur, "a file name", &c->pgm_file); c->write_pgm = 1; used = 1; break;
     case F_NOISEFILE: rc = take_string(cur, "a file name", &c->noise_file); c->write_noise = 1; used = 1; break;
     case F_FLOATFILE64: rc = take_string(cur, "a file name", &c->float64_file); used = 1; break;
+    case F_PNGFILE: rc = take_string(cur, "a file name", &c->png_file); used = 1; break;
+    case F_GRADPNG: c->grad_png = 1; break;
     case F_NONOISE: c->write_noise = 0; break;
     case F_NOPGM: c->write_pgm = 0; break;
     case F_SCALE: rc = take_double(cur, "a scale factor", &c->intfile_scale); used = 1; break;
@@ -1096,6 +1099,7 @@ db_config *db_config_clone(const db_config *src)
     bad |= dup_string(&c->pgm_file, src->pgm_file);
     bad |= dup_string(&c->noise_file, src->noise_file);
     bad |= dup_string(&c->float64_file, src->float64_file);
+    bad |= dup_string(&c->png_file, src->png_file);
     bad |= dup_string(&c->grad_list, src->grad_list);
     bad |= dup_string(&c->grad_prefix, src->grad_prefix);
     bad |= dup_string(&c->boxes_file, src->boxes_file);
@@ -1131,6 +1135,7 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
     case DB_OUT_NOISE: return c->write_noise ? c->noise_file : NULL;
     case DB_OUT_FLOAT64: return c->float64_file;
     case DB_OUT_FDUMP: return c->dump_file;
+    case DB_OUT_PNG: return c->png_file;
     }
     return NULL;
 }
@@ -1150,6 +1155,7 @@ int db_config_input_files(const db_config *c, const char *paths[5], const char *
 }
 const char *db_config_grad_list(const db_config *c) { return c->grad_list; }
 int db_config_grad_chunk(const db_config *c) { return c->grad_chunk; }
+int db_config_grad_png(const db_config *c) { return c->grad_png; }
 int db_config_printout(const db_config *c, int *f, int *s)
 {
     *f = c->printout_fpixel;

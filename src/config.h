@@ -21,7 +21,9 @@ struct db_config {
     /* files (NULL when absent); strings are owned by the config */
     char *hkl_file, *mat_file, *dump_file, *source_file, *img_file, *mask_file;
     char *float_file, *int_file, *pgm_file, *noise_file, *float64_file;
+    char *png_file;                       /* -pngfile FILE: a picture of the float image */
     char *grad_list, *grad_prefix;        /* -grad LIST, -gradprefix PREFIX */
+    int grad_png;                         /* -gradpng: a picture beside each derivative image */
     char *boxes_file;                     /* -boxes FILE: the pixels to render (replaces -roi) */
     int grad_chunk;                       /* -grad_chunk N (0 = default) */
     int trace_fpixel, trace_spixel;       /* -trace_pixel F S, -1 = off */

@@ -1,0 +1,477 @@
+/* dualbragg-refine: fits chosen parameters to an observed image (README "Refinement"). dualbragg's flags give the
+ * starting model; this front reads the observed image, picks the pixels (-roi, -mask, -boxes, or -spots), runs
+ * db_refine and writes what was asked for, all or nothing. */
+#include "dualbragg.h"
+#include "error.h"    /* db_fail */
+#include "fileio.h"   /* the output transaction */
+#include "observed.h" /* reading the observed image, spots */
+#include "picture.h"  /* -pngprefix */
+#include "sim.h"      /* the selected pixels and boxes, for -spots and the pictures */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROG "dualbragg-refine"
+
+typedef struct refine_args {
+    const char *obs, *refine, *json, *cmdline, *pngprefix, *floatfile, *weights;
+    double adc, damping;
+    int obs_float64, spots, spot_size, maxiter, carryover;
+    const char **rest; /* dualbragg's flags */
+    int nrest;
+} refine_args;
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: " PROG " -obs FILE -refine LIST [dualbragg flags] [-roi ... | -mask FILE | -boxes FILE | -spots N]\n"
+            "       [-spot_size S] [-obs_adc ADC] [-obs_float64] [-weights poisson|unit] [-maxiter N] [-json FILE]\n"
+            "       [-floatfile FILE] [-cmdline FILE] [-pngprefix P] [-phi_carryover on|off]; see README.md \"Refinement\"\n");
+    return 2;
+}
+
+static int arg_error(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, PROG ": error: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* A whole number in [lo, hi] for flag. */
+static int whole(const char *flag, const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || v != floor(v) || v < (double)lo || v > (double)hi) {
+        fprintf(stderr, PROG ": error: %s expects a whole number from %ld to %ld, got '%s'\n", flag, lo, hi, s);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+/* Output flags of dualbragg that this program does not write: refused, rather than accepted without effect. */
+static const char *const NOT_WRITTEN[] = {"-intfile", "-intimage", "-noisefile", "-noiseimage", "-pgmfile", "-pgmimage",
+                                          "-floatfile64", "-grad", "-gradprefix", "-gradpng", "-pngfile",
+                                          "-trace_pixel", "-printout", "-printout_pixel", "-floatimage"};
+
+static int parse_args(int argc, char **argv, refine_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->adc = 40.0;
+    a->damping = 1.0;
+    a->spot_size = 15;
+    a->maxiter = 100;
+    a->weights = "poisson";
+    a->rest = (const char **)calloc((size_t)argc + 2, sizeof(char *));
+    if (!a->rest) return arg_error("out of memory%s%s", "", "");
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        int left = argc - 1 - i;
+        const char **str = NULL;
+        if (!strcmp(f, "-obs")) str = &a->obs;
+        else if (!strcmp(f, "-refine")) str = &a->refine;
+        else if (!strcmp(f, "-json")) str = &a->json;
+        else if (!strcmp(f, "-cmdline")) str = &a->cmdline;
+        else if (!strcmp(f, "-pngprefix")) str = &a->pngprefix;
+        else if (!strcmp(f, "-floatfile")) str = &a->floatfile;
+        else if (!strcmp(f, "-weights")) str = &a->weights;
+        if (str) {
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            *str = argv[++i];
+            continue;
+        }
+        if (!strcmp(f, "-obs_adc")) {
+            char *end;
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            a->adc = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !isfinite(a->adc))
+                return arg_error("-obs_adc expects a finite number (the ADC offset of the SMV counts), got '%s'%s", argv[i], "");
+        } else if (!strcmp(f, "-damping")) {
+            char *end;
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            a->damping = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !isfinite(a->damping) || a->damping <= 0)
+                return arg_error("-damping expects a number > 0 (the starting damping, relative to the scaled normal matrix), got '%s'%s", argv[i], "");
+        } else if (!strcmp(f, "-obs_float64")) {
+            a->obs_float64 = 1;
+        } else if (!strcmp(f, "-spots")) {
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            if (!whole(f, argv[++i], 1, 100000, &a->spots)) return 2;
+        } else if (!strcmp(f, "-spot_size")) {
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            if (!whole(f, argv[++i], 1, 10000, &a->spot_size)) return 2;
+        } else if (!strcmp(f, "-maxiter")) {
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            if (!whole(f, argv[++i], 1, 1000000, &a->maxiter)) return 2;
+        } else if (!strcmp(f, "-phi_carryover")) {
+            if (left < 1) return arg_error("%s is missing its value (on or off)%s", f, "");
+            const char *v = argv[++i];
+            if (strcmp(v, "on") && strcmp(v, "off")) return arg_error("-phi_carryover expects on or off, got '%s'%s", v, "");
+            a->carryover = !strcmp(v, "on");
+        } else {
+            for (size_t k = 0; k < sizeof NOT_WRITTEN / sizeof NOT_WRITTEN[0]; k++)
+                if (!strcmp(f, NOT_WRITTEN[k]))
+                    return arg_error("%s is not written by " PROG " (its -floatfile is the fitted model; -cmdline FILE gives "
+                                     "a dualbragg command line for the other outputs)%s", f, "");
+            a->rest[a->nrest++] = f;
+        }
+    }
+    if (!a->obs) return arg_error("-obs FILE (the observed image) is required%s%s", "", "");
+    if (!a->refine) return arg_error("-refine LIST (the parameters to fit, names as for -grad) is required%s%s", "", "");
+    if (strcmp(a->weights, "poisson") && strcmp(a->weights, "unit"))
+        return arg_error("-weights expects poisson or unit, got '%s'%s", a->weights, "");
+    return 0;
+}
+
+static void show_iteration(void *user, const db_refine_iteration *it)
+{
+    (void)user;
+    printf("%5d  %-8s %14.6e %10.2e %10.2e %9.2f\n", it->iteration, it->accepted ? "accepted" : "rejected", it->cost,
+           it->damping, it->step, it->seconds);
+    fflush(stdout);
+}
+
+/* ---- outputs ---- */
+
+static void json_number(FILE *o, double v)
+{
+    if (isfinite(v)) fprintf(o, "%.17g", v);
+    else fputs("null", o);
+}
+
+static int write_json(const char *path, const db_refine_result *r, const int *params, int carryover, db_error *err)
+{
+    FILE *o = fopen(path, "w");
+    if (!o) return db_fail(err, DB_ERR_IO, "cannot write '%s'", path);
+    const int n = r->nparams;
+    const char *keys[3] = {"start", "parameters", "sigma"};
+    const double *vals[3] = {r->start, r->values, r->sigma};
+    fputs("{\n", o);
+    for (int k = 0; k < 3; k++) {
+        fprintf(o, "  \"%s\": {", keys[k]);
+        for (int j = 0; j < n; j++) {
+            fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(params[j]));
+            json_number(o, k == 2 && vals[k][j] < 0 ? NAN : vals[k][j]); /* an undetermined sigma is null */
+        }
+        fputs("},\n", o);
+    }
+    fputs("  \"units\": {", o);
+    for (int j = 0; j < n; j++) fprintf(o, "%s\"%s\": \"%s\"", j ? ", " : "", db_param_name(params[j]), db_param_unit(params[j]));
+    fputs("},\n  \"correlation\": {", o);
+    for (int i = 0; i < n; i++) {
+        fprintf(o, "%s\n    \"%s\": {", i ? "," : "", db_param_name(params[i]));
+        for (int j = 0; j < n; j++) {
+            fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(params[j]));
+            json_number(o, r->correlation[i * n + j]);
+        }
+        fputc('}', o);
+    }
+    fputs("\n  },\n", o);
+    fprintf(o, "  \"iterations\": %d,\n  \"derivative_runs\": %d,\n  \"primal_runs\": %d,\n", r->iterations,
+            r->derivative_runs, r->primal_runs);
+    fputs("  \"cost\": ", o);
+    json_number(o, r->cost);
+    fputs(",\n  \"start_cost\": ", o);
+    json_number(o, r->start_cost);
+    fputs(",\n  \"reduced_chi2\": ", o);
+    json_number(o, r->reduced_chi2);
+    fprintf(o, ",\n  \"pixels\": %ld,\n  \"stop_reason\": \"%s\",\n  \"phi_carryover\": \"%s\",\n  \"seconds\": %.3f\n}\n",
+            r->pixels, db_stop_reason_text(r->stop_reason), carryover ? "on" : "off", r->seconds);
+    int bad = ferror(o);
+    bad |= fclose(o) != 0;
+    if (bad) return db_fail(err, DB_ERR_IO, "cannot write '%s' (disk full?)", path);
+    return 0;
+}
+
+/* The dualbragg flag that sets each parameter (in the command line's unit, as db_sim_get_params gives it); the
+ * cell and the misset are written whole. */
+static const char *const FLAG_OF[][2] = {
+    {"phi0", "-phi"}, {"osc", "-osc"}, {"distance", "-distance"}, {"xbeam", "-Xbeam"}, {"ybeam", "-Ybeam"},
+    {"orgx", "-ORGX"}, {"orgy", "-ORGY"}, {"lambda", "-lambda"}, {"na", "-Na"}, {"nb", "-Nb"}, {"nc", "-Nc"},
+    {"mosaic", "-mosaic"}, {"fluence", "-fluence"}, {"detector_rotx", "-detector_rotx"},
+    {"detector_roty", "-detector_roty"}, {"detector_rotz", "-detector_rotz"}, {"twotheta", "-twotheta"}};
+
+static void shell_word(FILE *o, const char *w)
+{
+    int plain = *w != 0;
+    for (const char *c = w; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-", *c)) plain = 0;
+    if (plain) {
+        fputs(w, o);
+        return;
+    }
+    fputc('\'', o);
+    for (const char *c = w; *c; c++) {
+        if (*c == '\'') fputs("'\\''", o);
+        else fputc(*c, o);
+    }
+    fputc('\'', o);
+}
+
+/* A dualbragg command line for the fitted model: the flags given, then the fitted values, which override them
+ * (flags are read in order). Values are printed with 17 digits, which read back to the same doubles. */
+static int write_cmdline(const char *path, const refine_args *a, db_sim *sim, const int *params, int n, db_error *err)
+{
+    FILE *o = fopen(path, "w");
+    if (!o) return db_fail(err, DB_ERR_IO, "cannot write '%s'", path);
+    fputs("dualbragg", o);
+    for (int i = 0; i < a->nrest; i++) {
+        fputc(' ', o);
+        shell_word(o, a->rest[i]);
+    }
+    fprintf(o, " -phi_carryover %s", a->carryover ? "on" : "off");
+    int cell = 0, misset = 0;
+    for (int j = 0; j < n; j++) {
+        const char *nm = db_param_name(params[j]);
+        int p = params[j];
+        if (p <= db_param_from_name("gamma")) cell = 1;
+        else if (p <= db_param_from_name("misset_z")) misset = 1;
+        else
+            for (size_t k = 0; k < sizeof FLAG_OF / sizeof FLAG_OF[0]; k++)
+                if (!strcmp(nm, FLAG_OF[k][0])) {
+                    double v;
+                    if (db_sim_get_params(sim, &p, &v, 1, err)) goto fail;
+                    fprintf(o, " %s %.17g", FLAG_OF[k][1], v);
+                }
+    }
+    const char *groups[2][7] = {{"-cell", "a", "b", "c", "alpha", "beta", "gamma"},
+                                {"-misset", "misset_x", "misset_y", "misset_z", NULL, NULL, NULL}};
+    for (int g = 0; g < 2; g++) {
+        if (!(g == 0 ? cell : misset)) continue;
+        fprintf(o, " %s", groups[g][0]);
+        for (int k = 1; k < 7 && groups[g][k]; k++) {
+            int p = db_param_from_name(groups[g][k]);
+            double v;
+            if (db_sim_get_params(sim, &p, &v, 1, err)) goto fail;
+            fprintf(o, " %.17g", v);
+        }
+    }
+    fputc('\n', o);
+    int bad = ferror(o);
+    bad |= fclose(o) != 0;
+    if (bad) return db_fail(err, DB_ERR_IO, "cannot write '%s' (disk full?)", path);
+    return 0;
+fail:
+    fclose(o);
+    return err->code;
+}
+
+static int has_flag(const refine_args *a, const char *flag)
+{
+    for (int i = 0; i < a->nrest; i++)
+        if (!strcmp(a->rest[i], flag)) return 1;
+    return 0;
+}
+
+static void print_results(const db_refine_result *r, const int *params)
+{
+    const int n = r->nparams;
+    printf("\nstopped after %d iterations: %s\n", r->iterations, db_stop_reason_text(r->stop_reason));
+    printf("cost %.6e (start %.6e), reduced chi-square %.4g over %ld pixels, %d runs with derivatives, %d without, %.2f s\n",
+           r->cost, r->start_cost, r->reduced_chi2, r->pixels, r->derivative_runs, r->primal_runs, r->seconds);
+    printf("\n%-14s %-12s %22s %22s %14s\n", "parameter", "unit", "start", "fitted", "sigma");
+    for (int j = 0; j < n; j++) {
+        char sig[32];
+        if (r->sigma[j] >= 0) snprintf(sig, sizeof sig, "%14.6g", r->sigma[j]);
+        else snprintf(sig, sizeof sig, "%14s", "undetermined");
+        printf("%-14s %-12s %22.12g %22.12g %s\n", db_param_name(params[j]), db_param_unit(params[j]), r->start[j],
+               r->values[j], sig);
+    }
+    if (n > 1) {
+        printf("\ncorrelation\n%-14s", "");
+        for (int j = 0; j < n; j++) printf(" %8.8s", db_param_name(params[j]));
+        printf("\n");
+        for (int i = 0; i < n; i++) {
+            printf("%-14s", db_param_name(params[i]));
+            for (int j = 0; j < n; j++) printf(" %8.4f", r->correlation[i * n + j]);
+            printf("\n");
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    refine_args a;
+    db_error err;
+    int params[64], nparams, rc;
+    db_config *cfg = NULL;
+    db_sim *sim = NULL;
+    db_out_set *txn = NULL;
+    double *obs = NULL, *image64 = NULL, *resid = NULL;
+    float *image = NULL;
+    long *pix = NULL;
+    int *boxes = NULL, nboxes = 0;
+    if (argc < 2) return usage();
+    if ((rc = parse_args(argc, argv, &a))) goto done;
+    /* the first line says which model is fitted: the reference's carryover is a quirk of its images */
+    printf(PROG ": phi carryover %s%s\n", a.carryover ? "on" : "off",
+           a.carryover ? " (the reference program's quirk: for fitting its own images)"
+                       : " (measured data follow the physical model; -phi_carryover on fits the reference program's own images)");
+    rc = 2;
+    if ((nparams = db_param_parse_list(a.refine, params, &err)) < 0) goto fail;
+    if (a.spots && has_flag(&a, "-boxes")) {
+        fprintf(stderr, PROG ": error: -spots makes boxes around the spots when no -boxes FILE is given; give one or the other\n");
+        goto done;
+    }
+    int cell_refined = 0;
+    for (int j = 0; j < nparams; j++) cell_refined |= params[j] <= db_param_from_name("gamma");
+    if (a.cmdline && cell_refined && (has_flag(&a, "-mat") || has_flag(&a, "-matrix"))) {
+        fprintf(stderr, PROG ": error: -cmdline cannot express a refined cell of a -mat crystal as dualbragg flags; "
+                        "use -json for the fitted values\n");
+        goto done;
+    }
+    /* outputs: checked before any work, written to temporary names, renamed into place together at the end */
+    const char *png_kind[3] = {"observed", "model", "residual"};
+    char png_path[3][4200];
+    const char *out_path[7] = {a.json, a.floatfile, a.cmdline, NULL, NULL, NULL, NULL};
+    const char *out_flag[7] = {"-json", "-floatfile", "-cmdline", "-pngprefix", "-pngprefix", "-pngprefix", NULL};
+    const char *tmp[7] = {NULL};
+    if (a.pngprefix)
+        for (int k = 0; k < 3; k++) {
+            snprintf(png_path[k], sizeof png_path[k], "%s%s.png", a.pngprefix, png_kind[k]);
+            out_path[3 + k] = png_path[k];
+        }
+    for (int k = 0; k < 6; k++) {
+        if (!out_path[k]) continue;
+        if (db_check_output_path(out_path[k], out_flag[k], &err)) goto fail;
+        if (db_same_file(out_path[k], a.obs)) {
+            fprintf(stderr, PROG ": error: %s '%s' is the observed image (-obs)\n", out_flag[k], out_path[k]);
+            goto done;
+        }
+        for (int l = 0; l < k; l++)
+            if (out_path[l] && db_same_file(out_path[k], out_path[l])) {
+                fprintf(stderr, PROG ": error: %s and %s name the same file '%s'\n", out_flag[l], out_flag[k], out_path[k]);
+                goto done;
+            }
+    }
+
+    cfg = db_config_create();
+    if (!cfg) {
+        fprintf(stderr, PROG ": error: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    if (db_config_set_phi_carryover(cfg, a.carryover, &err) || db_config_parse(cfg, a.nrest, a.rest, &err)) goto fail;
+    fputs(db_config_warnings(cfg), stderr);
+    const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP), *fdump_in = NULL;
+    if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {
+        fdump_in = dump;
+        printf("reading Fs from %s (no -hkl given)\n", dump);
+    }
+    rc = 1;
+    if (db_sim_create(&sim, cfg, fdump_in, &err)) goto fail;
+    int F, S;
+    db_sim_size(sim, &F, &S);
+    const size_t npix = (size_t)F * (size_t)S;
+    if (db_observed_read(a.obs, F, S, a.adc, a.obs_float64, &obs, &err)) goto fail;
+
+    /* the pixels fitted: -boxes, the spots, or the configuration's -roi and -mask */
+    long count = db_sim_selected_count(sim);
+    if (count == 0) {
+        fprintf(stderr, PROG ": error: no pixels are selected (check -roi, -mask and -boxes)\n");
+        goto done;
+    }
+    if (a.spots) {
+        pix = (long *)malloc((size_t)count * sizeof(long));
+        boxes = (int *)malloc((size_t)a.spots * 4 * sizeof(int));
+        if (!pix || !boxes) {
+            fprintf(stderr, PROG ": error: out of memory\n");
+            goto done;
+        }
+        db_sim_selected_pixels(sim, pix);
+        if (db_observed_check(a.obs, obs, F, pix, count, &err)) goto fail;
+        nboxes = db_find_spots(obs, F, S, pix, count, a.spots, a.spot_size, boxes, &err);
+        if (nboxes < 0) goto fail;
+        if (nboxes == 0) {
+            fprintf(stderr, PROG ": error: no spots above the background in '%s' (-spots %d); give -boxes FILE or -roi\n",
+                    a.obs, a.spots);
+            goto done;
+        }
+        printf("%d spot boxes of %d x %d pixels%s:", nboxes, a.spot_size, a.spot_size,
+               nboxes < a.spots ? " (fewer spots than asked for)" : "");
+        for (int b = 0; b < nboxes; b++)
+            printf(" [%d-%d, %d-%d]", boxes[4 * b], boxes[4 * b + 1], boxes[4 * b + 2], boxes[4 * b + 3]);
+        printf("\n");
+        if (db_sim_select_boxes(sim, boxes, nboxes, &err)) goto fail;
+    } else if (sim->nboxes > 0) { /* -boxes FILE: kept for the pictures' outlines */
+        nboxes = sim->nboxes;
+        boxes = (int *)malloc((size_t)nboxes * 4 * sizeof(int));
+        if (!boxes) goto done;
+        memcpy(boxes, sim->boxes, (size_t)nboxes * 4 * sizeof(int));
+    }
+
+    db_refine_options o;
+    db_refine_default_options(&o);
+    o.max_iterations = a.maxiter;
+    o.initial_damping = a.damping;
+    o.weighting = strcmp(a.weights, "unit") ? DB_WEIGHTS_POISSON : DB_WEIGHTS_UNIT;
+    o.progress = show_iteration;
+    printf("fitting %s to %ld pixels of '%s' (%s weights)\n", a.refine, db_sim_selected_count(sim), a.obs, a.weights);
+    printf("%5s  %-8s %14s %10s %10s %9s\n", "iter", "step", "cost", "damping", "step size", "seconds");
+    db_refine_result res;
+    if (db_refine(sim, params, nparams, obs, NULL, &o, &res, &err)) goto fail;
+    print_results(&res, params);
+
+    txn = db_out_set_create();
+    if (!txn) goto done;
+    for (int k = 0; k < 6; k++)
+        if (out_path[k] && !(tmp[k] = db_out_set_add(txn, out_path[k], &err))) goto fail;
+    if (a.json && write_json(tmp[0], &res, params, a.carryover, &err)) goto fail;
+    if (a.cmdline && write_cmdline(tmp[2], &a, sim, params, nparams, &err)) goto fail;
+    if (a.floatfile || a.pngprefix) {
+        /* the model on the whole selection of the configuration (not only the fitted boxes), at the fitted values */
+        image = (float *)malloc(npix * sizeof(float));
+        image64 = (double *)malloc(npix * sizeof(double));
+        resid = (double *)malloc(npix * sizeof(double));
+        if (!image || !image64 || !resid) {
+            fprintf(stderr, PROG ": error: out of memory for the model image\n");
+            goto done;
+        }
+        if (db_sim_select_boxes(sim, NULL, 0, &err) || db_sim_run(sim, image, image64, &err)) goto fail;
+        if (a.floatfile && db_write_float_image(tmp[1], image, npix, &err)) goto fail;
+        if (a.pngprefix) {
+            long m = db_sim_selected_count(sim);
+            free(pix);
+            pix = (long *)malloc((size_t)m * sizeof(long));
+            if (!pix) goto done;
+            db_sim_selected_pixels(sim, pix);
+            memset(resid, 0, npix * sizeof(double));
+            for (long i = 0; i < m; i++) resid[pix[i]] = obs[pix[i]] - image64[pix[i]];
+            if (db_png_write(tmp[3], obs, F, S, DB_PICTURE_LOG, boxes, nboxes, &err) ||
+                db_png_write(tmp[4], image64, F, S, DB_PICTURE_LOG, boxes, nboxes, &err) ||
+                db_png_write(tmp[5], resid, F, S, DB_PICTURE_DIVERGING, boxes, nboxes, &err))
+                goto fail;
+        }
+    }
+    if (db_out_set_commit(txn, &err)) goto fail;
+    for (int k = 0; k < 6; k++)
+        if (out_path[k]) printf("wrote %s (%s)\n", out_path[k], out_flag[k]);
+    if (res.stop_reason == DB_STOP_MAXITER || res.stop_reason == DB_STOP_NO_PROGRESS) {
+        fprintf(stderr, PROG ": warning: the fit did not converge (%s); the values above are the best found\n",
+                db_stop_reason_text(res.stop_reason));
+        rc = 3;
+    } else {
+        rc = 0;
+    }
+    goto done;
+fail:
+    fprintf(stderr, PROG ": error: %s\n", err.message);
+    if (err.code == DB_ERR_ARGUMENT) rc = 2;
+done:
+    db_out_set_destroy(txn);
+    free(a.rest);
+    free(obs);
+    free(image);
+    free(image64);
+    free(resid);
+    free(pix);
+    free(boxes);
+    db_sim_destroy(sim);
+    db_config_destroy(cfg);
+    return rc;
+}
