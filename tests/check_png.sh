@@ -5,7 +5,7 @@
 # picture). Exits 77 (skipped) when no Python can import PIL.
 set -euo pipefail
 cli=$1
-refine=$2 # dualbragg-refine: its pictures are not checked here yet (see the end)
+refine=$2
 golden=$3
 
 py=
@@ -61,5 +61,27 @@ for path, pixels in expect.items():
     print(f"{path}: {F} x {S} RGB, read by PIL, as expected")
 EOF
 
-# The lead adds the pictures of dualbragg-refine ("$refine") here once that program is written.
-: "$refine"
+# dualbragg-refine's pictures: fitting the image just written (a from 70.1) over a box, so that the outline shows
+printf '4 40 2 20\n' > boxes.txt
+if ! "$refine" -cell 70.1 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -Na 4 -Nb 5 -Nc 6 -lambda 1 -distance 100 \
+    -pixel 0.1 -detpixels_f 48 -detpixels_s 32 -roi 0 47 0 23 -oversample 1 -noprogress -obs float.bin \
+    -refine a -weights unit -boxes boxes.txt -pngprefix fit_ >refine.log 2>&1; then
+    cat refine.log
+    echo "check_png.sh: dualbragg-refine failed"
+    exit 1
+fi
+"$py" - fit_observed.png fit_model.png fit_residual.png <<'EOF2'
+import sys
+from PIL import Image
+
+F, S = 48, 32
+for path in sys.argv[1:]:
+    with Image.open(path) as im:
+        im.load()
+        assert im.format == "PNG" and im.size == (F, S) and im.mode == "RGB", f"{path}: {im.format} {im.size} {im.mode}"
+        # the box 4..40 x 2..20 is outlined in green
+        for f, s in ((4, 2), (40, 20), (20, 2), (4, 10)):
+            assert im.getpixel((f, s)) == (0, 255, 0), f"{path}: box border ({f}, {s}) is {im.getpixel((f, s))}"
+        assert im.getpixel((20, 10)) != (0, 255, 0), f"{path}: the inside of the box is outlined"
+    print(f"{path}: {F} x {S} RGB with the fitted box outlined, read by PIL")
+EOF2
