@@ -18,7 +18,8 @@ enum db_status {
     DB_ERR_FORMAT = 3,   /* a file's content is malformed */
     DB_ERR_GEOMETRY = 4, /* impossible geometry or sizes */
     DB_ERR_NOMEM = 5,
-    DB_ERR_INTERNAL = 6
+    DB_ERR_INTERNAL = 6,
+    DB_ERR_DEVICE = 7    /* -device cuda without a usable GPU, or a GPU call failed */
 };
 
 typedef struct db_config db_config; /* a simulation configuration (nanoBragg-style) */
@@ -85,6 +86,12 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
 void db_sim_destroy(db_sim *sim);
 void db_sim_size(const db_sim *sim, int *fpixels, int *spixels);
 void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user);
+/* Where the next runs render: "cpu", "cuda" (an NVIDIA GPU; DB_ERR_DEVICE without a usable one), "auto" (cuda when
+ * usable, else cpu), or "emulate" (the GPU renderer's thread function run on the CPU: for tests). -device on the
+ * command line does the same at creation. */
+int db_sim_set_device(db_sim *sim, const char *device, db_error *err);
+/* The device in use, as "cpu", "emulate" or "cuda (GPU name)". */
+const char *db_sim_device(const db_sim *sim);
 /* Renders the float image (fpixels*spixels, index s*fpixels+f) into caller-owned buffers; image64 (may be
  * NULL) receives the double value before float rounding. Pixels outside the ROI or masked are 0. */
 int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err);

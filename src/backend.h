@@ -14,6 +14,10 @@
 #include <math.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct db_sim;
 struct db_pass;
 
@@ -24,6 +28,7 @@ typedef struct db_block_header {
     int nphi;
     int geometry_constant; /* no derivative of this pass reaches the detector, beam or sources */
     size_t off_slot_normal, off_slot_first; /* int[nphi] each, from the block's start */
+    unsigned long serial; /* set by the run layer: a new number for every block a simulation builds */
 } db_block_header;
 
 /* Discrete decisions of one pixel (which Miller index is nearest, whether a source is cut by -dmin, whether a
@@ -73,6 +78,13 @@ typedef struct db_render_job {
     db_decision_log *logs;        /* [count] or NULL: record/replay discrete decisions (host renderers only) */
     db_progress_fn progress;
     void *progress_user;
+    /* device renderers: the detector's width, the structure-factor count, the simulation's device context (created
+     * by the renderer on first use, freed with the simulation) and the block's version (a new one per change of
+     * values), so that F is uploaded once per simulation and a block once per version */
+    int fpixels;
+    size_t F_count;
+    void **device_ctx;
+    unsigned long block_version;
 } db_render_job;
 
 typedef struct db_renderer {
@@ -106,4 +118,7 @@ int db_cpu_trace_n12(const struct db_sim *sim, const void *block, int ndirs, int
 int db_cpu_printout_n0(const struct db_sim *sim, const void *block, int f, int s, const float *image, void *file,
                        db_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

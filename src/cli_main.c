@@ -210,6 +210,7 @@ int main(int argc, char **argv)
         rc = fail(&err);
         goto done;
     }
+    if (strcmp(db_sim_device(sim), "cpu") != 0) printf("device: %s\n", db_sim_device(sim));
     /* all or nothing: every output goes to a temporary name, and all are renamed into place at the end */
     for (int i = 0; i < outs->n; i++)
         if (!(outs->o[i].tmp = db_out_set_add(txn, outs->o[i].path, &err))) {

@@ -1,6 +1,7 @@
 /* config.c: nanoBragg-style command line -> db_config, and the reference's configuration-level decisions. */
 #define AD_N 0
 #include "config.h"
+#include "device.h"
 #include "beam_centre.h"
 #include "error.h"
 #include "params.h"
@@ -204,7 +205,7 @@ typedef enum {
     F_SQUARE_XTAL, F_GAUSS_XTAL, F_TOPHAT, F_FUDGE, F_INTERPOLATE, F_NOINTERPOLATE, F_WATER, F_STOLFILE,
     F_FLOATFILE, F_INTFILE, F_PGMFILE, F_NOISEFILE, F_FLOATFILE64, F_NONOISE, F_NOPGM, F_SCALE, F_PGMSCALE,
     F_ADC, F_SEED, F_PRINTOUT, F_PRINTOUT_PIXEL, F_NOPROGRESS, F_PROGRESS, F_PHI_CARRYOVER, F_GRAD, F_GRADPREFIX,
-    F_GRAD_CHUNK, F_TRACE_PIXEL, F_BOXES, F_PNGFILE, F_GRADPNG
+    F_GRAD_CHUNK, F_TRACE_PIXEL, F_BOXES, F_PNGFILE, F_GRADPNG, F_DEVICE
 } flag_id;
 
 typedef struct flag_spec {
@@ -260,7 +261,7 @@ static const flag_spec FLAGS[] = {
     {"-adc", F_ADC}, {"-adcoffset", F_ADC}, {"-seed", F_SEED}, {"-printout", F_PRINTOUT},
     {"-printout_pixel", F_PRINTOUT_PIXEL}, {"-noprogress", F_NOPROGRESS}, {"-progress", F_PROGRESS},
     {"-phi_carryover", F_PHI_CARRYOVER}, {"-grad", F_GRAD}, {"-gradprefix", F_GRADPREFIX},
-    {"-grad_chunk", F_GRAD_CHUNK}, {"-trace_pixel", F_TRACE_PIXEL}, {"-boxes", F_BOXES},
+    {"-grad_chunk", F_GRAD_CHUNK}, {"-trace_pixel", F_TRACE_PIXEL}, {"-boxes", F_BOXES}, {"-device", F_DEVICE},
     {"-pngfile", F_PNGFILE}, {"-gradpng", F_GRADPNG},
 };
 
@@ -627,6 +628,17 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->trace_fpixel = (int)f;
         c->trace_spixel = (int)s2;
         used = 2;
+        break;
+    }
+    case F_DEVICE: {
+        rc = need_args(cur, 1, "cpu, cuda or auto");
+        if (rc) return rc;
+        const char *v = cur->argv[cur->i + 1];
+        if (strcmp(v, "cpu") == 0) c->device = DB_DEVICE_CPU;
+        else if (strcmp(v, "cuda") == 0) c->device = DB_DEVICE_CUDA;
+        else if (strcmp(v, "auto") == 0) c->device = DB_DEVICE_AUTO;
+        else return db_fail(cur->err, DB_ERR_ARGUMENT, "-device expects cpu, cuda or auto, got '%s'", v);
+        used = 1;
         break;
     }
     case F_PHI_CARRYOVER:

@@ -65,6 +65,7 @@ struct db_config {
     int phisteps;                         /* -1 = unset */
     double spindle[3];
     int phi_carryover;                    /* 1: reproduce the reference (default); 0: phi = 0 uses a0 */
+    int device;                           /* -device: src/device.h (DB_DEVICE_CPU by default) */
 
     /* detector */
     db_convention convention;

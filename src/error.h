@@ -9,8 +9,15 @@
 #define DB_PRINTF_LIKE(fmt_index, arg_index)
 #endif
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Records code and formatted message (if err is non-NULL) and returns code, so callers can `return db_fail(...)`. */
 int db_fail(db_error *err, int code, const char *fmt, ...) DB_PRINTF_LIKE(3, 4);
 void db_error_clear(db_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -301,10 +301,11 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
         it++;
         double step = scaled_norm(D, delta, nparams), pnorm = scaled_norm(D, p, nparams);
         double rel_step = pnorm > 0.0 ? step / pnorm : step;
-        if (step <= o->step_tolerance * (pnorm + o->step_tolerance)) {
-            stop = DB_STOP_STEP;
-            break;
-        }
+        /* a step this small ends the fit, but it is still taken when it lowers the cost: it is the last quadratic
+         * step of a converging fit, and without it parameters whose values are small beside the others' (phi0 =
+         * 0.05 beside a = 70) would stop short by the step's size; the normal matrix stays the last one computed,
+         * a relative step_tolerance away */
+        const int last = step <= o->step_tolerance * (pnorm + o->step_tolerance);
         for (int j = 0; j < nparams; j++) ptrial[j] = p[j] + delta[j];
         double trial_cost = INFINITY;
         db_error terr;
@@ -324,6 +325,17 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
         double predicted = 0.5 * (lambda * dd - gd); /* L(0) - L(delta) of the damped linear model, > 0 */
         double rho = predicted > 0.0 ? (f.cost - trial_cost) / predicted : -1.0;
         db_refine_iteration rep = {it, 0, f.cost, lambda, rel_step, 0.0};
+        if (last) {
+            stop = DB_STOP_STEP;
+            if (trial_cost < f.cost) {
+                memcpy(p, ptrial, sizeof(double) * (size_t)nparams);
+                f.cost = trial_cost;
+                memcpy(f.model, trial, sizeof(double) * (size_t)m);
+            } else if ((rc = db_sim_set_params(sim, params, p, nparams, err))) {
+                goto done;
+            }
+            break;
+        }
         if (trial_cost < f.cost && rho > 0.0) {
             double old_cost = f.cost;
             memcpy(p, ptrial, sizeof(double) * (size_t)nparams);
@@ -349,7 +361,7 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
         rep.seconds = now_seconds() - t0;
         if (o->progress) o->progress(o->progress_user, &rep);
     }
-    /* the simulation holds p; its last derivative run was at p */
+    /* the simulation holds p (its last derivative run was at p, or a step below step_tolerance before it) */
     memcpy(result->values, p, sizeof(double) * (size_t)nparams);
     result->cost = f.cost;
     result->reduced_chi2 = 2.0 * f.cost / (double)(m - nparams);

@@ -3,6 +3,7 @@
  * values, kept for later passes, traces and printouts), the carryover's exceptional sample, the interpolation
  * switch-off, decision capture and replay, statistics and progress. */
 #include "sim.h"
+#include "device.h"
 #include "error.h"
 #include "fileio.h"
 
@@ -52,6 +53,7 @@ int db_sim_block(db_sim *sim, int (*build)(db_sim *, const db_pass *, void **, d
     void *b = NULL;
     int rc = build(sim, pass, &b, err);
     if (rc) return rc;
+    ((db_block_header *)b)->serial = ++sim->block_serial; /* a device copy is current while this matches */
     db_block_entry *e = &sim->blocks[victim];
     free(e->block);
     memset(e, 0, sizeof *e);
@@ -448,7 +450,11 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     job.logs = sim->logs;
     job.progress = sim->progress;
     job.progress_user = sim->progress_user;
-    if (r->ad_n > 0 && hdr->geometry_constant && !getenv("DUALBRAGG_DUAL_GEOMETRY")) {
+    job.fpixels = sim->plan.fpixels;
+    job.F_count = F ? (size_t)(sim->hkl.h_range + 1) * (size_t)(sim->hkl.k_range + 1) * (size_t)(sim->hkl.l_range + 1) : 0;
+    job.device_ctx = &sim->device_ctx;
+    job.block_version = hdr->serial;
+    if (r->ad_n > 0 && hdr->geometry_constant && strncmp(r->name, "cpu", 3) == 0 && !getenv("DUALBRAGG_DUAL_GEOMETRY")) {
         /* the geometry in plain doubles: the primal block of the same values (it stays cached beside this one) */
         const void *b0;
         rc = db_sim_block(sim, db_tables_build_n0, NULL, &b0, err);
@@ -605,6 +611,55 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
 static int have_avx2(void) { return __builtin_cpu_supports("avx2") && !getenv("DUALBRAGG_NO_AVX2"); }
 #endif
 
+/* ---- the device ---- */
+
+int db_sim_use_device(db_sim *sim, int device, db_error *err)
+{
+    char name[128] = "", why[256] = "";
+    if (device == DB_DEVICE_CUDA || device == DB_DEVICE_AUTO) {
+        if (db_cuda_usable(name, sizeof name, why, sizeof why)) {
+            sim->device = DB_DEVICE_CUDA;
+            snprintf(sim->device_name, sizeof sim->device_name, "cuda (%s)", name);
+            return DB_OK;
+        }
+        if (device == DB_DEVICE_CUDA) return db_fail(err, DB_ERR_DEVICE, "-device cuda: %s", why);
+        sim->device = DB_DEVICE_CPU;
+        snprintf(sim->device_name, sizeof sim->device_name, "cpu (-device auto: %s)", why);
+        return DB_OK;
+    }
+    if (device != DB_DEVICE_CPU && device != DB_DEVICE_EMULATE)
+        return db_fail(err, DB_ERR_ARGUMENT, "unknown device %d", device);
+    sim->device = device;
+    snprintf(sim->device_name, sizeof sim->device_name, "%s", device == DB_DEVICE_CPU ? "cpu" : "emulate");
+    return DB_OK;
+}
+
+int db_sim_set_device(db_sim *sim, const char *device, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !device) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_device: no simulation or no device name");
+    static const char *const names[] = {"cpu", "cuda", "auto", "emulate"};
+    static const int ids[] = {DB_DEVICE_CPU, DB_DEVICE_CUDA, DB_DEVICE_AUTO, DB_DEVICE_EMULATE};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(device, names[i]) == 0) return db_sim_use_device(sim, ids[i], err);
+    return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_device: expected cpu, cuda, auto or emulate, got '%s'", device);
+}
+
+const char *db_sim_device(const db_sim *sim) { return sim ? sim->device_name : ""; }
+
+/* The GPU renderers (and their emulation) for a pass of ndirs <= DB_GPU_MAX_DIRS directions. Decision logs
+ * (gradcheck's finite-difference points) are recorded and replayed on the CPU only. */
+static const db_renderer *gpu_renderer(const db_sim *sim, int ndirs)
+{
+#ifdef DB_HAVE_CUDA
+    if (sim->device == DB_DEVICE_CUDA)
+        return ndirs <= 0 ? &db_cuda_renderer_n0 : ndirs <= 1 ? &db_cuda_renderer_n1 : &db_cuda_renderer_n4;
+#endif
+    if (sim->device == DB_DEVICE_EMULATE)
+        return ndirs <= 0 ? &db_emul_renderer_n0 : ndirs <= 1 ? &db_emul_renderer_n1 : &db_emul_renderer_n4;
+    return NULL;
+}
+
 /* The CPU renderer for a pass of ndirs directions. */
 static const db_renderer *cpu_renderer(int ndirs)
 {
@@ -648,13 +703,15 @@ static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, si
     int rc = db_sim_selection(sim, err);
     if (!rc) rc = check_work(sim, err);
     if (rc) return rc;
-    if (nparams == 0) return run_pass(sim, cpu_renderer(0), NULL, out, err);
+    const int gpu = sim->device != DB_DEVICE_CPU && !sim->logs;
+    if (nparams == 0) return run_pass(sim, gpu ? gpu_renderer(sim, 0) : cpu_renderer(0), NULL, out, err);
     int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
+    if (gpu && chunk > DB_GPU_MAX_DIRS) chunk = DB_GPU_MAX_DIRS;
     double *tangents = out->tangents;
     for (int first = 0; first < nparams && !rc; first += chunk) {
         db_pass pass = make_pass(params + first, nparams - first < chunk ? nparams - first : chunk);
         out->tangents = tangents ? tangents + (size_t)first * ld_images : NULL;
-        rc = run_pass(sim, cpu_renderer(pass.ndirs), &pass, out, err);
+        rc = run_pass(sim, gpu ? gpu_renderer(sim, pass.ndirs) : cpu_renderer(pass.ndirs), &pass, out, err);
     }
     out->tangents = tangents;
     return rc;

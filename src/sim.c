@@ -1,5 +1,6 @@
 /* sim.c: a simulation's life cycle (inputs, random draws, run, statistics) and its output files. */
 #include "sim.h"
+#include "device.h"
 #include "error.h"
 #include "fileio.h"
 #include "smv.h"
@@ -200,6 +201,7 @@ void db_sim_destroy(db_sim *sim)
     if (!sim) return;
     db_sim_free_blocks(sim);
     db_sim_free_selection(sim);
+    db_cuda_context_free(sim->device_ctx);
     free(sim->boxes);
     db_decisions_free(&sim->captured);
     db_decisions_free(&sim->forced);
@@ -276,6 +278,7 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
     const void *block;
     if (!rc) rc = db_sim_block(sim, db_tables_build_n0, NULL, &block, err); /* the derived geometry, readable before any run */
     if (!rc && c->boxes_file) rc = db_sim_select_boxes_file(sim, c->boxes_file, err);
+    if (!rc) rc = db_sim_use_device(sim, c->device, err);
     if (rc) {
         db_sim_destroy(sim);
         return rc;

@@ -80,7 +80,12 @@ struct db_sim {
     long nspans, count;
     int selection_ready;
     db_block_entry blocks[DB_BLOCK_CACHE];
-    unsigned long block_clock;
+    unsigned long block_clock, block_serial;
+
+    /* where it renders (src/device.h): DB_DEVICE_CPU, _CUDA or _EMULATE, resolved from -device at creation */
+    int device;
+    void *device_ctx;                     /* the CUDA renderer's memory on the device, or NULL */
+    char device_name[160];
 
     /* filled by a run */
     int ran;
@@ -114,6 +119,8 @@ int db_decisions_copy(db_decisions *dst, const db_decisions *src);
 static inline const double *db_sim_F(const db_sim *sim) { return sim->have_hkl ? sim->hkl.F : (const double *)0; }
 
 /* ---- the run layer (src/run.c) ---- */
+/* Resolves and sets the device (src/device.h); DB_ERR_DEVICE for cuda without a usable GPU. */
+int db_sim_use_device(db_sim *sim, int device, db_error *err);
 /* Drops the table blocks: the values they were built from have changed. */
 void db_sim_invalidate(db_sim *sim);
 /* The block of `build`'s direction count for the current values and this pass (cached). */
