@@ -1,5 +1,5 @@
 /* bench_gpu.c: the CUDA renderer on anchors.md's cases B0 and B1 at 1024 x 1024 in double precision: forward only,
- * and forward plus the eleven mission derivative images at 1, 2 and 4 directions per pass. Prints the kernel time
+ * and forward plus the eleven mission derivative images at 1, 2, 3 and 4 directions per pass. Prints the kernel time
  * (device events, summed over a run's passes; median of 7 runs after 2 warm-ups), the end-to-end time of the
  * library call (uploads, kernels, copies back, statistics), the device memory the simulation holds, the GPU's
  * name, and the CPU's time for the same run beside it (this machine's threads) for the ratio. Exit 77 without a
@@ -104,8 +104,8 @@ int main(void)
         double cpu_grad_t;
         time_runs(cpu, params, np, 1, &cpu_k, &cpu_grad_t);
         db_sim_destroy(cpu);
-        static const int chunks[3] = {1, 2, 4};
-        for (int q = 0; q < 3; q++) {
+        static const int chunks[4] = {1, 2, 3, 4};
+        for (int q = 0; q < 4; q++) {
             gpu = make(cases[c][1], "cuda");
             db_sim_set_chunk(gpu, chunks[q]);
             time_runs(gpu, params, np, RUNS, &kms, &tms);

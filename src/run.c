@@ -652,11 +652,16 @@ const char *db_sim_device(const db_sim *sim) { return sim ? sim->device_name : "
 static const db_renderer *gpu_renderer(const db_sim *sim, int ndirs)
 {
 #ifdef DB_HAVE_CUDA
-    if (sim->device == DB_DEVICE_CUDA)
-        return ndirs <= 0 ? &db_cuda_renderer_n0 : ndirs <= 1 ? &db_cuda_renderer_n1 : &db_cuda_renderer_n4;
+    /* 2 and 3 directions run on the 4-direction kernel (the measured ones: README "GPU") */
+    static const db_renderer *const cuda[DB_GPU_MAX_DIRS + 1] = {&db_cuda_renderer_n0, &db_cuda_renderer_n1,
+                                                                 &db_cuda_renderer_n4, &db_cuda_renderer_n4,
+                                                                 &db_cuda_renderer_n4};
+    if (sim->device == DB_DEVICE_CUDA) return cuda[ndirs < 0 ? 0 : ndirs > DB_GPU_MAX_DIRS ? DB_GPU_MAX_DIRS : ndirs];
 #endif
-    if (sim->device == DB_DEVICE_EMULATE)
-        return ndirs <= 0 ? &db_emul_renderer_n0 : ndirs <= 1 ? &db_emul_renderer_n1 : &db_emul_renderer_n4;
+    static const db_renderer *const emul[DB_GPU_MAX_DIRS + 1] = {&db_emul_renderer_n0, &db_emul_renderer_n1,
+                                                                 &db_emul_renderer_n4, &db_emul_renderer_n4,
+                                                                 &db_emul_renderer_n4};
+    if (sim->device == DB_DEVICE_EMULATE) return emul[ndirs < 0 ? 0 : ndirs > DB_GPU_MAX_DIRS ? DB_GPU_MAX_DIRS : ndirs];
     return NULL;
 }
 
