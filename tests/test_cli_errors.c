@@ -23,6 +23,7 @@
 #include <math.h>
 
 #include "cli_harness.h"
+#include "device.h" /* db_cuda_usable */
 
 #define EXIT_ARG 2   /* bad command line */
 #define EXIT_OTHER 1 /* unreadable/malformed input, impossible geometry, failed write */
@@ -1021,11 +1022,26 @@ static void test_fdump_read_without_hkl(void **state)
     finish();
 }
 
+/* -device: a bad keyword is refused; cuda without a usable GPU (or in a build without CUDA) is one line naming the
+ * reason, exit 1, and no output. On a machine with a usable GPU that second check cannot apply, and says so. */
+static void test_device(void **state)
+{
+    (void)state;
+    EXPECT_FAILURE(BASE, "-device gpu", EXIT_ARG, "-device expects cpu, cuda or auto", "'gpu'");
+    char name[128], why[256];
+    if (db_cuda_usable(name, sizeof name, why, sizeof why))
+        print_message("a usable GPU (%s) is here: the failure of -device cuda is not checked\n", name);
+    else
+        EXPECT_FAILURE(BASE, "-device cuda", EXIT_OTHER, "-device cuda: ", why);
+    finish();
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_unknown_flag),
+        T(test_device),
         T(test_flag_prefix_or_extension),
         T(test_missing_value_at_end),
         T(test_non_numeric_value),
