@@ -3,9 +3,11 @@
 # twice, as another project would: with CMake's find_package(dualbragg), and with
 # cc $(pkg-config --cflags --libs --static dualbragg). Both programs run a tiny simulation. Fails (never skips)
 # when any step fails, pkg-config included.
-# usage: install_consumer.sh BUILD_DIR SOURCE_DIR C_COMPILER
+# usage: install_consumer.sh BUILD_DIR SOURCE_DIR C_COMPILER [C_FLAGS [LINKER_FLAGS]]
+# The flags are the build's own CMAKE_C_FLAGS and CMAKE_EXE_LINKER_FLAGS: a library built with sanitizers
+# (tests/sanitize.sh) links only into programs built with them.
 set -euo pipefail
-build=$1 src=$2 cc=$3
+build=$1 src=$2 cc=$3 cflags=${4:-} ldflags=${5:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
@@ -23,7 +25,7 @@ test "$(stat -c %s "$tmp/f.bin")" = 256
 
 echo "== CMake: find_package(dualbragg)"
 cmake -S "$src/tests/consumer" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" \
-    > "$tmp/configure.log" || { cat "$tmp/configure.log"; exit 1; }
+    -DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="$ldflags" > "$tmp/configure.log" || { cat "$tmp/configure.log"; exit 1; }
 cmake --build "$tmp/cmake-build" > "$tmp/build.log" || { cat "$tmp/build.log"; exit 1; }
 "$tmp/cmake-build/consumer"
 
@@ -34,6 +36,6 @@ flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags --libs --static dua
 echo "flags: $flags"
 libdir=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --variable=libdir dualbragg)
 # shellcheck disable=SC2086
-"$cc" "$src/tests/consumer/consumer.c" -o "$tmp/consumer-pc" $flags -Wl,-rpath,"$libdir"
+"$cc" $cflags "$src/tests/consumer/consumer.c" -o "$tmp/consumer-pc" $flags $ldflags -Wl,-rpath,"$libdir"
 "$tmp/consumer-pc"
 echo "install_consumer: both consumers built and ran"
