@@ -162,6 +162,21 @@ static unsigned char *harness_read(const char *path, size_t *len)
     return buf;
 }
 
+/* A text file with a NUL after its last byte (harness_read gives the bytes only), or NULL. */
+static inline char *harness_read_text(const char *path)
+{
+    size_t len;
+    unsigned char *b = harness_read(path, &len);
+    if (!b) return NULL;
+    char *t = (char *)malloc(len + 1);
+    if (t) {
+        memcpy(t, b, len);
+        t[len] = '\0';
+    }
+    free(b);
+    return t;
+}
+
 /* Byte comparison of two files; prints the first difference. Returns 1 when identical. */
 static inline int harness_same_file(const char *a, const char *b)
 {

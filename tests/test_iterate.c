@@ -17,6 +17,7 @@
 
 #include "dualbragg.h"
 #include "cli_harness.h"
+#include "golden_case.h"
 #include "sim.h"
 #include "smv.h"
 #include "test_util.h"
@@ -29,28 +30,6 @@
 #include <unistd.h>
 
 #define RTD (180.0 * M_1_PI)
-
-/* The case's command line (line 1 of cmd.txt) with a few more arguments; the working folder becomes the
- * case's folder (for P1.hkl, A.mat, sources.txt). */
-static void case_args(const char *name, harness_args *a)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", DB_GOLDEN_DIR, name);
-    assert_int_equal(chdir(dir), 0);
-    memset(a, 0, sizeof *a);
-    assert_int_equal(harness_case_args(DB_GOLDEN_DIR, name, 1, a), 0);
-}
-
-static db_sim *sim_from(const harness_args *a)
-{
-    db_config *cfg = db_config_create();
-    db_error err;
-    if (db_config_parse(cfg, a->argc, (const char *const *)a->argv, &err)) fail_msg("parse: %s", err.message);
-    db_sim *sim = NULL;
-    if (db_sim_create(&sim, cfg, NULL, &err)) fail_msg("create: %s", err.message);
-    db_config_destroy(cfg);
-    return sim;
-}
 
 static double *image64_of(db_sim *sim, size_t *n)
 {
@@ -513,19 +492,6 @@ static void test_box_equals_roi_and_mask_applies(void **state)
     harness_rmtree(dir);
 }
 
-/* A file's text, NUL-terminated (harness_read gives the bytes only). */
-static char *read_text(const char *path)
-{
-    size_t len;
-    unsigned char *b = harness_read(path, &len);
-    if (!b) return NULL;
-    char *t = malloc(len + 1);
-    memcpy(t, b, len);
-    t[len] = '\0';
-    free(b);
-    return t;
-}
-
 /* -boxes FILE on the command line: the library's selection, pixels outside 0; errors name file and line. */
 static void test_boxes_flag(void **state)
 {
@@ -571,7 +537,7 @@ static void test_boxes_flag(void **state)
     fclose(f);
     assert_int_equal(harness_run(DB_CLI_PATH, dir, &a, 2), 1);
     snprintf(out, sizeof out, "%s/out.log", dir);
-    char *log = read_text(out);
+    char *log = harness_read_text(out);
     assert_non_null(log);
     char want[4300];
     snprintf(want, sizeof want, "%s:2:", path);
@@ -588,7 +554,7 @@ static void test_boxes_flag(void **state)
     harness_push(&g, "-precise");
     (void)err;
     assert_int_equal(harness_run(DB_GRADCHECK_PATH, dir, &g, 2), 0);
-    log = read_text(out);
+    log = harness_read_text(out);
     if (!strstr(log, "gradcheck on 2 boxes within 120 131 120 131") || !strstr(log, "   112 ")) fail_msg("%s", log);
     free(log);
     harness_args_free(&g);

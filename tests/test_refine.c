@@ -22,6 +22,7 @@
 
 #include "dualbragg.h"
 #include "cli_harness.h"
+#include "golden_case.h"
 #include "sim.h" /* db_sim_selected_pixels */
 #include "observed.h"
 #include "smv.h"
@@ -31,39 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void case_args(const char *name, harness_args *a)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", DB_GOLDEN_DIR, name);
-    assert_int_equal(chdir(dir), 0);
-    memset(a, 0, sizeof *a);
-    assert_int_equal(harness_case_args(DB_GOLDEN_DIR, name, 1, a), 0);
-}
-
-/* A text file with a NUL after its last byte (harness_read's buffer has none), or NULL. */
-static char *read_text(const char *path)
-{
-    size_t len;
-    unsigned char *b = harness_read(path, &len);
-    if (!b) return NULL;
-    char *t = malloc(len + 1);
-    memcpy(t, b, len);
-    t[len] = 0;
-    free(b);
-    return t;
-}
-
-static db_sim *sim_from(const harness_args *a)
-{
-    db_config *cfg = db_config_create();
-    db_error err;
-    if (db_config_parse(cfg, a->argc, (const char *const *)a->argv, &err)) fail_msg("parse: %s", err.message);
-    db_sim *sim = NULL;
-    if (db_sim_create(&sim, cfg, NULL, &err)) fail_msg("create: %s", err.message);
-    db_config_destroy(cfg);
-    return sim;
-}
 
 static double *render64(db_sim *sim)
 {
@@ -208,7 +176,7 @@ static void test_recover_spots_cli(void **state)
     int rc = harness_run(DB_REFINE_PATH, dir, &a, 0);
     harness_args_free(&a);
     snprintf(path, sizeof path, "%s/out.log", dir);
-    char *log = read_text(path);
+    char *log = harness_read_text(path);
     assert_non_null(log);
     if (rc != 0) fail_msg("dualbragg-refine exited %d:\n%s", rc, log);
     assert_non_null(strstr(log, "phi carryover off"));
@@ -217,7 +185,7 @@ static void test_recover_spots_cli(void **state)
     free(log);
     /* the values in the JSON, against the truth */
     snprintf(path, sizeof path, "%s/fit.json", dir);
-    char *json = read_text(path);
+    char *json = harness_read_text(path);
     assert_non_null(json);
     static const char *const names[] = {"a", "b", "c", "alpha", "beta", "gamma", "misset_x", "misset_y", "osc",
                                         "distance", "xbeam", "ybeam", "detector_rotz", "fluence", "phi0"};
@@ -244,7 +212,7 @@ static void test_recover_spots_cli(void **state)
     free(json);
     /* -cmdline: dualbragg with that command line renders the fitted model, bit for bit */
     snprintf(path, sizeof path, "%s/fit.cmd", dir);
-    char *cmd = read_text(path);
+    char *cmd = harness_read_text(path);
     assert_non_null(cmd);
     assert_memory_equal(cmd, "dualbragg ", 10);
     harness_split(&a, cmd + 10);
@@ -508,7 +476,7 @@ static void test_cli_refusals(void **state)
         int rc = harness_run(DB_REFINE_PATH, dir, &a, 0);
         harness_args_free(&a);
         snprintf(path, sizeof path, "%s/out.log", dir);
-        char *log = read_text(path);
+        char *log = harness_read_text(path);
         test_context("%s: exit %d, log:\n%s", cases[k].args, rc, log ? log : "(none)");
         assert_int_equal(rc, cases[k].status);
         assert_non_null(strstr(log, cases[k].message));
