@@ -115,12 +115,15 @@ AD_INLINE ad_num db_lattice_axis(ad_num h, double h0, ad_num N, int dh_form)
 {
     if (N.v != floor(N.v)) dh_form = 1;
 #if AD_N > 0
-    ad_num r = ad_sincg(ad_d_mul(DB_M_PI, ad_sub_d(h, h0)), N);
-    if (!dh_form) {
-        long parity = ((long)h0 * ((long)N.v - 1)) & 1L;
-        if (parity) r = ad_neg(r);
-        double x = DB_M_PI * h.v; /* the reference's value, without paying for a tangent nobody reads */
-        r.v = x == 0.0 ? N.v : sin(N.v * x) / sin(x);
+    ad_num dh = ad_sub_d(h, h0);
+    /* the value as ad_sincg(pi dh, N) or the reference computes it (libm sin, bit parity); the tangent from
+     * ad_sincgpi_slopes, with no libm call */
+    double x = DB_M_PI * (dh_form ? dh.v : h.v);
+    ad_num r = ad_sincgpi_with(dh, N, x == 0.0 ? N.v : sin(N.v * x) / sin(x));
+    if (!dh_form && (((long)h0 * ((long)N.v - 1)) & 1L)) {
+        double v = r.v;
+        r = ad_neg(r);
+        r.v = v;
     }
     return r;
 #else

@@ -105,6 +105,11 @@ struct db_sim {
     int force_dh_form;                    /* every run in the dh form (gradcheck) */
     int mosaic_double;                    /* mosaic angles in double precision (gradcheck), not the float of the reference */
     double mat_cell_delta[6];             /* -mat: cell change (A, deg) applied as A = U B(cell + delta) (gradcheck) */
+    /* db_sim_get_params returns a value exactly as db_sim_set_params was given it (a refinement loop compares
+     * them) while the value computed from the configuration is still the one computed right after that set:
+     * v / divisor * divisor need not give v back */
+    double param_given[DB_P_COUNT], param_computed[DB_P_COUNT];
+    unsigned char param_has_given[DB_P_COUNT];
 
     /* decision replay (gradcheck) */
     db_decisions captured;                /* filled by every run */

@@ -22,7 +22,8 @@ static double mat_cell_value(const db_sim *sim, int k)
     return (k < 3 ? sim->xtal.mat_cell[k] : sim->xtal.mat_cell[k] * RTD) + sim->mat_cell_delta[k];
 }
 
-static int get_one(const db_sim *sim, int p, double *out, db_error *err)
+/* The value the configuration stands for, in the command line's unit. */
+static int computed_one(const db_sim *sim, int p, double *out, db_error *err)
 {
     const db_config *c = sim->cfg;
     const db_plan *pl = &sim->plan;
@@ -55,6 +56,14 @@ static int get_one(const db_sim *sim, int p, double *out, db_error *err)
     (void)err;
     *out = v * div;
     return DB_OK;
+}
+
+/* The value last given to db_sim_set_params where the configuration still stands for it, else the computed one. */
+static int get_one(const db_sim *sim, int p, double *out, db_error *err)
+{
+    int rc = computed_one(sim, p, out, err);
+    if (!rc && sim->param_has_given[p] && *out == sim->param_computed[p]) *out = sim->param_given[p];
+    return rc;
 }
 
 int db_sim_get_params(const db_sim *sim, const int *params, double *values, int n, db_error *err)
@@ -194,6 +203,11 @@ int db_sim_set_params(db_sim *sim, const int *params, const double *values, int 
         db_sim_values_save(sim, &now);
         now.plan = plan;
         rc = apply_values(sim, &now, err);
+    }
+    for (int k = 0; k < n && !rc; k++) {
+        rc = computed_one(sim, params[k], &sim->param_computed[params[k]], err);
+        sim->param_given[params[k]] = values[k];
+        sim->param_has_given[params[k]] = 1;
     }
     if (rc) {
         db_error keep;

@@ -691,6 +691,102 @@ static void test_sincg_near_k_pi(void **state)
     assert_close(r.d[1], (double)d_sincg_N(x, 10.0), 1e-12, 0.0);
 }
 
+/* ---- sincospi and the lattice factor's slopes (ad_sincgpi_slopes) ---- */
+
+/* sin(pi y), cos(pi y) in long double, with y = n + r reduced exactly first (|r| <= 1/2), so that the reference does
+ * not carry the rounding of pi y: sin(pi y) = (-1)^n sin(pi r), cos(pi y) = (-1)^n cos(pi r) */
+static void sincospi_ld(double y, long double *s, long double *c)
+{
+    long double n = nearbyintl((long double)y), r = (long double)y - n;
+    long double sign = fmodl(n, 2.0L) != 0.0L ? -1.0L : 1.0L;
+    long double x = 3.14159265358979323846264338327950288L * r;
+    *s = sign * sinl(x);
+    *c = sign * cosl(x);
+}
+
+/* Relative error: x = fl(pi r) is within eps/2 of pi r (1 ulp of sin x at most), the series are truncated below
+ * 1e-19, and Horner's rounding costs ~1.5 ulp: 4 eps relative, for every quadrant. atol 1e-19: the long double
+ * reference's own pi r is off by ~5e-20 absolutely, which is all of cos(pi/2) (the values at whole and half-whole y
+ * are checked exactly below). */
+static void test_sincospi(void **state)
+{
+    (void)state;
+    const double ys[] = {0.0,   1e-300, 1e-9,  -1e-9, 0.1,    0.25,    -0.25,  0.2500001, 0.3,   0.49,  0.5,
+                         -0.5,  0.51,   0.75,  0.99,  1.0,    1.0 + 1e-9, -1.3, 1.75,   2.0,   2.5,   3.1,
+                         -7.77, 12.25,  99.5,  1e3 + 0.123, -4.5e4 - 0.3, 1e6 + 0.25, 3e9 + 0.5, 1.234e12 + 0.0625};
+    double worst = 0.0;
+    for (size_t k = 0; k < sizeof ys / sizeof ys[0]; k++) {
+        double s, c;
+        long double rs, rc;
+        ad_sincospi(ys[k], &s, &c);
+        sincospi_ld(ys[k], &rs, &rc);
+        test_context("ad_sincospi(%.17g)", ys[k]);
+        assert_close(s, (double)rs, 4.0 * EPS, 1e-19);
+        assert_close(c, (double)rc, 4.0 * EPS, 1e-19);
+        if (fabsl(rs) > 1e-15L) worst = fmax(worst, (double)fabsl(((long double)s - rs) / rs));
+        if (fabsl(rc) > 1e-15L) worst = fmax(worst, (double)fabsl(((long double)c - rc) / rc));
+    }
+    /* many points of [-3, 3] */
+    for (int k = -3000; k <= 3000; k++) {
+        double y = k / 1000.0 + 1.0 / 3.0e4, s, c;
+        long double rs, rc;
+        ad_sincospi(y, &s, &c);
+        sincospi_ld(y, &rs, &rc);
+        test_context("ad_sincospi(%.17g)", y);
+        assert_close(s, (double)rs, 4.0 * EPS, 1e-19);
+        assert_close(c, (double)rc, 4.0 * EPS, 1e-19);
+    }
+    test_context(NULL);
+    print_message("ad_sincospi: largest relative error %.2g eps on the listed points\n", worst / EPS);
+    /* exact at whole and half-whole y */
+    const double whole[] = {0.0, 1.0, -1.0, 2.0, 7.0, -12.0};
+    for (int k = 0; k < 6; k++) {
+        double s, c;
+        ad_sincospi(whole[k], &s, &c);
+        assert_true(s == 0.0);
+        assert_true(c == (((long)whole[k] & 1) ? -1.0 : 1.0));
+        ad_sincospi(whole[k] + 0.5, &s, &c);
+        assert_true(c == 0.0);
+        assert_true(s == (((long)floor(whole[k] + 0.5) & 1) ? -1.0 : 1.0));
+    }
+}
+
+/* The slopes with respect to u of sincg(pi u, N) are pi times ad_sincg's x-slopes at x = pi u, and read
+ * sin(pi fl(N u)) as ad_sincg read sin(fl(N x)): the same error bounds apply (sincg_err_x times pi, sincg_err_N),
+ * and below |N pi u| = 1e-3 the Taylor series' truncation, (N x)^4 ~ 1e-12 relative (rtol 1e-9 as for ad_sincg). */
+static void test_sincgpi_slopes(void **state)
+{
+    (void)state;
+    const long double PI_L = 3.14159265358979323846264338327950288L;
+    const double pts[][2] = {
+        {0.3, 5.0},    {-0.17, 10.0},  {0.49, 7.0},   {0.5, 5.0},     {-0.5, 6.0},    {0.1, 7.5}, /* non-whole N */
+        {1e-3, 10.0},  {3e-4, 50.0},   {-0.0123, 123.0}, {1e-4, 1e3}, {2e-6, 1e5},    {0.37, 1.0}, /* N == 1 */
+        {1e-7, 5.0},   {-3e-6, 20.0},  {5e-5, 6.0},   {0.02, 25.0},   {-0.45, 100.0}, {0.25, 3.0},
+    };
+    for (size_t k = 0; k < sizeof pts / sizeof pts[0]; k++) {
+        double u = pts[k][0], N = pts[k][1], gu, gN;
+        ad_sincgpi_slopes(u, N, &gu, &gN);
+        double x = (double)(PI_L * u);
+        double want_u = (double)(PI_L * d_sincg_x(PI_L * u, N)), want_N = (double)d_sincg_N(PI_L * u, N);
+        test_context("ad_sincgpi_slopes(%g, %g)", u, N);
+        double taylor = fabs(N * x) < 1e-3 ? 1e-9 : 0.0;
+        assert_close(gu, want_u, taylor, (double)PI_L * sincg_err_x(x, N) + 1e-300);
+        assert_close(gN, want_N, taylor, sincg_err_N(x, N));
+    }
+    test_context(NULL);
+    double gu, gN;
+    ad_sincgpi_slopes(0.0, 7.0, &gu, &gN);
+    assert_true(gu == 0.0 && gN == 1.0);
+    ad_sincgpi_slopes(-0.0, 7.0, &gu, &gN);
+    assert_true(gu == 0.0 && gN == 1.0);
+
+    /* the dual: the given value, the tangent u.d gu + N.d gN */
+    ad_num r = ad_sincgpi_with(mk(0.2, SEED_A), mk(5.0, SEED_B), 42.0);
+    ad_sincgpi_slopes(0.2, 5.0, &gu, &gN);
+    assert_bits_equal(r.v, 42.0);
+    for (int i = 0; i < 3; i++) assert_bits_equal(r.d[i], SEED_A[i] * gu + SEED_B[i] * gN);
+}
+
 /* ---- sinc3 ---- */
 
 /* The slope's error: below 0.1 a Taylor series (a few ulp); above, the closed form
@@ -1284,6 +1380,8 @@ int main(void)
         cmocka_unit_test(test_sincg),
         cmocka_unit_test(test_sincg_at_zero),
         cmocka_unit_test(test_sincg_near_k_pi),
+        cmocka_unit_test(test_sincospi),
+        cmocka_unit_test(test_sincgpi_slopes),
         cmocka_unit_test(test_sinc3),
         cmocka_unit_test(test_sinc3_edges),
         cmocka_unit_test(test_vec3_make_const),
