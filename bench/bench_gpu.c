@@ -104,8 +104,8 @@ int main(void)
         double cpu_grad_t;
         time_runs(cpu, params, np, 1, &cpu_k, &cpu_grad_t);
         db_sim_destroy(cpu);
-        static const int chunks[4] = {1, 2, 3, 4};
-        for (int q = 0; q < 4; q++) {
+        static const int chunks[6] = {1, 2, 3, 4, 6, 12};
+        for (int q = 0; q < 6; q++) {
             gpu = make(cases[c][1], "cuda");
             db_sim_set_chunk(gpu, chunks[q]);
             time_runs(gpu, params, np, RUNS, &kms, &tms);

@@ -18,8 +18,22 @@
 __global__ void DB_KERNEL_BOUNDS DB_GPU_SFX(db_render_kernel)(db_thread_job j)
 {
     long i = (long)blockIdx.x * DB_CUDA_BLOCK + threadIdx.x;
-    if (i < j.n) DB_GPU_SFX(db_render_thread)(&j, i);
+    if (i < j.n) DB_GPU_SFX(db_render_thread)(&j, i, 0);
 }
+
+#if AD_N > 0
+/* the pass whose geometry and N carry no tangent: its own kernel, so that its registers are not the other's */
+#if defined(DB_CUDA_GEO_BLOCKS) && DB_CUDA_GEO_BLOCKS > 0
+#define DB_GEO_KERNEL_BOUNDS __launch_bounds__(DB_CUDA_BLOCK, DB_CUDA_GEO_BLOCKS)
+#else
+#define DB_GEO_KERNEL_BOUNDS
+#endif
+__global__ void DB_GEO_KERNEL_BOUNDS DB_GPU_SFX(db_render_kernel_geometry_constant)(db_thread_job j)
+{
+    long i = (long)blockIdx.x * DB_CUDA_BLOCK + threadIdx.x;
+    if (i < j.n) DB_GPU_SFX(db_render_thread)(&j, i, 1);
+}
+#endif
 
 static int DB_GPU_SFX(cuda_first_sample)(const void *block, const double *F, const db_span *spans, long nspans, long *pos,
                                          int *sample, db_error *err)
@@ -49,7 +63,12 @@ static int DB_GPU_SFX(cuda_render)(const db_render_job *job, db_error *err)
     const long blocks = (n + DB_CUDA_BLOCK - 1) / DB_CUDA_BLOCK;
     rc = db_cuda_check(cudaEventRecord(c->start), "cudaEventRecord", err);
     if (rc) return rc;
-    DB_GPU_SFX(db_render_kernel)<<<(unsigned)blocks, DB_CUDA_BLOCK>>>(tj);
+#if AD_N > 0
+    if (DB_GPU_SFX(db_block_geometry_constant)(job->block))
+        DB_GPU_SFX(db_render_kernel_geometry_constant)<<<(unsigned)blocks, DB_CUDA_BLOCK>>>(tj);
+    else
+#endif
+        DB_GPU_SFX(db_render_kernel)<<<(unsigned)blocks, DB_CUDA_BLOCK>>>(tj);
     rc = db_cuda_check(cudaGetLastError(), "the kernel launch", err);
     if (!rc) rc = db_cuda_check(cudaEventRecord(c->stop), "cudaEventRecord", err);
     if (!rc) rc = db_cuda_check(cudaEventSynchronize(c->stop), "the kernel", err);

@@ -29,8 +29,14 @@ static int DB_GPU_SFX(emul_render)(const db_render_job *job, db_error *err)
     if (!tj.value || !tj.tangents || !tj.tripped || !tj.omega) {
         rc = db_fail(err, DB_ERR_NOMEM, "out of memory for %ld pixels", n);
     } else {
+        /* the instance the GPU launches for this block (cuda_impl.cuh) */
+        if (DB_GPU_SFX(db_block_geometry_constant)(job->block)) {
 #pragma omp parallel for schedule(dynamic, 64)
-        for (long i = 0; i < n; i++) DB_GPU_SFX(db_render_thread)(&tj, i);
+            for (long i = 0; i < n; i++) DB_GPU_SFX(db_render_thread)(&tj, i, 1);
+        } else {
+#pragma omp parallel for schedule(dynamic, 64)
+            for (long i = 0; i < n; i++) DB_GPU_SFX(db_render_thread)(&tj, i, 0);
+        }
         db_gpu_scatter(job, tj.value, tj.tangents, tj.tripped, tj.omega);
     }
     free(tj.value);

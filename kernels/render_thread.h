@@ -24,7 +24,16 @@ AD_INLINE long db_span_of(const db_span *spans, long nspans, long pos)
     return lo;
 }
 
-AD_INLINE void DB_GPU_SFX(db_render_thread)(const db_thread_job *j, long i)
+/* 1 when a pass's block lets the thread drop the geometry's and N's tangents (db_pixel_value_geometry_constant) */
+AD_INLINE int DB_GPU_SFX(db_block_geometry_constant)(const void *block)
+{
+    const db_tables *t = (const db_tables *)block;
+    return AD_N > 0 && t->hdr.geometry_constant && t->N_constant;
+}
+
+/* geometry_constant, a compile-time constant: 1 only where db_block_geometry_constant holds for j->block (the
+ * caller's choice of instance: one kernel each on the GPU, so that each gets its own register budget). */
+AD_INLINE void DB_GPU_SFX(db_render_thread)(const db_thread_job *j, long i, const int geometry_constant)
 {
     const long pos = j->from + i;
     const db_span *sp = &j->spans[db_span_of(j->spans, j->nspans, pos)];
@@ -37,7 +46,11 @@ AD_INLINE void DB_GPU_SFX(db_render_thread)(const db_thread_job *j, long i)
     fl.probe_first = 0;
     fl.log = 0;    /* the GPU neither records nor replays decisions (backend.h) */
     fl.tracer = 0;
-    ad_num v = db_pixel_value((const db_tables *)j->block, j->F, f, sp->s, &fl, 0);
+    const db_tables *t = (const db_tables *)j->block;
+    /* no derivative reaches the geometry or N in most passes (cell, orientation, phi): a thread that knows it keeps
+     * fewer tangents live */
+    ad_num v = geometry_constant ? db_pixel_value_geometry_constant(t, j->F, f, sp->s, &fl)
+                                 : db_pixel_value(t, j->F, f, sp->s, &fl, 0);
     j->value[i] = v.v;
 #if AD_N > 0
     for (int k = 0; k < AD_N; k++)

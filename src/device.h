@@ -14,11 +14,13 @@ extern "C" {
 
 enum db_device { DB_DEVICE_CPU = 0, DB_DEVICE_CUDA = 1, DB_DEVICE_AUTO = 2, DB_DEVICE_EMULATE = 3 };
 
-/* Directions per pass of the GPU renderers: 0, 1 and 4 are compiled (README "GPU"). */
-#define DB_GPU_MAX_DIRS 4
-extern const db_renderer db_emul_renderer_n0, db_emul_renderer_n1, db_emul_renderer_n4;
+/* Directions per pass of the GPU renderers: 0, 1, 4 and 12 are compiled; a run's default pass is
+ * DB_GPU_DEFAULT_CHUNK directions, the fastest measured for the eleven mission derivatives (README "GPU"). */
+#define DB_GPU_MAX_DIRS 12
+#define DB_GPU_DEFAULT_CHUNK 12
+extern const db_renderer db_emul_renderer_n0, db_emul_renderer_n1, db_emul_renderer_n4, db_emul_renderer_n12;
 #ifdef DB_HAVE_CUDA
-extern const db_renderer db_cuda_renderer_n0, db_cuda_renderer_n1, db_cuda_renderer_n4;
+extern const db_renderer db_cuda_renderer_n0, db_cuda_renderer_n1, db_cuda_renderer_n4, db_cuda_renderer_n12;
 #endif
 
 /* 1 when a usable CUDA GPU is there (its name in name); else 0 and the reason in why. Both may be NULL. */

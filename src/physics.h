@@ -43,6 +43,7 @@ typedef struct db_tables {
     int mosaic_on;        /* mosaic_spread > 0: the reference applies U even to domain 0 */
     int lattice_dh;       /* SQUARE factor from dh = h - h0 (for N derivatives; equal up to sign at integer N) */
     int S_constant;       /* no tangent reaches the scattering vector in this pass (crystal parameters only) */
+    int N_constant;       /* Na, Nb and Nc carry no tangent in this pass */
     double detector_thick; /* only compared with 0 */
     double water_size;     /* only compared with 0 */
     double dmin;           /* m; only a cut */
@@ -67,6 +68,15 @@ typedef struct db_tables {
 
 #define DB_M_PI 3.14159265358979323846
 
+/* Branches that most runs never take (interpolation, the round, Gaussian and tophat shapes): out of line on the GPU,
+ * so that their registers do not weigh on the phi and mosaic loops of every other run (a GPU thread has at most 255
+ * and spills the rest); inline on the host, as everything else. Same arithmetic either way. */
+#if defined(__CUDACC__)
+#define DB_COLD static __noinline__ __host__ __device__
+#else
+#define DB_COLD AD_INLINE
+#endif
+
 /* 4-point Lagrange interpolation through (xa[i], ya[i]), in the reference's evaluation order (appendix A5). */
 AD_INLINE ad_num db_polint(const double xa[4], const ad_num ya[4], ad_num x)
 {
@@ -80,7 +90,7 @@ AD_INLINE ad_num db_polint(const double xa[4], const ad_num ya[4], ad_num x)
 
 /* Tricubic interpolation of F at fractional (h,k,l) on the 4x4x4 grid starting at (hf-1, kf-1, lf-1) with
  * hf = floor(h) etc.: along l, then k, then h (appendix A5). */
-AD_INLINE ad_num db_tricubic(const db_ftable *ft, const double *F, int hf, int kf, int lf, ad_num h, ad_num k, ad_num l)
+DB_COLD ad_num db_tricubic(const db_ftable *ft, const double *F, int hf, int kf, int lf, ad_num h, ad_num k, ad_num l)
 {
     double H[4], K[4], L[4];
     for (int i = 0; i < 4; i++) {
@@ -280,10 +290,41 @@ double db_geo_polar_n0(const void *block0, int source, double diffracted[3]);
 AD_INLINE ad_vec3 db_lift3(const double v[3]) { return ad_vec3_const(v[0], v[1], v[2]); }
 #endif
 
+/* The ROUND, GAUSS and TOPHAT lattice factors at (dh, dk, dl) = (h, k, l) minus the nearest whole point. */
+DB_COLD ad_num db_lattice_not_square(const db_tables *t, ad_num dh, ad_num dk, ad_num dl, db_pixel_flags *fl)
+{
+    (void)fl; /* read by db_decide on the host only */
+    ad_num NaNbNc = ad_mul(ad_mul(t->Na, t->Nb), t->Nc);
+    if (t->shape == DB_SHAPE_ROUND_K) {
+        ad_num hrad = ad_add(ad_add(ad_mul(ad_mul(ad_mul(dh, dh), t->Na), t->Na), ad_mul(ad_mul(ad_mul(dk, dk), t->Nb), t->Nb)),
+                             ad_mul(ad_mul(ad_mul(dl, dl), t->Nc), t->Nc));
+        return ad_mul(ad_mul_d(NaNbNc, 0.723601254558268), ad_sinc3(ad_d_mul(DB_M_PI, ad_sqrt(ad_mul(hrad, t->fudge)))));
+    }
+    ad_vec3 dq;
+    for (int i = 0; i < 3; i++)
+        dq.c[i] = ad_add(ad_add(ad_mul(dh, t->astar.c[i]), ad_mul(dk, t->bstar.c[i])), ad_mul(dl, t->cstar.c[i]));
+    ad_num r = ad_vec3_dot(dq, dq);
+    r = ad_mul(ad_mul(ad_mul(ad_mul(ad_mul(ad_mul(r, t->Na), t->Na), t->Nb), t->Nb), t->Nc), t->Nc);
+    if (t->shape == DB_SHAPE_GAUSS_K) return ad_mul(NaNbNc, ad_exp(ad_neg(ad_mul(ad_div_d(r, 0.63), t->fudge))));
+    return ad_mul_d(NaNbNc, db_decide(fl, ad_mul(r, t->fudge).v < 0.3969) ? 1.0 : 0.0);
+}
+
+/* a's value with no tangent when strip (a compile-time constant in db_pixel_value_impl's callers) */
+AD_INLINE ad_num db_strip(ad_num a, int strip) { return strip ? ad_const(a.v) : a; }
+AD_INLINE ad_vec3 db_strip3(ad_vec3 a, int strip)
+{
+    return strip ? ad_vec3_const(a.c[0].v, a.c[1].v, a.c[2].v) : a;
+}
+
 /* The value of one pixel before float rounding: r_e^2 fluence I / steps times the corrections. geo0, host only:
- * NULL, or the primal table block when no derivative reaches the geometry (see db_geo_subpixel_n0). */
-AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
-                                const void *geo0)
+ * NULL, or the primal table block when no derivative reaches the geometry (see db_geo_subpixel_n0).
+ * strip, a constant (db_pixel_value, db_pixel_value_geometry_constant): 1 drops the tangents of the geometry as soon
+ * as they are computed, and those of Na, Nb and Nc, for a pass in which they are all zero (hdr.geometry_constant and
+ * N_constant): the same values, and the compiler then knows the tangents of S, the solid angle, absorption,
+ * polarization and N to be zero, so that none of them stays live across the phi and mosaic loops (the GPU's
+ * 12-direction thread spilled them). */
+AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
+                                     const void *geo0, const int strip)
 {
     const ad_vec3 *src_incident_unit = DB_TAB(t, t->off_src_incident_unit, ad_vec3);
     const ad_vec3 *lattice = DB_TAB(t, t->off_lattice, ad_vec3);
@@ -318,7 +359,8 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
 #endif
                 {
                     pos = db_subpixel_position(t, fpixel, spixel, subS, subF, thick_tic);
-                    diffracted = ad_vec3_unit(pos, &airpath);
+                    diffracted = db_strip3(ad_vec3_unit(pos, &airpath), strip);
+                    airpath = db_strip(airpath, strip);
                 }
                 if (db_decide(fl, omega.v == 0.0 || t->os_omega)) {
 #if AD_N > 0 && !defined(__CUDACC__)
@@ -326,7 +368,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
                         omega = ad_const(db_geo_omega_n0(geo0, airpath.v));
                     else
 #endif
-                        omega = db_solid_angle(t, airpath);
+                        omega = db_strip(db_solid_angle(t, airpath), strip);
                 }
                 fl->omega_sum += omega.v;
                 if (db_decide(fl, capture.v == 0.0 || t->os_thick)) {
@@ -335,7 +377,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
                         capture = ad_const(db_geo_capture_n0(geo0, dpl, thick_tic));
                     else
 #endif
-                        capture = db_capture_fraction(t, diffracted, thick_tic);
+                        capture = db_strip(db_capture_fraction(t, diffracted, thick_tic), strip);
                 }
                 for (int source = 0; source < t->nsources; ++source, ++sample) {
                     ad_vec3 S;
@@ -346,7 +388,7 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
                         S = db_lift3(s3);
                     } else
 #endif
-                        S = db_scattering_vector(t, source, diffracted);
+                        S = db_strip3(db_scattering_vector(t, source, diffracted), strip);
                     if (t->dmin > 0.0) {
                         double stol = 0.5 * ad_vec3_norm(S).v;
                         if (db_decide(fl, stol > 0.0 && t->dmin > 0.5 / stol)) continue;
@@ -359,10 +401,11 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
                         } else
 #endif
                         {
-                            polar = db_polarization(t->polarization, src_incident_unit[source], diffracted, t->polar_axis);
+                            polar = db_strip(db_polarization(t->polarization, src_incident_unit[source], diffracted,
+                                                             t->polar_axis), strip);
                             /* the reference unitizes the diffracted vector in place here: this source's S is
                              * already made, but later sources of this sub-pixel see the re-unitized vector */
-                            diffracted = ad_vec3_unit(diffracted, 0);
+                            diffracted = db_strip3(ad_vec3_unit(diffracted, 0), strip);
                         }
                     }
                     if (fl->probe_first) {
@@ -374,9 +417,10 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
                         const ad_vec3 *lat_phi = lattice + (size_t)slots[phi_tic] * t->nmos * 3;
                         for (int mos = 0; mos < t->nmos; ++mos) {
                             const ad_vec3 *lat = lat_phi + 3 * mos;
-                            ad_num h = t->S_constant ? db_dot_const_b(lat[0], S) : ad_vec3_dot(lat[0], S);
-                            ad_num k = t->S_constant ? db_dot_const_b(lat[1], S) : ad_vec3_dot(lat[1], S);
-                            ad_num l = t->S_constant ? db_dot_const_b(lat[2], S) : ad_vec3_dot(lat[2], S);
+                            const int S_const = strip || t->S_constant;
+                            ad_num h = S_const ? db_dot_const_b(lat[0], S) : ad_vec3_dot(lat[0], S);
+                            ad_num k = S_const ? db_dot_const_b(lat[1], S) : ad_vec3_dot(lat[1], S);
+                            ad_num l = S_const ? db_dot_const_b(lat[2], S) : ad_vec3_dot(lat[2], S);
                             double h0 = db_decide(fl, (int)ceil(h.v - 0.5));
                             double k0 = db_decide(fl, (int)ceil(k.v - 0.5));
                             double l0 = db_decide(fl, (int)ceil(l.v - 0.5));
@@ -385,40 +429,20 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
                                 /* 1.0 * x is x exactly: the first factor is taken as it is */
                                 int first = 1;
                                 if (t->Na.v > 1) {
-                                    F_latt = db_lattice_axis(h, h0, t->Na, t->lattice_dh);
+                                    F_latt = db_lattice_axis(h, h0, db_strip(t->Na, strip), t->lattice_dh);
                                     first = 0;
                                 }
                                 if (t->Nb.v > 1) {
-                                    ad_num f = db_lattice_axis(k, k0, t->Nb, t->lattice_dh);
+                                    ad_num f = db_lattice_axis(k, k0, db_strip(t->Nb, strip), t->lattice_dh);
                                     F_latt = first ? f : ad_mul(F_latt, f);
                                     first = 0;
                                 }
                                 if (t->Nc.v > 1) {
-                                    ad_num f = db_lattice_axis(l, l0, t->Nc, t->lattice_dh);
+                                    ad_num f = db_lattice_axis(l, l0, db_strip(t->Nc, strip), t->lattice_dh);
                                     F_latt = first ? f : ad_mul(F_latt, f);
                                 }
                             } else {
-                                ad_num dh = ad_sub_d(h, h0), dk = ad_sub_d(k, k0), dl = ad_sub_d(l, l0);
-                                ad_num NaNbNc = ad_mul(ad_mul(t->Na, t->Nb), t->Nc);
-                                if (t->shape == DB_SHAPE_ROUND_K) {
-                                    ad_num hrad = ad_add(
-                                        ad_add(ad_mul(ad_mul(ad_mul(dh, dh), t->Na), t->Na),
-                                               ad_mul(ad_mul(ad_mul(dk, dk), t->Nb), t->Nb)),
-                                        ad_mul(ad_mul(ad_mul(dl, dl), t->Nc), t->Nc));
-                                    F_latt = ad_mul(ad_mul_d(NaNbNc, 0.723601254558268),
-                                                    ad_sinc3(ad_d_mul(DB_M_PI, ad_sqrt(ad_mul(hrad, t->fudge)))));
-                                } else {
-                                    ad_vec3 dq;
-                                    for (int i = 0; i < 3; i++)
-                                        dq.c[i] = ad_add(ad_add(ad_mul(dh, t->astar.c[i]), ad_mul(dk, t->bstar.c[i])),
-                                                         ad_mul(dl, t->cstar.c[i]));
-                                    ad_num r = ad_vec3_dot(dq, dq);
-                                    r = ad_mul(ad_mul(ad_mul(ad_mul(ad_mul(ad_mul(r, t->Na), t->Na), t->Nb), t->Nb), t->Nc), t->Nc);
-                                    if (t->shape == DB_SHAPE_GAUSS_K)
-                                        F_latt = ad_mul(NaNbNc, ad_exp(ad_neg(ad_mul(ad_div_d(r, 0.63), t->fudge))));
-                                    else
-                                        F_latt = ad_mul_d(NaNbNc, db_decide(fl, ad_mul(r, t->fudge).v < 0.3969) ? 1.0 : 0.0);
-                                }
+                                F_latt = db_lattice_not_square(t, ad_sub_d(h, h0), ad_sub_d(k, k0), ad_sub_d(l, l0), fl);
                             }
                             if (db_decide(fl, F_latt.v == 0.0 && t->water_size == 0.0)) continue;
                             const db_ftable *ft = &t->ftab;
@@ -478,6 +502,20 @@ AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel,
     }
 #endif
     return value;
+}
+
+AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
+                                const void *geo0)
+{
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, geo0, 0);
+}
+
+/* The same for a pass whose table block has hdr.geometry_constant and N_constant set (the GPU thread's; the CPU
+ * renderer reaches the same by geo0): equal values, and the same zero tangents. */
+AD_INLINE ad_num db_pixel_value_geometry_constant(const db_tables *t, const double *F, int fpixel, int spixel,
+                                                  db_pixel_flags *fl)
+{
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, 0, 1);
 }
 
 #endif

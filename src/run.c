@@ -651,17 +651,16 @@ const char *db_sim_device(const db_sim *sim) { return sim ? sim->device_name : "
  * (gradcheck's finite-difference points) are recorded and replayed on the CPU only. */
 static const db_renderer *gpu_renderer(const db_sim *sim, int ndirs)
 {
+    /* 2 and 3 directions run on the 4-direction kernel, 5 to 12 on the 12-direction one (README "GPU") */
+    const int k = ndirs <= 0 ? 0 : ndirs == 1 ? 1 : ndirs <= 4 ? 2 : 3;
 #ifdef DB_HAVE_CUDA
-    /* 2 and 3 directions run on the 4-direction kernel (the measured ones: README "GPU") */
-    static const db_renderer *const cuda[DB_GPU_MAX_DIRS + 1] = {&db_cuda_renderer_n0, &db_cuda_renderer_n1,
-                                                                 &db_cuda_renderer_n4, &db_cuda_renderer_n4,
-                                                                 &db_cuda_renderer_n4};
-    if (sim->device == DB_DEVICE_CUDA) return cuda[ndirs < 0 ? 0 : ndirs > DB_GPU_MAX_DIRS ? DB_GPU_MAX_DIRS : ndirs];
+    static const db_renderer *const cuda[4] = {&db_cuda_renderer_n0, &db_cuda_renderer_n1, &db_cuda_renderer_n4,
+                                               &db_cuda_renderer_n12};
+    if (sim->device == DB_DEVICE_CUDA) return cuda[k];
 #endif
-    static const db_renderer *const emul[DB_GPU_MAX_DIRS + 1] = {&db_emul_renderer_n0, &db_emul_renderer_n1,
-                                                                 &db_emul_renderer_n4, &db_emul_renderer_n4,
-                                                                 &db_emul_renderer_n4};
-    if (sim->device == DB_DEVICE_EMULATE) return emul[ndirs < 0 ? 0 : ndirs > DB_GPU_MAX_DIRS ? DB_GPU_MAX_DIRS : ndirs];
+    static const db_renderer *const emul[4] = {&db_emul_renderer_n0, &db_emul_renderer_n1, &db_emul_renderer_n4,
+                                               &db_emul_renderer_n12};
+    if (sim->device == DB_DEVICE_EMULATE) return emul[k];
     return NULL;
 }
 
@@ -710,7 +709,7 @@ static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, si
     if (rc) return rc;
     const int gpu = sim->device != DB_DEVICE_CPU && !sim->logs;
     if (nparams == 0) return run_pass(sim, gpu ? gpu_renderer(sim, 0) : cpu_renderer(0), NULL, out, err);
-    int chunk = sim->chunk > 0 ? sim->chunk : DB_MAX_CHUNK;
+    int chunk = sim->chunk > 0 ? sim->chunk : gpu ? DB_GPU_DEFAULT_CHUNK : DB_MAX_CHUNK;
     if (gpu && chunk > DB_GPU_MAX_DIRS) chunk = DB_GPU_MAX_DIRS;
     double *tangents = out->tangents;
     for (int first = 0; first < nparams && !rc; first += chunk) {

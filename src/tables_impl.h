@@ -622,6 +622,10 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     t->Nb = p->sample_y > 0 ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb);
     t->Nc = p->sample_z > 0 ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc);
     t->lattice_dh = sim->lattice_dh_form;
+    t->N_constant = 1;
+#if AD_N > 0
+    AD_FOR(i) t->N_constant &= t->Na.d[i] == 0.0 && t->Nb.d[i] == 0.0 && t->Nc.d[i] == 0.0;
+#endif
     const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
     /* with -flux the fluence is derived from it and -fluence has no effect */
     ad_num fluence = c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0 ? ad_const(p->fluence)

@@ -1,7 +1,7 @@
 /* test_gpu.c: the GPU renderer against the CPU renderer on every golden case: the image over the whole detector, and
  * the derivative images of every parameter the case can differentiate on three 24 x 24 boxes (corner, centre,
- * opposite corner; the carryover's exceptional sample then falls in the first box), with 4, 3, 2 and 1 directions
- * per GPU pass in turn over the cases.
+ * opposite corner; the carryover's exceptional sample then falls in the first box), with 12, 6, 4, 3, 2 and 1
+ * directions per GPU pass in turn over the cases.
  *
  * Built twice (CMakeLists.txt):
  *  - test_gpu_emulated (DB_TEST_DEVICE "emulate"): the GPU thread's function run on the CPU over the very table block
@@ -184,8 +184,10 @@ int main(int argc, char **argv)
         int boxes[12] = {0, B - 1, 0, B - 1, F / 2 - B / 2, F / 2 + B / 2 - 1, S / 2 - B / 2, S / 2 + B / 2 - 1,
                          F - B, F - 1, S - B, S - 1};
         db_error err;
-        /* every GPU pass width in turn over the cases: 4, 3, 2, 1 directions per pass */
-        db_sim_set_chunk(gpu, 4 - (int)(c % 4));
+        /* every GPU pass width in turn over the cases: 12, 6, 4, 3, 2, 1 directions per pass (the 12-direction
+         * kernel takes 5 to 12, the 4-direction one 2 to 4) */
+        static const int widths[6] = {12, 6, 4, 3, 2, 1};
+        db_sim_set_chunk(gpu, widths[c % 6]);
         if (db_sim_select_boxes(cpu, boxes, 3, &err) || db_sim_select_boxes(gpu, boxes, 3, &err)) {
             failures++;
             printf("FAIL %s boxes: %s\n", name, err.message);
@@ -208,7 +210,7 @@ int main(int argc, char **argv)
             free(gb);
         }
         printf("%-24s %s: image and %d derivative images checked (%d directions per pass)\n", name, DB_TEST_DEVICE, np,
-               4 - (int)(c % 4));
+               widths[c % 6]);
         db_sim_destroy(cpu);
         db_sim_destroy(gpu);
     }
