@@ -880,10 +880,52 @@ static void test_grad_list_trailing_comma(void **state)
     assert_string_equal(db_param_unit(db_param_from_name("detector_roty")), "deg");
 }
 
+/* db_sim_get_params gives back a set value exactly (a refinement loop compares them), though the configuration holds
+ * it divided by its unit (mm to m, degrees to radians), which need not round-trip. */
+static void test_get_returns_set_values(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("b_triclinic", &a);
+    db_sim *sim = sim_from(&a);
+    /* ranges where v / unit * unit misses v for some values: mantissas above the unit's (1.79 for degrees to
+     * radians, 1.95 for mm to m) */
+    const struct { const char *name; double lo, hi, unit; } cases[] = {
+        {"misset_x", 29.0, 31.9, 180.0 / M_PI}, {"alpha", 58.0, 63.9, 180.0 / M_PI},
+        {"distance", 125.0, 127.9, 1000.0},     {"xbeam", 15.7, 15.99, 1000.0},
+    };
+    db_error err;
+    int roundtrip_fails = 0;
+    for (size_t n = 0; n < sizeof cases / sizeof cases[0]; n++) {
+        int p = db_param_from_name(cases[n].name);
+        double base;
+        assert_int_equal(db_sim_get_params(sim, &p, &base, 1, &err), 0);
+        for (int k = 0; k < 200; k++) {
+            double v = cases[n].lo + (cases[n].hi - cases[n].lo) * k / 200.0, got;
+            assert_int_equal(db_sim_set_params(sim, &p, &v, 1, &err), 0);
+            assert_int_equal(db_sim_get_params(sim, &p, &got, 1, &err), 0);
+            assert_true(memcmp(&got, &v, sizeof v) == 0);
+            roundtrip_fails += v / cases[n].unit * cases[n].unit != v; /* what the stored value is for */
+        }
+        assert_int_equal(db_sim_set_params(sim, &p, &base, 1, &err), 0);
+    }
+    print_message("%d of 800 values would not have come back through the unit conversion alone\n", roundtrip_fails);
+    assert_true(roundtrip_fails > 0);
+    /* moving b leaves a's given value standing */
+    int pa = db_param_from_name("a"), pb = db_param_from_name("b");
+    double va = 70.00000000000001, vb = 80.5, got;
+    assert_int_equal(db_sim_set_params(sim, &pa, &va, 1, &err), 0);
+    assert_int_equal(db_sim_set_params(sim, &pb, &vb, 1, &err), 0);
+    assert_int_equal(db_sim_get_params(sim, &pa, &got, 1, &err), 0);
+    assert_true(memcmp(&got, &va, sizeof va) == 0);
+    db_sim_destroy(sim);
+    harness_args_free(&a);
+}
+
 int main(void)
 {
     enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0] };
-    struct CMUnitTest tests[2 * N + 11];
+    struct CMUnitTest tests[2 * N + 12];
     char names[2 * N][96];
     /* DUALBRAGG_TEST_QUICK (the unoptimised sanitizer pass): three of the eight configurations */
     const char *quick = getenv("DUALBRAGG_TEST_QUICK");
@@ -911,7 +953,8 @@ int main(void)
         cmocka_unit_test(test_grad_list_trailing_comma),
         cmocka_unit_test(test_work_estimate),
         cmocka_unit_test(test_plain_geometry_equals_dual),
+        cmocka_unit_test(test_get_returns_set_values),
     };
-    for (int i = 0; i < 11; i++) tests[nt++] = rest[i];
+    for (int i = 0; i < 12; i++) tests[nt++] = rest[i];
     return _cmocka_run_group_tests("iterate", tests, (size_t)nt, NULL, NULL);
 }
