@@ -380,6 +380,18 @@ AD_INLINE double ad_ceil(ad_num a) { return ceil(a.v); }
  * Where sin(x) is exactly 0 (x == 0 in practice) the limits are used: d/dx -> 0 for x == 0 and
  * d/dN -> 1 (the value there is N itself). For x = k pi (k != 0) in exact arithmetic the quotient has limit
  * N cos(N k pi)/cos(k pi); it is never reached in floating point except at 0. */
+/* d/dx of sin(N x) / sin(x) from sin and cos of x and N x: the closed form, or where |N x| < 1e-3 (the closed form
+ * cancels to O((N x)^3) there, relative error ~eps/(N x)^2) its Taylor series
+ * N ((1 - N^2) x / 3 + (3 N^4 - 10 N^2 + 7) x^3 / 90). Shared by ad_sincg and ad_sincgpi_slopes. */
+AD_INLINE double ad_sincg_dx(double x, double N, double sx, double cx, double sNx, double cNx)
+{
+    if (fabs(N * x) < 1e-3) {
+        double N2 = N * N, x2 = x * x;
+        return N * x * ((1.0 - N2) / 3.0 + (3.0 * N2 * N2 - 10.0 * N2 + 7.0) * x2 / 90.0);
+    }
+    return (N * cNx * sx - sNx * cx) / (sx * sx);
+}
+
 AD_INLINE ad_num ad_sincg(ad_num x, ad_num N)
 {
     ad_num r;
@@ -399,15 +411,7 @@ AD_INLINE ad_num ad_sincg(ad_num x, ad_num N)
         return r;
     }
     double cx = cos(x.v), cNx = cos(N.v * x.v);
-    double gx;
-    if (fabs(N.v * x.v) < 1e-3) {
-        /* the closed form cancels to O((N x)^3) here (relative error ~eps/(N x)^2): use its Taylor series
-         * N ((1 - N^2) x / 3 + (3 N^4 - 10 N^2 + 7) x^3 / 90) */
-        double N2 = N.v * N.v, x2 = x.v * x.v;
-        gx = N.v * x.v * ((1.0 - N2) / 3.0 + (3.0 * N2 * N2 - 10.0 * N2 + 7.0) * x2 / 90.0);
-    } else {
-        gx = (N.v * cNx * sx - sNx * cx) / (sx * sx);
-    }
+    double gx = ad_sincg_dx(x.v, N.v, sx, cx, sNx, cNx);
     double gN = x.v * cNx / sx;
     AD_FOR(i) r.d[i] = x.d[i] * gx + N.d[i] * gN;
 #endif
@@ -455,15 +459,7 @@ AD_INLINE void ad_sincgpi_slopes(double u, double N, double *gu, double *gN)
     ad_sincospi(u, &su, &cu);
     ad_sincospi(N * u, &sNu, &cNu);
     const double x = 3.14159265358979323846 * u;
-    double gx;
-    if (fabs(N * x) < 1e-3) {
-        /* as in ad_sincg: the closed form cancels to O((N x)^3) here */
-        double N2 = N * N, x2 = x * x;
-        gx = N * x * ((1.0 - N2) / 3.0 + (3.0 * N2 * N2 - 10.0 * N2 + 7.0) * x2 / 90.0);
-    } else {
-        gx = (N * cNu * su - sNu * cu) / (su * su);
-    }
-    *gu = 3.14159265358979323846 * gx;
+    *gu = 3.14159265358979323846 * ad_sincg_dx(x, N, su, cu, sNu, cNu);
     *gN = x * cNu / su;
 }
 
@@ -536,10 +532,20 @@ AD_INLINE ad_vec3 ad_vec3_make(ad_num x, ad_num y, ad_num z)
     return r;
 }
 
-AD_INLINE ad_num ad_vec3_dot(ad_vec3 a, ad_vec3 b)
+/* a . b read in place: ((a0 b0 + a1 b1) + a2 b2), each product's tangent as ad_mul's. By value, a 12-direction
+ * vector is 312 bytes that GCC copies through the stack instead of scalarizing: the hot loops pass pointers. */
+AD_INLINE ad_num ad_vec3_dot_p(const ad_vec3 *a, const ad_vec3 *b)
 {
-    return ad_add(ad_add(ad_mul(a.c[0], b.c[0]), ad_mul(a.c[1], b.c[1])), ad_mul(a.c[2], b.c[2]));
+    ad_num r;
+    r.v = a->c[0].v * b->c[0].v + a->c[1].v * b->c[1].v + a->c[2].v * b->c[2].v;
+#if AD_N > 0
+    AD_FOR(i) r.d[i] = (a->c[0].d[i] * b->c[0].v + a->c[0].v * b->c[0].d[i]) + (a->c[1].d[i] * b->c[1].v + a->c[1].v * b->c[1].d[i]) +
+                       (a->c[2].d[i] * b->c[2].v + a->c[2].v * b->c[2].d[i]);
+#endif
+    return r;
 }
+
+AD_INLINE ad_num ad_vec3_dot(ad_vec3 a, ad_vec3 b) { return ad_vec3_dot_p(&a, &b); }
 
 AD_INLINE ad_vec3 ad_vec3_cross(ad_vec3 a, ad_vec3 b)
 {
