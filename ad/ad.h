@@ -40,14 +40,39 @@
 #define ad_vec3 AD_NAME(ad_vec3)
 #define ad_mat3 AD_NAME(ad_mat3)
 
+/* The tangents are d[AD_N] doubles, or, in the host engines that define AD_VECTOR (src/engine_n4*.c,
+ * engine_n12*.c), AD_N / 4 GCC vectors of four doubles: GCC left the unrolled per-direction loops scalar (4813
+ * vmulsd, 19 vmulpd in the 12-direction AVX2 renderer), and vector operations are the same IEEE operations lane by
+ * lane (no contraction: -ffp-contract=off), so the bits do not change. The vectors are aligned as double, so that
+ * the layout is exactly that of double d[AD_N]: the engines read table blocks built by the scalar builders
+ * (src/tables_n*.c). AD_FOR runs over the d[] elements, lanes or doubles; AD_LANE names direction k. */
+#if AD_N > 0 && defined(AD_VECTOR) && defined(__GNUC__) && !defined(__CUDACC__)
+#if AD_N % 4 != 0
+#error "AD_VECTOR needs AD_N to be a multiple of 4 (the table layout is that of double d[AD_N])"
+#endif
+typedef double ad_lanes __attribute__((vector_size(4 * sizeof(double)), aligned(sizeof(double))));
+#define AD_ND (AD_N / 4)
+#define AD_LANE(x, k) ((x).d[(k) / 4][(k) % 4])
+#define AD_SPLAT(s) ((ad_lanes){(s), (s), (s), (s)})
+#elif AD_N > 0
+typedef double ad_lanes;
+#define AD_ND AD_N
+#define AD_LANE(x, k) ((x).d[k])
+#define AD_SPLAT(s) (s)
+#endif
+
 typedef struct ad_num {
     double v;
 #if AD_N > 0
-    double d[AD_N];
+    ad_lanes d[AD_ND];
 #endif
 } ad_num;
 
-#define AD_FOR(i) for (int i = 0; i < AD_N; i++)
+#if AD_N > 0
+#define AD_FOR(i) for (int i = 0; i < AD_ND; i++)
+#else
+#define AD_FOR(i) for (int i = 0; i < 0; i++)
+#endif
 
 /* ---- construction ---- */
 AD_INLINE ad_num ad_const(double v)
@@ -55,7 +80,7 @@ AD_INLINE ad_num ad_const(double v)
     ad_num r;
     r.v = v;
 #if AD_N > 0
-    AD_FOR(i) r.d[i] = 0.0;
+    AD_FOR(i) r.d[i] = AD_SPLAT(0.0);
 #endif
     return r;
 }
@@ -65,7 +90,7 @@ AD_INLINE ad_num ad_var(double v, int dir)
 {
     ad_num r = ad_const(v);
 #if AD_N > 0
-    AD_FOR(i) r.d[i] = (i == dir) ? 1.0 : 0.0;
+    if (dir >= 0 && dir < AD_N) AD_LANE(r, dir) = 1.0;
 #else
     (void)dir;
 #endif
@@ -75,7 +100,7 @@ AD_INLINE ad_num ad_var(double v, int dir)
 AD_INLINE double ad_tangent(ad_num a, int dir)
 {
 #if AD_N > 0
-    return (dir >= 0 && dir < AD_N) ? a.d[dir] : 0.0;
+    return (dir >= 0 && dir < AD_N) ? AD_LANE(a, dir) : 0.0;
 #else
     (void)a;
     (void)dir;
@@ -407,7 +432,7 @@ AD_INLINE ad_num ad_sincg(ad_num x, ad_num N)
     r.v = sNx / sx;
 #if AD_N > 0
     if (sx == 0.0) {
-        AD_FOR(i) r.d[i] = 0.0;
+        AD_FOR(i) r.d[i] = AD_SPLAT(0.0);
         return r;
     }
     double cx = cos(x.v), cNx = cos(N.v * x.v);

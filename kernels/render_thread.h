@@ -54,7 +54,7 @@ AD_INLINE void DB_GPU_SFX(db_render_thread)(const db_thread_job *j, long i, cons
     j->value[i] = v.v;
 #if AD_N > 0
     for (int k = 0; k < AD_N; k++)
-        if (k < j->ndirs) j->tangents[(size_t)k * (size_t)j->n + (size_t)i] = v.d[k];
+        if (k < j->ndirs) j->tangents[(size_t)k * (size_t)j->n + (size_t)i] = AD_LANE(v, k);
 #endif
     j->omega[i] = fl.omega_sum;
     j->tripped[i] = (unsigned char)fl.interp_tripped;

@@ -77,7 +77,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             if (job->image64) job->image64[o] = v.v;
 #if AD_N > 0
             if (job->tangents)
-                for (int k = 0; k < job->ndirs && k < AD_N; k++) job->tangents[(size_t)k * job->ld + o] = v.d[k];
+                for (int k = 0; k < job->ndirs && k < AD_N; k++) job->tangents[(size_t)k * job->ld + o] = AD_LANE(v, k);
 #endif
             if (job->omega) job->omega[pos] = fl.omega_sum;
             if (job->tripped) job->tripped[pos] = (unsigned char)fl.interp_tripped;
@@ -167,7 +167,7 @@ typedef struct DB_SFX(trace_ctx) {
 static void DB_SFX(print_tangents)(FILE *out, ad_num x, int ndirs)
 {
 #if AD_N > 0
-    for (int k = 0; k < ndirs && k < AD_N; k++) fprintf(out, " %.17g", x.d[k]);
+    for (int k = 0; k < ndirs && k < AD_N; k++) fprintf(out, " %.17g", AD_LANE(x, k));
 #else
     (void)out;
     (void)x;

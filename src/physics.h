@@ -300,7 +300,7 @@ AD_INLINE void db_lift3(ad_vec3 *out, const double v[3])
 {
     for (int k = 0; k < 3; k++) {
         out->c[k].v = v[k];
-        AD_FOR(i) out->c[k].d[i] = 0.0;
+        AD_FOR(i) out->c[k].d[i] = AD_SPLAT(0.0);
     }
 }
 #endif

@@ -35,7 +35,7 @@ static ad_num DB_SFX(seed_f)(const db_pass *pass, int param, double value, doubl
     ad_num r = ad_const(value);
 #if AD_N > 0
     int d = pass ? pass->dir_of[param] : -1;
-    if (d >= 0 && d < AD_N) r.d[d] = factor;
+    if (d >= 0 && d < AD_N) AD_LANE(r, d) = factor;
 #else
     (void)pass;
     (void)param;
