@@ -130,8 +130,9 @@ const char *db_param_unit(int param);
 int db_param_from_name(const char *name);        /* -1 when unknown */
 /* Parses "a,b,phi0" or "all" into params (up to db_param_count()); returns the count or -1 with err set. */
 int db_param_parse_list(const char *list, int *params, db_error *err);
-/* Directions per pass (1..DB_MAX_CHUNK, default DB_MAX_CHUNK); results do not depend on it. */
-#define DB_MAX_CHUNK 12
+/* Directions per pass (1..DB_MAX_CHUNK, default DB_MAX_CHUNK: every parameter in one pass on the CPU, 12 on a
+ * GPU); results do not depend on it. */
+#define DB_MAX_CHUNK 28
 int db_sim_set_chunk(db_sim *sim, int directions_per_pass);
 /* Like db_sim_run, plus grads[k*npix + pixel] = d pixel / d params[k] (component-major: column-major
  * pixels x parameters). Derivatives are of the double pixel value (image64). */

@@ -99,9 +99,10 @@ typedef struct db_renderer {
 
 /* The CPU renderers, one per compiled direction count (the AVX2 builds read the same blocks as the portable
  * ones of their count). */
-extern const db_renderer db_cpu_renderer_n0, db_cpu_renderer_n1, db_cpu_renderer_n4, db_cpu_renderer_n12;
+extern const db_renderer db_cpu_renderer_n0, db_cpu_renderer_n1, db_cpu_renderer_n4, db_cpu_renderer_n12,
+    db_cpu_renderer_n28;
 #ifdef DB_HAVE_AVX2_ENGINES
-extern const db_renderer db_cpu_renderer_n4_avx2, db_cpu_renderer_n12_avx2;
+extern const db_renderer db_cpu_renderer_n4_avx2, db_cpu_renderer_n12_avx2, db_cpu_renderer_n28_avx2;
 #endif
 
 /* Table builders, one per direction count (src/tables_impl.h): the block for the simulation's current values,
@@ -111,10 +112,11 @@ int db_tables_build_n0(struct db_sim *sim, const struct db_pass *pass, void **bl
 int db_tables_build_n1(struct db_sim *sim, const struct db_pass *pass, void **block, db_error *err);
 int db_tables_build_n4(struct db_sim *sim, const struct db_pass *pass, void **block, db_error *err);
 int db_tables_build_n12(struct db_sim *sim, const struct db_pass *pass, void **block, db_error *err);
+int db_tables_build_n28(struct db_sim *sim, const struct db_pass *pass, void **block, db_error *err);
 
-/* Host-only readers of a block: -trace_pixel (0 or 12 directions) and -printout (0). */
+/* Host-only readers of a block: -trace_pixel (0 or 28 directions) and -printout (0). */
 int db_cpu_trace_n0(const struct db_sim *sim, const void *block, int ndirs, int f, int s, void *file, db_error *err);
-int db_cpu_trace_n12(const struct db_sim *sim, const void *block, int ndirs, int f, int s, void *file, db_error *err);
+int db_cpu_trace_n28(const struct db_sim *sim, const void *block, int ndirs, int f, int s, void *file, db_error *err);
 int db_cpu_printout_n0(const struct db_sim *sim, const void *block, int f, int s, const float *image, void *file,
                        db_error *err);
 

@@ -670,9 +670,9 @@ static const db_renderer *cpu_renderer(int ndirs)
     if (ndirs <= 0) return &db_cpu_renderer_n0;
     if (ndirs <= 1) return &db_cpu_renderer_n1;
 #ifdef DB_HAVE_AVX2_ENGINES
-    if (have_avx2()) return ndirs <= 4 ? &db_cpu_renderer_n4_avx2 : &db_cpu_renderer_n12_avx2;
+    if (have_avx2()) return ndirs <= 4 ? &db_cpu_renderer_n4_avx2 : ndirs <= 12 ? &db_cpu_renderer_n12_avx2 : &db_cpu_renderer_n28_avx2;
 #endif
-    return ndirs <= 4 ? &db_cpu_renderer_n4 : &db_cpu_renderer_n12;
+    return ndirs <= 4 ? &db_cpu_renderer_n4 : ndirs <= 12 ? &db_cpu_renderer_n12 : &db_cpu_renderer_n28;
 }
 
 int db_sim_set_chunk(db_sim *sim, int k)
@@ -805,8 +805,8 @@ int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, i
         return rc ? rc : db_cpu_trace_n0(sim, block, 0, fpixel, spixel, file, err);
     }
     db_pass pass = make_pass(params, nparams);
-    rc = db_sim_block(sim, db_tables_build_n12, &pass, &block, err);
-    return rc ? rc : db_cpu_trace_n12(sim, block, nparams, fpixel, spixel, file, err);
+    rc = db_sim_block(sim, db_tables_build_n28, &pass, &block, err);
+    return rc ? rc : db_cpu_trace_n28(sim, block, nparams, fpixel, spixel, file, err);
 }
 
 int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err)

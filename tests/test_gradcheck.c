@@ -190,24 +190,28 @@ static double *all_grads(const char *name, int chunk, int threads, int force_dh,
     return g;
 }
 
-/* chunk 1 runs the portable one-direction engine; chunks 4, 5 and 12 the 4- and 12-direction engines, which
- * are the AVX2 builds on CPUs that have it: their bits must agree with the portable ones too */
+/* chunk 1 runs the portable one-direction engine (scalar tangents); chunks 4, 5, 12 and DB_MAX_CHUNK (28: all 26
+ * parameters in one pass) the 4-, 12- and 28-direction engines, whose tangents are vectors of four doubles and
+ * which are the AVX2 builds on CPUs that have it: their bits must agree with the scalar ones */
 static void test_chunk_and_thread_invariance(void **state)
 {
     (void)state;
     const char *cases[] = {"c_phi0_carryover", "e_mosaic", "b2_interp"};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        size_t n1, n2, n3, n4;
+        size_t n1, n2, n3, n4, n5;
         double *g12 = all_grads(cases[c], 12, 2, 1, &n1);
         double *g1 = all_grads(cases[c], 1, 1, 1, &n2);
         double *g4 = all_grads(cases[c], 4, 3, 1, &n3);
         double *g5 = all_grads(cases[c], 5, 2, 1, &n4);
+        double *g28 = all_grads(cases[c], DB_MAX_CHUNK, 2, 1, &n5);
         assert_int_equal(n1, n2);
         assert_int_equal(n1, n3);
         assert_int_equal(n1, n4);
+        assert_int_equal(n1, n5);
         assert_memory_equal(g12, g1, n1 * sizeof(double));
         assert_memory_equal(g12, g4, n1 * sizeof(double));
         assert_memory_equal(g12, g5, n1 * sizeof(double));
+        assert_memory_equal(g12, g28, n1 * sizeof(double));
         long nonzero = 0;
         for (size_t i = 0; i < n1; i++) nonzero += g12[i] != 0.0;
         assert_true(nonzero > 1000);
@@ -215,6 +219,7 @@ static void test_chunk_and_thread_invariance(void **state)
         free(g1);
         free(g4);
         free(g5);
+        free(g28);
     }
 #ifdef _OPENMP
     omp_set_num_threads(2);

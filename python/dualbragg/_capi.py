@@ -20,7 +20,7 @@ def _find(name):
 lib = C.CDLL(_find("libdualbragg.so"), mode=C.RTLD_GLOBAL)
 gclib = C.CDLL(_find("libdualbragg_gradcheck.so"))
 
-DB_MAX_CHUNK = 12
+DB_MAX_CHUNK = 28
 DB_REFINE_MAX_PARAMS = 32
 DB_GC_MAX_ROWS = 32
 
