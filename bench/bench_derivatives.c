@@ -1,6 +1,6 @@
 /* bench_derivatives: the CPU cost of derivative images. For each anchor case (../shared/anchors.md) and
  * thread count: time of the primal run, of the primal plus the eleven mission derivatives (one pass of 12
- * directions), of the primal plus all 26 parameters' derivatives (three passes), their ratios to the primal
+ * directions), of the primal plus all 26 parameters' derivatives (one 28-direction pass), their ratios to the primal
  * (central differences would cost 23 and 53 primal runs), and the peak resident memory of the first two, each
  * measured in a child process of its own. Median of several runs. */
 #include "dualbragg.h"

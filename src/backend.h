@@ -102,7 +102,7 @@ typedef struct db_renderer {
 extern const db_renderer db_cpu_renderer_n0, db_cpu_renderer_n1, db_cpu_renderer_n4, db_cpu_renderer_n12,
     db_cpu_renderer_n28;
 #ifdef DB_HAVE_AVX2_ENGINES
-extern const db_renderer db_cpu_renderer_n4_avx2, db_cpu_renderer_n12_avx2, db_cpu_renderer_n28_avx2;
+extern const db_renderer db_cpu_renderer_n0_avx2, db_cpu_renderer_n4_avx2, db_cpu_renderer_n12_avx2, db_cpu_renderer_n28_avx2;
 #endif
 
 /* Table builders, one per direction count (src/tables_impl.h): the block for the simulation's current values,

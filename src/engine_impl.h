@@ -98,7 +98,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
     return DB_OK;
 }
 
-#if AD_N == 0
+#if AD_N == 0 && !defined(DB_ENGINE_AVX2)
 /* The geometry of physics.h in plain doubles, for derivative passes that do not reach it (physics.h,
  * db_geo_subpixel_n0): the very functions the primal engine runs, over the primal table block. */
 static void db_out3(ad_vec3 v, double o[3])

@@ -169,7 +169,9 @@ AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffract
         ad_vec3 E = ad_vec3_unit(ad_vec3_cross(incident, B), 0);
         psi = ad_neg(ad_atan2(ad_vec3_dot(diffracted, B), ad_vec3_dot(diffracted, E)));
     }
-    ad_num t = ad_mul(ad_mul(kahn, ad_cos(ad_d_mul(2.0, psi))), s2s);
+    /* cos(0) is 1 exactly: the primal skips the call when psi is 0 (kahn 0: the unpolarized default) */
+    ad_num c2psi = (AD_N == 0 && psi.v == 0.0) ? ad_const(1.0) : ad_cos(ad_d_mul(2.0, psi));
+    ad_num t = ad_mul(ad_mul(kahn, c2psi), s2s);
     return ad_d_mul(0.5, ad_sub(ad_add(ad_const(1.0), c2s), t));
 }
 

@@ -667,6 +667,9 @@ static const db_renderer *gpu_renderer(const db_sim *sim, int ndirs)
 /* The CPU renderer for a pass of ndirs directions. */
 static const db_renderer *cpu_renderer(int ndirs)
 {
+#ifdef DB_HAVE_AVX2_ENGINES
+    if (ndirs <= 0 && have_avx2()) return &db_cpu_renderer_n0_avx2;
+#endif
     if (ndirs <= 0) return &db_cpu_renderer_n0;
     if (ndirs <= 1) return &db_cpu_renderer_n1;
 #ifdef DB_HAVE_AVX2_ENGINES
