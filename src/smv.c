@@ -62,6 +62,8 @@ size_t db_smv_header_text(const db_smv_header *h, char *buf, size_t bufsize)
 void db_int_image(const float *img, int fpixels, int spixels, const db_roi *roi, double scale, double adc,
                   uint16_t *out)
 {
+    /* every pixel on its own: rows in parallel (serial, it was 3.5% of a light run's instructions, callgrind) */
+#pragma omp parallel for schedule(static)
     for (int s = 0; s < spixels; s++) {
         for (int f = 0; f < fpixels; f++) {
             size_t idx = (size_t)s * (size_t)fpixels + (size_t)f;
