@@ -209,6 +209,19 @@ static void test_write_temp_commit_abort(void **state)
     assert_memory_equal(got, data, sizeof data);
     free(got);
     assert_int_equal(temporaries(), 0);
+    /* the same through the durable path (fsync before the rename, DUALBRAGG_FSYNC=1) */
+    const char data2[] = "durable content";
+    const void *bufs2[1] = {data2};
+    size_t lens2[1] = {sizeof data2};
+    setenv("DUALBRAGG_FSYNC", "1", 1);
+    assert_int_equal(db_write_file_temp(p, bufs2, lens2, 1, &tmp, &err), DB_OK);
+    assert_int_equal(db_commit_temp(tmp, p, &err), DB_OK);
+    unsetenv("DUALBRAGG_FSYNC");
+    got = harness_read(p, &n);
+    assert_int_equal(n, sizeof data2);
+    assert_memory_equal(got, data2, sizeof data2);
+    free(got);
+    assert_int_equal(temporaries(), 0);
     /* a device is written in place: no temporary name */
     assert_int_equal(db_write_file_temp("/dev/null", bufs, lens, 1, &tmp, &err), DB_OK);
     assert_null(tmp);
