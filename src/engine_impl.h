@@ -59,9 +59,18 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
     for (long i = 0; i < job->nspans; i++) {
         const db_span *sp = &job->spans[i];
         long local = 0;
+#if AD_N == 0
+        db_pregeo ahead[2]; /* this pixel's and the next one's first sub-sample geometry (physics.h, db_pregeo) */
+        int cur = 0, ahead_f = -1;
+#endif
         for (int f = sp->f0; f <= sp->f1; f++) {
             long pos = sp->first + (f - sp->f0);
             if (pos < job->from) continue;
+#if AD_N == 0
+            if (ahead_f != f) db_pixel_pregeo(t, f, sp->s, &ahead[cur]);
+            if (f < sp->f1) db_pixel_pregeo(t, f + 1, sp->s, &ahead[cur ^ 1]);
+            ahead_f = f + 1;
+#endif
             size_t o = job->full ? (size_t)sp->s * (size_t)t->fpixels + (size_t)f : (size_t)pos;
             db_pixel_flags fl;
             memset(&fl, 0, sizeof fl);
@@ -72,7 +81,12 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
                 fl.log->pos = 0;
                 if (fl.log->mode == DB_LOG_RECORD) fl.log->len = 0;
             }
-            ad_num v = db_pixel_value(t, job->F, f, sp->s, &fl, AD_N > 0 ? job->geo_block : NULL);
+#if AD_N == 0
+            ad_num v = db_pixel_value_ahead(t, job->F, f, sp->s, &fl, &ahead[cur]);
+            cur ^= 1;
+#else
+            ad_num v = db_pixel_value(t, job->F, f, sp->s, &fl, job->geo_block);
+#endif
             if (job->image) job->image[o] = db_to_float(v.v);
             if (job->image64) job->image64[o] = v.v;
 #if AD_N > 0
