@@ -67,8 +67,8 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             long pos = sp->first + (f - sp->f0);
             if (pos < job->from) continue;
 #if AD_N == 0
-            if (ahead_f != f) db_pixel_pregeo(t, f, sp->s, &ahead[cur]);
-            if (f < sp->f1) db_pixel_pregeo(t, f + 1, sp->s, &ahead[cur ^ 1]);
+            if (ahead_f != f) db_pixel_pregeo(t, f, sp->s, 0, 0, 0, 1, &ahead[cur]);
+            if (f < sp->f1) db_pixel_pregeo(t, f + 1, sp->s, 0, 0, 0, 1, &ahead[cur ^ 1]);
             ahead_f = f + 1;
 #endif
             size_t o = job->full ? (size_t)sp->s * (size_t)t->fpixels + (size_t)f : (size_t)pos;

@@ -326,20 +326,24 @@ DB_COLD ad_num db_lattice_not_square(const db_tables *t, ad_num dh, ad_num dk, a
     return ad_mul_d(NaNbNc, db_decide(fl, ad_mul(r, t->fudge).v < 0.3969) ? 1.0 : 0.0);
 }
 
-/* A pixel's first sub-sample geometry (layer 0, sub-pixel 0 0: position, unit direction, path length, solid angle)
- * computed ahead of the pixel by the same functions, so that the CPU's primal loop can issue the next pixel's square
- * root and divisions before this pixel's sines, which the processor then overlaps: the same values, bit for bit.
- * (Taking the scattering vector and polarization ahead as well measured no faster.) */
+/* A sub-sample's geometry (position, unit direction, path length and, when asked, solid angle) computed one
+ * sub-sample ahead by the same functions: the CPU's primal loop issues the next sub-pixel's (or the next pixel's
+ * first) square root and divisions before this one's sines, which the processor then overlaps instead of waiting on
+ * the chain: the same values, bit for bit. (Taking the scattering vector and polarization ahead as well measured no
+ * faster.) */
 typedef struct db_pregeo {
     ad_vec3 pos, diffracted;
     ad_num airpath, omega;
+    int has_omega;
 } db_pregeo;
 
-AD_INLINE void db_pixel_pregeo(const db_tables *t, int fpixel, int spixel, db_pregeo *g)
+AD_INLINE void db_pixel_pregeo(const db_tables *t, int fpixel, int spixel, int subS, int subF, int thick_tic,
+                               int want_omega, db_pregeo *g)
 {
-    g->pos = db_subpixel_position(t, fpixel, spixel, 0, 0, 0);
+    g->pos = db_subpixel_position(t, fpixel, spixel, subS, subF, thick_tic);
     g->diffracted = ad_vec3_unit(g->pos, &g->airpath);
-    g->omega = db_solid_angle(t, g->airpath);
+    g->has_omega = want_omega;
+    if (want_omega) g->omega = db_solid_angle(t, g->airpath);
 }
 
 /* a's value with no tangent when strip (a compile-time constant in db_pixel_value_impl's callers) */
@@ -369,6 +373,9 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
     ad_num omega = ad_const(0.0);
     ad_num capture = ad_const(0.0);
     int sample = 0;
+    db_pregeo next[2]; /* the following sub-sample's geometry, taken ahead (pre: this pixel's first) */
+    int next_slot = 0;
+    const db_pregeo *geo_ahead = pre;
     fl->omega_sum = 0.0;
     fl->interp_tripped = 0;
 #if !(AD_N > 0 && !defined(__CUDACC__))
@@ -380,7 +387,7 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
             for (int subF = 0; subF < os; ++subF) {
                 ad_vec3 pos, diffracted;
                 ad_num airpath;
-                const int ahead = pre && thick_tic == 0 && subS == 0 && subF == 0; /* db_pregeo computed it */
+                const db_pregeo *ahead = geo_ahead;
 #if AD_N > 0 && !defined(__CUDACC__)
                 double dpl[3]; /* plain geometry: the diffracted direction the n0 functions carry on */
                 if (geo0) {
@@ -392,9 +399,9 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                 } else
 #endif
                 if (ahead) {
-                    pos = pre->pos;
-                    diffracted = db_strip3(pre->diffracted, strip);
-                    airpath = db_strip(pre->airpath, strip);
+                    pos = ahead->pos;
+                    diffracted = db_strip3(ahead->diffracted, strip);
+                    airpath = db_strip(ahead->airpath, strip);
                 } else {
                     pos = db_subpixel_position(t, fpixel, spixel, subS, subF, thick_tic);
                     diffracted = db_strip3(ad_vec3_unit(pos, &airpath), strip);
@@ -406,7 +413,24 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                         omega = ad_const(db_geo_omega_n0(geo0, airpath.v));
                     else
 #endif
-                        omega = db_strip(ahead ? pre->omega : db_solid_angle(t, airpath), strip);
+                        omega = db_strip(ahead && ahead->has_omega ? ahead->omega : db_solid_angle(t, airpath), strip);
+                }
+                geo_ahead = NULL;
+                if (pre) {
+                    /* the next sub-sample of this pixel, in loop order (its solid angle only if it will be used) */
+                    int nS = subS, nF = subF + 1, nT = thick_tic;
+                    if (nF == os) {
+                        nF = 0;
+                        if (++nS == os) {
+                            nS = 0;
+                            ++nT;
+                        }
+                    }
+                    if (nT < t->thicksteps) {
+                        db_pixel_pregeo(t, fpixel, spixel, nS, nF, nT, t->os_omega, &next[next_slot]);
+                        geo_ahead = &next[next_slot];
+                        next_slot ^= 1;
+                    }
                 }
                 fl->omega_sum += omega.v;
                 if (db_decide(fl, capture.v == 0.0 || t->os_thick)) {
