@@ -41,7 +41,7 @@
 #define ad_mat3 AD_NAME(ad_mat3)
 
 /* The tangents are d[AD_N] doubles, or, in the host engines that define AD_VECTOR (src/engine_n4*.c,
- * engine_n12*.c), AD_N / 4 GCC vectors of four doubles: GCC left the unrolled per-direction loops scalar (4813
+ * engine_n12*.c, engine_n28*.c), AD_N / 4 GCC vectors of four doubles: GCC left the unrolled per-direction loops scalar (4813
  * vmulsd, 19 vmulpd in the 12-direction AVX2 renderer), and vector operations are the same IEEE operations lane by
  * lane (no contraction: -ffp-contract=off), so the bits do not change. The vectors are aligned as double, so that
  * the layout is exactly that of double d[AD_N]: the engines read table blocks built by the scalar builders
@@ -59,6 +59,8 @@ typedef double ad_lanes;
 #define AD_ND AD_N
 #define AD_LANE(x, k) ((x).d[k])
 #define AD_SPLAT(s) (s)
+#else
+#define AD_ND 0
 #endif
 
 typedef struct ad_num {
@@ -68,11 +70,7 @@ typedef struct ad_num {
 #endif
 } ad_num;
 
-#if AD_N > 0
 #define AD_FOR(i) for (int i = 0; i < AD_ND; i++)
-#else
-#define AD_FOR(i) for (int i = 0; i < 0; i++)
-#endif
 
 /* ---- construction ---- */
 AD_INLINE ad_num ad_const(double v)

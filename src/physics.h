@@ -154,7 +154,6 @@ AD_INLINE ad_num db_dot_const_b(const ad_vec3 *a, const ad_vec3 *b)
     return r;
 }
 
-
 /* Kahn polarization factor (spec §3.16). The reference unitizes all three vectors on every call; incident
  * and axis do not change within a run, so the caller passes them unitized once (same values). */
 AD_INLINE ad_num db_polarization(ad_num kahn, ad_vec3 incident, ad_vec3 diffracted, ad_vec3 axis)
