@@ -46,7 +46,11 @@ void db_gpu_scatter(const db_render_job *job, const double *value, const double 
         if (job->tangents)
             for (int d = 0; d < job->ndirs; d++)
                 memcpy(job->tangents + (size_t)d * job->ld + o, tangents + (size_t)d * (size_t)n + i, (size_t)len * sizeof(double));
-        if (job->omega) memcpy(job->omega + pos, omega + i, (size_t)len * sizeof(double));
+        if (job->omega_span) {
+            double sum = 0.0;
+            for (long m = 0; m < len; m++) sum += omega[i + (size_t)m];
+            job->omega_span[k] = sum;
+        }
         if (job->tripped) memcpy(job->tripped + pos, tripped + i, (size_t)len);
     }
     if (job->progress) job->progress(job->progress_user, 1.0);

@@ -74,7 +74,8 @@ typedef struct db_render_job {
     size_t ld;
     int ndirs;
     unsigned char *tripped;      /* [count]: interpolation switched off inside this pixel */
-    double *omega;               /* [count]: the pixel's summed solid angles (for the summary) */
+    double *omega_span;          /* [nspans]: each span's solid angles, summed pixel by pixel from its first (for
+                                  * the summary; a per-pixel array was 8 MB to fault in on a 1024x1024 run) */
     db_decision_log *logs;        /* [count] or NULL: record/replay discrete decisions (host renderers only) */
     db_progress_fn progress;
     void *progress_user;

@@ -55,10 +55,14 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
     (void)err;
     const db_tables *t = (const db_tables *)job->block;
     long pixels_done = 0;
+#if AD_N == 0
+    const int single = db_single_orientation(t);
+#endif
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < job->nspans; i++) {
         const db_span *sp = &job->spans[i];
         long local = 0;
+        double span_omega = 0.0;
 #if AD_N == 0
         db_pregeo ahead[2]; /* this pixel's and the next one's first sub-sample geometry (physics.h, db_pregeo) */
         int cur = 0, ahead_f = -1;
@@ -82,7 +86,8 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
                 if (fl.log->mode == DB_LOG_RECORD) fl.log->len = 0;
             }
 #if AD_N == 0
-            ad_num v = db_pixel_value_ahead(t, job->F, f, sp->s, &fl, &ahead[cur]);
+            ad_num v = single ? db_pixel_value_ahead_single(t, job->F, f, sp->s, &fl, &ahead[cur])
+                              : db_pixel_value_ahead(t, job->F, f, sp->s, &fl, &ahead[cur]);
             cur ^= 1;
 #else
             ad_num v = db_pixel_value(t, job->F, f, sp->s, &fl, job->geo_block);
@@ -93,7 +98,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             if (job->tangents)
                 for (int k = 0; k < job->ndirs && k < AD_N; k++) job->tangents[(size_t)k * job->ld + o] = AD_LANE(v, k);
 #endif
-            if (job->omega) job->omega[pos] = fl.omega_sum;
+            span_omega += fl.omega_sum;
             if (job->tripped) job->tripped[pos] = (unsigned char)fl.interp_tripped;
             /* every 16 pixels, not per row: a slow configuration still reports within a few pixels' time, and
              * the threads do not contend for the counter on every pixel */
@@ -108,6 +113,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
                     job->progress(job->progress_user, (double)done / (double)(job->count > 0 ? job->count : 1));
             }
         }
+        if (job->omega_span) job->omega_span[i] = span_omega;
     }
     return DB_OK;
 }

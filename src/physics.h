@@ -360,8 +360,12 @@ AD_INLINE ad_vec3 db_strip3(ad_vec3 a, int strip)
  * polarization and N to be zero, so that none of them stays live across the phi and mosaic loops (the GPU's
  * 12-direction thread spilled them). */
 AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
-                                     const void *geo0, const int strip, const db_pregeo *pre)
+                                     const void *geo0, const int strip, const db_pregeo *pre, const int single)
 {
+    /* single, a constant: the caller has checked that the block has one layer, source, phi step and mosaic domain
+     * (db_single_orientation), so the compiler drops those loops */
+    const int thicksteps = single ? 1 : t->thicksteps, nsources = single ? 1 : t->nsources;
+    const int nphi = single ? 1 : t->nphi, nmos = single ? 1 : t->nmos;
     const ad_vec3 *src_incident_unit = DB_TAB(t, t->off_src_incident_unit, ad_vec3);
     const ad_vec3 *lattice = DB_TAB(t, t->off_lattice, ad_vec3);
     const int *slot_normal = DB_TAB(t, t->hdr.off_slot_normal, int);
@@ -380,7 +384,7 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
 #if !(AD_N > 0 && !defined(__CUDACC__))
     (void)geo0;
 #endif
-    for (int thick_tic = 0; thick_tic < t->thicksteps; ++thick_tic) {
+    for (int thick_tic = 0; thick_tic < thicksteps; ++thick_tic) {
         capture = ad_const(t->detector_thick == 0.0 ? 1.0 : 0.0);
         for (int subS = 0; subS < os; ++subS) {
             for (int subF = 0; subF < os; ++subF) {
@@ -425,7 +429,7 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                             ++nT;
                         }
                     }
-                    if (nT < t->thicksteps) {
+                    if (nT < thicksteps) {
                         db_pixel_pregeo(t, fpixel, spixel, nS, nF, nT, t->os_omega, &next[next_slot]);
                         geo_ahead = &next[next_slot];
                         next_slot ^= 1;
@@ -440,7 +444,7 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
 #endif
                         capture = db_strip(db_capture_fraction(t, diffracted, thick_tic), strip);
                 }
-                for (int source = 0; source < t->nsources; ++source, ++sample) {
+                for (int source = 0; source < nsources; ++source, ++sample) {
                     ad_vec3 S;
 #if AD_N > 0 && !defined(__CUDACC__)
                     if (geo0) {
@@ -474,9 +478,9 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                         return I;
                     }
                     const int *slots = (sample == fl->first_sample) ? slot_first : slot_normal;
-                    for (int phi_tic = 0; phi_tic < t->nphi; ++phi_tic) {
-                        const ad_vec3 *lat_phi = lattice + (size_t)slots[phi_tic] * t->nmos * 3;
-                        for (int mos = 0; mos < t->nmos; ++mos) {
+                    for (int phi_tic = 0; phi_tic < nphi; ++phi_tic) {
+                        const ad_vec3 *lat_phi = lattice + (size_t)slots[phi_tic] * nmos * 3;
+                        for (int mos = 0; mos < nmos; ++mos) {
                             const ad_vec3 *lat = lat_phi + 3 * mos;
                             const int S_const = strip || t->S_constant;
                             ad_num h = S_const ? db_dot_const_b(&lat[0], &S) : ad_vec3_dot_p(&lat[0], &S);
@@ -568,14 +572,27 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
 AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
                                 const void *geo0)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, geo0, 0, NULL);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, geo0, 0, NULL, 0);
 }
 
 /* The same with the pixel's first sub-sample geometry given (db_pixel_pregeo of this pixel): the CPU's primal loop. */
 AD_INLINE ad_num db_pixel_value_ahead(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
                                       const db_pregeo *pre)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 0);
+}
+
+/* One layer, source, phi step and mosaic domain: the common still, unoriented-spread image. */
+AD_INLINE int db_single_orientation(const db_tables *t)
+{
+    return t->thicksteps == 1 && t->nsources == 1 && t->nphi == 1 && t->nmos == 1;
+}
+
+/* db_pixel_value_ahead for a block with db_single_orientation: the same values, without those loops. */
+AD_INLINE ad_num db_pixel_value_ahead_single(const db_tables *t, const double *F, int fpixel, int spixel,
+                                             db_pixel_flags *fl, const db_pregeo *pre)
+{
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 1);
 }
 
 /* The same for a pass whose table block has hdr.geometry_constant and N_constant set (the GPU thread's; the CPU
@@ -583,7 +600,7 @@ AD_INLINE ad_num db_pixel_value_ahead(const db_tables *t, const double *F, int f
 AD_INLINE ad_num db_pixel_value_geometry_constant(const db_tables *t, const double *F, int fpixel, int spixel,
                                                   db_pixel_flags *fl)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, 0, 1, NULL);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, 0, 1, NULL, 0);
 }
 
 #endif

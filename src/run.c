@@ -11,6 +11,7 @@
 #include <limits.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,22 +383,38 @@ typedef struct run_out {
     size_t ld;
 } run_out;
 
+/* Whether a value is NaN or an infinity, from its bits (integer operations: the loops below vectorize). */
+static inline int float_not_finite(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+static inline int double_not_finite(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7ff0000000000000u) == 0x7ff0000000000000u;
+}
+
 /* The last line of defence against impossible inputs that got this far: no image with a NaN or an infinity is
- * handed back as a result. */
+ * handed back as a result. The float image when there is one: a value beyond float's range is an infinity there. */
 static int check_finite(const db_sim *sim, const run_out *out, db_error *err)
 {
     long bad = 0, first = -1;
     for (long i = 0; i < sim->nspans; i++) {
         const db_span *sp = &sim->spans[i];
-        for (int f = sp->f0; f <= sp->f1; f++) {
-            size_t o = out->full ? (size_t)sp->s * sim->plan.fpixels + f : (size_t)(sp->first + (f - sp->f0));
-            /* the float image when there is one: a value beyond float's range is an infinity there */
-            double v = out->image ? (double)out->image[o] : out->image64 ? out->image64[o] : 0.0;
-            if (!isfinite(v)) {
-                if (first < 0) first = (long)sp->s * sim->plan.fpixels + f;
-                bad++;
-            }
-        }
+        size_t o = out->full ? (size_t)sp->s * sim->plan.fpixels + sp->f0 : (size_t)sp->first;
+        int len = sp->f1 - sp->f0 + 1, n = 0;
+        if (out->image)
+            for (int k = 0; k < len; k++) n += float_not_finite(out->image[o + (size_t)k]);
+        else if (out->image64)
+            for (int k = 0; k < len; k++) n += double_not_finite(out->image64[o + (size_t)k]);
+        if (n && first < 0)
+            for (int k = 0; k < len && first < 0; k++)
+                if (out->image ? float_not_finite(out->image[o + (size_t)k]) : double_not_finite(out->image64[o + (size_t)k]))
+                    first = (long)sp->s * sim->plan.fpixels + sp->f0 + k;
+        bad += n;
     }
     if (!bad) return DB_OK;
     return db_fail(err, DB_ERR_GEOMETRY,
@@ -415,9 +432,10 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     const int *slot_normal = (const int *)((const char *)block + hdr->off_slot_normal);
     const int *slot_first = (const int *)((const char *)block + hdr->off_slot_first);
     long count = sim->count;
-    unsigned char *tripped = (unsigned char *)calloc((size_t)(count > 0 ? count : 1), 1);
-    double *omega = (double *)calloc((size_t)(count > 0 ? count : 1), sizeof(double));
-    if (!tripped || !omega) {
+    /* which pixels switched interpolation off: only a run that interpolates can trip */
+    unsigned char *tripped = sim->xtal.interpolate ? (unsigned char *)calloc((size_t)(count > 0 ? count : 1), 1) : NULL;
+    double *omega = (double *)calloc((size_t)(sim->nspans > 0 ? sim->nspans : 1), sizeof(double));
+    if ((sim->xtal.interpolate && !tripped) || !omega) {
         free(tripped);
         free(omega);
         return db_fail(err, DB_ERR_NOMEM, "out of memory for %ld pixels", count);
@@ -446,7 +464,7 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     job.ld = out->ld;
     job.ndirs = pass ? pass->ndirs : 0;
     job.tripped = tripped;
-    job.omega = omega;
+    job.omega_span = omega;
     job.logs = sim->logs;
     job.progress = sim->progress;
     job.progress_user = sim->progress_user;
@@ -482,7 +500,7 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     }
     if (!rc) rc = r->render(&job, err);
     sim->interp_switched_off = job.interp_trip >= 0;
-    if (!rc && job.interpolate && !fd) {
+    if (!rc && tripped && !fd) {
         /* the reference switches interpolation off for the rest of the run at the first out-of-range sample:
          * every pixel after that one (row-major) is evaluated again without it */
         long first_trip = -1;
@@ -495,6 +513,8 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
             sim->interp_switched_off = 1;
             job.interp_trip = first_trip;
             job.from = first_trip + 1;
+            job.omega_span = NULL; /* the solid angles do not depend on interpolation: the first render's stand */
+            job.tripped = NULL;
             rc = r->render(&job, err);
         }
     }
@@ -519,15 +539,13 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
             cap->exc_pixel = pos_to_pixel(sim, job.exc_pos);
             cap->exc_sample = job.exc_pos >= 0 ? job.exc_sample : -1;
             cap->interp_trip = pos_to_pixel(sim, job.interp_trip);
-            /* solid angles summed per row, then over rows: the same sum for any thread count */
+            /* solid angles summed per span (by the renderer), per row, then over rows: the same sum for any
+             * thread count */
             double osum = 0.0;
             for (long i = 0; i < sim->nspans;) {
                 int s = sim->spans[i].s;
                 double row = 0.0;
-                for (; i < sim->nspans && sim->spans[i].s == s; i++) {
-                    const db_span *sp = &sim->spans[i];
-                    for (long k = 0; k <= sp->f1 - sp->f0; k++) row += omega[sp->first + k];
-                }
+                for (; i < sim->nspans && sim->spans[i].s == s; i++) row += omega[i];
                 osum += row;
             }
             sim->omega_sum = osum;
@@ -724,6 +742,22 @@ static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, si
     return rc;
 }
 
+/* Zeroes the pixels of a full-detector image that the selection leaves out (the renderer writes every selected
+ * one): the gaps between spans. A whole-detector run zeroes nothing (it was a 4 MB memset, and the page faults of
+ * a fresh buffer, before the renderer wrote every pixel again). */
+static void zero_unselected(const db_sim *sim, void *image, size_t elem, size_t npix)
+{
+    char *base = (char *)image;
+    size_t next = 0; /* the first pixel not yet zeroed or selected */
+    for (long i = 0; i < sim->nspans; i++) {
+        const db_span *sp = &sim->spans[i];
+        size_t start = (size_t)sp->s * (size_t)sim->plan.fpixels + (size_t)sp->f0;
+        if (start > next) memset(base + next * elem, 0, (start - next) * elem);
+        next = start + (size_t)(sp->f1 - sp->f0) + 1;
+    }
+    if (npix > next) memset(base + next * elem, 0, (npix - next) * elem);
+}
+
 int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
                     db_error *err)
 {
@@ -735,9 +769,10 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
     if (rc) return rc;
     sim->lattice_dh_form = dh || sim->force_dh_form; /* N derivatives need the dh form (README "Derivatives") */
     size_t npix = (size_t)sim->plan.fpixels * sim->plan.spixels;
-    memset(image, 0, npix * sizeof(float));
-    if (image64) memset(image64, 0, npix * sizeof(double));
-    if (grads && nparams > 0) memset(grads, 0, (size_t)nparams * npix * sizeof(double));
+    if ((rc = db_sim_selection(sim, err))) return rc;
+    zero_unselected(sim, image, sizeof(float), npix);
+    if (image64) zero_unselected(sim, image64, sizeof(double), npix);
+    for (int k = 0; grads && k < nparams; k++) zero_unselected(sim, grads + (size_t)k * npix, sizeof(double), npix);
     run_out out = {1, image, image64, nparams > 0 ? grads : NULL, npix};
     rc = run_all(sim, params, nparams, &out, npix, err);
     if (rc) return rc;
