@@ -611,6 +611,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
                        steps, t->nsources, p->mosaic_domains, p->phisteps, os);
     sim->steps = (int)steps;
     t->steps = (double)sim->steps;
+    t->steps_inverse = sim->steps > 0 && (sim->steps & (sim->steps - 1)) == 0 ? 1.0 / t->steps : 0.0;
     t->subpixel_size = ad_div_d(t->pixel_size, (double)os);
     t->thickstep = ad_const(p->thickstep);
     t->mu = ad_const(p->mu);
