@@ -1,11 +1,14 @@
 /* test_golden.c: parity with the reference program on every golden case (tests/golden/<case>/, copied from
  * ../shared/golden). Each case's first command line runs in a fresh temporary folder with the test's own
  * output names; float.bin, int.img, noise.img and (after -hkl) Fdump.bin must be identical byte for byte.
- * The three cases with a PGM run their third line and compare image.pgm.
+ * The three cases with a PGM run their third line and compare image.pgm. The summary's solid-angle line must read
+ * as the reference's stdout.log does (six digits).
  * Tolerance: none. Every case is bitwise (the reference's evaluation order is reproduced, spec appendix A0). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -57,6 +60,25 @@ static void expect_same(const char *dir, const char *ours, const char *name, con
     if (!harness_same_file(a, b)) fail_msg("%s: %s differs from the reference's %s", name, ours, golden_file);
 }
 
+/* The line of our log and of the reference's stdout.log that starts with prefix: the same text (%g, six digits). */
+static void expect_same_line(const char *dir, const char *name, const char *prefix)
+{
+    char path[4200], line[1024], ours[1024] = "", theirs[1024] = "";
+    for (int k = 0; k < 2; k++) {
+        if (k == 0)
+            snprintf(path, sizeof path, "%s/out.log", dir);
+        else
+            snprintf(path, sizeof path, "%s/%s/stdout.log", DB_GOLDEN_DIR, name);
+        FILE *f = fopen(path, "r");
+        if (!f) fail_msg("%s: cannot read %s", name, path);
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, prefix, strlen(prefix)) == 0) snprintf(k == 0 ? ours : theirs, sizeof ours, "%s", line);
+        fclose(f);
+    }
+    if (!theirs[0]) fail_msg("%s: no '%s' line in the reference's stdout.log", name, prefix);
+    if (strcmp(ours, theirs) != 0) fail_msg("%s: ours '%s', the reference's '%s'", name, ours, theirs);
+}
+
 static void test_case(void **state)
 {
     const char *name = (const char *)*state;
@@ -67,6 +89,8 @@ static void test_case(void **state)
     expect_same(dir, "test_noise.img", name, "noise.img");
     snprintf(path, sizeof path, "%s/%s/Fdump.bin", DB_GOLDEN_DIR, name);
     if (file_exists(path)) expect_same(dir, "Fdump.bin", name, "Fdump.bin");
+    /* the summary's solid angle: the per-pixel solid angles summed over what was rendered */
+    expect_same_line(dir, name, "solid angle subtended by detector");
     harness_rmtree(dir);
 
     snprintf(path, sizeof path, "%s/%s/image.pgm", DB_GOLDEN_DIR, name);

@@ -368,6 +368,11 @@ static void test_run_selected_equals_grad_images(void **state)
         float *img = malloc(npix * sizeof(float));
         double *img64 = malloc(npix * sizeof(double)), *grads = malloc((size_t)np * npix * sizeof(double));
         double *values = malloc((size_t)count * sizeof(double)), *jac = malloc((size_t)np * count * sizeof(double));
+        /* buffers holding something else: the run zeroes what it does not render (a fresh allocation may be zero
+         * already) */
+        memset(img, 0xa5, npix * sizeof(float));
+        memset(img64, 0xa5, npix * sizeof(double));
+        memset(grads, 0xa5, (size_t)np * npix * sizeof(double));
         assert_int_equal(db_sim_run_grad(sim, params, np, img, img64, grads, &err), DB_OK);
         assert_int_equal(db_sim_run_selected(sim, params, np, values, jac, &err), DB_OK);
         long i = 0, lit = 0;
