@@ -770,9 +770,17 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
     sim->lattice_dh_form = dh || sim->force_dh_form; /* N derivatives need the dh form (README "Derivatives") */
     size_t npix = (size_t)sim->plan.fpixels * sim->plan.spixels;
     if ((rc = db_sim_selection(sim, err))) return rc;
-    zero_unselected(sim, image, sizeof(float), npix);
-    if (image64) zero_unselected(sim, image64, sizeof(double), npix);
-    for (int k = 0; grads && k < nparams; k++) zero_unselected(sim, grads + (size_t)k * npix, sizeof(double), npix);
+    if ((size_t)sim->count < npix / 2) {
+        /* a small ROI: one memset per buffer (glibc streams a large one past the cache; the gaps around a box,
+         * a few tens of MB each with derivative images, went through it at half the speed) */
+        memset(image, 0, npix * sizeof(float));
+        if (image64) memset(image64, 0, npix * sizeof(double));
+        if (grads && nparams > 0) memset(grads, 0, (size_t)nparams * npix * sizeof(double));
+    } else {
+        zero_unselected(sim, image, sizeof(float), npix);
+        if (image64) zero_unselected(sim, image64, sizeof(double), npix);
+        for (int k = 0; grads && k < nparams; k++) zero_unselected(sim, grads + (size_t)k * npix, sizeof(double), npix);
+    }
     run_out out = {1, image, image64, nparams > 0 ? grads : NULL, npix};
     rc = run_all(sim, params, nparams, &out, npix, err);
     if (rc) return rc;

@@ -497,6 +497,69 @@ static void test_box_equals_roi_and_mask_applies(void **state)
     harness_rmtree(dir);
 }
 
+/* A masked whole-detector run into buffers that hold something else: every masked pixel comes back 0 in the
+ * float image, the float64 image and each derivative image (the run zeroes only the gaps between the rendered
+ * spans when they are most of the detector), and the rendered ones equal a run into zeroed buffers. */
+static void test_unrendered_pixels_zeroed(void **state)
+{
+    (void)state;
+    char dir[4096], mpath[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    snprintf(mpath, sizeof mpath, "%s/mask.img", dir);
+    db_smv_header h;
+    memset(&h, 0, sizeof h);
+    h.fpixels = h.spixels = 256;
+    h.pixel_size = 0.1;
+    h.distance = 100;
+    h.close_distance = 100;
+    h.wavelength = 1;
+    h.beam_center_x = h.beam_center_y = 12.8;
+    uint16_t *m = malloc(256 * 256 * sizeof(uint16_t));
+    for (int s = 0; s < 256; s++)
+        for (int f = 0; f < 256; f++) m[s * 256 + f] = ((f % 3 == 0 && s % 2 == 0) || s == 7 || f == 255) ? 0 : 1;
+    db_error err;
+    assert_int_equal(db_smv_write(mpath, &h, m, &err), DB_OK);
+    harness_args a;
+    case_args("c_phi0_carryover", &a);
+    harness_push(&a, "-mask");
+    harness_push(&a, mpath);
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    size_t npix = 256 * 256;
+    long count = db_sim_selected_count(sim);
+    assert_true(count > (long)npix / 2 && count < (long)npix); /* the gaps path */
+    int params[2];
+    assert_int_equal(db_param_parse_list("a,distance", params, &err), 2);
+    float *img[2];
+    double *img64[2], *grads[2];
+    for (int k = 0; k < 2; k++) {
+        img[k] = malloc(npix * sizeof(float));
+        img64[k] = malloc(npix * sizeof(double));
+        grads[k] = malloc(2 * npix * sizeof(double));
+        memset(img[k], k ? 0xa5 : 0, npix * sizeof(float));
+        memset(img64[k], k ? 0xa5 : 0, npix * sizeof(double));
+        memset(grads[k], k ? 0xa5 : 0, 2 * npix * sizeof(double));
+        assert_int_equal(db_sim_run_grad(sim, params, 2, img[k], img64[k], grads[k], &err), DB_OK);
+    }
+    long lit = 0;
+    for (size_t i = 0; i < npix; i++) {
+        if (!m[i]) assert_true(img[1][i] == 0.0f && img64[1][i] == 0.0 && grads[1][i] == 0.0 && grads[1][npix + i] == 0.0);
+        lit += m[i] && img64[1][i] > 0.0;
+    }
+    assert_true(lit > 100);
+    assert_memory_equal(img[0], img[1], npix * sizeof(float));
+    assert_memory_equal(img64[0], img64[1], npix * sizeof(double));
+    assert_memory_equal(grads[0], grads[1], 2 * npix * sizeof(double));
+    for (int k = 0; k < 2; k++) {
+        free(img[k]);
+        free(img64[k]);
+        free(grads[k]);
+    }
+    free(m);
+    db_sim_destroy(sim);
+    harness_rmtree(dir);
+}
+
 /* -boxes FILE on the command line: the library's selection, pixels outside 0; errors name file and line. */
 static void test_boxes_flag(void **state)
 {
@@ -929,8 +992,23 @@ static void test_get_returns_set_values(void **state)
 
 int main(void)
 {
-    enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0] };
-    struct CMUnitTest tests[2 * N + 12];
+    struct CMUnitTest rest[] = {
+        cmocka_unit_test(test_impossible_values_refused),
+        cmocka_unit_test(test_loaded_inputs_stay),
+        cmocka_unit_test(test_run_selected_equals_grad_images),
+        cmocka_unit_test(test_box_equals_roi_and_mask_applies),
+        cmocka_unit_test(test_unrendered_pixels_zeroed),
+        cmocka_unit_test(test_boxes_flag),
+        cmocka_unit_test(test_simulations_in_threads),
+        cmocka_unit_test(test_trace_keeps_last_run),
+        cmocka_unit_test(test_noninteger_N),
+        cmocka_unit_test(test_grad_list_trailing_comma),
+        cmocka_unit_test(test_work_estimate),
+        cmocka_unit_test(test_plain_geometry_equals_dual),
+        cmocka_unit_test(test_get_returns_set_values),
+    };
+    enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0], NREST = sizeof rest / sizeof rest[0] };
+    struct CMUnitTest tests[2 * N + NREST];
     char names[2 * N][96];
     /* DUALBRAGG_TEST_QUICK (the unoptimised sanitizer pass): three of the eight configurations */
     const char *quick = getenv("DUALBRAGG_TEST_QUICK");
@@ -946,20 +1024,6 @@ int main(void)
         tests[nt++] = on;
         tests[nt++] = off;
     }
-    struct CMUnitTest rest[] = {
-        cmocka_unit_test(test_impossible_values_refused),
-        cmocka_unit_test(test_loaded_inputs_stay),
-        cmocka_unit_test(test_run_selected_equals_grad_images),
-        cmocka_unit_test(test_box_equals_roi_and_mask_applies),
-        cmocka_unit_test(test_boxes_flag),
-        cmocka_unit_test(test_simulations_in_threads),
-        cmocka_unit_test(test_trace_keeps_last_run),
-        cmocka_unit_test(test_noninteger_N),
-        cmocka_unit_test(test_grad_list_trailing_comma),
-        cmocka_unit_test(test_work_estimate),
-        cmocka_unit_test(test_plain_geometry_equals_dual),
-        cmocka_unit_test(test_get_returns_set_values),
-    };
-    for (int i = 0; i < 12; i++) tests[nt++] = rest[i];
+    for (int i = 0; i < NREST; i++) tests[nt++] = rest[i];
     return _cmocka_run_group_tests("iterate", tests, (size_t)nt, NULL, NULL);
 }
