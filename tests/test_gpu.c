@@ -147,6 +147,11 @@ int main(int argc, char **argv)
         double *a = run64(cpu, NULL, 0, NULL), *b = run64(gpu, NULL, 0, NULL);
         if (a && b) {
             compare("image", name, a, b, n);
+            /* the summary's solid angle: the renderer's per-span sums (the GPU's summed on the host) */
+            db_run_summary sa, sb;
+            db_sim_summary(cpu, &sa);
+            db_sim_summary(gpu, &sb);
+            compare("solid angle", name, &sa.solid_angle, &sb.solid_angle, 1);
             images++;
             if (!bitwise) { /* the reference's float image */
                 char path[4200];
