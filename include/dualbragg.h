@@ -69,6 +69,7 @@ const char *db_config_warnings(const db_config *cfg);
 typedef enum { DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64, DB_OUT_FDUMP, DB_OUT_PNG } db_output_kind;
 const char *db_config_output_path(const db_config *cfg, db_output_kind kind);
 int db_config_has_hkl(const db_config *cfg);      /* -hkl given */
+int db_config_phi_carryover(const db_config *cfg); /* 1: the reference's phi carryover (-phi_carryover on, the default) */
 int db_config_progress(const db_config *cfg);     /* progress meter wanted (-noprogress turns it off) */
 const char *db_config_grad_list(const db_config *cfg); /* -grad LIST, or NULL */
 int db_config_grad_chunk(const db_config *cfg);   /* -grad_chunk, 0 = default */
@@ -174,15 +175,46 @@ int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, i
  * when fpixel < 0, of the last run, to a FILE *. */
 int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err);
 
+/* The selected pixels (s*fpixels + f, in the order of db_sim_run_selected) into pixels[capacity]; returns their
+ * count, or -1 with err set (capacity too small, no simulation). */
+long db_sim_selected_pixel_list(db_sim *sim, long *pixels, long capacity, db_error *err);
+/* The boxes of db_sim_select_boxes (or -boxes FILE) into boxes[4*capacity] (xmin xmax ymin ymax); returns how
+ * many there are (0: the -roi/-mask selection), writing at most capacity. boxes may be NULL to count. */
+int db_sim_get_boxes(const db_sim *sim, int *boxes, int capacity);
+
+/* Boxes of size x size pixels (clipped at the detector's edges) around the n brightest spots of obs among the
+ * listed pixels (pixels[i] = s*fpixels + f, in any order; the unlisted ones, and listed ones that are not
+ * finite, count as absent, also as neighbours). The rule (refine/spots.c has the details):
+ *   background = median of the listed values, noise = max(1.4826 * median absolute deviation,
+ *   sqrt(max(background, 1))), threshold = background + 5 * noise;
+ *   a spot is a pixel above the threshold that is a local maximum among its listed 3x3 neighbours (ties go to
+ *   the lower pixel index, so a flat rectangular plateau gives one maximum);
+ *   in order of value (descending; ties by pixel index), a spot is taken when its centre is at least `size`
+ *   pixels (Chebyshev distance) from every one taken before, until n are taken.
+ * Box = centre - size/2 .. centre - size/2 + size - 1 in each direction, clipped. Writes up to n boxes
+ * (xmin xmax ymin ymax, inclusive) to boxes[4*n] and returns how many were found (0: none; also for
+ * count == 0), or -1 with err set (n < 1: -spots, size < 1: -spot_size, a pixel index outside the detector:
+ * DB_ERR_ARGUMENT). Cost O(count log count) at most (O(count) for a sorted list). */
+int db_find_spots(const double *obs, int fpixels, int spixels, const long *pixels, long count, int n, int size,
+                  int *boxes, db_error *err);
+
 /* ---- refinement: Levenberg-Marquardt over the selected pixels (README "Refinement") ----
- * Fits params to an observed image with the exact Jacobian of db_sim_run_selected: weighted residuals
- * sqrt(w) (model - observed) over the selected pixels (db_sim_select_boxes, or the configuration's -roi/-mask),
- * normal equations on OpenBLAS, damped Cholesky on LAPACK, each parameter scaled by its Jacobian column norm.
- * Parameters the data cannot separate (a zero Jacobian column, or linearly dependent columns such as phi0 and
- * misset_z when the spindle and the last misset rotation share an axis) are refused by name before the fit.
- * A trial step costs one primal run on the selected pixels, an accepted one one run with derivatives. */
+ * Fits params to an observed image with the exact Jacobian of db_sim_run_selected, by the driver of refine/lm.h:
+ * the objective is the Poisson likelihood of the counts (default; Fisher scoring, mu = model + background) or
+ * weighted least squares; a background per box (a constant or a plane a + b x + c y, x and y in pixels from the
+ * box's centre) is fitted jointly, its blocks eliminated box by box. Parameters the data cannot separate (a zero
+ * Jacobian column, or linearly dependent columns such as phi0 and misset_z when the spindle and the last misset
+ * rotation share an axis) are refused by name before the fit. A trial step costs one primal run on the selected
+ * pixels, an accepted one one run with derivatives. */
 #define DB_REFINE_MAX_PARAMS 32
-typedef enum { DB_WEIGHTS_POISSON = 0, DB_WEIGHTS_UNIT = 1 } db_weighting; /* Poisson: 1 / max(observed, 1) */
+typedef enum { DB_OBJECTIVE_POISSON = 0, DB_OBJECTIVE_LSQ = 1 } db_objective;
+typedef enum { DB_WEIGHTS_POISSON = 0, DB_WEIGHTS_UNIT = 1 } db_weighting; /* LSQ weights; Poisson: 1 / max(observed, 1) */
+typedef enum {
+    DB_BACKGROUND_AUTO = 0,     /* planes when boxes are selected, none for a -roi/-mask selection */
+    DB_BACKGROUND_NONE = 1,
+    DB_BACKGROUND_CONSTANT = 2, /* a per box */
+    DB_BACKGROUND_PLANES = 3    /* a + b x + c y per box */
+} db_background;
 typedef enum {
     DB_STOP_COST = 1,   /* relative cost change of an accepted step below cost_tolerance */
     DB_STOP_STEP,       /* scaled step below step_tolerance relative to the scaled parameters */
@@ -191,6 +223,9 @@ typedef enum {
     DB_STOP_NO_PROGRESS /* no step reduces the cost at any damping: the best parameters found are kept */
 } db_stop_reason;
 const char *db_stop_reason_text(int reason);
+/* A Poisson fit whose deviance is more than this many standard deviations above its expectation is a poor fit
+ * (a wrong local minimum, or a model that misses what the image holds). */
+#define DB_POOR_FIT_Z 6.0
 
 typedef struct db_refine_iteration {
     int iteration, accepted;
@@ -203,29 +238,50 @@ typedef struct db_refine_options {
     double cost_tolerance;        /* default 1e-12 */
     double step_tolerance;        /* default 1e-10 */
     double initial_damping;       /* relative to the scaled normal matrix's diagonal; default 1 (see README) */
-    int weighting;                /* db_weighting, used when the weights argument is NULL */
+    int weighting;                /* LSQ: db_weighting, used when the weights argument is NULL */
     const double *typical_step;   /* [nparams] fixed scaling (command-line units), or NULL: column norms */
     db_refine_progress_fn progress;
     void *progress_user;
+    int objective;                /* db_objective; default DB_OBJECTIVE_POISSON */
+    int background;               /* db_background; default DB_BACKGROUND_AUTO */
+    double readout_noise;         /* POISSON: Gaussian readout noise in photons (variance mu + S^2); default 0 */
+    /* optional outputs, one entry per box of the selection (or one for a -roi/-mask selection), in box order:
+     * background_values[3*i..] = a b c (b = c = 0 for a constant; NaN for a box with no pixel of its own),
+     * background_sigma likewise, background_boxes[4*i..] the box (the selection's bounding box without boxes).
+     * Each may be NULL; db_refine_background_count gives the entries needed. */
+    double *background_values, *background_sigma;
+    int *background_boxes;
 } db_refine_options;
 void db_refine_default_options(db_refine_options *o);
+/* The entries of the background outputs a fit of this simulation's selection writes: boxes, or 1. */
+int db_refine_background_count(const db_sim *sim);
 
 typedef struct db_refine_result {
     int nparams;
     double start[DB_REFINE_MAX_PARAMS], values[DB_REFINE_MAX_PARAMS]; /* command-line units */
-    double sigma[DB_REFINE_MAX_PARAMS]; /* standard uncertainties: inverse normal matrix x reduced chi-square */
+    double sigma[DB_REFINE_MAX_PARAMS]; /* standard uncertainties: the inverse normal (Fisher) matrix, unscaled */
     double correlation[DB_REFINE_MAX_PARAMS * DB_REFINE_MAX_PARAMS]; /* [i*nparams + j] */
-    double start_cost, cost;      /* 0.5 sum w (model - observed)^2 */
-    double reduced_chi2;          /* 2 cost / (pixels - nparams) */
+    double start_cost, cost;      /* POISSON: half the deviance; LSQ: 0.5 sum w (model - observed)^2 */
+    double reduced_chi2;          /* Pearson's chi-square / dof (sum (obs - mu)^2 / variance) */
     long pixels;
     int iterations, derivative_runs, primal_runs;
     int stop_reason;              /* db_stop_reason */
     double seconds;
+    /* since the Poisson objective (issue 17) */
+    int objective, background;    /* what was fitted (background resolved: NONE, CONSTANT or PLANES) */
+    int nbackground;              /* background entries fitted (boxes with pixels of their own) */
+    long dof;                     /* pixels - parameters - background terms */
+    double sigma_scaled[DB_REFINE_MAX_PARAMS]; /* sigma x sqrt(reduced_chi2) */
+    double deviance;              /* POISSON: 2 sum(mu - obs + obs ln(obs/mu)); LSQ: the weighted chi-square */
+    double deviance_per_dof, expected_deviance_per_dof; /* expectation if the data came from the fitted model */
+    double deviance_z;            /* (deviance - expectation) / its standard deviation */
+    int poor_fit;                 /* POISSON and deviance_z > DB_POOR_FIT_Z */
 } db_refine_result;
 
-/* observed[s*fpixels + f] in photons over the whole detector (only selected pixels are read; they must be finite
- * and >= 0); weights likewise, or NULL for options->weighting. On return the simulation holds the fitted values
- * (or, when the fit ends early, the best ones found). options may be NULL (defaults). */
+/* observed[s*fpixels + f] in photons over the whole detector (only selected pixels are read; finite, and >= 0 for
+ * the Poisson objective without readout noise); weights (LSQ) likewise, or NULL for options->weighting. On return
+ * the simulation holds the fitted values (or, when the fit ends early, the best ones found). options may be NULL
+ * (defaults). */
 int db_refine(db_sim *sim, const int *params, int nparams, const double *observed, const double *weights,
               const db_refine_options *options, db_refine_result *result, db_error *err);
 

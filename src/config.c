@@ -1153,6 +1153,7 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
 }
 
 int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
+int db_config_phi_carryover(const db_config *c) { return c ? c->phi_carryover : 1; }
 int db_config_input_files(const db_config *c, const char *paths[5], const char *flags[5])
 {
     const char *p[5] = {c->hkl_file, c->mat_file, c->source_file, c->mask_file, c->img_file};

@@ -17,9 +17,9 @@
 #define PROG "dualbragg-refine"
 
 typedef struct refine_args {
-    const char *obs, *refine, *json, *cmdline, *pngprefix, *floatfile, *weights;
-    double adc, damping;
-    int obs_float64, spots, spot_size, maxiter, carryover;
+    const char *obs, *refine, *json, *cmdline, *pngprefix, *floatfile, *weights, *objective, *background;
+    double adc, damping, readout_noise, gain;
+    int obs_float64, spots, spot_size, maxiter;
     const char **rest; /* dualbragg's flags */
     int nrest;
 } refine_args;
@@ -28,8 +28,9 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: " PROG " -obs FILE -refine LIST [dualbragg flags] [-roi ... | -mask FILE | -boxes FILE | -spots N]\n"
-            "       [-spot_size S] [-obs_adc ADC] [-obs_float64] [-weights poisson|unit] [-maxiter N] [-json FILE]\n"
-            "       [-floatfile FILE] [-cmdline FILE] [-pngprefix P] [-phi_carryover on|off]; see README.md \"Refinement\"\n");
+            "       [-spot_size S] [-obs_adc ADC] [-obs_float64] [-gain G] [-objective poisson|lsq] [-readout_noise S]\n"
+            "       [-weights poisson|unit] [-background none|constant|planes] [-maxiter N] [-damping D] [-json FILE]\n"
+            "       [-floatfile FILE] [-cmdline FILE] [-pngprefix P]; see README.md \"Refinement\"\n");
     return 2;
 }
 
@@ -64,9 +65,10 @@ static int parse_args(int argc, char **argv, refine_args *a)
     memset(a, 0, sizeof *a);
     a->adc = 40.0;
     a->damping = 1.0;
+    a->gain = 1.0;
     a->spot_size = 15;
     a->maxiter = 100;
-    a->weights = "poisson";
+    a->objective = "poisson";
     a->rest = (const char **)calloc((size_t)argc + 2, sizeof(char *));
     if (!a->rest) return arg_error("out of memory%s%s", "", "");
     for (int i = 1; i < argc; i++) {
@@ -80,6 +82,8 @@ static int parse_args(int argc, char **argv, refine_args *a)
         else if (!strcmp(f, "-pngprefix")) str = &a->pngprefix;
         else if (!strcmp(f, "-floatfile")) str = &a->floatfile;
         else if (!strcmp(f, "-weights")) str = &a->weights;
+        else if (!strcmp(f, "-objective")) str = &a->objective;
+        else if (!strcmp(f, "-background")) str = &a->background;
         if (str) {
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
             *str = argv[++i];
@@ -91,6 +95,16 @@ static int parse_args(int argc, char **argv, refine_args *a)
             a->adc = strtod(argv[++i], &end);
             if (end == argv[i] || *end || !isfinite(a->adc))
                 return arg_error("-obs_adc expects a finite number (the ADC offset of the SMV counts), got '%s'%s", argv[i], "");
+        } else if (!strcmp(f, "-readout_noise") || !strcmp(f, "-gain")) {
+            char *end;
+            int gain = !strcmp(f, "-gain");
+            if (left < 1) return arg_error("%s is missing its value%s", f, "");
+            double v = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !isfinite(v) || (gain ? v <= 0 : v < 0))
+                return arg_error(gain ? "-gain expects a number > 0 (detector units per photon), got '%s'%s"
+                                      : "-readout_noise expects a number >= 0 (photons, the Gaussian readout noise), got '%s'%s",
+                                 argv[i], "");
+            *(gain ? &a->gain : &a->readout_noise) = v;
         } else if (!strcmp(f, "-damping")) {
             char *end;
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
@@ -108,11 +122,6 @@ static int parse_args(int argc, char **argv, refine_args *a)
         } else if (!strcmp(f, "-maxiter")) {
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
             if (!whole(f, argv[++i], 1, 1000000, &a->maxiter)) return 2;
-        } else if (!strcmp(f, "-phi_carryover")) {
-            if (left < 1) return arg_error("%s is missing its value (on or off)%s", f, "");
-            const char *v = argv[++i];
-            if (strcmp(v, "on") && strcmp(v, "off")) return arg_error("-phi_carryover expects on or off, got '%s'%s", v, "");
-            a->carryover = !strcmp(v, "on");
         } else {
             for (size_t k = 0; k < sizeof NOT_WRITTEN / sizeof NOT_WRITTEN[0]; k++)
                 if (!strcmp(f, NOT_WRITTEN[k]))
@@ -123,8 +132,20 @@ static int parse_args(int argc, char **argv, refine_args *a)
     }
     if (!a->obs) return arg_error("-obs FILE (the observed image) is required%s%s", "", "");
     if (!a->refine) return arg_error("-refine LIST (the parameters to fit, names as for -grad) is required%s%s", "", "");
+    if (strcmp(a->objective, "poisson") && strcmp(a->objective, "lsq"))
+        return arg_error("-objective expects poisson (the likelihood of the counts) or lsq (weighted least squares), got '%s'%s",
+                         a->objective, "");
+    const int lsq = !strcmp(a->objective, "lsq");
+    if (a->weights && !lsq)
+        return arg_error("-weights %s belongs to -objective lsq (the Poisson objective weighs each pixel by its model "
+                         "variance); add -objective lsq%s", a->weights, "");
+    if (!a->weights) a->weights = "poisson";
     if (strcmp(a->weights, "poisson") && strcmp(a->weights, "unit"))
         return arg_error("-weights expects poisson or unit, got '%s'%s", a->weights, "");
+    if (a->readout_noise > 0 && lsq)
+        return arg_error("-readout_noise belongs to -objective poisson (lsq takes -weights)%s%s", "", "");
+    if (a->background && strcmp(a->background, "none") && strcmp(a->background, "constant") && strcmp(a->background, "planes"))
+        return arg_error("-background expects none, constant or planes, got '%s'%s", a->background, "");
     return 0;
 }
 
@@ -144,22 +165,37 @@ static void json_number(FILE *o, double v)
     else fputs("null", o);
 }
 
-static int write_json(const char *path, const db_refine_result *r, const int *params, int carryover, db_error *err)
+/* What the JSON reports beside the result: the boxes fitted and their backgrounds, and the noise model. */
+typedef struct fit_report {
+    const int *boxes;        /* [4*nboxes], the boxes fitted (-boxes or -spots), or NULL */
+    int nboxes;
+    const double *bg, *bg_sigma; /* [3*nbg] */
+    const int *bg_boxes;     /* [4*nbg] */
+    int nbg;
+    const refine_args *a;
+    int carryover;
+} fit_report;
+
+static void json_params(FILE *o, const char *key, const double *v, const int *params, int n, int sigma)
+{
+    fprintf(o, "  \"%s\": {", key);
+    for (int j = 0; j < n; j++) {
+        fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(params[j]));
+        json_number(o, sigma && v[j] < 0 ? NAN : v[j]); /* an undetermined sigma is null */
+    }
+    fputs("},\n", o);
+}
+
+static int write_json(const char *path, const db_refine_result *r, const int *params, const fit_report *fr, db_error *err)
 {
     FILE *o = fopen(path, "w");
     if (!o) return db_fail(err, DB_ERR_IO, "cannot write '%s'", path);
     const int n = r->nparams;
-    const char *keys[3] = {"start", "parameters", "sigma"};
-    const double *vals[3] = {r->start, r->values, r->sigma};
     fputs("{\n", o);
-    for (int k = 0; k < 3; k++) {
-        fprintf(o, "  \"%s\": {", keys[k]);
-        for (int j = 0; j < n; j++) {
-            fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(params[j]));
-            json_number(o, k == 2 && vals[k][j] < 0 ? NAN : vals[k][j]); /* an undetermined sigma is null */
-        }
-        fputs("},\n", o);
-    }
+    json_params(o, "start", r->start, params, n, 0);
+    json_params(o, "parameters", r->values, params, n, 0);
+    json_params(o, "sigma", r->sigma, params, n, 1);
+    json_params(o, "sigma_scaled", r->sigma_scaled, params, n, 1);
     fputs("  \"units\": {", o);
     for (int j = 0; j < n; j++) fprintf(o, "%s\"%s\": \"%s\"", j ? ", " : "", db_param_name(params[j]), db_param_unit(params[j]));
     fputs("},\n  \"correlation\": {", o);
@@ -172,16 +208,51 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
         fputc('}', o);
     }
     fputs("\n  },\n", o);
+    static const char *const bgname[4] = {"auto", "none", "constant", "planes"};
+    fprintf(o, "  \"objective\": \"%s\",\n  \"background_model\": \"%s\",\n", r->objective == DB_OBJECTIVE_LSQ ? "lsq" : "poisson",
+            bgname[r->background & 3]);
+    if (r->objective == DB_OBJECTIVE_LSQ) fprintf(o, "  \"weights\": \"%s\",\n", fr->a->weights);
+    fputs("  \"readout_noise\": ", o);
+    json_number(o, fr->a->readout_noise);
+    fputs(",\n  \"gain\": ", o);
+    json_number(o, fr->a->gain);
+    fputs(",\n  \"boxes\": [", o);
+    for (int b = 0; b < fr->nboxes; b++)
+        fprintf(o, "%s[%d, %d, %d, %d]", b ? ", " : "", fr->boxes[4 * b], fr->boxes[4 * b + 1], fr->boxes[4 * b + 2],
+                fr->boxes[4 * b + 3]);
+    fputs("],\n  \"background\": [", o);
+    for (int b = 0; r->background != DB_BACKGROUND_NONE && b < fr->nbg; b++) {
+        const double *v = fr->bg + 3 * b, *sv = fr->bg_sigma + 3 * b;
+        const int *bx = fr->bg_boxes + 4 * b;
+        fprintf(o, "%s\n    {\"box\": [%d, %d, %d, %d], \"a\": ", b ? "," : "", bx[0], bx[1], bx[2], bx[3]);
+        json_number(o, v[0]);
+        fputs(", \"b\": ", o);
+        json_number(o, v[1]);
+        fputs(", \"c\": ", o);
+        json_number(o, v[2]);
+        fputs(", \"sigma_a\": ", o);
+        json_number(o, sv[0]);
+        fputs(", \"sigma_b\": ", o);
+        json_number(o, sv[1]);
+        fputs(", \"sigma_c\": ", o);
+        json_number(o, sv[2]);
+        fputc('}', o);
+    }
+    fprintf(o, "%s],\n", r->background != DB_BACKGROUND_NONE && fr->nbg ? "\n  " : "");
     fprintf(o, "  \"iterations\": %d,\n  \"derivative_runs\": %d,\n  \"primal_runs\": %d,\n", r->iterations,
             r->derivative_runs, r->primal_runs);
-    fputs("  \"cost\": ", o);
-    json_number(o, r->cost);
-    fputs(",\n  \"start_cost\": ", o);
-    json_number(o, r->start_cost);
-    fputs(",\n  \"reduced_chi2\": ", o);
-    json_number(o, r->reduced_chi2);
-    fprintf(o, ",\n  \"pixels\": %ld,\n  \"stop_reason\": \"%s\",\n  \"phi_carryover\": \"%s\",\n  \"seconds\": %.3f\n}\n",
-            r->pixels, db_stop_reason_text(r->stop_reason), carryover ? "on" : "off", r->seconds);
+    const char *keys[] = {"cost", "start_cost", "reduced_chi2", "deviance", "deviance_per_dof",
+                          "expected_deviance_per_dof", "deviance_z"};
+    const double vals[] = {r->cost, r->start_cost, r->reduced_chi2, r->deviance, r->deviance_per_dof,
+                           r->expected_deviance_per_dof, r->deviance_z};
+    for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+        fprintf(o, "  \"%s\": ", keys[k]);
+        json_number(o, vals[k]);
+        fputs(",\n", o);
+    }
+    fprintf(o, "  \"poor_fit\": %s,\n  \"dof\": %ld,\n", r->poor_fit ? "true" : "false", r->dof);
+    fprintf(o, "  \"pixels\": %ld,\n  \"stop_reason\": \"%s\",\n  \"phi_carryover\": \"%s\",\n  \"seconds\": %.3f\n}\n",
+            r->pixels, db_stop_reason_text(r->stop_reason), fr->carryover ? "on" : "off", r->seconds);
     int bad = ferror(o);
     bad |= fclose(o) != 0;
     if (bad) return db_fail(err, DB_ERR_IO, "cannot write '%s' (disk full?)", path);
@@ -215,7 +286,8 @@ static void shell_word(FILE *o, const char *w)
 
 /* A dualbragg command line for the fitted model: the flags given, then the fitted values, which override them
  * (flags are read in order). Values are printed with 17 digits, which read back to the same doubles. */
-static int write_cmdline(const char *path, const refine_args *a, db_sim *sim, const int *params, int n, db_error *err)
+static int write_cmdline(const char *path, const refine_args *a, int carryover, db_sim *sim, const int *params, int n,
+                         db_error *err)
 {
     FILE *o = fopen(path, "w");
     if (!o) return db_fail(err, DB_ERR_IO, "cannot write '%s'", path);
@@ -224,7 +296,7 @@ static int write_cmdline(const char *path, const refine_args *a, db_sim *sim, co
         fputc(' ', o);
         shell_word(o, a->rest[i]);
     }
-    fprintf(o, " -phi_carryover %s", a->carryover ? "on" : "off");
+    fprintf(o, " -phi_carryover %s", carryover ? "on" : "off");
     int cell = 0, misset = 0;
     for (int j = 0; j < n; j++) {
         const char *nm = db_param_name(params[j]);
@@ -268,19 +340,39 @@ static int has_flag(const refine_args *a, const char *flag)
     return 0;
 }
 
-static void print_results(const db_refine_result *r, const int *params)
+static void print_results(const db_refine_result *r, const int *params, const fit_report *fr)
 {
     const int n = r->nparams;
     printf("\nstopped after %d iterations: %s\n", r->iterations, db_stop_reason_text(r->stop_reason));
-    printf("cost %.6e (start %.6e), reduced chi-square %.4g over %ld pixels, %d runs with derivatives, %d without, %.2f s\n",
-           r->cost, r->start_cost, r->reduced_chi2, r->pixels, r->derivative_runs, r->primal_runs, r->seconds);
-    printf("\n%-14s %-12s %22s %22s %14s\n", "parameter", "unit", "start", "fitted", "sigma");
+    printf("cost %.6e (start %.6e) over %ld pixels, %ld degrees of freedom, %d runs with derivatives, %d without, %.2f s\n",
+           r->cost, r->start_cost, r->pixels, r->dof, r->derivative_runs, r->primal_runs, r->seconds);
+    if (r->objective == DB_OBJECTIVE_POISSON)
+        printf("deviance per degree of freedom %.4g (expected %.4g if the model is right: %+.1f standard deviations), "
+               "Pearson chi-square per degree of freedom %.4g\n",
+               r->deviance_per_dof, r->expected_deviance_per_dof, r->deviance_z, r->reduced_chi2);
+    else
+        printf("weighted chi-square per degree of freedom %.4g\n", r->reduced_chi2);
+    printf("\n%-14s %-12s %22s %22s %14s %14s\n", "parameter", "unit", "start", "fitted", "sigma", "sigma_scaled");
     for (int j = 0; j < n; j++) {
-        char sig[32];
+        char sig[32], sigs[32];
         if (r->sigma[j] >= 0) snprintf(sig, sizeof sig, "%14.6g", r->sigma[j]);
         else snprintf(sig, sizeof sig, "%14s", "undetermined");
-        printf("%-14s %-12s %22.12g %22.12g %s\n", db_param_name(params[j]), db_param_unit(params[j]), r->start[j],
-               r->values[j], sig);
+        if (r->sigma_scaled[j] >= 0) snprintf(sigs, sizeof sigs, "%14.6g", r->sigma_scaled[j]);
+        else snprintf(sigs, sizeof sigs, "%14s", "undetermined");
+        printf("%-14s %-12s %22.12g %22.12g %s %s\n", db_param_name(params[j]), db_param_unit(params[j]), r->start[j],
+               r->values[j], sig, sigs);
+    }
+    if (r->background != DB_BACKGROUND_NONE && fr->nbg > 0) {
+        printf("\nbackground (photons per pixel: a + b x + c y, x and y in pixels from the box's centre)\n");
+        printf("%-22s %22s %22s %22s\n", "box", "a", "b", "c");
+        for (int e = 0; e < fr->nbg; e++) {
+            const int *bx = fr->bg_boxes + 4 * e;
+            char box[64], col[3][64];
+            snprintf(box, sizeof box, "[%d-%d, %d-%d]", bx[0], bx[1], bx[2], bx[3]);
+            for (int k = 0; k < 3; k++)
+                snprintf(col[k], sizeof col[k], "%.4g +- %.2g", fr->bg[3 * e + k], fr->bg_sigma[3 * e + k]);
+            printf("%-22s %22s %22s %22s\n", box, col[0], col[1], col[2]);
+        }
     }
     if (n > 1) {
         printf("\ncorrelation\n%-14s", "");
@@ -302,16 +394,13 @@ int main(int argc, char **argv)
     db_config *cfg = NULL;
     db_sim *sim = NULL;
     db_out_set *txn = NULL;
-    double *obs = NULL, *image64 = NULL, *resid = NULL;
+    double *obs = NULL, *image64 = NULL, *resid = NULL, *bg = NULL;
+    int *bg_boxes = NULL;
     float *image = NULL;
     long *pix = NULL;
     int *boxes = NULL, nboxes = 0;
     if (argc < 2) return usage();
     if ((rc = parse_args(argc, argv, &a))) goto done;
-    /* the first line says which model is fitted: the reference's carryover is a quirk of its images */
-    printf(PROG ": phi carryover %s%s\n", a.carryover ? "on" : "off",
-           a.carryover ? " (the reference program's quirk: for fitting its own images)"
-                       : " (measured data follow the physical model; -phi_carryover on fits the reference program's own images)");
     rc = 2;
     if ((nparams = db_param_parse_list(a.refine, params, &err)) < 0) goto fail;
     if (a.spots && has_flag(&a, "-boxes")) {
@@ -356,7 +445,13 @@ int main(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    if (db_config_set_phi_carryover(cfg, a.carryover, &err) || db_config_parse(cfg, a.nrest, a.rest, &err)) goto fail;
+    if (db_config_parse(cfg, a.nrest, a.rest, &err)) goto fail;
+    /* the first line says which phi model is fitted, as dualbragg (and Python) would render it from these flags */
+    const int carryover = db_config_phi_carryover(cfg);
+    printf(PROG ": phi carryover %s%s\n", carryover ? "on" : "off",
+           carryover ? " (dualbragg's default, the reference program's quirk; it matters only for a sweep from -phi 0: "
+                       "-phi_carryover off gives the physical model)"
+                     : " (the physical model)");
     fputs(db_config_warnings(cfg), stderr);
     const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP), *fdump_in = NULL;
     if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {
@@ -369,6 +464,8 @@ int main(int argc, char **argv)
     db_sim_size(sim, &F, &S);
     const size_t npix = (size_t)F * (size_t)S;
     if (db_observed_read(a.obs, F, S, a.adc, a.obs_float64, &obs, &err)) goto fail;
+    if (a.gain != 1.0) /* detector units to photons */
+        for (size_t i = 0; i < npix; i++) obs[i] /= a.gain;
 
     /* the pixels fitted: -boxes, the spots, or the configuration's -roi and -mask */
     long count = db_sim_selected_count(sim);
@@ -384,7 +481,6 @@ int main(int argc, char **argv)
             goto done;
         }
         db_sim_selected_pixels(sim, pix);
-        if (db_observed_check(a.obs, obs, F, pix, count, &err)) goto fail;
         nboxes = db_find_spots(obs, F, S, pix, count, a.spots, a.spot_size, boxes, &err);
         if (nboxes < 0) goto fail;
         if (nboxes == 0) {
@@ -409,20 +505,42 @@ int main(int argc, char **argv)
     db_refine_default_options(&o);
     o.max_iterations = a.maxiter;
     o.initial_damping = a.damping;
+    o.objective = strcmp(a.objective, "lsq") ? DB_OBJECTIVE_POISSON : DB_OBJECTIVE_LSQ;
     o.weighting = strcmp(a.weights, "unit") ? DB_WEIGHTS_POISSON : DB_WEIGHTS_UNIT;
+    o.readout_noise = a.readout_noise;
+    o.background = !a.background ? DB_BACKGROUND_AUTO
+                   : !strcmp(a.background, "none") ? DB_BACKGROUND_NONE
+                   : !strcmp(a.background, "constant") ? DB_BACKGROUND_CONSTANT : DB_BACKGROUND_PLANES;
+    const int nbg = db_refine_background_count(sim);
+    bg = (double *)malloc((size_t)nbg * 6 * sizeof(double));
+    bg_boxes = (int *)malloc((size_t)nbg * 4 * sizeof(int));
+    if (!bg || !bg_boxes) {
+        fprintf(stderr, PROG ": error: out of memory\n");
+        goto done;
+    }
+    o.background_values = bg;
+    o.background_sigma = bg + 3 * nbg;
+    o.background_boxes = bg_boxes;
     o.progress = show_iteration;
-    printf("fitting %s to %ld pixels of '%s' (%s weights)\n", a.refine, db_sim_selected_count(sim), a.obs, a.weights);
+    if (o.objective == DB_OBJECTIVE_POISSON)
+        printf("fitting %s to %ld pixels of '%s' (Poisson likelihood%s, background %s)\n", a.refine, db_sim_selected_count(sim),
+               a.obs, a.readout_noise > 0 ? " with readout noise" : "",
+               a.background ? a.background : nboxes ? "planes" : "none");
+    else
+        printf("fitting %s to %ld pixels of '%s' (least squares, %s weights, background %s)\n", a.refine,
+               db_sim_selected_count(sim), a.obs, a.weights, a.background ? a.background : nboxes ? "planes" : "none");
     printf("%5s  %-8s %14s %10s %10s %9s\n", "iter", "step", "cost", "damping", "step size", "seconds");
     db_refine_result res;
     if (db_refine(sim, params, nparams, obs, NULL, &o, &res, &err)) goto fail;
-    print_results(&res, params);
+    fit_report fr = {boxes, nboxes, bg, bg + 3 * nbg, bg_boxes, res.nbackground ? nbg : 0, &a, carryover};
+    print_results(&res, params, &fr);
 
     txn = db_out_set_create();
     if (!txn) goto done;
     for (int k = 0; k < 6; k++)
         if (out_path[k] && !(tmp[k] = db_out_set_add(txn, out_path[k], &err))) goto fail;
-    if (a.json && write_json(tmp[0], &res, params, a.carryover, &err)) goto fail;
-    if (a.cmdline && write_cmdline(tmp[2], &a, sim, params, nparams, &err)) goto fail;
+    if (a.json && write_json(tmp[0], &res, params, &fr, &err)) goto fail;
+    if (a.cmdline && write_cmdline(tmp[2], &a, carryover, sim, params, nparams, &err)) goto fail;
     if (a.floatfile || a.pngprefix) {
         /* the model on the whole selection of the configuration (not only the fitted boxes), at the fitted values */
         image = (float *)malloc(npix * sizeof(float));
@@ -440,6 +558,15 @@ int main(int argc, char **argv)
             pix = (long *)malloc((size_t)m * sizeof(long));
             if (!pix) goto done;
             db_sim_selected_pixels(sim, pix);
+            /* the pictures' model holds the fitted background of each box, as the fit saw it */
+            for (int e = 0; e < fr.nbg && res.background != DB_BACKGROUND_NONE; e++) {
+                const int *bx = bg_boxes + 4 * e;
+                const double *v = bg + 3 * e;
+                if (!isfinite(v[0])) continue;
+                for (int sl = bx[2]; sl <= bx[3]; sl++)
+                    for (int f = bx[0]; f <= bx[1]; f++)
+                        image64[(size_t)sl * F + f] += v[0] + v[1] * (f - 0.5 * (bx[0] + bx[1])) + v[2] * (sl - 0.5 * (bx[2] + bx[3]));
+            }
             memset(resid, 0, npix * sizeof(double));
             for (long i = 0; i < m; i++) resid[pix[i]] = obs[pix[i]] - image64[pix[i]];
             if (db_png_write(tmp[3], obs, F, S, DB_PICTURE_LOG, boxes, nboxes, &err) ||
@@ -455,6 +582,11 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": warning: the fit did not converge (%s); the values above are the best found\n",
                 db_stop_reason_text(res.stop_reason));
         rc = 3;
+    } else if (res.poor_fit) {
+        fprintf(stderr, PROG ": warning: poor fit: the deviance is %.1f standard deviations above what the fitted model "
+                        "would give (a wrong local minimum, or a model missing what the image holds); do not trust these "
+                        "values or their sigmas\n", res.deviance_z);
+        rc = 4;
     } else {
         rc = 0;
     }
@@ -469,6 +601,8 @@ done:
     free(image);
     free(image64);
     free(resid);
+    free(bg);
+    free(bg_boxes);
     free(pix);
     free(boxes);
     db_sim_destroy(sim);

@@ -341,6 +341,24 @@ long db_sim_selected_count(const db_sim *sim)
     return sim->count;
 }
 
+long db_sim_selected_pixel_list(db_sim *sim, long *pixels, long capacity, db_error *err)
+{
+    if (!sim) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_selected_pixel_list: no simulation"), -1;
+    if (db_sim_selection(sim, err)) return -1;
+    if (capacity < sim->count || (!pixels && sim->count > 0))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_sim_selected_pixel_list: %ld pixels are selected, room for %ld", sim->count,
+                       pixels ? capacity : 0), -1;
+    db_sim_selected_pixels(sim, pixels);
+    return sim->count;
+}
+
+int db_sim_get_boxes(const db_sim *sim, int *boxes, int capacity)
+{
+    if (!sim) return 0;
+    for (int b = 0; boxes && b < sim->nboxes && b < capacity; b++) memcpy(boxes + 4 * b, sim->boxes + 4 * b, 4 * sizeof(int));
+    return sim->nboxes;
+}
+
 /* ---- the work of a run ---- */
 
 /* Inner iterations per second of the primal engine on one core of the development machine class (light case:

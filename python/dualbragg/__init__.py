@@ -14,7 +14,7 @@ import numpy as np
 from . import _capi
 from ._capi import lib as _lib
 
-__all__ = ["Error", "Simulation", "RefineResult", "gradcheck", "param_names", "param_units", "program"]
+__all__ = ["Error", "Simulation", "RefineResult", "find_spots", "gradcheck", "param_names", "param_units", "program"]
 
 
 class Error(Exception):
@@ -97,16 +97,65 @@ class _Config:
         self.close()
 
 
-class RefineResult:
-    """What Simulation.refine returns: values, sigmas (dicts by parameter name, command-line units), correlation
-    (k x k array in the order of names), costs, counts and the stop reason."""
+def find_spots(observed, n, size=15, mask=None):
+    """Boxes (k, 4) of size x size pixels (xmin xmax ymin ymax, inclusive) around the n brightest spots of observed
+    ((slow, fast) photons), by the rule of dualbragg-refine -spots (README "Refinement"); mask: a boolean array like
+    observed, True where pixels may be used (default: all). k <= n; k == 0 when nothing stands above the
+    background."""
+    obs = np.ascontiguousarray(observed, dtype=np.float64)
+    if obs.ndim != 2:
+        raise Error("dualbragg: observed must be a 2-d (slow, fast) array, not shape %s" % (obs.shape,), 1)
+    S, F = obs.shape
+    if mask is None:
+        pix = np.arange(S * F, dtype=np.int_)
+    else:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != obs.shape:
+            raise Error("dualbragg: mask has shape %s, observed %s" % (m.shape, obs.shape), 1)
+        pix = np.flatnonzero(m.ravel()).astype(np.int_)
+    pix = np.ascontiguousarray(pix, dtype=C.c_long)
+    boxes = np.zeros((max(int(n), 1), 4), dtype=np.intc)
+    err = _capi.db_error()
+    k = _lib.db_find_spots(_dptr(obs), F, S, pix.ctypes.data_as(C.POINTER(C.c_long)), pix.size, int(n), int(size),
+                           boxes.ctypes.data_as(_capi.c_int_p), C.byref(err))
+    if k < 0:
+        _check(err.code or 1, err)
+    return boxes[:k].copy()
 
-    def __init__(self, names, r):
+
+_OBJECTIVES = {"poisson": 0, "lsq": 1}
+_BACKGROUNDS = {"auto": 0, "none": 1, "constant": 2, "planes": 3}
+_BACKGROUND_NAMES = {v: k for k, v in _BACKGROUNDS.items()}
+
+
+class RefineResult:
+    """What Simulation.refine returns: values, sigmas (the inverse Fisher information, unscaled), sigma_scaled
+    (times sqrt(reduced_chi2)) (dicts by parameter name, command-line units), correlation (k x k array in the order
+    of names), the background of each box (a list of dicts: box, a, b, c, sigma_a, sigma_b, sigma_c; photons per
+    pixel, x and y in pixels from the box's centre), the goodness of fit (deviance_per_dof beside
+    expected_deviance_per_dof, deviance_z, poor_fit), costs, counts and the stop reason."""
+
+    def __init__(self, names, r, bg=None, bg_sigma=None, bg_boxes=None):
         k = r.nparams
         self.names = list(names)
         self.start = {n: r.start[i] for i, n in enumerate(names)}
         self.values = {n: r.values[i] for i, n in enumerate(names)}
         self.sigmas = {n: r.sigma[i] for i, n in enumerate(names)}
+        self.sigma_scaled = {n: r.sigma_scaled[i] for i, n in enumerate(names)}
+        self.objective = "lsq" if r.objective == 1 else "poisson"
+        self.background_model = _BACKGROUND_NAMES.get(r.background, "none")
+        self.background = []
+        if bg is not None and r.background != 1:
+            for e in range(bg_boxes.shape[0]):
+                if not np.isfinite(bg[e, 0]):
+                    continue
+                self.background.append({"box": [int(v) for v in bg_boxes[e]], "a": bg[e, 0], "b": bg[e, 1],
+                                        "c": bg[e, 2], "sigma_a": bg_sigma[e, 0], "sigma_b": bg_sigma[e, 1],
+                                        "sigma_c": bg_sigma[e, 2]})
+        self.dof = r.dof
+        self.deviance, self.deviance_per_dof = r.deviance, r.deviance_per_dof
+        self.expected_deviance_per_dof, self.deviance_z = r.expected_deviance_per_dof, r.deviance_z
+        self.poor_fit = bool(r.poor_fit)
         self.correlation = np.array(r.correlation[:k * k], dtype=np.float64).reshape(k, k)
         self.start_cost, self.cost, self.reduced_chi2 = r.start_cost, r.cost, r.reduced_chi2
         self.pixels, self.iterations = r.pixels, r.iterations
@@ -264,16 +313,33 @@ class Simulation:
         return values[:m], jac[:m]
 
     def refine(self, observed, params, weights=None, max_iterations=100, cost_tolerance=1e-12,
-               step_tolerance=1e-10, initial_damping=1.0, weighting="poisson", typical_step=None, boxes=None):
-        """Levenberg-Marquardt fit (db_refine) of params to observed (float64 (slow, fast) photons) over the selected
-        pixels (boxes here, or select_boxes, or the -roi/-mask). weights: an array like observed, or weighting
-        "poisson" (1/max(observed, 1)) or "unit". The simulation keeps the fitted values. Returns RefineResult."""
+               step_tolerance=1e-10, initial_damping=1.0, weighting="poisson", typical_step=None, boxes=None,
+               objective="poisson", background="auto", readout_noise=0.0, gain=1.0):
+        """Levenberg-Marquardt fit (db_refine) of params to observed (float64 (slow, fast): photons, or detector
+        units with gain) over the selected pixels (boxes here, or select_boxes, or the -roi/-mask).
+        objective "poisson" (the likelihood of the counts; readout_noise S in photons adds S^2 to the variance) or
+        "lsq" (weighted least squares: weights, an array like observed, or weighting "poisson" (1/max(observed, 1))
+        or "unit"). background "auto" (planes when boxes are selected, none for the -roi/-mask), "none",
+        "constant" or "planes" (a + b x + c y per box). gain: detector units per photon (observed / gain is
+        fitted). The simulation keeps the fitted values. Returns RefineResult. The same flags give the same fit as
+        dualbragg-refine (README "Refinement")."""
         if boxes is not None:
             self.select_boxes(boxes)
         names, idx = _param_indices(params)
+        if objective not in _OBJECTIVES:
+            raise Error("dualbragg: objective must be 'poisson' or 'lsq', not %r" % (objective,), 1)
+        if background not in _BACKGROUNDS:
+            raise Error("dualbragg: background must be 'auto', 'none', 'constant' or 'planes', not %r" % (background,), 1)
+        if objective == "poisson" and (weights is not None or weighting != "poisson"):
+            raise Error("dualbragg: weights and weighting belong to objective='lsq' (the Poisson objective weighs each "
+                        "pixel by its model variance)", 1)
+        if not (float(gain) > 0 and np.isfinite(gain)):
+            raise Error("dualbragg: gain must be a finite number > 0 (detector units per photon), not %r" % (gain,), 1)
         obs = np.ascontiguousarray(observed, dtype=np.float64)
         if obs.shape != self.shape:
             raise Error("dualbragg: observed has shape %s, the detector %s" % (obs.shape, self.shape), 1)
+        if float(gain) != 1.0:
+            obs = obs / float(gain)
         w = None
         if weights is not None:
             w = np.ascontiguousarray(weights, dtype=np.float64)
@@ -288,15 +354,30 @@ class Simulation:
         if weighting not in ("poisson", "unit"):
             raise Error("dualbragg: weighting must be 'poisson' or 'unit', not %r" % (weighting,), 1)
         o.weighting = 0 if weighting == "poisson" else 1
+        o.objective = _OBJECTIVES[objective]
+        o.background = _BACKGROUNDS[background]
+        o.readout_noise = float(readout_noise)
         ts = None
         if typical_step is not None:
             ts = np.ascontiguousarray([float(typical_step[n]) for n in names], dtype=np.float64)
             o.typical_step = _dptr(ts)
+        nbg = int(_lib.db_refine_background_count(self._p()))
+        bg = np.zeros((nbg, 3), dtype=np.float64)
+        bg_sigma = np.zeros((nbg, 3), dtype=np.float64)
+        bg_boxes = np.zeros((nbg, 4), dtype=np.intc)
+        o.background_values = _dptr(bg)
+        o.background_sigma = _dptr(bg_sigma)
+        o.background_boxes = bg_boxes.ctypes.data_as(_capi.c_int_p)
         r = _capi.db_refine_result()
         err = _capi.db_error()
         _check(_lib.db_refine(self._p(), idx, len(names), _dptr(obs), _dptr(w) if w is not None else None,
                               C.byref(o), C.byref(r), C.byref(err)), err)
-        return RefineResult(names, r)
+        res = RefineResult(names, r, bg, bg_sigma, bg_boxes)
+        nb = int(_lib.db_sim_get_boxes(self._p(), None, 0))
+        res.boxes = np.zeros((nb, 4), dtype=np.intc)
+        if nb:
+            _lib.db_sim_get_boxes(self._p(), res.boxes.ctypes.data_as(_capi.c_int_p), nb)
+        return res
 
 
 def gradcheck(args, params, roi=None, rtol=1e-6, atol_factor=1e-8, atol_abs=None, precise=False, fdump=None):

@@ -54,7 +54,9 @@ refine_progress_fn = C.CFUNCTYPE(None, C.c_void_p, C.POINTER(db_refine_iteration
 class db_refine_options(C.Structure):
     _fields_ = [("max_iterations", C.c_int), ("cost_tolerance", C.c_double), ("step_tolerance", C.c_double),
                 ("initial_damping", C.c_double), ("weighting", C.c_int), ("typical_step", c_double_p),
-                ("progress", refine_progress_fn), ("progress_user", C.c_void_p)]
+                ("progress", refine_progress_fn), ("progress_user", C.c_void_p),
+                ("objective", C.c_int), ("background", C.c_int), ("readout_noise", C.c_double),
+                ("background_values", c_double_p), ("background_sigma", c_double_p), ("background_boxes", c_int_p)]
 
 
 class db_refine_result(C.Structure):
@@ -63,7 +65,11 @@ class db_refine_result(C.Structure):
                 ("correlation", C.c_double * (DB_REFINE_MAX_PARAMS * DB_REFINE_MAX_PARAMS)),
                 ("start_cost", C.c_double), ("cost", C.c_double), ("reduced_chi2", C.c_double),
                 ("pixels", C.c_long), ("iterations", C.c_int), ("derivative_runs", C.c_int),
-                ("primal_runs", C.c_int), ("stop_reason", C.c_int), ("seconds", C.c_double)]
+                ("primal_runs", C.c_int), ("stop_reason", C.c_int), ("seconds", C.c_double),
+                ("objective", C.c_int), ("background", C.c_int), ("nbackground", C.c_int), ("dof", C.c_long),
+                ("sigma_scaled", C.c_double * DB_REFINE_MAX_PARAMS), ("deviance", C.c_double),
+                ("deviance_per_dof", C.c_double), ("expected_deviance_per_dof", C.c_double),
+                ("deviance_z", C.c_double), ("poor_fit", C.c_int)]
 
 
 class db_gc_options(C.Structure):
@@ -113,6 +119,11 @@ _decl(lib, "db_sim_get_params", C.c_int, P, c_int_p, c_double_p, C.c_int, E)
 _decl(lib, "db_sim_select_boxes", C.c_int, P, c_int_p, C.c_int, E)
 _decl(lib, "db_sim_selected_count", C.c_long, P)
 _decl(lib, "db_sim_run_selected", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, E)
+_decl(lib, "db_sim_selected_pixel_list", C.c_long, P, C.POINTER(C.c_long), C.c_long, E)
+_decl(lib, "db_sim_get_boxes", C.c_int, P, c_int_p, C.c_int)
+_decl(lib, "db_find_spots", C.c_int, c_double_p, C.c_int, C.c_int, C.POINTER(C.c_long), C.c_long, C.c_int, C.c_int,
+      c_int_p, E)
+_decl(lib, "db_refine_background_count", C.c_int, P)
 _decl(lib, "db_stop_reason_text", C.c_char_p, C.c_int)
 _decl(lib, "db_refine_default_options", None, C.POINTER(db_refine_options))
 _decl(lib, "db_refine", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, C.POINTER(db_refine_options),

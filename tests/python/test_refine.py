@@ -47,7 +47,7 @@ def test_db_refine_recovers_values(in_case):
     in_case("b_triclinic")
     obs, sim = observed_and_sim()
     names = list(START)
-    r = sim.refine(obs, names, weighting="unit", boxes=[[0, 63, 0, 63]])
+    r = sim.refine(obs, names, objective="lsq", weighting="unit", background="none", boxes=[[0, 63, 0, 63]])
     assert r.names == names and r.correlation.shape == (4, 4)
     for n in names:
         assert abs(r.values[n] - TRUE[n]) <= 1e-6 * max(abs(TRUE[n]), 1.0), (n, r.values[n])
