@@ -1,0 +1,162 @@
+/* test_refine_stats.c: the refinement's statistics by simulation (tests/refine_study.h), with fewer seeds than the
+ * bench (bench_refine_stats, 100 seeds, README "Refinement"):
+ *  - the study's noise images are the program's own: seed 3 equals `dualbragg -seed 3 -noisefile` bit for bit;
+ *  - 40 seeds of a weak still without and with a water background, Poisson objective with background planes: no
+ *    fit fails or is flagged poor; pooled over the ten parameters (400 values) the fraction within 1 sigma is
+ *    0.683 +- 0.08 and within 2 sigma 0.954 +- 0.04 (about three binomial standard deviations of 400 independent
+ *    values, sqrt(0.683 * 0.317 / 400) = 0.023 and 0.010, widened for the correlation of the ten values of one
+ *    seed), and every parameter's mean z is within 0.6 of 0 (its standard error is 1/sqrt(40) = 0.16: 0.6 is 3.8
+ *    of them, so that the largest of ten stays inside by chance with probability 0.999);
+ *  - the noise-free images with and without water give the same crystal within a tenth of its uncertainty (the
+ *    planes take the water; the model never has it).
+ * The seeds are fixed, so the outcome is the same on every run: the bounds say what a correct fit gives. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "cli_harness.h"
+#include "refine_study.h"
+#include "test_util.h"
+
+#include <unistd.h>
+
+#define HKL DB_GOLDEN_DIR "/b_triclinic/P1.hkl"
+
+static void test_noise_is_the_programs(void **state)
+{
+    (void)state;
+    char dir[4096], path[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    char store[2][64];
+    const char *argv[48];
+    int argc = study_args(HKL, 0.025, store, argv);
+    harness_args a = {0};
+    for (int i = 0; i < argc; i++) harness_push(&a, argv[i]);
+    harness_split(&a, "-seed 3 -noisefile n.img -floatfile f.bin -nopgm");
+    assert_int_equal(harness_run(DB_CLI_PATH, dir, &a, 0), 0);
+    harness_args_free(&a);
+    snprintf(path, sizeof path, "%s/n.img", dir);
+    size_t len;
+    unsigned char *file = harness_read(path, &len);
+    assert_non_null(file);
+    assert_true(len == 512 + 256 * 256 * 2);
+    snprintf(path, sizeof path, "%s/f.bin", dir);
+    size_t flen;
+    unsigned char *fimg = harness_read(path, &flen);
+    assert_non_null(fimg);
+    assert_true(flen == 256 * 256 * 4);
+    float *img = malloc(flen);
+    memcpy(img, fimg, flen);
+    uint16_t *noise = malloc(256 * 256 * sizeof(uint16_t));
+    db_rng rng;
+    db_rng_init(&rng);
+    long seed = -3;
+    db_roi all = {0, 255, 0, 255};
+    db_noise_image(&rng, &seed, img, 256, 256, &all, 40.0, noise, NULL, NULL);
+    for (int i = 0; i < 256 * 256; i++) {
+        uint16_t v = (uint16_t)(file[512 + 2 * i] | file[512 + 2 * i + 1] << 8);
+        if (v != noise[i]) fail_msg("pixel %d: the program wrote %u, the study draws %u", i, v, noise[i]);
+    }
+    free(noise);
+    free(img);
+    free(fimg);
+    free(file);
+    harness_rmtree(dir);
+}
+
+static void check_study(double water)
+{
+    study_config c = {HKL, water, DB_OBJECTIVE_POISSON, DB_WEIGHTS_POISSON, DB_BACKGROUND_PLANES, 1, 40, 10, 15};
+    study_result r;
+    char msg[1200];
+    if (study_run(&c, &r, 0, msg, sizeof msg)) fail_msg("%s", msg);
+    char title[64];
+    snprintf(title, sizeof title, "poisson, planes, water %g um", water);
+    study_print(stderr, title, &c, &r);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.poor, 0);
+    assert_int_equal(r.fits, 40);
+    assert_close(r.within1, 0.683, 0.0, 0.08);
+    assert_close(r.within2, 0.954, 0.0, 0.04);
+    for (int j = 0; j < STUDY_NP; j++) {
+        test_context("%s: mean z %+.3f", study_names[j], r.p[j].mean_z);
+        assert_true(fabs(r.p[j].mean_z) <= 0.6);
+    }
+    test_context("%s", "");
+}
+
+static void test_coverage_without_water(void **state)
+{
+    (void)state;
+    check_study(0.0);
+}
+
+static void test_coverage_with_water(void **state)
+{
+    (void)state;
+    check_study(0.025);
+}
+
+/* The noise-free image with water (0.51 to 0.55 photons a pixel) and without: the planes take the water, and the
+ * crystal comes out the same within a tenth of its uncertainty. */
+static void test_water_taken_by_planes(void **state)
+{
+    (void)state;
+    int params[STUDY_NP];
+    db_error err;
+    assert_int_equal(db_param_parse_list(STUDY_FIT, params, &err), STUDY_NP);
+    double fitted[2][STUDY_NP], sigma[STUDY_NP], truth[STUDY_NP], start[STUDY_NP];
+    char msg[1200];
+    for (int w = 0; w < 2; w++) {
+        db_sim *truth_sim = study_sim(HKL, w ? 0.025 : 0.0, msg, sizeof msg);
+        db_sim *sim = study_sim(HKL, 0.0, msg, sizeof msg);
+        assert_non_null(truth_sim);
+        assert_non_null(sim);
+        double *obs = malloc(256 * 256 * sizeof(double));
+        float *img = malloc(256 * 256 * sizeof(float));
+        assert_int_equal(db_sim_run(truth_sim, img, obs, &err), 0);
+        long *pix = malloc(256 * 256 * sizeof(long));
+        for (long i = 0; i < 256 * 256; i++) pix[i] = i;
+        int boxes[40];
+        int nb = db_find_spots(obs, 256, 256, pix, 256 * 256, 10, 15, boxes, &err);
+        assert_true(nb == 10);
+        assert_int_equal(db_sim_select_boxes(sim, boxes, nb, &err), 0);
+        assert_int_equal(db_sim_get_params(sim, params, truth, STUDY_NP, &err), 0);
+        study_start(truth, start);
+        assert_int_equal(db_sim_set_params(sim, params, start, STUDY_NP, &err), 0);
+        db_refine_result r;
+        if (db_refine(sim, params, STUDY_NP, obs, NULL, NULL, &r, &err)) fail_msg("%s", err.message);
+        assert_true(r.stop_reason != DB_STOP_MAXITER && r.stop_reason != DB_STOP_NO_PROGRESS);
+        assert_int_equal(r.background, DB_BACKGROUND_PLANES);
+        print_message("water %s: %d iterations, deviance per dof %.3g\n", w ? "0.025 um" : "none", r.iterations,
+                      r.deviance_per_dof);
+        for (int j = 0; j < STUDY_NP; j++) {
+            fitted[w][j] = r.values[j];
+            if (w == 0) sigma[j] = r.sigma[j];
+        }
+        free(pix);
+        free(img);
+        free(obs);
+        db_sim_destroy(sim);
+        db_sim_destroy(truth_sim);
+    }
+    for (int j = 0; j < STUDY_NP; j++) {
+        test_context("%s: %.10g without water, %.10g with, sigma %.3g", study_names[j], fitted[0][j], fitted[1][j], sigma[j]);
+        assert_true(fabs(fitted[1][j] - fitted[0][j]) <= 0.1 * sigma[j]);
+        assert_true(fabs(fitted[0][j] - truth[j]) <= 0.1 * sigma[j]);
+    }
+    test_context("%s", "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_noise_is_the_programs),
+        cmocka_unit_test(test_coverage_without_water),
+        cmocka_unit_test(test_coverage_with_water),
+        cmocka_unit_test(test_water_taken_by_planes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
