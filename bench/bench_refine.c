@@ -10,10 +10,16 @@
  * true values: its trial steps, derivative and primal runs, wall time, the time its runs account for
  * (derivative runs x deriv11_s + primal runs x primal_s) and the largest relative error of the fitted values.
  * The fit refines ten parameters, not the eleven: misset_z is left out because phi0 and misset_z rotate about the
- * same axis in the MOSFLM convention and db_refine refuses the pair. Usage: bench_refine [RUNS] [path/to/P1.hkl] */
+ * same axis in the MOSFLM convention and db_refine refuses the pair.
+ * Then the two objectives on the weak still with water of tests/refine_study.h (noise seed 1, 10 spot boxes of
+ * 15 x 15 found on the noise-free image, the study's ten parameters from its start): the median time of RUNS fits
+ * with the Poisson objective and background planes (the default), and with least squares weighted 1/max(obs, 1)
+ * without background (the default before issue 17), their ratio, trial steps and runs.
+ * Usage: bench_refine [RUNS] [path/to/P1.hkl] */
 #include "dualbragg.h"
 #include "bench_util.h"
 #include "observed.h"
+#include "refine_study.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,6 +57,79 @@ typedef struct selection {
     int boxes[4 * MAX_BOXES];
     int nboxes;
 } selection;
+
+/* Poisson with planes against least squares 1/max(obs, 1) without background, same boxes, same image. */
+static void objectives(int runs, const char *hkl)
+{
+    char msg[1200];
+    db_error err;
+    db_sim *clean = study_sim(hkl, 0.0, msg, sizeof msg), *water = study_sim(hkl, 0.025, msg, sizeof msg);
+    db_sim *sim = study_sim(hkl, 0.0, msg, sizeof msg);
+    if (!clean || !water || !sim) {
+        fprintf(stderr, "bench_refine: %s\n", msg);
+        exit(1);
+    }
+    const size_t npix = 256 * 256;
+    float *img = malloc(npix * sizeof(float));
+    double *img64 = malloc(npix * sizeof(double)), *obs = malloc(npix * sizeof(double));
+    uint16_t *noise = malloc(npix * sizeof(uint16_t));
+    long *all = malloc(npix * sizeof(long));
+    if (!img || !img64 || !obs || !noise || !all) die("malloc", NULL);
+    if (db_sim_run(clean, img, img64, &err)) die("db_sim_run", &err);
+    for (size_t i = 0; i < npix; i++) all[i] = (long)i;
+    int boxes[40];
+    int nb = db_find_spots(img64, 256, 256, all, (long)npix, 10, 15, boxes, &err);
+    if (nb < 0) die("db_find_spots", &err);
+    if (db_sim_run(water, img, NULL, &err)) die("db_sim_run", &err);
+    db_rng rng;
+    db_rng_init(&rng);
+    long seed = -1;
+    db_roi roi = {0, 255, 0, 255};
+    db_noise_image(&rng, &seed, img, 256, 256, &roi, 40.0, noise, NULL, NULL);
+    for (size_t i = 0; i < npix; i++) obs[i] = (double)noise[i] - 40.0;
+    if (db_sim_select_boxes(sim, boxes, nb, &err)) die("db_sim_select_boxes", &err);
+    int params[STUDY_NP];
+    double truth[STUDY_NP], start[STUDY_NP];
+    if (db_param_parse_list(STUDY_FIT, params, &err) != STUDY_NP) die("db_param_parse_list", &err);
+    if (db_sim_get_params(sim, params, truth, STUDY_NP, &err)) die("db_sim_get_params", &err);
+    study_start(truth, start);
+#ifdef _OPENMP
+    omp_set_num_threads(omp_get_num_procs());
+#endif
+    printf("\nobjectives: weak still with water (tests/refine_study.h, seed 1), %d spot boxes of 15 x 15 (%ld pixels), "
+           "%s; median of %d fits each\n", nb, db_sim_selected_count(sim), STUDY_FIT, runs);
+    printf("%-34s %9s %6s %6s %6s %10s\n", "objective", "fit_s", "trials", "d_runs", "p_runs", "a - true");
+    double med[2];
+    for (int k = 0; k < 2; k++) {
+        db_refine_options o;
+        db_refine_default_options(&o);
+        if (k == 1) {
+            o.objective = DB_OBJECTIVE_LSQ;
+            o.weighting = DB_WEIGHTS_POISSON;
+            o.background = DB_BACKGROUND_NONE;
+        }
+        double t[99];
+        db_refine_result r;
+        for (int rr = 0; rr < runs; rr++) {
+            if (db_sim_set_params(sim, params, start, STUDY_NP, &err)) die("db_sim_set_params", &err);
+            double t0 = bench_now();
+            if (db_refine(sim, params, STUDY_NP, obs, NULL, &o, &r, &err)) die("db_refine", &err);
+            t[rr] = bench_now() - t0;
+        }
+        med[k] = bench_median(t, runs);
+        printf("%-34s %9.4f %6d %6d %6d %+10.5f\n", k == 0 ? "poisson, planes (default)" : "lsq 1/max(obs,1), no background",
+               med[k], r.iterations, r.derivative_runs, r.primal_runs, r.values[0] - truth[0]);
+    }
+    printf("poisson / lsq time: %.2f (target <= 1.2)\n", med[0] / med[1]);
+    free(img);
+    free(img64);
+    free(obs);
+    free(noise);
+    free(all);
+    db_sim_destroy(clean);
+    db_sim_destroy(water);
+    db_sim_destroy(sim);
+}
 
 int main(int argc, char **argv)
 {
@@ -130,7 +209,9 @@ int main(int argc, char **argv)
             if (db_sim_set_params(sim, fit, start, nfit, &err)) die("db_sim_set_params", &err);
             db_refine_options o;
             db_refine_default_options(&o);
+            o.objective = DB_OBJECTIVE_LSQ; /* noise-free: least squares, no background */
             o.weighting = DB_WEIGHTS_UNIT;
+            o.background = DB_BACKGROUND_NONE;
             db_refine_result res;
             double t0 = bench_now();
             if (db_refine(sim, fit, nfit, observed, NULL, &o, &res, &err)) die("db_refine", &err);
@@ -158,5 +239,6 @@ int main(int argc, char **argv)
     free(image);
     free(observed);
     db_sim_destroy(sim);
+    objectives(runs, hkl);
     return 0;
 }

@@ -175,6 +175,11 @@ int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, i
  * when fpixel < 0, of the last run, to a FILE *. */
 int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, void *file, db_error *err);
 
+/* ---- what the refinement library (libdualbragg_refine: refine/) provides, over the simulator's API: the spot
+ * finder, the refinement, and the selection it reads. Link dualbragg_refine (CMake dualbragg::dualbragg_refine,
+ * pkg-config dualbragg) for db_find_spots, db_refine*, db_stop_reason_text; the simulator needs none of its
+ * dependencies (OpenBLAS, LAPACKE, libpng). ---- */
+
 /* The selected pixels (s*fpixels + f, in the order of db_sim_run_selected) into pixels[capacity]; returns their
  * count, or -1 with err set (capacity too small, no simulation). */
 long db_sim_selected_pixel_list(db_sim *sim, long *pixels, long capacity, db_error *err);

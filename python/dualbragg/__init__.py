@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _capi
 from ._capi import lib as _lib
+from ._capi import rlib as _rlib
 
 __all__ = ["Error", "Simulation", "RefineResult", "find_spots", "gradcheck", "param_names", "param_units", "program"]
 
@@ -116,7 +117,7 @@ def find_spots(observed, n, size=15, mask=None):
     pix = np.ascontiguousarray(pix, dtype=C.c_long)
     boxes = np.zeros((max(int(n), 1), 4), dtype=np.intc)
     err = _capi.db_error()
-    k = _lib.db_find_spots(_dptr(obs), F, S, pix.ctypes.data_as(C.POINTER(C.c_long)), pix.size, int(n), int(size),
+    k = _rlib.db_find_spots(_dptr(obs), F, S, pix.ctypes.data_as(C.POINTER(C.c_long)), pix.size, int(n), int(size),
                            boxes.ctypes.data_as(_capi.c_int_p), C.byref(err))
     if k < 0:
         _check(err.code or 1, err)
@@ -160,7 +161,7 @@ class RefineResult:
         self.start_cost, self.cost, self.reduced_chi2 = r.start_cost, r.cost, r.reduced_chi2
         self.pixels, self.iterations = r.pixels, r.iterations
         self.derivative_runs, self.primal_runs = r.derivative_runs, r.primal_runs
-        self.stop_reason = _lib.db_stop_reason_text(r.stop_reason).decode()
+        self.stop_reason = _rlib.db_stop_reason_text(r.stop_reason).decode()
         self.seconds = r.seconds
 
     def __repr__(self):
@@ -346,7 +347,7 @@ class Simulation:
             if w.shape != self.shape:
                 raise Error("dualbragg: weights have shape %s, the detector %s" % (w.shape, self.shape), 1)
         o = _capi.db_refine_options()
-        _lib.db_refine_default_options(C.byref(o))
+        _rlib.db_refine_default_options(C.byref(o))
         o.max_iterations = int(max_iterations)
         o.cost_tolerance = float(cost_tolerance)
         o.step_tolerance = float(step_tolerance)
@@ -361,7 +362,7 @@ class Simulation:
         if typical_step is not None:
             ts = np.ascontiguousarray([float(typical_step[n]) for n in names], dtype=np.float64)
             o.typical_step = _dptr(ts)
-        nbg = int(_lib.db_refine_background_count(self._p()))
+        nbg = int(_rlib.db_refine_background_count(self._p()))
         bg = np.zeros((nbg, 3), dtype=np.float64)
         bg_sigma = np.zeros((nbg, 3), dtype=np.float64)
         bg_boxes = np.zeros((nbg, 4), dtype=np.intc)
@@ -370,7 +371,7 @@ class Simulation:
         o.background_boxes = bg_boxes.ctypes.data_as(_capi.c_int_p)
         r = _capi.db_refine_result()
         err = _capi.db_error()
-        _check(_lib.db_refine(self._p(), idx, len(names), _dptr(obs), _dptr(w) if w is not None else None,
+        _check(_rlib.db_refine(self._p(), idx, len(names), _dptr(obs), _dptr(w) if w is not None else None,
                               C.byref(o), C.byref(r), C.byref(err)), err)
         res = RefineResult(names, r, bg, bg_sigma, bg_boxes)
         nb = int(_lib.db_sim_get_boxes(self._p(), None, 0))

@@ -1,4 +1,5 @@
-"""ctypes declarations of include/dualbragg.h and gradcheck/gradcheck.h (the shared libraries installed beside
+"""ctypes declarations of include/dualbragg.h and gradcheck/gradcheck.h (the shared libraries libdualbragg,
+libdualbragg_refine and libdualbragg_gradcheck installed beside
 this file by `pip install .`). Structures mirror the C ones field for field; change both together."""
 import ctypes as C
 import glob
@@ -19,6 +20,7 @@ def _find(name):
 
 lib = C.CDLL(_find("libdualbragg.so"), mode=C.RTLD_GLOBAL)
 gclib = C.CDLL(_find("libdualbragg_gradcheck.so"))
+rlib = C.CDLL(_find("libdualbragg_refine.so"))  # the refinement, spots and pictures (OpenBLAS, LAPACKE, libpng)
 
 DB_MAX_CHUNK = 28
 DB_REFINE_MAX_PARAMS = 32
@@ -121,12 +123,12 @@ _decl(lib, "db_sim_selected_count", C.c_long, P)
 _decl(lib, "db_sim_run_selected", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, E)
 _decl(lib, "db_sim_selected_pixel_list", C.c_long, P, C.POINTER(C.c_long), C.c_long, E)
 _decl(lib, "db_sim_get_boxes", C.c_int, P, c_int_p, C.c_int)
-_decl(lib, "db_find_spots", C.c_int, c_double_p, C.c_int, C.c_int, C.POINTER(C.c_long), C.c_long, C.c_int, C.c_int,
+_decl(rlib, "db_find_spots", C.c_int, c_double_p, C.c_int, C.c_int, C.POINTER(C.c_long), C.c_long, C.c_int, C.c_int,
       c_int_p, E)
-_decl(lib, "db_refine_background_count", C.c_int, P)
-_decl(lib, "db_stop_reason_text", C.c_char_p, C.c_int)
-_decl(lib, "db_refine_default_options", None, C.POINTER(db_refine_options))
-_decl(lib, "db_refine", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, C.POINTER(db_refine_options),
+_decl(rlib, "db_refine_background_count", C.c_int, P)
+_decl(rlib, "db_stop_reason_text", C.c_char_p, C.c_int)
+_decl(rlib, "db_refine_default_options", None, C.POINTER(db_refine_options))
+_decl(rlib, "db_refine", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, C.POINTER(db_refine_options),
       C.POINTER(db_refine_result), E)
 _decl(gclib, "db_gc_default_options", None, C.POINTER(db_gc_options))
 _decl(gclib, "db_gradcheck", C.c_int, P, c_int_p, C.c_int, C.POINTER(db_gc_options), C.POINTER(db_gc_report), E)

@@ -25,7 +25,9 @@ int main(void)
     double sum = 0;
     for (int i = 0; i < nf * ns; i++) sum += image[i];
     printf("consumer: %dx%d pixels, sum %.9g, %d parameters\n", nf, ns, sum, db_param_count());
-    int ok = nf == 32 && ns == 32 && sum > 0 && db_param_count() > 20;
+    db_refine_options o; /* from the refinement library */
+    db_refine_default_options(&o);
+    int ok = nf == 32 && ns == 32 && sum > 0 && db_param_count() > 20 && o.objective == DB_OBJECTIVE_POISSON;
     free(image);
     db_sim_destroy(sim);
     db_config_destroy(cfg);

@@ -56,3 +56,89 @@ def test_db_refine_recovers_values(in_case):
     assert r.cost < r.start_cost and r.pixels == 64 * 64
     # the simulation keeps the fitted values
     assert sim.get_params(names) == r.values
+
+
+WEAK = SMALL[:-2] + ["-detpixels", "128", "-oversample", "1", "-fluence", "5e28"]
+FIT = ["a", "b", "c", "misset_x", "misset_y", "fluence"]
+WEAK_START = {"a": 70.2, "b": 79.8, "c": 90.2, "misset_x": 10.03, "misset_y": 19.97, "fluence": 5.2e28}
+
+
+def weak_still(seed=7):
+    """A weak still (spot peaks of tens of photons) with Poisson noise from numpy, written as float64 photons."""
+    obs = dualbragg.Simulation(WEAK).run()
+    return np.random.default_rng(seed).poisson(obs + 0.2).astype(np.float64)  # 0.2 photons of flat background
+
+
+def test_find_spots_and_cli_give_the_same_fit(in_case):
+    """The same flags give the same fit in Python and in dualbragg-refine: the spots, the boxes, the values."""
+    import json
+    import subprocess
+    in_case("b_triclinic")
+    obs = weak_still()
+    obs.tofile("obs.f64")
+    boxes = dualbragg.find_spots(obs, 6, 15)
+    assert boxes.shape == (6, 4) and boxes.dtype == np.intc
+    assert np.all(boxes[:, 1] - boxes[:, 0] <= 14) and np.all(boxes[:, 3] - boxes[:, 2] <= 14)
+    for x0, x1, y0, y1 in boxes:  # each box holds a spot far above the background
+        assert obs[y0:y1 + 1, x0:x1 + 1].max() >= 10
+    args = list(WEAK)  # the start on the command line, as a user of both would give it
+    args[1:7] = ["70.2", "79.8", "90.2", "75", "85", "95"]
+    args[8:11] = ["10.03", "19.97", "30"]
+    i = args.index("-fluence")
+    args[i + 1] = "5.2e28"
+    out = subprocess.run([dualbragg.program("dualbragg-refine")] + args +
+                         ["-obs", "obs.f64", "-refine", ",".join(FIT), "-spots", "6", "-json", "fit.json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with open("fit.json") as f:
+        cli = json.load(f)
+    assert cli["objective"] == "poisson" and cli["background_model"] == "planes"
+    assert cli["boxes"] == boxes.tolist()
+    sim = dualbragg.Simulation(args)
+    r = sim.refine(obs, FIT, boxes=boxes)
+    assert r.objective == "poisson" and r.background_model == "planes" and len(r.background) == 6
+    assert r.boxes.tolist() == boxes.tolist()
+    for n in FIT:  # one library, one process each: the same numbers up to the threads' summation order in BLAS
+        assert abs(r.values[n] - cli["parameters"][n]) <= 1e-12 * abs(cli["parameters"][n]), n
+        assert abs(r.sigmas[n] - cli["sigma"][n]) <= 1e-9 * cli["sigma"][n], n
+    for b, c in zip(r.background, cli["background"]):
+        assert b["box"] == c["box"] and abs(b["a"] - c["a"]) <= 1e-9 * max(abs(c["a"]), 1e-3)
+    assert abs(r.deviance_per_dof - cli["deviance_per_dof"]) <= 1e-9 * cli["deviance_per_dof"]
+
+
+def test_poisson_fit_reports(in_case):
+    """A weak still: the fit is near the truth within its sigmas, the background near its 0.2 photons, the
+    goodness of fit near its expectation, and the scaled sigmas beside the unscaled ones."""
+    in_case("b_triclinic")
+    obs = weak_still(11)
+    truth = dualbragg.Simulation(WEAK).get_params(FIT)
+    sim = dualbragg.Simulation(WEAK)
+    sim.set_params(WEAK_START)
+    r = sim.refine(obs, FIT, boxes=dualbragg.find_spots(obs, 8, 15))
+    assert not r.poor_fit and abs(r.deviance_z) < 6
+    assert r.stop_reason.startswith("relative")
+    for n in FIT:
+        assert r.sigmas[n] > 0 and r.sigma_scaled[n] > 0
+        assert abs(r.values[n] - truth[n]) <= 4 * r.sigmas[n], (n, r.values[n], truth[n], r.sigmas[n])
+    for b in r.background:
+        assert abs(b["a"] - 0.2) <= 5 * b["sigma_a"] + 1e-3, b
+    assert 0.3 < r.expected_deviance_per_dof < 1.5 and r.dof == r.pixels - len(FIT) - 3 * len(r.background)
+
+
+def test_refine_refusals(in_case):
+    import pytest
+    in_case("b_triclinic")
+    sim = dualbragg.Simulation(WEAK)
+    obs = weak_still()
+    with pytest.raises(dualbragg.Error, match="objective='lsq'"):
+        sim.refine(obs, ["a"], weighting="unit")
+    with pytest.raises(dualbragg.Error, match="objective must be"):
+        sim.refine(obs, ["a"], objective="gauss")
+    with pytest.raises(dualbragg.Error, match="background must be"):
+        sim.refine(obs, ["a"], background="tilted")
+    with pytest.raises(dualbragg.Error, match="cannot be negative"):
+        bad = obs.copy()
+        bad[5, 7] = -1.0
+        sim.refine(bad, ["a"])
+    r = sim.refine(bad, ["a"], objective="lsq", background="none")  # lsq takes negative values
+    assert r.objective == "lsq"
