@@ -242,7 +242,7 @@ typedef struct db_refine_options {
     int max_iterations;           /* trial steps (accepted or not); default 100 */
     double cost_tolerance;        /* default 1e-12 */
     double step_tolerance;        /* default 1e-10 */
-    double initial_damping;       /* relative to the scaled normal matrix's diagonal; default 1 (see README) */
+    double initial_damping;       /* relative to the scaled normal matrix's diagonal; default 1e-2 (see README) */
     int weighting;                /* LSQ: db_weighting, used when the weights argument is NULL */
     const double *typical_step;   /* [nparams] fixed scaling (command-line units), or NULL: column norms */
     db_refine_progress_fn progress;

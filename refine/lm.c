@@ -45,6 +45,9 @@ typedef struct lm {
     double *model, *trial_model, *mu; /* [n] model at x, at the trial x, model + local terms */
     double *J, *sqf;                  /* [n*p] Jacobian scaled by sqrt(weight), [n] sqrt(weight) */
     double *fisher;                   /* [n] Fisher weights (the weights above are the steps' curvature) */
+    double *zs;                       /* [q*n] sqrt(weight) x basis, column by column */
+    long *run_start, *run_end, nruns; /* runs of consecutive observations of one group: [start, end) */
+    int *run_group;                   /* [nruns] their group */
     double *B, *C, *gy;               /* per group: B [p*q] (j*q + k), C [q*q], gradient [q] */
     double *W, *v;                    /* per group: K B^T [q*p] (k*p + j), K gy - k0 [q] (see reduce) */
     int *nact;                        /* per group: bounds active in this step */
@@ -163,23 +166,30 @@ static void normal_matrices(lm *s)
             for (int i = j + 1; i < p; i++) s->A[j * p + i] = s->A[i * p + j]; /* lower from upper */
     }
     if (G) {
+        /* over runs of consecutive observations of one group (a box's rows), with zs = sqrt(weight) basis held
+         * column by column: B_g = J_s^T zs and C_g = zs^T zs as contiguous dot products */
         memset(s->B, 0, sizeof(double) * (size_t)G * (size_t)p * (size_t)q);
         memset(s->C, 0, sizeof(double) * (size_t)G * (size_t)q * (size_t)q);
-        for (long i = 0; i < n; i++) {
-            int g = P->group[i];
-            if (g < 0) continue;
-            const double *z = P->basis + i * q;
-            double f = s->sqf[i] * s->sqf[i];
-            for (int k = 0; k < q; k++)
-                for (int l = 0; l < q; l++) s->C[(g * q + k) * q + l] += f * z[k] * z[l];
-        }
-        for (int j = 0; j < p; j++) {
-            const double *col = s->J + (size_t)j * (size_t)n;
-            for (long i = 0; i < n; i++) {
-                int g = P->group[i];
-                if (g < 0) continue;
-                double a = col[i] * s->sqf[i];
-                for (int k = 0; k < q; k++) s->B[((size_t)g * p + j) * q + k] += a * P->basis[i * q + k];
+        for (long i = 0; i < n; i++)
+            for (int k = 0; k < q; k++) s->zs[(size_t)k * (size_t)n + (size_t)i] = s->sqf[i] * P->basis[i * q + k];
+        for (long r = 0; r < s->nruns; r++) {
+            const long i0 = s->run_start[r], len = s->run_end[r] - i0;
+            const int g = s->run_group[r];
+            for (int k = 0; k < q; k++) {
+                const double *zk = s->zs + (size_t)k * (size_t)n + (size_t)i0;
+                for (int l = 0; l <= k; l++) {
+                    const double *zl = s->zs + (size_t)l * (size_t)n + (size_t)i0;
+                    double v = 0.0;
+                    for (long i = 0; i < len; i++) v += zk[i] * zl[i];
+                    s->C[(g * q + k) * q + l] += v;
+                    if (l != k) s->C[(g * q + l) * q + k] += v;
+                }
+                for (int j = 0; j < p; j++) {
+                    const double *col = s->J + (size_t)j * (size_t)n + (size_t)i0;
+                    double v = 0.0;
+                    for (long i = 0; i < len; i++) v += col[i] * zk[i];
+                    s->B[((size_t)g * p + j) * q + k] += v;
+                }
             }
         }
     }
@@ -666,6 +676,10 @@ static void lm_free(lm *s)
     free(s->J);
     free(s->sqf);
     free(s->fisher);
+    free(s->zs);
+    free(s->run_start);
+    free(s->run_end);
+    free(s->run_group);
     free(s->B);
     free(s->C);
     free(s->gy);
@@ -752,6 +766,25 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
     s.y = y;
     double *Dy = (double *)malloc(gb * MAXQ * 3), *dy = Dy + (size_t)(s.G ? s.G : 1) * MAXQ,
            *ytrial = dy + (size_t)(s.G ? s.G : 1) * MAXQ;
+    if (s.G) {
+        s.zs = (double *)malloc(nb * (size_t)s.q);
+        s.run_start = (long *)malloc(sizeof(long) * (size_t)n);
+        s.run_end = (long *)malloc(sizeof(long) * (size_t)n);
+        s.run_group = (int *)malloc(sizeof(int) * (size_t)n);
+        if (!s.zs || !s.run_start || !s.run_end || !s.run_group) {
+            rc = db_fail(err, DB_ERR_NOMEM, "refinement: out of memory for %ld observations", n);
+            goto done;
+        }
+        for (long i = 0; i < n; i++) {
+            int g = P->group[i];
+            if (g < 0) continue;
+            if (s.nruns == 0 || s.run_group[s.nruns - 1] != g || s.run_end[s.nruns - 1] != i) {
+                s.run_start[s.nruns] = i;
+                s.run_group[s.nruns++] = g;
+            }
+            s.run_end[s.nruns - 1] = i + 1;
+        }
+    }
     if (!s.model || !s.trial_model || !s.mu || !s.sqf || !s.fisher || !s.J || !s.B || !s.W || !s.C || !s.gy || !s.v || !Dy || !s.nact || !s.act || !s.act_rhs) {
         rc = db_fail(err, DB_ERR_NOMEM, "refinement: out of memory for %ld observations x %d parameters", n, p);
         goto done;
@@ -850,7 +883,8 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
             rep.accepted = 1;
             rep.cost = s.cost;
             if (s.cost == 0.0) stop = DB_STOP_EXACT;
-            else if (old_cost - s.cost <= o->cost_tolerance * old_cost) stop = DB_STOP_COST;
+            else if (old_cost - s.cost <= o->cost_tolerance * old_cost || old_cost - s.cost < o->cost_decrease_tolerance)
+                stop = DB_STOP_COST;
         } else {
             lambda *= nu;
             nu *= 2.0;

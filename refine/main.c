@@ -64,7 +64,7 @@ static int parse_args(int argc, char **argv, refine_args *a)
 {
     memset(a, 0, sizeof *a);
     a->adc = 40.0;
-    a->damping = 1.0;
+    a->damping = 1e-2;
     a->gain = 1.0;
     a->spot_size = 15;
     a->maxiter = 100;

@@ -48,9 +48,10 @@ double db_term_pearson(int objective, double obs, double mu, double scale)
     return (o - m) * (o - m) / m;
 }
 
-/* Summed over the probability mass within 12 standard deviations (plus 20 counts) of mu, the rest being below
- * 1e-30 of the total; above mu = 1000 the expansion E = 1 + 1/(6 mu) + 1/(6 mu^2), Var = 2 + 2/(3 mu) (the deviance
- * of a large count is a chi-square of one degree of freedom), whose error there is below 1e-3 of the values. */
+/* Summed over the probability mass from the mode outwards (the terms by the recurrence p(k+1) = p(k) mu / (k+1)),
+ * each way until a term's share of the second moment falls below 1e-17; above mu = 1000 the expansion
+ * E = 1 + 1/(6 mu) + 1/(6 mu^2), Var = 2 + 2/(3 mu) (the deviance of a large count is a chi-square of one degree of
+ * freedom), whose error there is below 1e-6 of the values (tests/test_lm.c compares both with a direct sum). */
 void db_poisson_deviance_moments(double mu, double *mean, double *variance)
 {
     if (!(mu > 0.0)) {
@@ -63,16 +64,34 @@ void db_poisson_deviance_moments(double mu, double *mean, double *variance)
         *variance = 2.0 + 2.0 / (3.0 * mu);
         return;
     }
-    double sd = sqrt(mu);
-    long lo = (long)floor(mu - 12.0 * sd - 20.0), hi = (long)ceil(mu + 12.0 * sd + 20.0);
-    if (lo < 0) lo = 0;
-    double lmu = log(mu), s1 = 0.0, s2 = 0.0;
-    for (long k = lo; k <= hi; k++) {
-        double kk = (double)k;
-        double pk = exp(kk * lmu - mu - lgamma(kk + 1.0));
-        double d = 2.0 * ((k > 0 ? kk * log(kk / mu) : 0.0) - (kk - mu));
-        s1 += pk * d;
-        s2 += pk * d * d;
+    const double lmu = log(mu);
+    const long mode = (long)floor(mu);
+    const double p_mode = exp((double)mode * lmu - mu - lgamma((double)mode + 1.0));
+    double s1 = 0.0, s2 = 0.0;
+    for (int dir = 0; dir < 2; dir++) { /* up from the mode, then down from the one below it */
+        double p = p_mode;
+        long k = mode;
+        if (dir == 1) {
+            if (mode == 0) break;
+            p = p_mode * (double)mode / mu;
+            k = mode - 1;
+        }
+        for (;;) {
+            double kk = (double)k;
+            double d = 2.0 * ((k > 0 ? kk * (log(kk) - lmu) : 0.0) - (kk - mu));
+            double t1 = p * d, t2 = p * d * d;
+            s1 += t1;
+            s2 += t2;
+            if (t2 < 1e-17 * s2 && p < 1e-17 && (dir == 1 || kk > mu + 1.0)) break;
+            if (dir == 0) {
+                p *= mu / (kk + 1.0);
+                k++;
+            } else {
+                if (k == 0) break;
+                p *= kk / mu;
+                k--;
+            }
+        }
     }
     *mean = s1;
     *variance = s2 - s1 * s1 > 0.0 ? s2 - s1 * s1 : 0.0;

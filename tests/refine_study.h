@@ -59,7 +59,7 @@ static const char *study_names[STUDY_NP] = {"a", "b", "c", "alpha", "beta", "gam
                                             "misset_z", "fluence"};
 
 /* The truth's command line (water 0: none). */
-static int study_args(const char *hkl, double water_um, char store[][64], const char **argv)
+static inline int study_args(const char *hkl, double water_um, char store[][64], const char **argv)
 {
     const char *fixed[] = {"-cell", "70", "80", "90", "75", "85", "95", "-misset", "10", "20", "30", "-hkl", hkl,
                            "-Na", "4", "-Nb", "5", "-Nc", "6", "-lambda", "1", "-distance", "100", "-pixel", "0.1",
@@ -76,7 +76,7 @@ static int study_args(const char *hkl, double water_um, char store[][64], const 
     return n;
 }
 
-static db_sim *study_sim(const char *hkl, double water_um, char *msg, size_t msgsize)
+static inline db_sim *study_sim(const char *hkl, double water_um, char *msg, size_t msgsize)
 {
     char store[2][64];
     const char *argv[48];
@@ -93,14 +93,14 @@ static db_sim *study_sim(const char *hkl, double water_um, char *msg, size_t msg
 }
 
 /* The start: a few tenths of a percent off, mixed in sign. */
-static void study_start(const double *truth, double *start)
+static inline void study_start(const double *truth, double *start)
 {
     static const double off[STUDY_NP] = {0.003, -0.003, 0.003, -0.002, 0.002, 0.002, 0.05, -0.05, 0.05, 0.05};
     for (int j = 0; j < STUDY_NP; j++)
         start[j] = j < 6 ? truth[j] * (1.0 + off[j]) : j < 9 ? truth[j] + off[j] : truth[j] * (1.0 + off[j]);
 }
 
-static double study_now(void)
+static inline double study_now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -109,7 +109,7 @@ static double study_now(void)
 
 /* Runs the study; 0 on success, -1 with msg on a setup failure (a failed fit is counted, not an error). progress:
  * print one line per seed to stderr. */
-static int study_run(const study_config *c, study_result *r, int progress, char *msg, size_t msgsize)
+static inline int study_run(const study_config *c, study_result *r, int progress, char *msg, size_t msgsize)
 {
     memset(r, 0, sizeof *r);
     int params[STUDY_NP];
@@ -257,7 +257,7 @@ done:
     return rc;
 }
 
-static void study_print(FILE *o, const char *title, const study_config *c, const study_result *r)
+static inline void study_print(FILE *o, const char *title, const study_config *c, const study_result *r)
 {
     fprintf(o, "%s: %d seeds from %d, %d boxes of %d x %d (%ld pixels): %d fits, %d failed, %d poor; %.1f iterations, "
                "%.3f s a fit; mean deviance z %+.2f\n",

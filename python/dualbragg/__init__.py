@@ -314,7 +314,7 @@ class Simulation:
         return values[:m], jac[:m]
 
     def refine(self, observed, params, weights=None, max_iterations=100, cost_tolerance=1e-12,
-               step_tolerance=1e-10, initial_damping=1.0, weighting="poisson", typical_step=None, boxes=None,
+               step_tolerance=1e-10, initial_damping=1e-2, weighting="poisson", typical_step=None, boxes=None,
                objective="poisson", background="auto", readout_noise=0.0, gain=1.0):
         """Levenberg-Marquardt fit (db_refine) of params to observed (float64 (slow, fast): photons, or detector
         units with gain) over the selected pixels (boxes here, or select_boxes, or the -roi/-mask).
