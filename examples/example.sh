@@ -59,7 +59,7 @@ echo "== 2. gradcheck of d image / d a and d image / d misset_x on a 16x16 box a
 
 echo "== 3. refinement of a weak still with water, from a start 0.3% and 0.1 degree off"
 "$DUALBRAGG" "${crystal[@]}" -misset 10 20 30 -fluence 6e25 -water 3.5 -seed 1 \
-    -noisefile out/still.img -floatfile out/still_float.bin -nopgm | grep -E "^max_I" || true
+    -noisefile out/still.img -floatfile out/still_float.bin -intfile out/still_int.img -dump out/still_Fdump.bin -nopgm | grep -E "^max_I" || true
 "$REFINE" "${crystal[@]}" -cell 60.18 69.79 80.24 90 95 90 -misset 10.1 19.9 30.1 -fluence 6.3e25 \
     -obs out/still.img -spots 10 -refine a,b,c,beta,misset_x,misset_y,misset_z,fluence \
     -json out/fit.json -pngprefix out/fit_ | sed -n '/^stopped/,/^$/p;/^parameter/,/^$/p;/^wrote/p'
