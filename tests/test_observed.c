@@ -1,4 +1,4 @@
-/* test_observed.c: the observed image a refinement fits (src/observed.c) and the spot finder (src/spots.c).
+/* test_observed.c: the observed image a refinement fits (refine/observed.c) and the spot finder (refine/spots.c).
  *  - reading: a golden SMV noise image is its uint16 counts minus the ADC offset (bytes decoded here), whatever
  *    the flag says; a golden float.bin is its float32 values; a float64 file is read by its .f64 name or by the
  *    flag; an SMV file must have the detector's SIZE1 x SIZE2 (not only their product); a raw file that starts

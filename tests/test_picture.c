@@ -1,4 +1,4 @@
-/* test_picture.c: PNG pictures (src/picture.h) and the command line's -pngfile and -gradpng.
+/* test_picture.c: PNG pictures (refine/picture.h) and the command line's -pngfile and -gradpng.
  *
  * Every picture is read back with libpng's reader and compared with colours computed here from the rules in
  * picture.h and README (log grey scale, white-centred diverging map, green box outlines, magenta non-finite
