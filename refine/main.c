@@ -6,7 +6,6 @@
 #include "fileio.h"   /* the output transaction */
 #include "observed.h" /* reading the observed image, spots */
 #include "picture.h"  /* -pngprefix */
-#include "sim.h"      /* the selected pixels and boxes, for -spots and the pictures */
 
 #include <math.h>
 #include <stdio.h>
@@ -480,7 +479,7 @@ int main(int argc, char **argv)
             fprintf(stderr, PROG ": error: out of memory\n");
             goto done;
         }
-        db_sim_selected_pixels(sim, pix);
+        if (db_sim_selected_pixel_list(sim, pix, count, &err) < 0) goto fail;
         nboxes = db_find_spots(obs, F, S, pix, count, a.spots, a.spot_size, boxes, &err);
         if (nboxes < 0) goto fail;
         if (nboxes == 0) {
@@ -494,11 +493,10 @@ int main(int argc, char **argv)
             printf(" [%d-%d, %d-%d]", boxes[4 * b], boxes[4 * b + 1], boxes[4 * b + 2], boxes[4 * b + 3]);
         printf("\n");
         if (db_sim_select_boxes(sim, boxes, nboxes, &err)) goto fail;
-    } else if (sim->nboxes > 0) { /* -boxes FILE: kept for the pictures' outlines */
-        nboxes = sim->nboxes;
+    } else if ((nboxes = db_sim_get_boxes(sim, NULL, 0)) > 0) { /* -boxes FILE: kept for the JSON and the pictures */
         boxes = (int *)malloc((size_t)nboxes * 4 * sizeof(int));
         if (!boxes) goto done;
-        memcpy(boxes, sim->boxes, (size_t)nboxes * 4 * sizeof(int));
+        db_sim_get_boxes(sim, boxes, nboxes);
     }
 
     db_refine_options o;
@@ -557,7 +555,7 @@ int main(int argc, char **argv)
             free(pix);
             pix = (long *)malloc((size_t)m * sizeof(long));
             if (!pix) goto done;
-            db_sim_selected_pixels(sim, pix);
+            if (db_sim_selected_pixel_list(sim, pix, m, &err) < 0) goto fail;
             /* the pictures' model holds the fitted background of each box, as the fit saw it */
             for (int e = 0; e < fr.nbg && res.background != DB_BACKGROUND_NONE; e++) {
                 const int *bx = bg_boxes + 4 * e;

@@ -61,6 +61,10 @@ typedef struct adapter {
     const int *params;
     int n;
     int runs_with_derivatives, runs_without;
+    /* the run with derivatives at the start, made before the fit to start the background from its model: the
+     * driver's first linearisation at the same values takes it instead of running again */
+    const double *first_x, *first_mu, *first_J;
+    long m;
 } adapter;
 
 /* The driver's evaluate: a trial the geometry refuses (a cell that does not close) is infeasible, as is a primal
@@ -69,6 +73,12 @@ static int evaluate(void *user, const double *x, double *mu, double *J, db_error
 {
     adapter *a = (adapter *)user;
     db_error terr;
+    if (J && a->first_x && memcmp(x, a->first_x, sizeof(double) * (size_t)a->n) == 0) {
+        memcpy(mu, a->first_mu, sizeof(double) * (size_t)a->m);
+        memcpy(J, a->first_J, sizeof(double) * (size_t)a->m * (size_t)a->n);
+        a->first_x = NULL;
+        return DB_OK;
+    }
     if (db_sim_set_params(a->sim, a->params, x, a->n, J ? err : &terr)) return J ? err->code : DB_LM_INFEASIBLE;
     int rc = db_sim_run_selected(a->sim, a->params, J ? a->n : 0, mu, J, J ? err : &terr);
     if (J) a->runs_with_derivatives++;
@@ -192,7 +202,7 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
     double *obs = (double *)malloc((size_t)m * sizeof(double)), *w = NULL;
     double *model = (double *)malloc((size_t)m * sizeof(double));
     int *group = NULL, *entry_box = NULL, *entry_group = NULL;
-    double *basis = NULL, *y = NULL, *sy = NULL, *bounds = NULL;
+    double *basis = NULL, *y = NULL, *sy = NULL, *bounds = NULL, *first_J = NULL;
     if (!pix || !obs || !model) goto nomem;
     if (db_sim_selected_pixel_list(sim, pix, m, err) < 0) {
         rc = err->code;
@@ -252,12 +262,18 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
     result->background = q == 3 ? DB_BACKGROUND_PLANES : q == 1 ? DB_BACKGROUND_CONSTANT : DB_BACKGROUND_NONE;
     result->nbackground = ngroups;
     const double t0 = now_seconds();
-    adapter ad = {sim, params, nparams, 0, 0};
+    adapter ad = {sim, params, nparams, 0, 0, NULL, NULL, NULL, m};
+    double xstart[MAXP];
+    memcpy(xstart, x, sizeof(double) * (size_t)nparams);
     if (q) {
         /* the background starts at the median of observed - model over each box (the spots are its minority), kept
          * above zero so that the Poisson mean starts positive: the fit moves it wherever the counts say */
-        if ((rc = db_sim_run_selected(sim, params, 0, model, NULL, err))) goto done;
-        ad.runs_without++;
+        if (!(first_J = (double *)malloc((size_t)m * (size_t)nparams * sizeof(double)))) goto nomem;
+        if ((rc = db_sim_run_selected(sim, params, nparams, model, first_J, err))) goto done;
+        ad.runs_with_derivatives++;
+        ad.first_x = xstart;
+        ad.first_mu = model;
+        ad.first_J = first_J;
         double *resid = (double *)malloc((size_t)m * sizeof(double));
         if (!resid) goto nomem;
         for (int g = 0; g < ngroups; g++) {
@@ -382,5 +398,6 @@ done:
     free(y);
     free(sy);
     free(bounds);
+    free(first_J);
     return rc;
 }
