@@ -65,7 +65,7 @@ EOF
 printf '4 40 2 20\n' > boxes.txt
 if ! "$refine" -cell 70.1 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -Na 4 -Nb 5 -Nc 6 -lambda 1 -distance 100 \
     -pixel 0.1 -detpixels_f 48 -detpixels_s 32 -roi 0 47 0 23 -oversample 1 -noprogress -obs float.bin \
-    -refine a -weights unit -boxes boxes.txt -pngprefix fit_ >refine.log 2>&1; then
+    -refine a -objective lsq -weights unit -boxes boxes.txt -pngprefix fit_ >refine.log 2>&1; then
     cat refine.log
     echo "check_png.sh: dualbragg-refine failed"
     exit 1
