@@ -99,9 +99,10 @@ static int parse_args(int argc, char **argv, refine_args *a)
             int gain = !strcmp(f, "-gain");
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
             double v = strtod(argv[++i], &end);
-            if (end == argv[i] || *end || !isfinite(v) || (gain ? v <= 0 : v < 0))
+            if (end == argv[i] || *end || !isfinite(v) || (gain ? v <= 0 : v < 0 || v > 1e6))
                 return arg_error(gain ? "-gain expects a number > 0 (detector units per photon), got '%s'%s"
-                                      : "-readout_noise expects a number >= 0 (photons, the Gaussian readout noise), got '%s'%s",
+                                      : "-readout_noise expects a number >= 0 and <= 1e6 (photons, the Gaussian readout "
+                                        "noise), got '%s'%s",
                                  argv[i], "");
             *(gain ? &a->gain : &a->readout_noise) = v;
         } else if (!strcmp(f, "-damping")) {

@@ -162,8 +162,8 @@ static int check_options(const db_refine_options *o, int nparams, const int *par
                        DB_OBJECTIVE_LSQ, o->objective);
     if (o->background < DB_BACKGROUND_AUTO || o->background > DB_BACKGROUND_PLANES)
         return db_fail(err, DB_ERR_ARGUMENT, "db_refine: background must be auto, none, constant or planes, got %d", o->background);
-    if (!(o->readout_noise >= 0) || !isfinite(o->readout_noise))
-        return db_fail(err, DB_ERR_ARGUMENT, "db_refine: the readout noise must be a finite number >= 0 (photons), got %g",
+    if (!(o->readout_noise >= 0) || !(o->readout_noise <= 1e6))
+        return db_fail(err, DB_ERR_ARGUMENT, "the readout noise must be a number from 0 to 1e6 (photons), got %g",
                        o->readout_noise);
     if (o->readout_noise > 0 && o->objective != DB_OBJECTIVE_POISSON)
         return db_fail(err, DB_ERR_ARGUMENT, "db_refine: the readout noise belongs to the Poisson objective (lsq takes weights)");
