@@ -224,18 +224,12 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
     for (int b = 0; r->background != DB_BACKGROUND_NONE && b < fr->nbg; b++) {
         const double *v = fr->bg + 3 * b, *sv = fr->bg_sigma + 3 * b;
         const int *bx = fr->bg_boxes + 4 * b;
-        fprintf(o, "%s\n    {\"box\": [%d, %d, %d, %d], \"a\": ", b ? "," : "", bx[0], bx[1], bx[2], bx[3]);
-        json_number(o, v[0]);
-        fputs(", \"b\": ", o);
-        json_number(o, v[1]);
-        fputs(", \"c\": ", o);
-        json_number(o, v[2]);
-        fputs(", \"sigma_a\": ", o);
-        json_number(o, sv[0]);
-        fputs(", \"sigma_b\": ", o);
-        json_number(o, sv[1]);
-        fputs(", \"sigma_c\": ", o);
-        json_number(o, sv[2]);
+        static const char *const key[6] = {"a", "b", "c", "sigma_a", "sigma_b", "sigma_c"};
+        fprintf(o, "%s\n    {\"box\": [%d, %d, %d, %d]", b ? "," : "", bx[0], bx[1], bx[2], bx[3]);
+        for (int k = 0; k < 6; k++) {
+            fprintf(o, ", \"%s\": ", key[k]);
+            json_number(o, k < 3 ? v[k] : sv[k - 3]);
+        }
         fputc('}', o);
     }
     fprintf(o, "%s],\n", r->background != DB_BACKGROUND_NONE && fr->nbg ? "\n  " : "");

@@ -149,16 +149,22 @@ static void test_recover_carryover_on(void **state)
 }
 
 
+/* A fresh folder holding b_triclinic's P1.hkl, for the command-line tests. */
+static void temp_dir_with_hkl(char *dir, size_t size)
+{
+    char path[4200], src[4200];
+    assert_int_equal(harness_mkdtemp(dir, size), 0);
+    snprintf(path, sizeof path, "%s/P1.hkl", dir);
+    snprintf(src, sizeof src, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
+    assert_int_equal(harness_copy(src, path), 0);
+}
+
 /* Noise-free recovery on -spots 10 boxes through the command line (the boxes found in the observed image). */
 static void test_recover_spots_cli(void **state)
 {
     (void)state;
     char dir[4096], path[4200];
-    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
-    snprintf(path, sizeof path, "%s/P1.hkl", dir);
-    char src[4200];
-    snprintf(src, sizeof src, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
-    assert_int_equal(harness_copy(src, path), 0);
+    temp_dir_with_hkl(dir, sizeof dir);
     const char *common = "-hkl P1.hkl -Na 4 -Nb 5 -Nc 6 -lambda 1 -pixel 0.1 -detpixels 256 -oversample 1 -noprogress "
                          "-phi 0.05 -osc 0.2 -phisteps 4 -phi_carryover off";
     harness_args a = {0};
@@ -264,11 +270,8 @@ static char *json_of(const char *dir, const char *name)
 static void test_cli_weak_still(void **state)
 {
     (void)state;
-    char dir[4096], path[4200], src[4200];
-    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
-    snprintf(path, sizeof path, "%s/P1.hkl", dir);
-    snprintf(src, sizeof src, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
-    assert_int_equal(harness_copy(src, path), 0);
+    char dir[4096], path[4200];
+    temp_dir_with_hkl(dir, sizeof dir);
     harness_args a = {0};
     harness_split(&a, "-cell 70 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -Na 4 -Nb 5 -Nc 6 -lambda 1 -distance 100 "
                       "-pixel 0.1 -detpixels 256 -oversample 1 -fluence 5e28 -water 0.025 -seed 5 -noisefile w.img "
@@ -580,11 +583,8 @@ static void test_refusals(void **state)
 static void test_cli_refusals(void **state)
 {
     (void)state;
-    char dir[4096], path[4200], src[4200];
-    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
-    snprintf(path, sizeof path, "%s/P1.hkl", dir);
-    snprintf(src, sizeof src, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
-    assert_int_equal(harness_copy(src, path), 0);
+    char dir[4096], path[4200];
+    temp_dir_with_hkl(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/small.bin", dir);
     FILE *f = fopen(path, "wb");
     float zeros[100] = {0};
