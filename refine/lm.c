@@ -479,16 +479,18 @@ static double model_decrease(const lm *s, const double *dx, const double *dy, do
 
 /* Refuses, by name, global parameters the data cannot determine once the local terms are eliminated, and groups
  * whose local terms their observations cannot determine. */
-static int check_separable(lm *s, int dependent_too, db_error *err)
+static int check_separable(lm *s, int dependent_too, int *bad_group, db_error *err)
 {
     const db_lm_problem *P = s->P;
     const int p = s->p, q = s->q;
     for (int g = 0; g < s->G; g++) {
         double L[MAXQ * MAXQ];
         memcpy(L, s->C + (size_t)g * q * q, sizeof(double) * (size_t)q * (size_t)q);
-        if (!small_cholesky(L, q))
+        if (!small_cholesky(L, q)) {
+            *bad_group = g;
             return db_fail(err, DB_ERR_ARGUMENT, "refinement: the local terms of group %d cannot be determined by its "
                                                  "observations (too few, or all on one line)", g);
+        }
     }
     double S[MAXP * MAXP], r[MAXP];
     if (!reduce(s, 0.0, NULL, NULL, NULL, S, r)) return db_fail(err, DB_ERR_INTERNAL, "refinement: local block not positive definite");
@@ -726,6 +728,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
     if (!res) return db_fail(err, DB_ERR_ARGUMENT, "db_lm_fit: no result");
     memset(res, 0, sizeof *res);
     res->bad_observation = -1;
+    res->bad_group = -1;
     int rc = check_problem(P, o, err);
     if (rc) return rc;
     lm s;
@@ -793,7 +796,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
     long bad = -1;
     const double t0 = now_seconds();
     if ((rc = linearise(&s, x, y, &bad, err))) goto done;
-    if ((rc = check_separable(&s, o->refuse_inseparable, err))) goto done;
+    if ((rc = check_separable(&s, o->refuse_inseparable, &res->bad_group, err))) goto done;
     res->start_cost = s.cost;
     for (int j = 0; j < p; j++) Dx[j] = o->typical_step ? 1.0 / o->typical_step[j] : sqrt(s.A[j * p + j]);
     for (int g = 0; g < s.G; g++)

@@ -82,6 +82,7 @@ typedef struct db_lm_result {
      * dof and sqrt(2 n), which assume weights = 1/variance), and Pearson's chi-square sum (obs - mu)^2 / var */
     double deviance, expected_deviance, deviance_sd, pearson_chi2;
     long bad_observation;         /* on an error about one observation (a mean <= 0, a derivative not finite): it */
+    int bad_group;                /* on an error about one group (its local terms undetermined): it; else -1 */
 } db_lm_result;
 
 /* Fits x[p] and y[ngroups*q] (in: the start; out: the best values found). Each of sigma_x[p], cov_x[p*p]

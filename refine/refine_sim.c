@@ -338,6 +338,15 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
         msg[sizeof err->message - 1] = 0;
         memcpy(err->message, msg, sizeof err->message);
     }
+    if (rc && lr.bad_group >= 0) { /* say which box */
+        int e = 0;
+        while (e < nentries && entry_group[e] != lr.bad_group) e++;
+        const int *b = entry_box + 4 * (e < nentries ? e : 0);
+        db_fail(err, DB_ERR_ARGUMENT, "refinement: the background %s of box [%d-%d, %d-%d] cannot be determined by its "
+                "pixels (too few of them, or all on one line or column: a box clipped at the detector's edge, or "
+                "masked); use -background constant (background=\"constant\"), or other boxes",
+                q == 3 ? "plane" : "constant", b[0], b[1], b[2], b[3]);
+    }
     if (rc == DB_ERR_ARGUMENT && strstr(err->message, "cannot separate")) {
         size_t l = strlen(err->message);
         snprintf(err->message + l, sizeof err->message - l, " (for example phi0 and misset_z rotate about the same axis "

@@ -354,6 +354,15 @@ static void test_cli_weak_still(void **state)
     log = run_refine(dir, "-obs neg.f64 -boxes b.txt -readout_noise 1 -json ro.json", 0);
     assert_non_null(strstr(log, "with readout noise"));
     free(log);
+    /* a box one pixel high (clipped at an edge) cannot hold a plane: refused, naming the box */
+    f = fopen(path, "a");
+    fprintf(f, "0 14 255 255\n");
+    fclose(f);
+    log = run_refine(dir, "-obs w.img -boxes b.txt", 2);
+    assert_non_null(strstr(log, "the background plane of box [0-14, 255-255] cannot be determined"));
+    free(log);
+    log = run_refine(dir, "-obs w.img -boxes b.txt -background constant", 0);
+    free(log);
     free(obs);
     harness_rmtree(dir);
 }
