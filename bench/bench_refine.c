@@ -66,20 +66,16 @@ static void objectives(int runs, const char *hkl)
     db_error err;
     const size_t npix = 256 * 256;
     float *img = malloc(npix * sizeof(float));
-    double *img64 = malloc(npix * sizeof(double)), *obs = malloc(npix * sizeof(double));
+    double *obs = malloc(npix * sizeof(double));
     uint16_t *noise = malloc(npix * sizeof(uint16_t));
-    long *all = malloc(npix * sizeof(long));
-    if (!img || !img64 || !obs || !noise || !all) die("malloc", NULL);
-    db_sim *sim = study_sim(hkl, 0.0, msg, sizeof msg);
+    if (!img || !obs || !noise) die("malloc", NULL);
+    int boxes[40];
+    int nb = study_boxes(hkl, 10, 15, boxes, msg, sizeof msg);
+    db_sim *sim = nb > 0 ? study_sim(hkl, 0.0, msg, sizeof msg) : NULL;
     if (!sim) {
         fprintf(stderr, "bench_refine: %s\n", msg);
         exit(1);
     }
-    if (db_sim_run(sim, img, img64, &err)) die("db_sim_run", &err);
-    for (size_t i = 0; i < npix; i++) all[i] = (long)i;
-    int boxes[40];
-    int nb = db_find_spots(img64, 256, 256, all, (long)npix, 10, 15, boxes, &err);
-    if (nb < 0) die("db_find_spots", &err);
     if (db_sim_select_boxes(sim, boxes, nb, &err)) die("db_sim_select_boxes", &err);
     int params[STUDY_NP];
     double truth[STUDY_NP], start[STUDY_NP];
@@ -118,12 +114,7 @@ static void objectives(int runs, const char *hkl)
         }
         if (db_sim_run(truth_sim, img, NULL, &err)) die("db_sim_run", &err);
         db_sim_destroy(truth_sim);
-        db_rng rng;
-        db_rng_init(&rng);
-        long seed = -1;
-        db_roi roi = {0, 255, 0, 255};
-        db_noise_image(&rng, &seed, img, 256, 256, &roi, 40.0, noise, NULL, NULL);
-        for (size_t i = 0; i < npix; i++) obs[i] = (double)noise[i] - 40.0;
+        study_observed(img, 1, noise, obs);
         double med[2];
         for (int k = 0; k < 2; k++) {
             db_refine_options o;
@@ -153,10 +144,8 @@ static void objectives(int runs, const char *hkl)
         fflush(stdout);
     }
     free(img);
-    free(img64);
     free(obs);
     free(noise);
-    free(all);
     db_sim_destroy(sim);
 }
 

@@ -100,6 +100,46 @@ static inline void study_start(const double *truth, double *start)
         start[j] = j < 6 ? truth[j] * (1.0 + off[j]) : j < 9 ? truth[j] + off[j] : truth[j] * (1.0 + off[j]);
 }
 
+/* Boxes of size x size around the n brightest spots of the noise-free image without water (the same pixels for
+ * every seed and both images); their count, or -1 with msg. */
+static inline int study_boxes(const char *hkl, int n, int size, int *boxes, char *msg, size_t msgsize)
+{
+    const size_t npix = 256 * 256;
+    db_error err;
+    db_sim *clean = study_sim(hkl, 0.0, msg, msgsize);
+    float *img = (float *)malloc(npix * sizeof(float));
+    double *img64 = (double *)malloc(npix * sizeof(double));
+    long *pix = (long *)malloc(npix * sizeof(long));
+    int nb = -1;
+    if (!clean || !img || !img64 || !pix) {
+        if (clean) snprintf(msg, msgsize, "study: out of memory");
+    } else if (db_sim_run(clean, img, img64, &err)) {
+        snprintf(msg, msgsize, "study: %s", err.message);
+    } else {
+        for (size_t i = 0; i < npix; i++) pix[i] = (long)i;
+        nb = db_find_spots(img64, 256, 256, pix, (long)npix, n, size, boxes, &err);
+        if (nb <= 0) snprintf(msg, msgsize, "study: no spots (%s)", nb < 0 ? err.message : "none above the threshold");
+        if (nb == 0) nb = -1;
+    }
+    db_sim_destroy(clean);
+    free(img);
+    free(img64);
+    free(pix);
+    return nb;
+}
+
+/* The observed image of seed k: the Poisson deviates of img (256 x 256) that `dualbragg -seed k -noisefile` writes
+ * (a fresh random state started at -k, as config.c makes it), into noise, and less the ADC offset 40 into obs. */
+static inline void study_observed(const float *img, int k, uint16_t *noise, double *obs)
+{
+    db_rng rng;
+    db_rng_init(&rng);
+    long seed = -(long)k;
+    db_roi all = {0, 255, 0, 255};
+    db_noise_image(&rng, &seed, img, 256, 256, &all, 40.0, noise, NULL, NULL);
+    for (size_t i = 0; i < 256 * 256; i++) obs[i] = (double)noise[i] - 40.0;
+}
+
 static inline double study_now(void)
 {
     struct timespec t;
@@ -118,64 +158,46 @@ static inline int study_run(const study_config *c, study_result *r, int progress
         snprintf(msg, msgsize, "study: %s", err.message);
         return -1;
     }
-    const int F = 256, S = 256;
-    const size_t npix = (size_t)F * S;
+    const size_t npix = 256 * 256;
     float *img = (float *)malloc(npix * sizeof(float));
-    double *img64 = (double *)malloc(npix * sizeof(double)), *obs = (double *)malloc(npix * sizeof(double));
+    double *obs = (double *)malloc(npix * sizeof(double));
     uint16_t *noise = (uint16_t *)malloc(npix * sizeof(uint16_t));
-    long *pix = (long *)malloc(npix * sizeof(long));
     double *z = (double *)malloc((size_t)c->seeds * STUDY_NP * sizeof(double));
     double *fit = (double *)malloc((size_t)c->seeds * STUDY_NP * sizeof(double));
     double *sig = (double *)malloc((size_t)c->seeds * STUDY_NP * sizeof(double));
     int boxes[4 * STUDY_MAX_BOXES];
     db_sim *truth_sim = NULL, *sim = NULL;
     int rc = -1;
-    if (!img || !img64 || !obs || !noise || !pix || !z || !fit || !sig) {
+    if (!img || !obs || !noise || !z || !fit || !sig) {
         snprintf(msg, msgsize, "study: out of memory");
         goto done;
     }
-    /* the boxes: spots of the noise-free image without water */
-    if (!(truth_sim = study_sim(c->hkl, 0.0, msg, msgsize))) goto done;
-    if (db_sim_run(truth_sim, img, img64, &err)) {
+    int nb = study_boxes(c->hkl, c->nboxes < STUDY_MAX_BOXES ? c->nboxes : STUDY_MAX_BOXES, c->box_size, boxes, msg,
+                         msgsize);
+    if (nb < 0) goto done;
+    r->nboxes = nb;
+    /* the truth image, with water when asked for; the model never has it */
+    if (!(truth_sim = study_sim(c->hkl, c->water_um, msg, msgsize))) goto done;
+    if (db_sim_run(truth_sim, img, NULL, &err)) {
         snprintf(msg, msgsize, "study: %s", err.message);
         goto done;
     }
-    for (size_t i = 0; i < npix; i++) pix[i] = (long)i;
-    int nb = db_find_spots(img64, F, S, pix, (long)npix, c->nboxes < STUDY_MAX_BOXES ? c->nboxes : STUDY_MAX_BOXES,
-                           c->box_size, boxes, &err);
-    if (nb <= 0) {
-        snprintf(msg, msgsize, "study: no spots (%s)", nb < 0 ? err.message : "none above the threshold");
-        goto done;
-    }
-    r->nboxes = nb;
+    if (!(sim = study_sim(c->hkl, 0.0, msg, msgsize))) goto done;
     double truth[STUDY_NP], start[STUDY_NP];
-    if (db_sim_get_params(truth_sim, params, truth, STUDY_NP, &err)) {
+    if (db_sim_get_params(sim, params, truth, STUDY_NP, &err)) {
         snprintf(msg, msgsize, "study: %s", err.message);
         goto done;
     }
     study_start(truth, start);
-    if (c->water_um > 0) { /* the truth image is the one with water; the model never has it */
-        db_sim_destroy(truth_sim);
-        if (!(truth_sim = study_sim(c->hkl, c->water_um, msg, msgsize))) goto done;
-        if (db_sim_run(truth_sim, img, NULL, &err)) {
-            snprintf(msg, msgsize, "study: %s", err.message);
-            goto done;
-        }
-    }
-    if (!(sim = study_sim(c->hkl, 0.0, msg, msgsize))) goto done;
     if (db_sim_select_boxes(sim, boxes, nb, &err)) {
         snprintf(msg, msgsize, "study: %s", err.message);
         goto done;
     }
     r->pixels = db_sim_selected_count(sim);
-    db_roi all = {0, F - 1, 0, S - 1};
     int n = 0;
     for (int k = 0; k < c->seeds; k++) {
-        long seed = -(long)(c->first_seed + k); /* -seed k: the generator starts from -k (config.c) */
-        db_rng rng;
-        db_rng_init(&rng);
-        db_noise_image(&rng, &seed, img, F, S, &all, 40.0, noise, NULL, NULL);
-        for (size_t i = 0; i < npix; i++) obs[i] = (double)noise[i] - 40.0;
+        const int seed = c->first_seed + k;
+        study_observed(img, seed, noise, obs);
         db_refine_options o;
         db_refine_default_options(&o);
         o.objective = c->objective;
@@ -190,7 +212,7 @@ static inline int study_run(const study_config *c, study_result *r, int progress
         if (!bad)
             for (int j = 0; j < STUDY_NP; j++) bad |= !(res.sigma[j] > 0);
         if (progress)
-            fprintf(stderr, "  seed %ld: %s%s, %d iterations, %.2f s, deviance z %+.2f\n", -seed,
+            fprintf(stderr, "  seed %d: %s%s, %d iterations, %.2f s, deviance z %+.2f\n", seed,
                     frc ? err.message : db_stop_reason_text(res.stop_reason), !frc && res.poor_fit ? " (poor fit)" : "",
                     frc ? 0 : res.iterations, dt, frc ? 0.0 : res.deviance_z);
         if (bad) {
@@ -247,10 +269,8 @@ done:
     db_sim_destroy(truth_sim);
     db_sim_destroy(sim);
     free(img);
-    free(img64);
     free(obs);
     free(noise);
-    free(pix);
     free(z);
     free(fit);
     free(sig);
