@@ -260,6 +260,9 @@ typedef struct db_refine_options {
 void db_refine_default_options(db_refine_options *o);
 /* The entries of the background outputs a fit of this simulation's selection writes: boxes, or 1. */
 int db_refine_background_count(const db_sim *sim);
+/* A fitted background at pixel (fpixel, spixel): abc[0] + abc[1] x + abc[2] y, x and y in pixels from the centre of
+ * box[4] (xmin xmax ymin ymax), the plane's own coordinates (a constant has b = c = 0). */
+double db_refine_background_at(const double *abc, const int *box, int fpixel, int spixel);
 
 typedef struct db_refine_result {
     int nparams;

@@ -557,8 +557,7 @@ int main(int argc, char **argv)
                 const double *v = bg + 3 * e;
                 if (!isfinite(v[0])) continue;
                 for (int sl = bx[2]; sl <= bx[3]; sl++)
-                    for (int f = bx[0]; f <= bx[1]; f++)
-                        image64[(size_t)sl * F + f] += v[0] + v[1] * (f - 0.5 * (bx[0] + bx[1])) + v[2] * (sl - 0.5 * (bx[2] + bx[3]));
+                    for (int f = bx[0]; f <= bx[1]; f++) image64[(size_t)sl * F + f] += db_refine_background_at(v, bx, f, sl);
             }
             memset(resid, 0, npix * sizeof(double));
             for (long i = 0; i < m; i++) resid[pix[i]] = obs[pix[i]] - image64[pix[i]];

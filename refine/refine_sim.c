@@ -94,6 +94,20 @@ static void progress(void *user, const db_lm_iteration *it)
     o->progress(o->progress_user, &r);
 }
 
+/* x and y of pixel (f, s) in the background plane of box b: pixels from the box's centre. */
+static void plane_coordinates(const int *b, int f, int s, double *x, double *y)
+{
+    *x = f - 0.5 * (b[0] + b[1]);
+    *y = s - 0.5 * (b[2] + b[3]);
+}
+
+double db_refine_background_at(const double *abc, const int *box, int fpixel, int spixel)
+{
+    double x, y;
+    plane_coordinates(box, fpixel, spixel, &x, &y);
+    return abc[0] + abc[1] * x + abc[2] * y;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -142,10 +156,7 @@ static int make_groups(db_sim *sim, const long *pix, long m, int F, int q, int *
         const int *b = entry_box + 4 * e;
         double *z = basis + (size_t)i * q;
         z[0] = 1.0;
-        if (q == 3) {
-            z[1] = f - 0.5 * (b[0] + b[1]);
-            z[2] = s - 0.5 * (b[2] + b[3]);
-        }
+        if (q == 3) plane_coordinates(b, f, s, &z[1], &z[2]);
     }
     free(boxes);
     return ngroups;

@@ -532,6 +532,18 @@ static void test_noise_seeds(void **state)
     harness_args_free(&a);
 }
 
+/* The plane's coordinates: pixels from the box's centre (the half-pixel centre of an even-sized box included). */
+static void test_background_plane(void **state)
+{
+    (void)state;
+    const double abc[3] = {1.0, 2.0, 3.0};
+    const int box[4] = {10, 20, 30, 40}, even[4] = {0, 3, 0, 1};
+    assert_true(db_refine_background_at(abc, box, 15, 35) == 1.0);
+    assert_true(db_refine_background_at(abc, box, 20, 40) == 1.0 + 2.0 * 5 + 3.0 * 5);
+    assert_true(db_refine_background_at(abc, box, 10, 35) == 1.0 - 2.0 * 5);
+    assert_true(db_refine_background_at(abc, even, 0, 1) == 1.0 + 2.0 * -1.5 + 3.0 * 0.5);
+}
+
 /* Parameters the data cannot separate, and bad input, are refused before any step. */
 static void test_refusals(void **state)
 {
@@ -655,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_reference_image),
         cmocka_unit_test(test_reference_noise_image),
         cmocka_unit_test(test_noise_seeds),
+        cmocka_unit_test(test_background_plane),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_cli_refusals),
     };
