@@ -287,7 +287,8 @@ typedef struct db_refine_result {
 } db_refine_result;
 
 /* observed[s*fpixels + f] in photons over the whole detector (only selected pixels are read; finite, and >= 0 for
- * the Poisson objective without readout noise); weights (LSQ) likewise, or NULL for options->weighting. On return
+ * the Poisson objective without readout noise); weights (LSQ only: NULL for the Poisson objective) likewise, or NULL for
+ * options->weighting. On return
  * the simulation holds the fitted values (or, when the fit ends early, the best ones found). options may be NULL
  * (defaults). */
 int db_refine(db_sim *sim, const int *params, int nparams, const double *observed, const double *weights,

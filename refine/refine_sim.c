@@ -200,6 +200,9 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
     int rc = db_param_check_list(params, nparams, err);
     if (rc || (rc = check_options(o, nparams, params, err))) return rc;
     const int poisson = o->objective == DB_OBJECTIVE_POISSON;
+    if (poisson && weights)
+        return db_fail(err, DB_ERR_ARGUMENT, "db_refine: weights belong to the lsq objective (the Poisson objective weighs "
+                                             "each pixel by its model); pass NULL or set options->objective");
     const long m = db_sim_selected_count(sim);
     if (m == 0) return db_fail(err, DB_ERR_ARGUMENT, "refinement: no pixels are selected (check -roi, -mask and the boxes)");
     int F, S;

@@ -588,6 +588,9 @@ static void test_refusals(void **state)
     assert_int_not_equal(db_refine(sim, params, n, obs, NULL, NULL, &r, &err), 0);
     assert_non_null(strstr(err.message, "fast 5, slow 3"));
     obs[3 * 256 + 5] = 0.0;
+    /* weights given to the Poisson objective: refused, not ignored */
+    assert_int_equal(db_refine(sim, params, n, obs, obs, NULL, &r, &err), DB_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "weights belong to the lsq objective"));
     /* fewer pixels than parameters */
     int box[4] = {10, 10, 10, 10};
     assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), 0);
