@@ -61,9 +61,11 @@ typedef struct db_lm_options {
     int max_iterations;           /* trial steps (accepted or not); default 100 */
     double cost_tolerance;        /* relative decrease of an accepted step that ends the fit; default 1e-12 */
     double step_tolerance;        /* scaled step relative to the scaled parameters; default 1e-10 */
-    double cost_decrease_tolerance; /* an accepted step that lowers the cost by less than this ends the fit; default 0.
-                                   * For a likelihood (the cost in log-likelihood units) 1e-6 is a parameter change of
-                                   * about sqrt(2e-6) = 1.4e-3 of its standard uncertainty */
+    double cost_decrease_tolerance; /* an accepted step that lowers the cost by less than this ends the fit, and so
+                                   * does a point (after a step lowering it by less than 1000 times this) from which
+                                   * the full Gauss-Newton step predicts less; default 0. For a likelihood (the cost
+                                   * in log-likelihood units) 1e-6 is a parameter change of about
+                                   * sqrt(2e-6) = 1.4e-3 of its standard uncertainty */
     double initial_damping;       /* relative to the largest scaled diagonal; default 1e-3 */
     const double *typical_step;   /* [p] fixed scaling of x, or NULL: Jacobian column norms (never decreasing) */
     int refuse_inseparable;       /* 1: refuse, before any step, parameters whose columns are linearly dependent at

@@ -54,6 +54,11 @@ double db_term_pearson(int objective, double obs, double mu, double scale)
  * freedom), whose error there is below 1e-6 of the values (tests/test_lm.c compares both with a direct sum). */
 void db_poisson_deviance_moments(double mu, double *mean, double *variance)
 {
+    db_poisson_deviance_moments_logs(mu, NULL, 0, mean, variance);
+}
+
+void db_poisson_deviance_moments_logs(double mu, const double *logk, long nlog, double *mean, double *variance)
+{
     if (!(mu > 0.0)) {
         *mean = 0.0;
         *variance = 0.0;
@@ -66,7 +71,7 @@ void db_poisson_deviance_moments(double mu, double *mean, double *variance)
     }
     const double lmu = log(mu);
     const long mode = (long)floor(mu);
-    const double p_mode = exp((double)mode * lmu - mu - lgamma((double)mode + 1.0));
+    const double p_mode = mode == 0 ? exp(-mu) : exp((double)mode * lmu - mu - lgamma((double)mode + 1.0));
     double s1 = 0.0, s2 = 0.0;
     for (int dir = 0; dir < 2; dir++) { /* up from the mode, then down from the one below it */
         double p = p_mode;
@@ -78,7 +83,7 @@ void db_poisson_deviance_moments(double mu, double *mean, double *variance)
         }
         for (;;) {
             double kk = (double)k;
-            double d = 2.0 * ((k > 0 ? kk * (log(kk) - lmu) : 0.0) - (kk - mu));
+            double d = 2.0 * ((k > 0 ? kk * ((k < nlog ? logk[k] : log(kk)) - lmu) : 0.0) - (kk - mu));
             double t1 = p * d, t2 = p * d * d;
             s1 += t1;
             s2 += t2;

@@ -19,4 +19,8 @@ int db_term_eval(int objective, double obs, double mu, double scale, db_term *t)
 /* Pearson's (obs - mu)^2 / variance of one observation (variance 1/w for LSQ, mu' for POISSON). */
 double db_term_pearson(int objective, double obs, double mu, double scale);
 
+/* db_poisson_deviance_moments (refine/lm.h) with ln k taken from logk[k] for k < nlog: a fit's goodness asks for
+ * the moments at every pixel, and most terms' logarithms repeat from pixel to pixel. */
+void db_poisson_deviance_moments_logs(double mu, const double *logk, long nlog, double *mean, double *variance);
+
 #endif
