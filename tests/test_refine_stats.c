@@ -8,7 +8,8 @@
  *    seed), and every parameter's mean z is within 0.6 of 0 (its standard error is 1/sqrt(40) = 0.16: 0.6 is 3.8
  *    of them, so that the largest of ten stays inside by chance with probability 0.999);
  *  - the noise-free images with and without water give the same crystal within a tenth of its uncertainty (the
- *    planes take the water; the model never has it).
+ *    planes take the water; the model never has it);
+ *  - trial steps: a noise-free fit in no more than scipy's trf takes, a Poisson fit in no more than the old lsq fit.
  * The seeds are fixed, so the outcome is the same on every run: the bounds say what a correct fit gives. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,6 +147,72 @@ static void test_water_taken_by_planes(void **state)
     test_context("%s", "");
 }
 
+/* Trial steps, which the fit's time follows (issue 17's speed targets, measured by bench/bench_refine.c and
+ * bench/bench_refine_scipy.py):
+ *  - the noise-free still, least squares with unit weights and no background, from the study's start: at most 8,
+ *    the function evaluations scipy.optimize.least_squares (trf, the same exact Jacobian, x_scale="jac") takes from
+ *    there (bench_refine_scipy.py: 8, both ending within 4e-12 of the truth); the values here within 1e-9 (a fit
+ *    stopped a step early is 1e-6 off, one to the float image's rounding 5e-9);
+ *  - noise seed 1, without and with water: the Poisson fit with planes takes no more trial steps than the lsq fit
+ *    weighted 1/max(obs, 1) without background (the default before it) on the same boxes and image. */
+static void test_trial_steps(void **state)
+{
+    (void)state;
+    int params[STUDY_NP];
+    db_error err;
+    assert_int_equal(db_param_parse_list(STUDY_FIT, params, &err), STUDY_NP);
+    double truth[STUDY_NP], start[STUDY_NP];
+    char msg[1200];
+    int boxes[40];
+    int nb = study_boxes(HKL, 10, 15, boxes, msg, sizeof msg);
+    assert_true(nb == 10);
+    db_sim *sim = study_sim(HKL, 0.0, msg, sizeof msg);
+    assert_non_null(sim);
+    assert_int_equal(db_sim_select_boxes(sim, boxes, nb, &err), 0);
+    assert_int_equal(db_sim_get_params(sim, params, truth, STUDY_NP, &err), 0);
+    study_start(truth, start);
+    double *obs = malloc(256 * 256 * sizeof(double));
+    float *img = malloc(256 * 256 * sizeof(float));
+    uint16_t *noise = malloc(256 * 256 * sizeof(uint16_t));
+    assert_true(obs && img && noise);
+    for (int w = -1; w < 2; w++) { /* -1: noise-free; 0, 1: seed 1 without and with water */
+        db_sim *truth_sim = study_sim(HKL, w == 1 ? 0.025 : 0.0, msg, sizeof msg);
+        assert_non_null(truth_sim);
+        /* noise-free: the image in double precision (the float image's rounding moves the fit by 5e-9) */
+        assert_int_equal(db_sim_run(truth_sim, img, w < 0 ? obs : NULL, &err), 0);
+        db_sim_destroy(truth_sim);
+        if (w >= 0) study_observed(img, 1, noise, obs);
+        db_refine_options o;
+        db_refine_default_options(&o);
+        o.objective = DB_OBJECTIVE_LSQ;
+        o.weighting = w < 0 ? DB_WEIGHTS_UNIT : DB_WEIGHTS_POISSON;
+        o.background = DB_BACKGROUND_NONE;
+        db_refine_result lsq, poisson;
+        assert_int_equal(db_sim_set_params(sim, params, start, STUDY_NP, &err), 0);
+        if (db_refine(sim, params, STUDY_NP, obs, NULL, &o, &lsq, &err)) fail_msg("%s", err.message);
+        if (w < 0) {
+            print_message("noise-free, lsq: %d trial steps (scipy's trf: 8)\n", lsq.iterations);
+            assert_true(lsq.iterations <= 8);
+            for (int j = 0; j < STUDY_NP; j++) {
+                test_context("%s = %.15g (true %.15g)", study_names[j], lsq.values[j], truth[j]);
+                assert_true(fabs(lsq.values[j] - truth[j]) <= 1e-9 * fabs(truth[j]));
+            }
+            test_context("%s", "");
+            continue;
+        }
+        assert_int_equal(db_sim_set_params(sim, params, start, STUDY_NP, &err), 0);
+        if (db_refine(sim, params, STUDY_NP, obs, NULL, NULL, &poisson, &err)) fail_msg("%s", err.message);
+        print_message("seed 1, %s: poisson with planes %d trial steps, lsq 1/max(obs, 1) %d\n", w ? "water" : "no water",
+                      poisson.iterations, lsq.iterations);
+        assert_true(poisson.stop_reason == DB_STOP_COST || poisson.stop_reason == DB_STOP_STEP);
+        assert_true(poisson.iterations <= lsq.iterations);
+    }
+    free(obs);
+    free(img);
+    free(noise);
+    db_sim_destroy(sim);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_coverage_without_water),
         cmocka_unit_test(test_coverage_with_water),
         cmocka_unit_test(test_water_taken_by_planes),
+        cmocka_unit_test(test_trial_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
