@@ -152,7 +152,7 @@ static void test_water_taken_by_planes(void **state)
  *  - the noise-free still, least squares with unit weights and no background, from the study's start: at most 8,
  *    the function evaluations scipy.optimize.least_squares (trf, the same exact Jacobian, x_scale="jac") takes from
  *    there (bench_refine_scipy.py: 8, both ending within 4e-12 of the truth); the values here within 1e-9 (a fit
- *    stopped a step early is 1e-6 off, one to the float image's rounding 5e-9);
+ *    on the float image is 5e-9 off, its rounding);
  *  - noise seed 1, without and with water: the Poisson fit with planes takes no more trial steps than the lsq fit
  *    weighted 1/max(obs, 1) without background (the default before it) on the same boxes and image. */
 static void test_trial_steps(void **state)
