@@ -94,7 +94,7 @@ static int check_outputs(const outputs *out, const db_config *cfg, const char *f
     db_error err;
     for (int i = 0; i < out->n; i++)
         if (db_check_output_path(out->o[i].path, out->o[i].flag, &err)) return fail(&err);
-    const char *in[6], *in_flag[6];
+    const char *in[DB_CONFIG_MAX_INPUTS + 1], *in_flag[DB_CONFIG_MAX_INPUTS + 1];
     int nin = db_config_input_files(cfg, in, in_flag);
     if (fdump_in) {
         in[nin] = fdump_in;

@@ -1154,12 +1154,12 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
 
 int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
 int db_config_phi_carryover(const db_config *c) { return c ? c->phi_carryover : 1; }
-int db_config_input_files(const db_config *c, const char *paths[5], const char *flags[5])
+int db_config_input_files(const db_config *c, const char *paths[DB_CONFIG_MAX_INPUTS], const char *flags[DB_CONFIG_MAX_INPUTS])
 {
-    const char *p[5] = {c->hkl_file, c->mat_file, c->source_file, c->mask_file, c->img_file};
-    static const char *const f[5] = {"-hkl", "-mat", "-sourcefile", "-mask", "-img"};
+    const char *p[DB_CONFIG_MAX_INPUTS] = {c->hkl_file, c->mat_file, c->source_file, c->mask_file, c->img_file, c->boxes_file};
+    static const char *const f[DB_CONFIG_MAX_INPUTS] = {"-hkl", "-mat", "-sourcefile", "-mask", "-img", "-boxes"};
     int n = 0;
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < DB_CONFIG_MAX_INPUTS; k++)
         if (p[k]) {
             paths[n] = p[k];
             flags[n++] = f[k];

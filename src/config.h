@@ -133,8 +133,9 @@ typedef struct db_plan {
 
 int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
 
-/* The input files the command line names (-hkl, -mat, -sourcefile, -mask, -img), for the command-line
- * program's check that no output overwrites an input: fills up to 5 paths and their flags, returns the count. */
-int db_config_input_files(const db_config *cfg, const char *paths[5], const char *flags[5]);
+/* The input files the command line names (-hkl, -mat, -sourcefile, -mask, -img, -boxes), for the programs' check
+ * that no output overwrites an input: fills up to DB_CONFIG_MAX_INPUTS paths and their flags, returns the count. */
+#define DB_CONFIG_MAX_INPUTS 6
+int db_config_input_files(const db_config *cfg, const char *paths[DB_CONFIG_MAX_INPUTS], const char *flags[DB_CONFIG_MAX_INPUTS]);
 
 #endif
