@@ -2,6 +2,8 @@
  * Takes dualbragg's flags plus -grad LIST, -check_roi xmin xmax ymin ymax, -rtol, -atol, -atol_factor,
  * -precise, -chunk N and -json FILE. Exit status 0 only if every parameter passes. */
 #include "gradcheck.h"
+#include "fileio.h"   /* db_check_output_path */
+#include "io_paths.h" /* no output over an input */
 
 #include <math.h>
 #include <stdio.h>
@@ -108,6 +110,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "dualbragg-gradcheck: error: %s\n", cfg ? err.message : "out of memory");
         db_config_destroy(cfg);
         return bail(rest);
+    }
+    if (json) {
+        /* the JSON's path is checked before the check runs (as the other programs do): it can be written, and it is
+         * none of the files the simulation reads */
+        db_named_path in[DB_IO_MAX_INPUTS], out = {json, "-json"};
+        int nin = db_io_inputs(cfg, 1, in);
+        if (db_check_output_path(json, "-json", &err) || db_io_check_distinct(&out, 1, in, nin, &err)) {
+            fprintf(stderr, "dualbragg-gradcheck: error: %s\n", err.message);
+            db_config_destroy(cfg);
+            return bail(rest);
+        }
     }
     const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP);
     if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {

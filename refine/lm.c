@@ -19,6 +19,9 @@
  * uncertainty of their combination is 1e5 times that of a well-determined parameter, and a solve in double loses
  * ten of its sixteen digits; identical columns (phi0 and misset_z about one axis) give about 1e-16. */
 #define SEPARABLE_EIGENVALUE 1e-10
+/* A parameter whose change by its own size (at least 1) moves the model by less than this fraction of the model's
+ * norm has no effect: below the rounding of a float image (6e-8), an effect the data cannot hold. */
+#define NO_EFFECT 1e-9
 /* Beyond this damping (relative to the scaled diagonal) a step is shorter than any rounding of the parameters. */
 #define MAX_DAMPING 1e32
 
@@ -56,6 +59,7 @@ typedef struct lm {
     double *act, *act_rhs;            /* per group: their rows [MAXQ*MAXQ] and right-hand sides [MAXQ] */
     const double *y;                  /* the present local terms (for the bounds) */
     double A[MAXP * MAXP], g[MAXP];   /* global normal matrix (both triangles, column-major) and gradient */
+    double column_norm[MAXP], model_norm; /* |J_j| and |model| unweighted, at the first linearisation */
     double cost;
     int evaluations, jacobian_evaluations;
 } lm;
@@ -131,8 +135,19 @@ static int linearise(lm *s, const double *x, const double *y, long *bad, db_erro
         s->sqf[i] = sqrt(t.curvature);
         s->fisher[i] = t.fisher;
     }
+    const int first = s->jacobian_evaluations == 1;
+    if (first) {
+        double m2 = 0.0;
+        for (long i = 0; i < n; i++) m2 += s->model[i] * s->model[i];
+        s->model_norm = sqrt(m2);
+    }
     for (int j = 0; j < p; j++) {
         double *col = s->J + (size_t)j * (size_t)n, gj = 0.0;
+        if (first) {
+            double c2 = 0.0;
+            for (long i = 0; i < n; i++) c2 += col[i] * col[i];
+            s->column_norm[j] = sqrt(c2);
+        }
         for (long i = 0; i < n; i++) {
             if (!isfinite(col[i])) {
                 char b[32];
@@ -540,7 +555,7 @@ static double model_decrease(const lm *s, const double *dx, const double *dy, do
 
 /* Refuses, by name, global parameters the data cannot determine once the local terms are eliminated, and groups
  * whose local terms their observations cannot determine. */
-static int check_separable(lm *s, int dependent_too, int *bad_group, db_error *err)
+static int check_separable(lm *s, const double *x, int dependent_too, int *bad_group, db_error *err)
 {
     const db_lm_problem *P = s->P;
     const int p = s->p, q = s->q;
@@ -551,6 +566,19 @@ static int check_separable(lm *s, int dependent_too, int *bad_group, db_error *e
             *bad_group = g;
             return db_fail(err, DB_ERR_ARGUMENT, "refinement: the local terms of group %d cannot be determined by its "
                                                  "observations (too few, or all on one line)", g);
+        }
+    }
+    /* a column zero up to rounding (lambda with -mat: the reciprocal cell scales with it and the image does not
+     * move) passes the tests below and is "fitted" to any value: a change as large as the parameter itself (at
+     * least 1) must move the model by more than NO_EFFECT of its size, below the float image's own rounding */
+    for (int j = 0; j < p && s->model_norm > 0.0; j++) {
+        const double effect = fmax(fabs(x[j]), 1.0) * s->column_norm[j] / s->model_norm;
+        if (effect < NO_EFFECT) {
+            char b[32];
+            return db_fail(err, DB_ERR_ARGUMENT,
+                           "refinement: %s has no effect on the chosen pixels (changing it by %g moves the model by %.1e "
+                           "of its size: its derivative is zero up to rounding); fix it or choose other pixels",
+                           pname(P, j, b, sizeof b), fmax(fabs(x[j]), 1.0), effect);
         }
     }
     double S[MAXP * MAXP], r[MAXP];
@@ -864,7 +892,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
     long bad = -1;
     const double t0 = now_seconds();
     if ((rc = linearise(&s, x, y, &bad, err))) goto done;
-    if ((rc = check_separable(&s, o->refuse_inseparable, &res->bad_group, err))) goto done;
+    if ((rc = check_separable(&s, x, o->refuse_inseparable, &res->bad_group, err))) goto done;
     res->start_cost = s.cost;
     for (int j = 0; j < p; j++) Dx[j] = o->typical_step ? 1.0 / o->typical_step[j] : sqrt(s.A[j * p + j]);
     for (int g = 0; g < s.G; g++)

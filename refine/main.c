@@ -4,6 +4,8 @@
 #include "dualbragg.h"
 #include "error.h"    /* db_fail */
 #include "fileio.h"   /* the output transaction */
+#include "io_paths.h" /* no output over an input */
+#include "params.h"   /* the -refine list, named as typed */
 #include "observed.h" /* reading the observed image, spots */
 #include "picture.h"  /* -pngprefix */
 
@@ -396,7 +398,7 @@ int main(int argc, char **argv)
     if (argc < 2) return usage();
     if ((rc = parse_args(argc, argv, &a))) goto done;
     rc = 2;
-    if ((nparams = db_param_parse_list(a.refine, params, &err)) < 0) goto fail;
+    if ((nparams = db_param_parse_list_for("-refine", a.refine, params, &err)) < 0) goto fail;
     if (a.spots && has_flag(&a, "-boxes")) {
         fprintf(stderr, PROG ": error: -spots makes boxes around the spots when no -boxes FILE is given; give one or the other\n");
         goto done;
@@ -419,19 +421,8 @@ int main(int argc, char **argv)
             snprintf(png_path[k], sizeof png_path[k], "%s%s.png", a.pngprefix, png_kind[k]);
             out_path[3 + k] = png_path[k];
         }
-    for (int k = 0; k < 6; k++) {
-        if (!out_path[k]) continue;
-        if (db_check_output_path(out_path[k], out_flag[k], &err)) goto fail;
-        if (db_same_file(out_path[k], a.obs)) {
-            fprintf(stderr, PROG ": error: %s '%s' is the observed image (-obs)\n", out_flag[k], out_path[k]);
-            goto done;
-        }
-        for (int l = 0; l < k; l++)
-            if (out_path[l] && db_same_file(out_path[k], out_path[l])) {
-                fprintf(stderr, PROG ": error: %s and %s name the same file '%s'\n", out_flag[l], out_flag[k], out_path[k]);
-                goto done;
-            }
-    }
+    for (int k = 0; k < 6; k++)
+        if (out_path[k] && db_check_output_path(out_path[k], out_flag[k], &err)) goto fail;
 
     cfg = db_config_create();
     if (!cfg) {
@@ -440,6 +431,17 @@ int main(int argc, char **argv)
         goto done;
     }
     if (db_config_parse(cfg, a.nrest, a.rest, &err)) goto fail;
+    /* no output may replace what the run reads (the observed image, the configuration's files, the Fdump cache)
+     * or another output: refused before any work */
+    db_named_path in[DB_IO_MAX_INPUTS + 1], outs[6];
+    int nin = db_io_inputs(cfg, 1, in);
+    in[nin].path = a.obs;
+    in[nin++].flag = "-obs";
+    for (int k = 0; k < 6; k++) {
+        outs[k].path = out_path[k];
+        outs[k].flag = out_flag[k];
+    }
+    if (db_io_check_distinct(outs, 6, in, nin, &err)) goto fail;
     /* the first line says which phi model is fitted, as dualbragg (and Python) would render it from these flags */
     const int carryover = db_config_phi_carryover(cfg);
     printf(PROG ": phi carryover %s%s\n", carryover ? "on" : "off",
@@ -484,9 +486,17 @@ int main(int argc, char **argv)
         }
         printf("%d spot boxes of %d x %d pixels%s:", nboxes, a.spot_size, a.spot_size,
                nboxes < a.spots ? " (fewer spots than asked for)" : "");
-        for (int b = 0; b < nboxes; b++)
-            printf(" [%d-%d, %d-%d]", boxes[4 * b], boxes[4 * b + 1], boxes[4 * b + 2], boxes[4 * b + 3]);
+        int clipped = 0;
+        for (int b = 0; b < nboxes; b++) {
+            const int *bx = boxes + 4 * b, w = bx[1] - bx[0] + 1, h = bx[3] - bx[2] + 1;
+            printf(" [%d-%d, %d-%d]", bx[0], bx[1], bx[2], bx[3]);
+            if (w != a.spot_size || h != a.spot_size) { /* cut by the detector's edge: say its real size */
+                printf(" (%d x %d, at the edge)", w, h);
+                clipped++;
+            }
+        }
         printf("\n");
+        if (clipped) printf("%d of the boxes are cut by the detector's edge (their sizes are given beside them)\n", clipped);
         if (db_sim_select_boxes(sim, boxes, nboxes, &err)) goto fail;
     } else if ((nboxes = db_sim_get_boxes(sim, NULL, 0)) > 0) { /* -boxes FILE: kept for the JSON and the pictures */
         boxes = (int *)malloc((size_t)nboxes * 4 * sizeof(int));

@@ -1,7 +1,8 @@
 /* dualbragg: the command line. A thin front over the library (include/dualbragg.h): it owns the current
  * folder's conventions (default file names, the Fdump.bin cache) and the printing. */
 #include "dualbragg.h"
-#include "config.h" /* db_config_input_files */
+#include "config.h"
+#include "io_paths.h"
 #include "fileio.h" /* output checks and the output transaction */
 #include "picture.h"
 
@@ -80,39 +81,22 @@ static output *find_output(outputs *out, const char *flag)
     return NULL;
 }
 
-/* An existing file that is not a regular file or folder (/dev/null): written in place, any number of times. */
-static int is_device(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
-}
-
 /* Everything that can be known before the run: each output can be created, and no two names (outputs, or an
  * output and an input) are the same file. Returns the exit status, 0 when all is well. */
-static int check_outputs(const outputs *out, const db_config *cfg, const char *fdump_in)
+static int check_outputs(const outputs *out, const db_config *cfg)
 {
     db_error err;
     for (int i = 0; i < out->n; i++)
         if (db_check_output_path(out->o[i].path, out->o[i].flag, &err)) return fail(&err);
-    const char *in[DB_CONFIG_MAX_INPUTS + 1], *in_flag[DB_CONFIG_MAX_INPUTS + 1];
-    int nin = db_config_input_files(cfg, in, in_flag);
-    if (fdump_in) {
-        in[nin] = fdump_in;
-        in_flag[nin++] = "-dump (read without -hkl)";
-    }
+    db_named_path in[DB_IO_MAX_INPUTS], names[MAX_OUTPUTS];
+    const int nin = db_io_inputs(cfg, 0, in); /* the Fdump cache is this program's output when -hkl is given */
     for (int i = 0; i < out->n; i++) {
-        for (int k = 0; k < nin; k++)
-            if (db_same_file(out->o[i].path, in[k])) {
-                fprintf(stderr, "dualbragg: error: %s '%s' and %s '%s' are the same file: the output would overwrite the input\n",
-                        out->o[i].flag, out->o[i].path, in_flag[k], in[k]);
-                return 2;
-            }
-        for (int j = 0; j < i; j++)
-            if (!is_device(out->o[i].path) && db_same_file(out->o[i].path, out->o[j].path)) {
-                fprintf(stderr, "dualbragg: error: %s '%s' and %s '%s' are the same file: one output would replace the other\n",
-                        out->o[j].flag, out->o[j].path, out->o[i].flag, out->o[i].path);
-                return 2;
-            }
+        names[i].path = out->o[i].path;
+        names[i].flag = out->o[i].flag;
+    }
+    if (db_io_check_distinct(names, out->n, in, nin, &err)) {
+        fprintf(stderr, "dualbragg: error: %s\n", err.message);
+        return 2;
     }
     return 0;
 }
@@ -202,7 +186,7 @@ int main(int argc, char **argv)
     const char *fdump_in = NULL;
     if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) fdump_in = dump;
     /* outputs are checked before the run, so that a bad path fails early instead of after other files are written */
-    if ((rc = check_outputs(outs, cfg, fdump_in))) goto done;
+    if ((rc = check_outputs(outs, cfg))) goto done;
     if (fdump_in) printf("reading Fs from %s (no -hkl given)\n", dump);
 
     rc = db_sim_create(&sim, cfg, fdump_in, &err);

@@ -68,9 +68,9 @@ int db_param_from_name(const char *name)
     return -1;
 }
 
-int db_param_parse_list(const char *list, int *params, db_error *err)
+int db_param_parse_list_for(const char *flag, const char *list, int *params, db_error *err)
 {
-    if (!list || !params) return db_fail(err, DB_ERR_ARGUMENT, "-grad: no parameter list"), -1;
+    if (!list || !params) return db_fail(err, DB_ERR_ARGUMENT, "%s: no parameter list", flag), -1;
     if (strcmp(list, "all") == 0) {
         for (int p = 0; p < DB_P_COUNT; p++) params[p] = p;
         return DB_P_COUNT;
@@ -82,7 +82,7 @@ int db_param_parse_list(const char *list, int *params, db_error *err)
         size_t len = e ? (size_t)(e - s) : strlen(s);
         char name[32];
         if (len == 0 || len >= sizeof name) {
-            db_fail(err, DB_ERR_ARGUMENT, "-grad: empty or overlong parameter name in '%s'", list);
+            db_fail(err, DB_ERR_ARGUMENT, "%s: empty or overlong parameter name in '%s'", flag, list);
             return -1;
         }
         memcpy(name, s, len);
@@ -94,13 +94,13 @@ int db_param_parse_list(const char *list, int *params, db_error *err)
                 strcat(known, " ");
                 strcat(known, TABLE[q].name);
             }
-            db_fail(err, DB_ERR_ARGUMENT, "-grad: unknown parameter '%s' (expected 'all' or a comma-separated list of:%s)",
-                    name, known);
+            db_fail(err, DB_ERR_ARGUMENT, "%s: unknown parameter '%s' (expected 'all' or a comma-separated list of:%s)",
+                    flag, name, known);
             return -1;
         }
         for (int k = 0; k < n; k++)
             if (params[k] == p) {
-                db_fail(err, DB_ERR_ARGUMENT, "-grad: parameter '%s' is listed twice", name);
+                db_fail(err, DB_ERR_ARGUMENT, "%s: parameter '%s' is listed twice", flag, name);
                 return -1;
             }
         params[n++] = p;
@@ -108,4 +108,9 @@ int db_param_parse_list(const char *list, int *params, db_error *err)
         s = e + 1; /* a trailing comma leaves an empty name: refused above */
     }
     return n;
+}
+
+int db_param_parse_list(const char *list, int *params, db_error *err)
+{
+    return db_param_parse_list_for("-grad", list, params, err);
 }

@@ -29,6 +29,8 @@ typedef struct db_param_info {
 } db_param_info;
 
 const db_param_info *db_param_info_of(int param); /* NULL when out of range */
+/* db_param_parse_list with messages that name flag, the option the user typed ("-refine", "-grad"). */
+int db_param_parse_list_for(const char *flag, const char *list, int *params, db_error *err);
 /* Every index known and none twice (the rule of every call that takes a parameter list). */
 int db_param_check_list(const int *params, int n, db_error *err);
 

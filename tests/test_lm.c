@@ -9,7 +9,8 @@
  *    from both starts, but BoxBOD from start 1, which no LM without restarts solves (the table at the end says
  *    why), and Lanczos1's RSS, which is rounding noise (at test_nist_case);
  *  - the .dat parser itself refuses malformed files with a message that says where and what;
- *  - db_poisson_deviance_moments against a brute-force sum over the Poisson mass written here. */
+ *  - db_poisson_deviance_moments against a brute-force sum over the Poisson mass written here;
+ *  - a parameter whose column is zero up to rounding is refused by name. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1102,11 +1103,59 @@ static void add_cases(void)
         }
 }
 
+/* A column zero up to rounding: mu = a x + b * 1e-12 x^2 (b's effect, at b = 1, is 1e-12 of the model's size, as
+ * lambda's on a -mat crystal's image is rounding) is refused by name before any step, while the same model with
+ * b's effect at 1e-6 (a weak but real parameter) is fitted. */
+typedef struct weak_model {
+    double scale;
+} weak_model;
+
+static int weak_evaluate(void *user, const double *x, double *mu, double *J, db_error *err)
+{
+    (void)err;
+    const double k = ((const weak_model *)user)->scale;
+    for (int i = 0; i < 20; i++) {
+        double t = 1.0 + 0.1 * i;
+        mu[i] = x[0] * t + x[1] * k * t * t;
+        if (J) {
+            J[i] = t;
+            J[20 + i] = k * t * t;
+        }
+    }
+    return DB_OK;
+}
+
+static void test_no_effect_up_to_rounding(void **state)
+{
+    (void)state;
+    double obs[20];
+    for (int i = 0; i < 20; i++) obs[i] = 2.0 * (1.0 + 0.1 * i) + 0.01 * ((i * 7) % 5 - 2);
+    const char *names[2] = {"a", "b"};
+    for (int real = 0; real < 2; real++) {
+        weak_model m = {real ? 1e-6 : 1e-12};
+        db_lm_problem P = {20, 2, weak_evaluate, &m, obs, DB_LM_LSQ, NULL, 0.0, 0, 0, NULL, NULL, names, 0, NULL};
+        double x[2] = {1.0, 1.0}, sigma[2];
+        db_lm_result r;
+        db_error err;
+        int rc = db_lm_fit(&P, NULL, x, NULL, sigma, NULL, NULL, NULL, &r, &err);
+        if (real) {
+            if (rc) fail_msg("the weak but real column was refused: %s", err.message);
+            assert_true(r.iterations > 0);
+        } else {
+            assert_int_equal(rc, DB_ERR_ARGUMENT);
+            test_context("%s", err.message);
+            assert_non_null(strstr(err.message, "b has no effect"));
+            assert_non_null(strstr(err.message, "zero up to rounding"));
+            test_context("%s", "");
+        }
+    }
+}
+
 int main(void)
 {
     add_cases();
     static char names[2 * NMODELS][64];
-    struct CMUnitTest tests[2 * NMODELS + 4];
+    struct CMUnitTest tests[2 * NMODELS + 5];
     int nt = 0;
     tests[nt++] = (struct CMUnitTest){"nist_parser_errors", test_nist_parser_errors, NULL, release, NULL};
     tests[nt++] = (struct CMUnitTest){"nist_jacobians", test_nist_jacobians, NULL, release, NULL};
@@ -1120,5 +1169,6 @@ int main(void)
         tests[nt++] = (struct CMUnitTest){names[c], test_nist_case, NULL, release, &CASES[c]};
     }
     tests[nt++] = (struct CMUnitTest){"poisson_deviance_moments", test_poisson_deviance_moments, NULL, NULL, NULL};
+    tests[nt++] = (struct CMUnitTest){"no_effect_up_to_rounding", test_no_effect_up_to_rounding, NULL, NULL, NULL};
     return _cmocka_run_group_tests("lm", tests, (size_t)nt, NULL, NULL);
 }

@@ -602,6 +602,41 @@ static void test_refusals(void **state)
     harness_args_free(&a);
 }
 
+/* A parameter with no effect up to rounding is refused, not fitted to any value: with -mat the reciprocal cell
+ * scales with lambda and the image does not move (the fit once returned lambda = 5e12 A with exit 0). The run
+ * also shows a spot box cut by the detector's edge with its real size. */
+static void test_no_effect_refused_cli(void **state)
+{
+    (void)state;
+    char dir[4096], src[4200], dst[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    static const char *const files[] = {"A.mat", "P1.hkl", "float.bin"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(src, sizeof src, "%s/k_matfile/%s", DB_GOLDEN_DIR, files[k]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[k]);
+        assert_int_equal(harness_copy(src, dst), 0);
+    }
+    harness_args a = {0};
+    harness_split(&a, "-mat A.mat -hkl P1.hkl -N 6 -lambda 1 -distance 100 -pixel 0.1 -detpixels 256 -oversample 1 "
+                      "-noprogress -obs float.bin -refine lambda -spots 5 -objective lsq -weights unit -background none "
+                      "-json fit.json");
+    int rc = harness_run(DB_REFINE_PATH, dir, &a, 0);
+    harness_args_free(&a);
+    snprintf(dst, sizeof dst, "%s/out.log", dir);
+    char *log = harness_read_text(dst);
+    test_context("exit %d, log:\n%s", rc, log ? log : "(none)");
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(log, "lambda has no effect on the chosen pixels"));
+    assert_non_null(strstr(log, "zero up to rounding"));
+    /* a spot box cut by the detector's edge is given its real size, not -spot_size's */
+    assert_non_null(strstr(log, "[192-206, 244-255] (15 x 12, at the edge)"));
+    snprintf(dst, sizeof dst, "%s/fit.json", dir);
+    assert_int_not_equal(access(dst, F_OK), 0);
+    test_context("%s", "");
+    free(log);
+    harness_rmtree(dir);
+}
+
 /* The command line refuses bad input with a message and no output: a wrong-sized image, an unknown parameter, an
  * empty selection, a missing -obs. */
 static void test_cli_refusals(void **state)
@@ -622,7 +657,8 @@ static void test_cli_refusals(void **state)
         int status;
     } cases[] = {
         {"-obs small.bin -refine a -json out.json", "is 400 bytes; a 64 x 64 float32 image has 16384", 1},
-        {"-obs small.bin -refine a,nonsense -json out.json", "nonsense", 2},
+        {"-obs small.bin -refine a,nonsense -json out.json", "-refine: unknown parameter 'nonsense'", 2},
+        {"-obs small.bin -refine a,b,a -json out.json", "-refine: parameter 'a' is listed twice", 2},
         {"-refine a -json out.json", "-obs FILE (the observed image) is required", 2},
         {"-obs small.bin -json out.json", "-refine LIST", 2},
         {"-obs small.bin -refine a -objective lsq -weights gauss", "-weights expects poisson or unit", 2},
@@ -639,7 +675,7 @@ static void test_cli_refusals(void **state)
         {"-obs small.bin -refine a -objective lsq -readout_noise 2", "-readout_noise belongs to -objective poisson", 2},
         {"-obs small.bin -refine a -intfile x.img", "-intfile is not written by dualbragg-refine", 2},
         {"-obs small.bin -refine a -spots 3 -boxes b.txt", "give one or the other", 2},
-        {"-obs small.bin -refine a -json small.bin", "is the observed image", 2},
+        {"-obs small.bin -refine a -json small.bin", "-json 'small.bin' and -obs 'small.bin' are the same file", 2},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         harness_args a = {0};
@@ -673,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_background_plane),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_cli_refusals),
+        cmocka_unit_test(test_no_effect_refused_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
