@@ -4,6 +4,7 @@
 #include "gradcheck.h"
 #include "fileio.h"   /* db_check_output_path */
 #include "io_paths.h" /* no output over an input */
+#include "tempfiles.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
 {
     db_gc_options o;
     db_gc_default_options(&o);
+    db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
     const char *grad = "a,b,c,alpha,beta,gamma,misset_x,misset_y,misset_z,phi0,osc";
     const char *json = NULL;
     const char **rest = (const char **)calloc((size_t)argc, sizeof(char *));

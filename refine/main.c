@@ -6,6 +6,7 @@
 #include "fileio.h"   /* the output transaction */
 #include "io_paths.h" /* no output over an input */
 #include "params.h"   /* the -refine list, named as typed */
+#include "tempfiles.h"
 #include "observed.h" /* reading the observed image, spots */
 #include "picture.h"  /* -pngprefix */
 
@@ -387,6 +388,7 @@ int main(int argc, char **argv)
     refine_args a;
     db_error err;
     int params[64], nparams, rc;
+    db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
     db_config *cfg = NULL;
     db_sim *sim = NULL;
     db_out_set *txn = NULL;

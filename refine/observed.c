@@ -32,6 +32,9 @@ static int looks_like_smv(const char *data, size_t len)
     return bytes_contain(data, header_len, "HEADER_BYTES=");
 }
 
+/* The observed image is only ever the refinement's -obs: messages name it. */
+#define OBS_FLAG "-obs"
+
 static int name_ends_with(const char *name, const char *suffix)
 {
     size_t n = strlen(name), k = strlen(suffix);
@@ -39,23 +42,23 @@ static int name_ends_with(const char *name, const char *suffix)
 }
 
 /* The SMV file's counts minus adc, into a new array once its size is known to match. */
-static int read_smv(const char *path, int fpixels, int spixels, size_t npix, double adc, double **out,
-                    db_error *err)
+static int read_smv(db_input *in, int fpixels, int spixels, size_t npix, double adc, double **out, db_error *err)
 {
     db_smv_image img;
-    int rc = db_smv_read(path, &img, err);
+    int rc = db_smv_read_input(in, &img, err);
     if (rc != DB_OK)
         return rc;
     if (img.fpixels != fpixels || img.spixels != spixels) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s' is a %d x %d SMV image; the detector has %d x %d pixels", path,
-                     img.fpixels, img.spixels, fpixels, spixels);
+        rc = db_fail(err, DB_ERR_FORMAT, OBS_FLAG " '%s' is a %d x %d SMV image; the detector has %d x %d pixels",
+                     in->path, img.fpixels, img.spixels, fpixels, spixels);
         db_smv_image_free(&img);
         return rc;
     }
     double *v = malloc(npix * sizeof *v);
     if (!v) {
         db_smv_image_free(&img);
-        return db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s' (%d x %d pixels)", path, fpixels, spixels);
+        return db_fail(err, DB_ERR_NOMEM, OBS_FLAG " '%s': out of memory (%d x %d pixels)", in->path, fpixels,
+                       spixels);
     }
     for (size_t i = 0; i < npix; i++)
         v[i] = (double)img.data[i] - adc;
@@ -86,25 +89,32 @@ static void decode_raw(const unsigned char *bytes, size_t npix, int float64, dou
     }
 }
 
-static int raw_size_error(const char *path, size_t len, int fpixels, int spixels, size_t npix, int float64,
-                          int by_name, db_error *err)
+/* len: the file's size, or (more) the number of bytes read from a stream that went on past them. */
+static int raw_size_error(const char *path, unsigned long long len, int more, int fpixels, int spixels, size_t npix,
+                          int float64, int by_name, db_error *err)
 {
     size_t expected = npix * (float64 ? 8 : 4), other = npix * (float64 ? 4 : 8);
     const char *type = float64 ? "float64" : "float32";
+    if (more)
+        return db_fail(err, DB_ERR_FORMAT,
+                       OBS_FLAG " '%s' has more than %llu bytes; a %d x %d %s image has %zu (a stream that does not "
+                       "end?)",
+                       path, len - 1, fpixels, spixels, type, expected);
     if (len == other) {
         if (float64)
             return db_fail(err, DB_ERR_FORMAT,
-                           "'%s' is %zu bytes; a %d x %d float64 image has %zu (it would fit float32; float64 "
-                           "was chosen by %s)",
+                           OBS_FLAG " '%s' is %llu bytes; a %d x %d float64 image has %zu (it would fit float32; "
+                           "float64 was chosen by %s)",
                            path, len, fpixels, spixels, expected,
                            by_name ? "the name's .f64 ending" : "-obs_float64");
         return db_fail(err, DB_ERR_FORMAT,
-                       "'%s' is %zu bytes; a %d x %d float32 image has %zu (it would fit float64: -obs_float64)",
+                       OBS_FLAG " '%s' is %llu bytes; a %d x %d float32 image has %zu (it would fit float64: "
+                       "-obs_float64)",
                        path, len, fpixels, spixels, expected);
     }
     return db_fail(err, DB_ERR_FORMAT,
-                   "'%s' is %zu bytes; a %d x %d %s image has %zu (nor is it an SMV image: no '{' header with "
-                   "HEADER_BYTES=)",
+                   OBS_FLAG " '%s' is %llu bytes; a %d x %d %s image has %zu (nor is it an SMV image: no '{' header "
+                   "with HEADER_BYTES=)",
                    path, len, fpixels, spixels, type, expected);
 }
 
@@ -124,33 +134,43 @@ int db_observed_read(const char *path, int fpixels, int spixels, double adc, int
         return db_fail(err, DB_ERR_ARGUMENT, "cannot read '%s': the ADC offset must be finite", path);
     size_t npix = (size_t)fpixels * (size_t)spixels;
 
-    char *data;
-    size_t len;
-    int rc = db_read_file(path, &data, &len, err); /* DB_ERR_IO with the path and strerror (a folder: EISDIR) */
+    /* The file is opened once (it may be a FIFO) and read only as far as needed: an SMV header first, else
+     * the raw image's exact size. */
+    db_input in;
+    int rc = db_input_open(&in, OBS_FLAG, path, err); /* DB_ERR_IO with the path and strerror (a folder: EISDIR) */
     if (rc != DB_OK)
         return rc;
-    if (looks_like_smv(data, len)) {
-        free(data); /* db_smv_read reads the file again, with all its checks */
-        return read_smv(path, fpixels, spixels, npix, adc, out, err);
-    }
-
-    /* Raw: the byte count is checked before the image is allocated. */
-    int by_name = name_ends_with(path, ".f64");
-    int wide = float64 == 1 || by_name;
-    if (len != npix * (wide ? 8 : 4)) {
-        rc = raw_size_error(path, len, fpixels, spixels, npix, wide, by_name && float64 != 1, err);
-        free(data);
+    rc = db_input_fill(&in, 1, err);
+    if (rc == DB_OK && in.len > 0 && in.buf[0] == '{')
+        rc = db_input_fill_until(&in, '}', DB_SMV_MAX_HEADER_BYTES, err);
+    if (rc == DB_OK && looks_like_smv(in.buf, in.len)) {
+        rc = read_smv(&in, fpixels, spixels, npix, adc, out, err);
+        db_input_close(&in);
         return rc;
     }
-    double *img = malloc(npix * sizeof *img);
-    if (!img) {
-        free(data);
-        return db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s' (%d x %d pixels)", path, fpixels, spixels);
+
+    /* Raw: the byte count is checked before the data are read (a stream: read one byte past the larger raw
+     * size at most, so /dev/zero ends here) and before the image is allocated. */
+    int by_name = name_ends_with(path, ".f64");
+    int wide = float64 == 1 || by_name;
+    size_t expected = npix * (wide ? 8 : 4);
+    if (rc == DB_OK && in.size >= 0 && (unsigned long long)in.size != expected)
+        rc = raw_size_error(path, (unsigned long long)in.size, 0, fpixels, spixels, npix, wide,
+                            by_name && float64 != 1, err);
+    if (rc == DB_OK)
+        rc = db_input_fill(&in, npix * 8 + 1, err);
+    if (rc == DB_OK && in.len != expected)
+        rc = raw_size_error(path, in.len, in.len > npix * 8, fpixels, spixels, npix, wide, by_name && float64 != 1,
+                            err);
+    double *img = NULL;
+    if (rc == DB_OK && !(img = malloc(npix * sizeof *img)))
+        rc = db_fail(err, DB_ERR_NOMEM, OBS_FLAG " '%s': out of memory (%d x %d pixels)", path, fpixels, spixels);
+    if (rc == DB_OK) {
+        decode_raw((const unsigned char *)in.buf, npix, wide, img);
+        *out = img;
     }
-    decode_raw((const unsigned char *)data, npix, wide, img);
-    free(data);
-    *out = img;
-    return DB_OK;
+    db_input_close(&in);
+    return rc;
 }
 
 int db_observed_check(const char *what, const double *obs, int fpixels, const long *pixels, long count,

@@ -3,6 +3,7 @@
 #include "dualbragg.h"
 #include "config.h"
 #include "io_paths.h"
+#include "tempfiles.h"
 #include "fileio.h" /* output checks and the output transaction */
 #include "picture.h"
 
@@ -112,6 +113,7 @@ int main(int argc, char **argv)
 {
     db_error err;
     int params[64], nparams = 0, tf, ts;
+    db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
     double *grads = NULL;
     float *image = NULL;
     double *image64 = NULL;

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "fileio.h"
 #include "error.h"
+#include "tempfiles.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,8 +71,8 @@ static int write_in_place(const char *path, const void *const *bufs, const size_
     return failed ? io_failure(err, path, errnum) : DB_OK;
 }
 
-/* "<path>.tmp.<pid>.<n>" (matched by the project's *.tmp.* ignore rule); a shorter name in the same folder
- * when the file name is so long that the suffix could exceed the system's name limit. */
+/* "<path>.dualbragg.tmp.<pid>.<n>" (whose it is, and matched by the project's *.tmp.* ignore rule); a shorter name
+ * in the same folder when the file name is so long that the suffix could exceed the system's name limit. */
 static void make_temp_name(char *tmp, size_t size, const char *path)
 {
     unsigned id = atomic_fetch_add(&temp_name_counter, 1u);
@@ -79,7 +80,7 @@ static void make_temp_name(char *tmp, size_t size, const char *path)
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     if (strlen(base) < 200) {
-        snprintf(tmp, size, "%s.tmp.%ld.%u", path, pid, id);
+        snprintf(tmp, size, "%s.dualbragg.tmp.%ld.%u", path, pid, id);
     } else {
         int dir_len = (int)(base - path);
         snprintf(tmp, size, "%.*sdualbragg.tmp.%ld.%u", dir_len, path, pid, id);
@@ -105,6 +106,7 @@ static int create_temp(const char *path, char **tmp_out, int *fd_out, db_error *
         free(tmp);
         return io_failure(err, path, errnum);
     }
+    db_temp_register(tmp); /* removed by an interrupt until it is renamed or removed (tempfiles.h) */
     *tmp_out = tmp;
     *fd_out = fd;
     return DB_OK;
@@ -160,6 +162,7 @@ int db_write_file_temp(const char *path, const void *const *bufs, const size_t *
     }
     if (failed) {
         unlink(tmp);
+        db_temp_forget(tmp);
         free(tmp);
         return io_failure(err, path, errnum);
     }
@@ -177,6 +180,7 @@ int db_commit_temp(char *tmp, const char *path, db_error *err)
         unlink(tmp);
         rc = io_failure(err, path, errnum);
     }
+    db_temp_forget(tmp);
     free(tmp);
     return rc;
 }
@@ -186,6 +190,7 @@ void db_abort_temp(char *tmp)
     if (!tmp)
         return;
     unlink(tmp);
+    db_temp_forget(tmp);
     free(tmp);
 }
 
@@ -338,6 +343,7 @@ int db_out_set_commit(db_out_set *s, db_error *err)
             rc = io_failure(err, s->paths[i], errno);
         if (rc)
             unlink(s->tmps[i]);
+        db_temp_forget(s->tmps[i]);
         free(s->tmps[i]);
         s->tmps[i] = NULL;
     }
@@ -349,8 +355,10 @@ void db_out_set_abort(db_out_set *s)
     if (!s)
         return;
     for (int i = 0; i < s->n; i++) {
-        if (s->tmps[i])
+        if (s->tmps[i]) {
             unlink(s->tmps[i]);
+            db_temp_forget(s->tmps[i]);
+        }
         free(s->tmps[i]);
         s->tmps[i] = NULL;
     }
@@ -368,49 +376,179 @@ void db_out_set_destroy(db_out_set *s)
     free(s);
 }
 
+/* ---- bounded reading ---- */
+
+int db_input_open(db_input *in, const char *flag, const char *path, db_error *err)
+{
+    memset(in, 0, sizeof *in);
+    in->flag = flag ? flag : "";
+    in->path = path ? path : "";
+    in->size = -1;
+    if (!path || !*path) return db_fail(err, DB_ERR_ARGUMENT, "%s%sno file name", in->flag, *in->flag ? ": " : "");
+    in->f = fopen(path, "rb");
+    struct stat st;
+    int errnum = !in->f ? errno : fstat(fileno(in->f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    if (errnum) {
+        db_input_close(in);
+        return db_fail(err, DB_ERR_IO, "%s%scannot read '%s': %s", in->flag, *in->flag ? ": " : "", path,
+                       strerror(errnum));
+    }
+    if (S_ISREG(st.st_mode)) in->size = (long long)st.st_size;
+    return DB_OK;
+}
+
+int db_input_fill(db_input *in, size_t want, db_error *err)
+{
+    while (in->len < want && !in->at_end) {
+        /* a stream grows its buffer geometrically; a regular file is read in one step, one byte past its size
+         * (a file that grew since fstat is noticed), and never past want */
+        size_t step = in->len < 65536 ? 65536 : in->len;
+        if (in->size >= 0 && (unsigned long long)in->size >= in->len && (unsigned long long)in->size - in->len < SIZE_MAX / 2)
+            step = (size_t)in->size - in->len + 1;
+        size_t target = want - in->len > step ? in->len + step : want;
+        if (target + 1 > in->cap) {
+            /* geometric growth (small steps stay cheap), but never past want or a regular file's size */
+            size_t cap = in->cap < SIZE_MAX / 2 && 2 * in->cap > target + 1 ? 2 * in->cap : target + 1;
+            if (cap > want + 1) cap = want + 1;
+            if (in->size >= 0 && (unsigned long long)cap > (unsigned long long)in->size + 2)
+                cap = target + 1 > (size_t)in->size + 2 ? target + 1 : (size_t)in->size + 2;
+            char *bigger = realloc(in->buf, cap);
+            if (!bigger)
+                return db_fail(err, DB_ERR_NOMEM, "%s%s'%s': out of memory after reading %zu bytes", DB_INPUT_NAME(in),
+                               in->len);
+            in->buf = bigger;
+            in->cap = cap;
+        }
+        errno = 0;
+        size_t got = fread(in->buf + in->len, 1, target - in->len, in->f);
+        in->len += got;
+        in->buf[in->len] = '\0';
+        if (in->len < target) {
+            if (ferror(in->f))
+                return db_fail(err, DB_ERR_IO, "%s%scannot read '%s': %s", in->flag, *in->flag ? ": " : "", in->path,
+                               strerror(errno ? errno : EIO));
+            in->at_end = 1;
+        }
+    }
+    return DB_OK;
+}
+
+int db_input_fill_until(db_input *in, char c, size_t limit, db_error *err)
+{
+    size_t searched = 0;
+    for (;;) {
+        size_t upto = in->len < limit ? in->len : limit;
+        if ((upto > searched && memchr(in->buf + searched, c, upto - searched)) || upto == limit || in->at_end)
+            return DB_OK;
+        searched = upto;
+        /* small steps: a header is a few hundred bytes and the data after it need not be read yet */
+        size_t want = in->len + 4096 < limit ? in->len + 4096 : limit;
+        int rc = db_input_fill(in, want, err);
+        if (rc) return rc;
+    }
+}
+
+int db_input_read_exact(db_input *in, size_t total, const char *layout, db_error *err)
+{
+    if (in->size >= 0 && (unsigned long long)in->size < (unsigned long long)total)
+        return db_fail(err, DB_ERR_FORMAT, "%s%s'%s' is truncated: it has %lld bytes, expected %zu (%s)", DB_INPUT_NAME(in),
+                       in->size, total, layout);
+    if (in->size >= 0 && (unsigned long long)in->size > (unsigned long long)total)
+        return db_fail(err, DB_ERR_FORMAT, "%s%s'%s' has %lld bytes, %llu more than the %zu expected (%s)",
+                       DB_INPUT_NAME(in), in->size, (unsigned long long)in->size - total, total, layout);
+    int rc = db_input_fill(in, total + 1, err);
+    if (rc) return rc;
+    if (in->len < total)
+        return db_fail(err, DB_ERR_FORMAT, "%s%s'%s' is truncated: it ends after %zu bytes, expected %zu (%s)",
+                       DB_INPUT_NAME(in), in->len, total, layout);
+    if (in->len > total)
+        return db_fail(err, DB_ERR_FORMAT, "%s%s'%s' has more than the %zu bytes expected (%s)", DB_INPUT_NAME(in), total,
+                       layout);
+    return DB_OK;
+}
+
+void db_input_close(db_input *in)
+{
+    if (in->f) fclose(in->f);
+    in->f = NULL;
+    free(in->buf);
+    in->buf = NULL;
+    in->len = in->cap = 0;
+}
+
+/* The bytes held, NUL-terminated (an empty file too), handed to the caller; NULL when out of memory. */
+static char *input_take(db_input *in, size_t *len)
+{
+    char *data = in->buf ? in->buf : calloc(1, 1);
+    *len = data ? in->len : 0;
+    in->buf = NULL;
+    in->len = in->cap = 0;
+    return data;
+}
+
+int db_read_text(const char *flag, const char *path, size_t max_bytes, const char *expected, char **data,
+                 size_t *len, db_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    db_input in;
+    int rc = db_input_open(&in, flag, path, err);
+    if (rc) return rc;
+    const char *fl = in.flag, *sp = *fl ? " " : "";
+    if (in.size >= 0 && (unsigned long long)in.size > max_bytes) {
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s%s: the file has %lld bytes, more than the limit of %zu bytes (expected %s)",
+                     fl, sp, path, in.size, max_bytes, expected);
+        goto done;
+    }
+    /* NUL bytes and line lengths are checked as the data arrive, so /dev/zero or a newline-less stream stops at
+     * its first bytes */
+    size_t scanned = 0, line_start = 0;
+    long line = 1;
+    while (!rc && !in.at_end && in.len <= max_bytes) {
+        size_t want = in.len + (in.len < 65536 ? 65536 : in.len);
+        if (want > max_bytes + 1 || in.size >= 0) want = max_bytes + 1; /* a regular file: in one step */
+        if ((rc = db_input_fill(&in, want, err)) || in.len == scanned) break;
+        const char *nul = memchr(in.buf + scanned, '\0', in.len - scanned);
+        size_t end = nul ? (size_t)(nul - in.buf) : in.len;
+        const char *nl;
+        while (scanned < end && (nl = memchr(in.buf + scanned, '\n', end - scanned))) {
+            if ((size_t)(nl - in.buf) - line_start > DB_TEXT_MAX_LINE) break; /* reported below */
+            line++;
+            line_start = scanned = (size_t)(nl - in.buf) + 1;
+        }
+        scanned = end;
+        if (end - line_start > DB_TEXT_MAX_LINE)
+            rc = db_fail(err, DB_ERR_FORMAT, "%s%s%s:%ld: line longer than %d bytes (expected %s)", fl, sp, path, line,
+                         DB_TEXT_MAX_LINE, expected);
+        else if (nul)
+            rc = db_fail(err, DB_ERR_FORMAT, "%s%s%s:%ld: NUL byte in a text file (expected %s)", fl, sp, path, line,
+                         expected);
+    }
+    if (!rc && in.len > max_bytes)
+        rc = db_fail(err, DB_ERR_FORMAT,
+                     "%s%s%s: more than the limit of %zu bytes (expected %s; a stream that does not end?)",
+                     fl, sp, path, max_bytes, expected);
+    if (!rc && !(*data = input_take(&in, len))) rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s'", path);
+done:
+    db_input_close(&in);
+    return rc;
+}
+
 int db_read_file(const char *path, char **data, size_t *len, db_error *err)
 {
     *data = NULL;
     *len = 0;
-    if (!path || !*path)
-        return db_fail(err, DB_ERR_ARGUMENT, "db_read_file: no file name");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return db_fail(err, DB_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-
-    size_t cap = 65536, used = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s'", path);
-    }
-    for (;;) {
-        if (cap - used < 2) { /* keep room for the NUL */
-            char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!bigger) {
-                free(buf);
-                fclose(f);
-                return db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s'", path);
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        errno = 0;
-        size_t got = fread(buf + used, 1, cap - used - 1, f);
-        used += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                int errnum = errno ? errno : EIO;
-                free(buf);
-                fclose(f);
-                return db_fail(err, DB_ERR_IO, "cannot read '%s': %s", path, strerror(errnum));
-            }
-            break;
-        }
-    }
-    fclose(f);
-    buf[used] = '\0';
-    *data = buf;
-    *len = used;
-    return DB_OK;
+    if (!path || !*path) return db_fail(err, DB_ERR_ARGUMENT, "db_read_file: no file name");
+    db_input in;
+    int rc = db_input_open(&in, NULL, path, err);
+    if (!rc && in.size > (long long)DB_READ_FILE_MAX_BYTES)
+        rc = db_fail(err, DB_ERR_FORMAT, "'%s' has %lld bytes, more than the limit of %zu", path, in.size,
+                     DB_READ_FILE_MAX_BYTES);
+    if (!rc) rc = db_input_fill(&in, DB_READ_FILE_MAX_BYTES + 1, err);
+    if (!rc && in.len > DB_READ_FILE_MAX_BYTES)
+        rc = db_fail(err, DB_ERR_FORMAT, "'%s' has more than %zu bytes (a stream that does not end?)", path,
+                     DB_READ_FILE_MAX_BYTES);
+    if (!rc && !(*data = input_take(&in, len))) rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s'", path);
+    db_input_close(&in);
+    return rc;
 }

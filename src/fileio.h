@@ -4,6 +4,7 @@
 
 #include "dualbragg.h"
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,8 +46,52 @@ void db_out_set_abort(db_out_set *s);
 void db_out_set_destroy(db_out_set *s);
 
 /* Reads the whole file into a malloc'd buffer with one NUL byte appended (not counted in *len), so text
- * parsers can stop at it. On failure *data is NULL and *len 0. */
+ * parsers can stop at it. At most DB_READ_FILE_MAX_BYTES: a larger file (or a stream that does not end) is
+ * DB_ERR_FORMAT. On failure *data is NULL and *len 0. */
+#define DB_READ_FILE_MAX_BYTES ((size_t)1 << 30)
 int db_read_file(const char *path, char **data, size_t *len, db_error *err);
+
+/* ---- bounded reading: no reader trusts a size it has not checked ----
+ * An input is read only as far as its reader needs: a regular file's size (fstat) is checked before its data
+ * are read, and anything else (a FIFO, a device such as /dev/zero) is read at most one byte past what is
+ * needed, so a stream that never ends is an error, never a memory blow-up. Messages name the flag, the file
+ * and what was expected. */
+
+/* The longest line of a text input, its newline not counted. Every valid line of the text formats read here
+ * (hkl, boxes, sources, matrix) holds at most five numbers, under 200 bytes even with generous padding or a
+ * comment; a longer line is not one of them (or a stream that never sends a newline). */
+#define DB_TEXT_MAX_LINE 4096
+
+typedef struct db_input {
+    const char *flag; /* the option that named the file ("-hkl"), "" when none */
+    const char *path;
+    FILE *f;
+    long long size; /* a regular file's size from fstat, -1 for anything else */
+    char *buf;      /* the bytes read so far, buf[len] == '\0' */
+    size_t len, cap;
+    int at_end; /* the file ended at len */
+} db_input;
+
+/* "%s%s'%s'" arguments naming an input in messages: -obs 'x.img' (or 'x.img' without a flag) */
+#define DB_INPUT_NAME(in) (in)->flag, *(in)->flag ? " " : "", (in)->path
+
+/* Opens path (flag may be NULL); a folder or an unreadable file is DB_ERR_IO with the system's reason. */
+int db_input_open(db_input *in, const char *flag, const char *path, db_error *err);
+/* Reads until at least want bytes are held or the file ends, never past want. */
+int db_input_fill(db_input *in, size_t want, db_error *err);
+/* Reads until byte c is among the first limit bytes held, or limit bytes are held, or the file ends. */
+int db_input_fill_until(db_input *in, char c, size_t limit, db_error *err);
+/* Makes the input exactly total bytes long, or fails with DB_ERR_FORMAT naming the sizes and layout (what
+ * makes total, e.g. "SIZE1 x SIZE2 x 2 bytes"): a regular file of another size is refused before its data
+ * are read; a stream is read to total bytes and one byte more is refused. */
+int db_input_read_exact(db_input *in, size_t total, const char *layout, db_error *err);
+void db_input_close(db_input *in);
+
+/* A whole text input of at most max_bytes, each line at most DB_TEXT_MAX_LINE bytes and no NUL byte, checked
+ * as it is read; expected says what its lines hold ("lines 'h k l F'") for the messages, which name the flag,
+ * the file and the line. *data is malloc'd and NUL-terminated; on failure it is NULL. */
+int db_read_text(const char *flag, const char *path, size_t max_bytes, const char *expected, char **data,
+                 size_t *len, db_error *err);
 
 #ifdef __cplusplus
 }

@@ -39,8 +39,9 @@ size_t db_hkl_table_limit(void)
 }
 
 /* Sizes are derived in 64 bits from the (untrusted) index ranges: the ranges themselves, the padded entry
- * count and the byte count are each checked before anything is allocated, so no product can wrap. */
-static int alloc_table(db_hkl_table *t, const char *path, db_error *err)
+ * count and the byte count are each checked before anything is allocated, so no product can wrap. Sets the
+ * ranges and *count, the padded entries. */
+static int size_table(db_hkl_table *t, const char *path, size_t *count, db_error *err)
 {
     long long hr = (long long)t->h_max - t->h_min + 1, kr = (long long)t->k_max - t->k_min + 1,
               lr = (long long)t->l_max - t->l_min + 1;
@@ -71,9 +72,18 @@ static int alloc_table(db_hkl_table *t, const char *path, db_error *err)
     t->h_range = (int)hr;
     t->k_range = (int)kr;
     t->l_range = (int)lr;
-    t->F = (double *)calloc((size_t)entries, sizeof(double));
+    *count = (size_t)entries;
+    return DB_OK;
+}
+
+static int alloc_table(db_hkl_table *t, const char *path, db_error *err)
+{
+    size_t entries;
+    int rc = size_table(t, path, &entries, err);
+    if (rc) return rc;
+    t->F = (double *)calloc(entries, sizeof(double));
     if (!t->F) return db_fail(err, DB_ERR_NOMEM, "%s: out of memory for the structure-factor table (%.1f MiB)", path,
-                              (double)bytes / 1048576.0);
+                              (double)entries * sizeof(double) / 1048576.0);
     return DB_OK;
 }
 
@@ -102,21 +112,46 @@ static int parse_hkl_line(char *line, long idx[3], double *F)
     return *p == '\0' ? 1 : -1;
 }
 
+/* x with the fewest digits that read back as x: two different F values never print alike. */
+static const char *shortest(char buf[32], double x)
+{
+    for (int digits = 6; digits < 17; digits++) {
+        snprintf(buf, 32, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) return buf;
+    }
+    snprintf(buf, 32, "%.17g", x);
+    return buf;
+}
+
+/* The line (1-based) of the first reflection idx in data, read up to line last: for the duplicate message. */
+static long first_line_of(char *data, long last, const long idx[3])
+{
+    char *p = data;
+    for (long lineno = 1; lineno <= last && *p; lineno++) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char save = p[n];
+        p[n] = '\0';
+        long other[3];
+        double F;
+        int same = parse_hkl_line(p, other, &F) > 0 && memcmp(other, idx, sizeof other) == 0;
+        p[n] = save;
+        if (same) return lineno;
+        p += n;
+        if (*p == '\n') p++;
+    }
+    return 0;
+}
+
 int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *err)
 {
     memset(t, 0, sizeof *t);
     char *data;
     size_t len;
-    int rc = db_read_file(path, &data, &len, err);
+    /* NUL bytes (the parser would stop there, cutting the table short), long lines and size: refused */
+    int rc = db_read_text("-hkl", path, DB_HKL_TEXT_MAX_BYTES, "lines 'h k l F'", &data, &len, err);
     if (rc) return rc;
-    /* the parser stops at a NUL: one inside the file would silently cut the table short */
-    const char *nul = memchr(data, '\0', len);
-    if (nul) {
-        long at = 1;
-        for (const char *q = data; q < nul; q++) at += *q == '\n';
-        free(data);
-        return db_fail(err, DB_ERR_FORMAT, "%s:%ld: NUL byte in a text file (expected lines 'h k l F')", path, at);
-    }
+    unsigned char *seen = NULL; /* one bit per table entry: given by a line already */
     t->h_min = t->k_min = t->l_min = 1000000000;
     t->h_max = t->k_max = t->l_max = -1000000000;
     /* pass 1: ranges and syntax */
@@ -135,11 +170,11 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
             int ok = parse_hkl_line(p, idx, &F);
             p[n] = save;
             if (ok == -2) {
-                rc = db_fail(err, DB_ERR_FORMAT, "%s:%ld: F is not a finite number (expected 'h k l F' with a finite F)", path, lineno);
+                rc = db_fail(err, DB_ERR_FORMAT, "-hkl %s:%ld: F is not a finite number (expected 'h k l F' with a finite F)", path, lineno);
                 break;
             }
             if (ok < 0) {
-                rc = db_fail(err, DB_ERR_FORMAT, "%s:%ld: expected 'h k l F' with integer h k l and a number F", path, lineno);
+                rc = db_fail(err, DB_ERR_FORMAT, "-hkl %s:%ld: expected 'h k l F' with integer h k l and a number F", path, lineno);
                 break;
             }
             if (ok > 0) {
@@ -154,6 +189,18 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
                 } else {
                     size_t at = ((size_t)(idx[0] - t->h_min) * (t->k_range + 1) + (size_t)(idx[1] - t->k_min)) *
                                     (t->l_range + 1) + (size_t)(idx[2] - t->l_min);
+                    /* the reference keeps the last of two lines for one reflection: an ambiguous table is refused
+                     * (a repeat of the same F is harmless and accepted) */
+                    if (seen[at / 8] & (1u << (at % 8)) && t->F[at] != F) {
+                        char now[32], before[32];
+                        rc = db_fail(err, DB_ERR_FORMAT,
+                                     "-hkl %s:%ld: h k l = %ld %ld %ld has F = %s, but line %ld gave it F = %s "
+                                     "(expected each reflection once)",
+                                     path, lineno, idx[0], idx[1], idx[2], shortest(now, F),
+                                     first_line_of(data, lineno - 1, idx), shortest(before, t->F[at]));
+                        break;
+                    }
+                    seen[at / 8] |= (unsigned char)(1u << (at % 8));
                     t->F[at] = F;
                 }
             }
@@ -168,6 +215,12 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
             }
             rc = alloc_table(t, path, err);
             if (rc) break;
+            size_t entries = (size_t)(t->h_range + 1) * (t->k_range + 1) * (t->l_range + 1);
+            seen = calloc(entries / 8 + 1, 1);
+            if (!seen) {
+                rc = db_fail(err, DB_ERR_NOMEM, "-hkl %s: out of memory", path);
+                break;
+            }
             if (default_F != 0.0) {
                 for (int h = 0; h < t->h_range; h++)
                     for (int k = 0; k < t->k_range; k++)
@@ -176,6 +229,7 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
             }
         }
     }
+    free(seen);
     free(data);
     if (rc) db_hkl_free(t);
     return rc;
@@ -211,23 +265,28 @@ static int header_int(const char **p, const char *end, int *out)
     return 1;
 }
 
+/* Six integers of at most 11 characters and their blanks: any valid cache header fits. */
+#define FDUMP_HEADER_MAX 256
+
 int db_fdump_read(const char *path, db_hkl_table *t, db_error *err)
 {
     memset(t, 0, sizeof *t);
-    char *data;
-    size_t len;
-    int rc = db_read_file(path, &data, &len, err);
+    db_input in;
+    int rc = db_input_open(&in, "structure-factor cache", path, err);
     if (rc) return rc;
-    /* the header: six integers, then blanks, a newline and a form feed (the data may hold any byte) */
-    const char *ff = memchr(data, '\f', len < 256 ? len : 256);
-    const char *p = data;
+    /* the header: six integers, then blanks, a newline and a form feed (the data may hold any byte); the sizes
+     * it gives are checked against the file's before the data are read */
+    rc = db_input_fill(&in, FDUMP_HEADER_MAX, err);
+    if (rc) goto done;
+    const char *ff = in.len ? memchr(in.buf, '\f', in.len < FDUMP_HEADER_MAX ? in.len : FDUMP_HEADER_MAX) : NULL;
+    const char *p = in.buf;
     int v[6], ok = ff != NULL;
     for (int k = 0; k < 6 && ok; k++) ok = header_int(&p, ff, &v[k]);
     while (ok && p < ff && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
     if (ok && !(p + 1 == ff && *p == '\n')) ok = 0;
     if (!ok) {
-        free(data);
-        return db_fail(err, DB_ERR_FORMAT, "%s: not a structure-factor cache (expected six integers, a newline and a form feed)", path);
+        rc = db_fail(err, DB_ERR_FORMAT, "%s: not a structure-factor cache (expected six integers, a newline and a form feed)", path);
+        goto done;
     }
     t->h_min = v[0];
     t->h_max = v[1];
@@ -235,21 +294,28 @@ int db_fdump_read(const char *path, db_hkl_table *t, db_error *err)
     t->k_max = v[3];
     t->l_min = v[4];
     t->l_max = v[5];
-    rc = alloc_table(t, path, err);
+    size_t entries;
+    rc = size_table(t, path, &entries, err);
+    if (rc) goto done;
+    size_t off = (size_t)(ff - in.buf) + 1;
+    char layout[160];
+    snprintf(layout, sizeof layout, "a %zu-byte header, then %zu structure factors of 8 bytes for h %d..%d k %d..%d l %d..%d",
+             off, entries, t->h_min, t->h_max, t->k_min, t->k_max, t->l_min, t->l_max);
+    rc = db_input_read_exact(&in, off + entries * sizeof(double), layout, err);
+    if (rc) goto done;
+    t->F = (double *)malloc(entries * sizeof(double));
+    if (!t->F) {
+        rc = db_fail(err, DB_ERR_NOMEM, "%s: out of memory for the structure-factor table (%.1f MiB)", path,
+                     (double)entries * sizeof(double) / 1048576.0);
+        goto done;
+    }
+    memcpy(t->F, in.buf + off, entries * sizeof(double));
+done:
+    db_input_close(&in);
     if (rc) {
-        free(data);
+        db_hkl_free(t);
         return rc;
     }
-    size_t off = (size_t)(ff - data) + 1;
-    size_t need = table_size(t) * sizeof(double);
-    if (len - off != need) {
-        free(data);
-        db_hkl_free(t);
-        return db_fail(err, DB_ERR_FORMAT, "%s: expected %zu bytes of structure factors after the header, found %zu", path,
-                       need, len - off);
-    }
-    memcpy(t->F, data + off, need);
-    free(data);
     size_t count = table_size(t);
     for (size_t i = 0; i < count; i++)
         if (!isfinite(t->F[i])) {

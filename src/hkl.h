@@ -12,7 +12,9 @@ typedef struct db_hkl_table {
 } db_hkl_table;
 
 /* Reads "h k l F" lines (integer indices; blank lines skipped). In-range entries missing from the file get
- * default_F when it is non-zero, as the reference. Errors name the file and line. */
+ * default_F when it is non-zero, as the reference. Errors name the file and line. A reflection given twice
+ * with different F is refused, naming both lines (the reference silently keeps the last); a repeat with the
+ * same F is accepted. */
 int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *err);
 /* The reference's cache format: "%d %d %d %d %d %d\n\f" (hmin hmax kmin kmax lmin lmax) then native doubles. */
 int db_fdump_read(const char *path, db_hkl_table *t, db_error *err);
@@ -22,6 +24,10 @@ void db_hkl_free(db_hkl_table *t);
 /* The largest table (in bytes) a reader allocates: DB_HKL_TABLE_MAX_BYTES, or half the physical memory when
  * that is smaller. Index ranges that need more are refused with the figure, before anything is allocated. */
 #define DB_HKL_TABLE_MAX_BYTES ((size_t)2 << 30)
+/* The largest -hkl text file: real lists are tens of MB, and the largest (a P1 expansion of a big unit cell to
+ * high resolution, some 3e7 reflections of about 30 bytes) under 1 GB; 1 GiB is ample, and the whole text is
+ * held in memory while the table is built. Longer files (or streams that do not end) are refused. */
+#define DB_HKL_TEXT_MAX_BYTES ((size_t)1 << 30)
 size_t db_hkl_table_limit(void);
 /* Lowers the limit for this process (0: back to the default); the fuzzers use it to keep each input fast. */
 void db_hkl_set_table_limit(size_t bytes);

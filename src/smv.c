@@ -282,28 +282,28 @@ void db_smv_image_free(db_smv_image *img)
     memset(img, 0, sizeof *img);
 }
 
-int db_smv_read(const char *path, db_smv_image *out, db_error *err)
+int db_smv_read_input(db_input *in, db_smv_image *out, db_error *err)
 {
     memset(out, 0, sizeof *out);
-    char *file;
-    size_t len;
-    int rc = db_read_file(path, &file, &len, err);
+    /* the header only, never more than DB_SMV_MAX_HEADER_BYTES, before any size is trusted */
+    int rc = db_input_fill_until(in, '}', DB_SMV_MAX_HEADER_BYTES, err);
     if (rc != DB_OK)
         return rc;
-
-    if (len == 0 || file[0] != '{') {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s' is not an SMV image: it does not start with '{'", path);
-        goto fail;
-    }
-    const char *close = memchr(file, '}', len);
+    const char *file = in->buf;
+    size_t len = in->len;
+    if (len == 0 || file[0] != '{')
+        return db_fail(err, DB_ERR_FORMAT, "%s%s'%s' is not an SMV image: it does not start with '{'", DB_INPUT_NAME(in));
+    const char *close = memchr(file, '}', len < DB_SMV_MAX_HEADER_BYTES ? len : DB_SMV_MAX_HEADER_BYTES);
     if (!close) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s': SMV header has no closing '}' (truncated file?)", path);
-        goto fail;
+        if (len >= DB_SMV_MAX_HEADER_BYTES)
+            return db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV header has no closing '}' in its first %zu bytes (the limit)",
+                           DB_INPUT_NAME(in), DB_SMV_MAX_HEADER_BYTES);
+        return db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV header has no closing '}' (truncated file?)", DB_INPUT_NAME(in));
     }
     size_t text_len = (size_t)(close - file) - 1;
     out->header = malloc(text_len + 1);
     if (!out->header) {
-        rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s'", path);
+        rc = db_fail(err, DB_ERR_NOMEM, "%s%s'%s': out of memory for the header", DB_INPUT_NAME(in));
         goto fail;
     }
     memcpy(out->header, file + 1, text_len);
@@ -311,46 +311,61 @@ int db_smv_read(const char *path, db_smv_image *out, db_error *err)
 
     size_t header_bytes, size1, size2;
     if (!header_count(out, "HEADER_BYTES", 1e15, &header_bytes)) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s': SMV header lacks a valid HEADER_BYTES", path);
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV header lacks a valid HEADER_BYTES", DB_INPUT_NAME(in));
+        goto fail;
+    }
+    if (header_bytes > DB_SMV_MAX_HEADER_BYTES) {
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV header says HEADER_BYTES=%zu, more than the limit of %zu",
+                     DB_INPUT_NAME(in), header_bytes, DB_SMV_MAX_HEADER_BYTES);
         goto fail;
     }
     if (!header_count(out, "SIZE1", 2147483647.0, &size1) || size1 == 0 ||
         !header_count(out, "SIZE2", 2147483647.0, &size2) || size2 == 0) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s': SMV header needs positive integer SIZE1 and SIZE2", path);
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV header needs positive integer SIZE1 and SIZE2", DB_INPUT_NAME(in));
         goto fail;
     }
     if (!value_equals(out->header, "TYPE", "unsigned_short")) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s': only TYPE=unsigned_short SMV images are supported", path);
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s'%s': only TYPE=unsigned_short SMV images are supported", DB_INPUT_NAME(in));
         goto fail;
     }
     int big_endian = value_equals(out->header, "BYTE_ORDER", "big_endian");
     if (!big_endian && !value_equals(out->header, "BYTE_ORDER", "little_endian")) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s': SMV header needs BYTE_ORDER=little_endian or big_endian", path);
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV header needs BYTE_ORDER=little_endian or big_endian",
+                     DB_INPUT_NAME(in));
         goto fail;
     }
-
     size_t npix;
-    if (!image_size_ok((int)size1, (int)size2, 2, &npix)) {
-        rc = db_fail(err, DB_ERR_FORMAT, "'%s': SMV image size %zu x %zu is too large", path, size1, size2);
+    if (!image_size_ok((int)size1, (int)size2, 2, &npix) || npix > DB_SMV_MAX_PIXELS) {
+        rc = db_fail(err, DB_ERR_FORMAT, "%s%s'%s': SMV image size SIZE1 %zu x SIZE2 %zu is more than the limit of %zu pixels",
+                     DB_INPUT_NAME(in), size1, size2, DB_SMV_MAX_PIXELS);
         goto fail;
     }
     /* The reference writes headers longer than 512 bytes unpadded, with the data right after "}\f". */
     size_t text_end = (size_t)(close - file) + 1;
-    if (text_end < len && file[text_end] == '\f')
+    if ((rc = db_input_fill(in, text_end + 1, err)) != DB_OK)
+        goto fail;
+    if (text_end < in->len && in->buf[text_end] == '\f')
         text_end++;
     size_t offset = text_end > header_bytes ? text_end : header_bytes;
-    if (offset > len || len - offset < npix * 2) {
-        rc = db_fail(err, DB_ERR_FORMAT,
-                     "'%s' is truncated: %zu x %zu pixels need %zu bytes from offset %zu, the file has %zu bytes",
-                     path, size1, size2, npix * 2, offset, len);
+    /* the file must be exactly the header and SIZE1 x SIZE2 pixels: anything else means the header does not
+     * describe the data (a wrong SIZE1, SIZE2, TYPE or HEADER_BYTES), and the image would be garbage */
+    char layout[256];
+    if (text_end > header_bytes)
+        snprintf(layout, sizeof layout,
+                 "a %zu-byte header text (longer than HEADER_BYTES=%zu), then SIZE1 %zu x SIZE2 %zu pixels of 2 bytes "
+                 "for TYPE=unsigned_short",
+                 text_end, header_bytes, size1, size2);
+    else
+        snprintf(layout, sizeof layout, "HEADER_BYTES=%zu, then SIZE1 %zu x SIZE2 %zu pixels of 2 bytes for TYPE=unsigned_short",
+                 header_bytes, size1, size2);
+    if ((rc = db_input_read_exact(in, offset + npix * 2, layout, err)) != DB_OK)
         goto fail;
-    }
     out->data = malloc(npix * 2);
     if (!out->data) {
-        rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading '%s'", path);
+        rc = db_fail(err, DB_ERR_NOMEM, "%s%s'%s': out of memory for %zu x %zu pixels", DB_INPUT_NAME(in), size1, size2);
         goto fail;
     }
-    const unsigned char *bytes = (const unsigned char *)file + offset;
+    const unsigned char *bytes = (const unsigned char *)in->buf + offset;
     for (size_t i = 0; i < npix; i++) {
         unsigned lo = bytes[2 * i + (big_endian ? 1 : 0)];
         unsigned hi = bytes[2 * i + (big_endian ? 0 : 1)];
@@ -359,11 +374,25 @@ int db_smv_read(const char *path, db_smv_image *out, db_error *err)
     out->fpixels = (int)size1;
     out->spixels = (int)size2;
     out->header_bytes = offset;
-    free(file);
     return DB_OK;
 
 fail:
-    free(file);
     db_smv_image_free(out);
     return rc;
+}
+
+int db_smv_read_flag(const char *flag, const char *path, db_smv_image *out, db_error *err)
+{
+    memset(out, 0, sizeof *out);
+    db_input in;
+    int rc = db_input_open(&in, flag, path, err);
+    if (rc == DB_OK)
+        rc = db_smv_read_input(&in, out, err);
+    db_input_close(&in);
+    return rc;
+}
+
+int db_smv_read(const char *path, db_smv_image *out, db_error *err)
+{
+    return db_smv_read_flag(NULL, path, out, err);
 }

@@ -60,10 +60,23 @@ typedef struct db_smv_image {
     uint16_t *data;
 } db_smv_image;
 
+/* The longest SMV header read (HEADER_BYTES, and the text up to its '}'): ADSC detectors and the reference
+ * write 512 bytes, other converters a few KiB; 1 MiB is ample and bounds what a file without a '}' costs. */
+#define DB_SMV_MAX_HEADER_BYTES ((size_t)1 << 20)
+/* The most pixels an SMV image may have: the largest area detectors have under 10^8; 2^30 (2 GiB of data)
+ * leaves ten times that and bounds what a stream with a lying header can make the reader take. */
+#define DB_SMV_MAX_PIXELS ((size_t)1 << 30)
+
 /* Reads and checks an SMV file: HEADER_BYTES, SIZE1, SIZE2, TYPE=unsigned_short and
- * BYTE_ORDER=little_endian|big_endian are required. Malformed or truncated files give DB_ERR_FORMAT;
- * on failure *out is left empty (safe to free). */
+ * BYTE_ORDER=little_endian|big_endian are required, and the file must be exactly the header and
+ * SIZE1 x SIZE2 pixels (a regular file's size is checked before its data are read). Malformed, truncated
+ * or too long files give DB_ERR_FORMAT naming the file, the header fields and the sizes; on failure *out is
+ * left empty (safe to free). db_smv_read_flag names the flag (-mask, -img, -obs) in its messages. */
 int db_smv_read(const char *path, db_smv_image *out, db_error *err);
+int db_smv_read_flag(const char *flag, const char *path, db_smv_image *out, db_error *err);
+/* The same from an input already opened (fileio.h), of which a first part may have been read. */
+struct db_input;
+int db_smv_read_input(struct db_input *in, db_smv_image *out, db_error *err);
 
 /* The value of KEY in the header as a double: 1 if present and entirely a finite number, else 0. */
 int db_smv_header_double(const db_smv_image *img, const char *key, double *value);

@@ -9,12 +9,16 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include "cli_harness.h"
 #include "config.h"
 #include "error.h"
 #include "fileio.h"
 #include "hkl.h"
+#include "observed.h"
+#include "smv.h"
 
 static char DIR_[4096];
 
@@ -178,6 +182,365 @@ static void test_fdump_roundtrip_and_nan(void **state)
     assert_int_equal(db_fdump_write(q, &t, &err), DB_OK);
     assert_int_equal(db_fdump_read(q, &u, &err), DB_ERR_FORMAT);
     db_hkl_free(&t);
+}
+
+/* ---- bounded reads (issue 18): no input can make a reader take memory or time without end ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* The address space of the children below: every refusal tested needs a few MiB (the largest, a 64 MiB -boxes
+ * stream, about 130 MiB while its buffer grows); a reader that read on without bound fails with "out of
+ * memory" here instead of taking the machine. Not under AddressSanitizer, whose shadow memory needs terabytes
+ * of address space (there the fixed readers are bounded by themselves). */
+#define CHILD_ADDRESS_SPACE ((rlim_t)1 << 30)
+
+static void limit_this_process(void)
+{
+#ifndef UNDER_ASAN
+    struct rlimit r = {CHILD_ADDRESS_SPACE, CHILD_ADDRESS_SPACE};
+    if (setrlimit(RLIMIT_AS, &r) != 0) _exit(125);
+#endif
+    alarm(120); /* a reader that blocks: killed, so the test fails rather than hangs */
+}
+
+/* Runs fn in a limited child process; fn returns 0 when every check passed (printing what failed otherwise). */
+static void in_limited_child(int (*fn)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        limit_this_process();
+        _exit(fn());
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the limited child %s %d", WIFEXITED(status) ? "exited with" : "was killed by signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+/* In a child: 0 when the call failed with code and a message holding every part, else 1 (and why). */
+static int child_expect(const char *what, int rc, const db_error *err, int code, const char *const *parts)
+{
+    if (rc != code) {
+        fprintf(stderr, "%s: status %d, expected %d (%s)\n", what, rc, code, rc ? err->message : "");
+        return 1;
+    }
+    for (; *parts; parts++)
+        if (!strstr(err->message, *parts)) {
+            fprintf(stderr, "%s: the message lacks \"%s\":\n    %s\n", what, *parts, err->message);
+            return 1;
+        }
+    return 0;
+}
+
+#define PARTS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* A child process writing data (len bytes) into the FIFO at path (made here), once or, endless, over and over
+ * until the reader closes it. */
+static pid_t fifo_writer(const char *path, const char *data, size_t len, int endless)
+{
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_IGN); /* the reader's refusal ends the writer with EPIPE */
+        alarm(120);
+        int fd = open(path, O_WRONLY);
+        do {
+            size_t left = len;
+            const char *p = data;
+            while (fd >= 0 && left > 0) {
+                ssize_t n = write(fd, p, left);
+                if (n <= 0) _exit(0);
+                p += n;
+                left -= (size_t)n;
+            }
+        } while (endless);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL); /* a writer still blocked on a reader that stopped */
+    waitpid(pid, NULL, 0);
+}
+
+/* dualbragg on a 32 x 32 detector with extra flags, inside DIR_, in a limited child; its exit status. */
+static int dualbragg_limited(const char *extra)
+{
+    char line[4200];
+    snprintf(line, sizeof line,
+             "-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 -pixel 0.1 -detpixels 32 "
+             "-oversample 1 -floatfile f.bin -nopgm %s",
+             extra);
+    harness_args a = {0};
+    harness_split(&a, line);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        limit_this_process();
+        if (chdir(DIR_) != 0) _exit(126);
+        int fd = open("out.log", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) _exit(126);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setenv("OMP_NUM_THREADS", "1", 1);
+        char *argv[HARNESS_MAX_ARGS + 1];
+        argv[0] = (char *)DB_CLI_PATH;
+        for (int i = 0; i < a.argc; i++) argv[i + 1] = a.argv[i];
+        argv[a.argc + 1] = NULL;
+        execv(DB_CLI_PATH, argv);
+        _exit(127);
+    }
+    harness_args_free(&a);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int log_has(const char *what);
+
+/* dualbragg refuses with exit status 1 and a message holding every part. */
+static void cli_refuses(const char *extra, const char *const *parts)
+{
+    int status = dualbragg_limited(extra);
+    if (status != 1) fail_msg("dualbragg %s: exit status %d, expected 1", extra, status);
+    for (; *parts; parts++) assert_true(log_has(*parts));
+}
+
+static int zero_library_readers(void)
+{
+    db_error err;
+    db_hkl_table t;
+    db_smv_image img;
+    double *obs = NULL;
+    int bad = 0;
+    bad |= child_expect("hkl", db_hkl_read("/dev/zero", 0.0, &t, &err), &err, DB_ERR_FORMAT,
+                        PARTS("-hkl /dev/zero:1: NUL byte in a text file (expected lines 'h k l F')"));
+    bad |= child_expect("Fdump", db_fdump_read("/dev/zero", &t, &err), &err, DB_ERR_FORMAT,
+                        PARTS("/dev/zero: not a structure-factor cache"));
+    bad |= child_expect("mask", db_smv_read_flag("-mask", "/dev/zero", &img, &err), &err, DB_ERR_FORMAT,
+                        PARTS("-mask '/dev/zero' is not an SMV image"));
+    bad |= child_expect("obs", db_observed_read("/dev/zero", 32, 32, 0.0, 0, &obs, &err), &err, DB_ERR_FORMAT,
+                        PARTS("-obs '/dev/zero' has more than 8192 bytes; a 32 x 32 float32 image has 4096"));
+    return bad;
+}
+
+/* /dev/zero (and streams that never end) for every input: a refusal naming the flag and the file, at once or
+ * at the input's size limit; before, each grew memory past 1.5 GB. */
+static void test_endless_inputs(void **state)
+{
+    (void)state;
+    in_limited_child(zero_library_readers);
+    cli_refuses("-mat /dev/zero", PARTS("-mat /dev/zero:1: NUL byte", "expected 9 numbers"));
+    cli_refuses("-sourcefile /dev/zero", PARTS("-sourcefile /dev/zero:1: NUL byte"));
+    cli_refuses("-boxes /dev/zero", PARTS("-boxes /dev/zero:1: NUL byte"));
+    cli_refuses("-hkl /dev/zero", PARTS("-hkl /dev/zero:1: NUL byte"));
+    cli_refuses("-mask /dev/zero", PARTS("-mask '/dev/zero' is not an SMV image"));
+    cli_refuses("-img /dev/zero", PARTS("-img '/dev/zero' is not an SMV image"));
+
+    /* valid lines without end: refused at the file's size limit */
+    static const struct {
+        const char *flag, *line, *part;
+    } endless[] = {
+        {"-boxes", "0 0 0 0\n", "more than the limit of 67108864 bytes (expected lines 'xmin xmax ymin ymax'"},
+        {"-sourcefile", "1 0 0\n", "more than the limit of 67108864 bytes (expected lines 'X Y Z I lambda'"},
+        {"-mat", "1\n", "more than the limit of 65536 bytes (expected 9 numbers"},
+        {"-hkl", "1111111111", "s.fifo:1: line longer than 4096 bytes"}, /* and no newline ever */
+    };
+    for (size_t i = 0; i < sizeof endless / sizeof *endless; i++) {
+        char fifo[4200], extra[4300];
+        path_in(fifo, sizeof fifo, "s.fifo");
+        pid_t w = fifo_writer(fifo, endless[i].line, strlen(endless[i].line), 1);
+        snprintf(extra, sizeof extra, "%s s.fifo", endless[i].flag);
+        int status = dualbragg_limited(extra);
+        reap(w);
+        unlink(fifo);
+        if (status != 1) fail_msg("dualbragg %s: exit status %d, expected 1", extra, status);
+        assert_true(log_has(endless[i].flag));
+        assert_true(log_has(endless[i].part));
+    }
+}
+
+/* A sparse file of size bytes (no disk blocks) starting with head. */
+static void put_sparse(const char *name, const char *head, size_t head_len, off_t size)
+{
+    char p[4200];
+    path_in(p, sizeof p, name);
+    put(name, head, head_len);
+    assert_int_equal(truncate(p, size), 0);
+}
+
+static int huge_library_readers(void)
+{
+    char p[4200];
+    db_error err;
+    db_hkl_table t;
+    db_smv_image img;
+    double *obs = NULL;
+    int bad = 0;
+    path_in(p, sizeof p, "huge.hkl");
+    bad |= child_expect("hkl", db_hkl_read(p, 0.0, &t, &err), &err, DB_ERR_FORMAT,
+                        PARTS("-hkl ", "huge.hkl: the file has 1073741825 bytes, more than the limit of 1073741824 bytes"));
+    path_in(p, sizeof p, "huge.bin");
+    bad |= child_expect("obs", db_observed_read(p, 32, 32, 0.0, 0, &obs, &err), &err, DB_ERR_FORMAT,
+                        PARTS("-obs '", "huge.bin' is 17179869184 bytes; a 32 x 32 float32 image has 4096"));
+    path_in(p, sizeof p, "huge.img");
+    bad |= child_expect("mask", db_smv_read_flag("-mask", p, &img, &err), &err, DB_ERR_FORMAT,
+                        PARTS("-mask '", "huge.img' has 4294967296 bytes, 4294964736 more than the 2560 expected",
+                              "SIZE1 32 x SIZE2 32"));
+    path_in(p, sizeof p, "huge.fdump");
+    bad |= child_expect("Fdump", db_fdump_read(p, &t, &err), &err, DB_ERR_FORMAT,
+                        PARTS("huge.fdump' has 4294967296 bytes", "more than the 77 expected"));
+    return bad;
+}
+
+/* Regular files larger than they may be are refused from their size, before their data are read (sparse files
+ * here: no disk used); before, each was read whole. */
+static void test_huge_files(void **state)
+{
+    (void)state;
+    put_sparse("huge.hkl", "0 0 0 1\n", 8, (off_t)DB_HKL_TEXT_MAX_BYTES + 1);
+    put_sparse("huge.bin", "", 0, (off_t)16 << 30);
+    char smv[512];
+    memset(smv, ' ', sizeof smv);
+    const char *h = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=32;\nSIZE2=32;\n}\f";
+    memcpy(smv, h, strlen(h));
+    put_sparse("huge.img", smv, sizeof smv, (off_t)4 << 30);
+    put_sparse("huge.fdump", "0 0 0 0 0 0\n\f", 13, (off_t)4 << 30); /* 13 bytes of header and 8 doubles */
+    in_limited_child(huge_library_readers);
+    cli_refuses("-hkl huge.hkl", PARTS("-hkl huge.hkl: the file has 1073741825 bytes"));
+    cli_refuses("-mask huge.img", PARTS("-mask 'huge.img' has 4294967296 bytes"));
+}
+
+/* db_read_text at its limits: the size (a regular file and a stream), the line length and line numbers across
+ * the reads of a stream (64 KiB steps), NUL bytes. */
+static void test_text_limits(void **state)
+{
+    (void)state;
+    char p[4200], *data = NULL;
+    size_t len;
+    db_error err;
+    char buf[200000];
+    memset(buf, 'x', sizeof buf);
+    for (size_t i = 99; i < sizeof buf; i += 100) buf[i] = '\n';
+    path_in(p, sizeof p, "t.txt");
+    /* the size: exactly the limit, and one byte more */
+    put("t.txt", buf, 1000);
+    assert_int_equal(db_read_text("-x", p, 1000, "things", &data, &len, &err), DB_OK);
+    assert_int_equal(len, 1000);
+    assert_int_equal(data[len], '\0');
+    free(data);
+    assert_int_equal(db_read_text("-x", p, 999, "things", &data, &len, &err), DB_ERR_FORMAT);
+    assert_null(data);
+    assert_non_null(strstr(err.message, "-x "));
+    assert_non_null(strstr(err.message, "t.txt: the file has 1000 bytes, more than the limit of 999 bytes (expected things)"));
+    char fifo[4200];
+    path_in(fifo, sizeof fifo, "t.fifo");
+    pid_t w = fifo_writer(fifo, buf, 1000, 0);
+    assert_int_equal(db_read_text("-x", fifo, 1000, "things", &data, &len, &err), DB_OK);
+    reap(w);
+    unlink(fifo);
+    assert_int_equal(len, 1000);
+    free(data);
+    w = fifo_writer(fifo, buf, 1000, 0);
+    assert_int_equal(db_read_text("-x", fifo, 999, "things", &data, &len, &err), DB_ERR_FORMAT);
+    reap(w);
+    unlink(fifo);
+    assert_non_null(strstr(err.message, "t.fifo: more than the limit of 999 bytes (expected things; a stream"));
+    /* an empty file is an empty text */
+    put("t.txt", "", 0);
+    assert_int_equal(db_read_text("-x", p, 999, "things", &data, &len, &err), DB_OK);
+    assert_int_equal(len, 0);
+    assert_int_equal(data[0], '\0');
+    free(data);
+
+    /* lines: DB_TEXT_MAX_LINE bytes (its newline not counted) is fine, one more is not; the long line is line
+     * 656 and crosses the first 64 KiB read of a stream (655 lines of 100 bytes end at 65500) */
+    size_t at = 65500;
+    memset(buf + at, 'y', DB_TEXT_MAX_LINE);
+    buf[at + DB_TEXT_MAX_LINE] = '\n';
+    for (int stream = 0; stream < 2; stream++) {
+        for (int extra = 0; extra < 2; extra++) {
+            if (extra) buf[at + DB_TEXT_MAX_LINE] = 'y';
+            size_t n = at + DB_TEXT_MAX_LINE + 1 + 50;
+            if (extra) buf[n - 1] = '\n';
+            pid_t wr = 0;
+            if (stream) wr = fifo_writer(fifo, buf, n, 0);
+            else put("t.txt", buf, n);
+            int rc = db_read_text("-x", stream ? fifo : p, sizeof buf, "things", &data, &len, &err);
+            if (stream) {
+                reap(wr);
+                unlink(fifo);
+            }
+            if (!extra) {
+                if (rc) fail_msg("a line of %d bytes: %s", DB_TEXT_MAX_LINE, err.message);
+                free(data);
+            } else {
+                assert_int_equal(rc, DB_ERR_FORMAT);
+                if (!strstr(err.message, stream ? "t.fifo:656: line longer than 4096 bytes (expected things)"
+                                                : "t.txt:656: line longer than 4096 bytes (expected things)"))
+                    fail_msg("%s", err.message);
+            }
+            buf[at + DB_TEXT_MAX_LINE] = '\n';
+        }
+    }
+    /* the last line, without its newline: the same limit */
+    char last[DB_TEXT_MAX_LINE + 1];
+    memset(last, 'z', sizeof last);
+    put("t.txt", last, DB_TEXT_MAX_LINE);
+    assert_int_equal(db_read_text("-x", p, sizeof buf, "things", &data, &len, &err), DB_OK);
+    free(data);
+    put("t.txt", last, DB_TEXT_MAX_LINE + 1);
+    assert_int_equal(db_read_text("-x", p, sizeof buf, "things", &data, &len, &err), DB_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "t.txt:1: line longer than 4096 bytes"));
+    /* a NUL byte after the first 64 KiB of a stream, on line 700 */
+    memset(buf, 'x', sizeof buf);
+    for (size_t i = 99; i < sizeof buf; i += 100) buf[i] = '\n';
+    buf[69950] = '\0';
+    w = fifo_writer(fifo, buf, 80000, 0);
+    assert_int_equal(db_read_text("-x", fifo, sizeof buf, "things", &data, &len, &err), DB_ERR_FORMAT);
+    reap(w);
+    unlink(fifo);
+    assert_non_null(strstr(err.message, "t.fifo:700: NUL byte in a text file (expected things)"));
+}
+
+/* A reflection given twice with different F is refused naming both lines (the reference keeps the last without
+ * a word); the same F twice is accepted. */
+static void test_hkl_duplicates(void **state)
+{
+    (void)state;
+    char p[4200];
+    db_hkl_table t;
+    db_error err;
+    path_in(p, sizeof p, "dup.hkl");
+    put_text("dup.hkl", "1 0 0 5\n0 0 0 1\n1 0 0 5.0\n-1 0 0 2\n");
+    assert_int_equal(db_hkl_read(p, 0.0, &t, &err), DB_OK);
+    assert_true(t.F[((size_t)(1 - t.h_min) * (t.k_range + 1)) * (t.l_range + 1)] == 5.0);
+    db_hkl_free(&t);
+    put_text("dup.hkl", "1 0 0 5\n0 0 0 1\n1 0 0 5.0\n-1 0 0 2\n1 0 0 5.000000000000001\n");
+    assert_int_equal(db_hkl_read(p, 0.0, &t, &err), DB_ERR_FORMAT);
+    assert_null(t.F);
+    if (!strstr(err.message, "-hkl ") ||
+        !strstr(err.message, "dup.hkl:5: h k l = 1 0 0 has F = 5.000000000000001, but line 1 gave it F = 5 "
+                             "(expected each reflection once)"))
+        fail_msg("%s", err.message);
+    /* negative indices, the duplicate first given after another repeat */
+    put_text("dup.hkl", "0 0 0 1\n-3 2 -1 7\n-3 2 -1 7\n-3 2 -1 -7\n");
+    assert_int_equal(db_hkl_read(p, 0.0, &t, &err), DB_ERR_FORMAT);
+    if (!strstr(err.message, "dup.hkl:4: h k l = -3 2 -1 has F = -7, but line 2 gave it F = 7"))
+        fail_msg("%s", err.message);
 }
 
 /* ---- output files ---- */
@@ -470,6 +833,10 @@ int main(void)
         T(test_fdump_header_sizes),
         T(test_table_limit),
         T(test_fdump_roundtrip_and_nan),
+        T(test_endless_inputs),
+        T(test_huge_files),
+        T(test_text_limits),
+        T(test_hkl_duplicates),
         T(test_write_temp_commit_abort),
         T(test_out_set),
         T(test_check_output_path),

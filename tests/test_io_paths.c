@@ -5,7 +5,8 @@
  *   - exits 2 (a bad command line) before any work,
  *   - says which two flags name the same file ("same file"),
  *   - leaves every file in the folder as it was, and adds none but out.log (no output, no temporary).
- * The spellings cover what the check must see through: "./x", "sub/../x", a symbolic link, a hard link. */
+ * The spellings cover what the check must see through: "./x", "sub/../x", a symbolic link, a hard link.
+ * And a run stopped by SIGINT or SIGTERM leaves no temporary output behind (class 4). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,9 +14,14 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli_harness.h"
+#include "test_util.h"
 
 #define GEOM "-cell 70 80 90 75 85 95 -N 4 -lambda 1 -distance 100 -pixel 0.1 -detpixels 48 -oversample 1 -noprogress"
 
@@ -96,6 +102,16 @@ static void take(const char *dir, snapshot *s)
             snprintf(s->name[s->n++], sizeof s->name[0], "sub/%s", e->d_name);
         }
     closedir(d);
+}
+
+/* take() for a folder without sub/ */
+static void take_flat(const char *dir, snapshot *s)
+{
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    mkdir(sub, 0755);
+    take(dir, s);
+    rmdir(sub);
 }
 
 static void release(snapshot *s)
@@ -214,12 +230,87 @@ static void test_dualbragg_outputs(void **state)
     run_table(cases, sizeof cases / sizeof cases[0]);
 }
 
+/* Interrupted runs (issue 18, class 4): dualbragg stopped by SIGINT or SIGTERM while its outputs are still
+ * temporary files (a 1024 x 1024 run with 30 mosaic domains takes seconds; the temporaries exist from the start)
+ * ends by that signal and leaves the folder as it was: no output, no "*.dualbragg.tmp.*". */
+static int has_temporary(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".dualbragg.tmp.")) found = 1;
+    closedir(d);
+    return found;
+}
+
+static void test_interrupt_leaves_nothing(void **state)
+{
+    (void)state;
+    static const int sigs[] = {SIGINT, SIGTERM};
+    for (int k = 0; k < 2; k++) {
+        char dir[4096], src[4200], path[4200];
+        assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+        snprintf(src, sizeof src, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
+        snprintf(path, sizeof path, "%s/P1.hkl", dir);
+        assert_int_equal(harness_copy(src, path), 0);
+        snapshot before, after;
+        take_flat(dir, &before);
+        harness_args a = {0};
+        harness_split(&a, "-hkl P1.hkl -cell 70 80 90 75 85 95 -N 10 -lambda 1 -distance 100 -pixel 0.1 -detpixels 1024 "
+                          "-mosaic_dom 30 -mosaic 0.5 -oversample 2 -noprogress");
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            if (chdir(dir) != 0) _exit(126);
+            signal(SIGINT, SIG_DFL); /* as a program started from a terminal has them */
+            signal(SIGTERM, SIG_DFL);
+            int fd = open("/dev/null", O_WRONLY);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+            }
+            char *argv[HARNESS_MAX_ARGS + 1];
+            argv[0] = (char *)DB_CLI_PATH;
+            for (int i = 0; i < a.argc; i++) argv[i + 1] = a.argv[i];
+            argv[a.argc + 1] = NULL;
+            execv(DB_CLI_PATH, argv);
+            _exit(127);
+        }
+        harness_args_free(&a);
+        int waited = 0;
+        while (!has_temporary(dir) && waited < 2000) { /* 20 s at most */
+            usleep(10000);
+            waited++;
+        }
+        int status = 0, ended_early = waitpid(pid, &status, WNOHANG) == pid;
+        if (!ended_early) {
+            kill(pid, sigs[k]);
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+        }
+        take_flat(dir, &after);
+        char line[64];
+        snprintf(line, sizeof line, "dualbragg stopped by signal %d", sigs[k]);
+        int changed = compare(&before, &after, line);
+        release(&before);
+        release(&after);
+        harness_rmtree(dir);
+        if (ended_early) fail_msg("the run ended before its temporary files appeared (exit status %d)", status);
+        test_context("signal %d", sigs[k]);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k]);
+        assert_false(changed);
+        test_context("%s", "");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refine_outputs),
         cmocka_unit_test(test_gradcheck_outputs),
         cmocka_unit_test(test_dualbragg_outputs),
+        cmocka_unit_test(test_interrupt_leaves_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -303,6 +304,129 @@ static void test_read_errors(void **state)
     read_fails(GOLDEN_FLOAT, 0, 256, 0, DB_ERR_ARGUMENT, &err);
     read_fails(GOLDEN_FLOAT, 256, -1, 0, DB_ERR_ARGUMENT, &err);
     read_fails(GOLDEN_FLOAT, 2147483647, 2147483647, 0, DB_ERR_ARGUMENT, &err);
+}
+
+/* ---------------------------------------------------------------- issue 18: sizes and streams */
+
+/* A child process writing len bytes of data into the FIFO at path (made here), then closing it. */
+static pid_t fifo_writer(const char *path, const void *data, size_t len)
+{
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_IGN); /* a reader that stops early ends the writer with EPIPE */
+        int fd = open(path, O_WRONLY);
+        const char *p = data;
+        while (fd >= 0 && len > 0) {
+            ssize_t n = write(fd, p, len);
+            if (n <= 0)
+                break;
+            p += n;
+            len -= (size_t)n;
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL); /* a writer still blocked on a reader that stopped early */
+    waitpid(pid, NULL, 0);
+}
+
+/* An SMV -obs whose header matches the detector but not its data is refused (before, the extra bytes were
+ * ignored or the data read from the wrong offset, and the garbage fitted with exit 3). */
+static void test_obs_smv_sizes_must_match(void **state)
+{
+    (void)state;
+    enum { F = 4, S = 3 };
+    char dir[4096], path[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/lie.img", dir);
+    db_error err;
+    const char *good = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    const char *hb256 = "{\nHEADER_BYTES=256;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    unsigned char file[512 + 2 * F * S + 2];
+    memset(file, ' ', 512);
+    memset(file + 512, 1, sizeof file - 512);
+    memcpy(file, good, strlen(good));
+    write_bytes(path, file, 512 + 2 * F * S); /* control */
+    double *obs = NULL;
+    if (db_observed_read(path, F, S, 0.0, 0, &obs, &err))
+        fail_msg("%s", err.message);
+    assert_true(obs[F * S - 1] == 257.0);
+    free(obs);
+    write_bytes(path, file, sizeof file); /* one pixel more than SIZE1 x SIZE2 */
+    const char *m = read_fails(path, F, S, 0, DB_ERR_FORMAT, &err);
+    assert_has(m, "-obs '");
+    assert_has(m, "lie.img' has 538 bytes, 2 more than the 536 expected (HEADER_BYTES=512, then SIZE1 4 x SIZE2 3");
+    memcpy(file, hb256, strlen(hb256)); /* the data are not at HEADER_BYTES */
+    write_bytes(path, file, 512 + 2 * F * S);
+    m = read_fails(path, F, S, 0, DB_ERR_FORMAT, &err);
+    assert_has(m, "536 bytes, 256 more than the 280 expected (HEADER_BYTES=256");
+    harness_rmtree(dir);
+}
+
+/* -obs may be a FIFO: it is opened once (an SMV file used to be opened twice, which blocks on a FIFO) and read
+ * as far as needed; a raw stream longer than the largest image it could be is refused without reading on. */
+static void test_obs_stream(void **state)
+{
+    (void)state;
+    enum { F = 4, S = 3 };
+    char dir[4096], path[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    alarm(60); /* a reader that blocks fails the test rather than hanging it */
+    db_error err;
+    double *obs = NULL;
+    /* an SMV image */
+    const char *good = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    unsigned char smv[512 + 2 * F * S];
+    memset(smv, ' ', 512);
+    memcpy(smv, good, strlen(good));
+    for (int i = 0; i < F * S; i++) {
+        smv[512 + 2 * i] = (unsigned char)(100 + i);
+        smv[512 + 2 * i + 1] = 0;
+    }
+    snprintf(path, sizeof path, "%s/smv.fifo", dir);
+    pid_t w = fifo_writer(path, smv, sizeof smv);
+    int rc = db_observed_read(path, F, S, 40.0, 0, &obs, &err);
+    reap(w);
+    if (rc)
+        fail_msg("%s", err.message);
+    for (int i = 0; i < F * S; i++)
+        assert_true(obs[i] == 100 + i - 40.0);
+    free(obs);
+    /* raw float32 of the right size */
+    float raw[F * S];
+    for (int i = 0; i < F * S; i++)
+        raw[i] = 0.5f * (float)i; /* the test hosts are little-endian, as the format */
+    snprintf(path, sizeof path, "%s/raw.fifo", dir);
+    w = fifo_writer(path, raw, sizeof raw);
+    rc = db_observed_read(path, F, S, 40.0, 0, &obs, &err);
+    reap(w);
+    if (rc)
+        fail_msg("%s", err.message);
+    assert_true(obs[F * S - 1] == 0.5 * (F * S - 1));
+    free(obs);
+    /* a stream longer than a float64 image: refused after reading one byte past it */
+    unsigned char more[8 * F * S + 100];
+    memset(more, 0, sizeof more);
+    snprintf(path, sizeof path, "%s/long.fifo", dir);
+    w = fifo_writer(path, more, sizeof more);
+    const char *m = read_fails(path, F, S, 0, DB_ERR_FORMAT, &err);
+    reap(w);
+    assert_has(m, "-obs '");
+    assert_has(m, "long.fifo' has more than 96 bytes; a 4 x 3 float32 image has 48");
+    /* a short one: its length */
+    snprintf(path, sizeof path, "%s/short.fifo", dir);
+    w = fifo_writer(path, more, 47);
+    m = read_fails(path, F, S, 0, DB_ERR_FORMAT, &err);
+    reap(w);
+    assert_has(m, "short.fifo' is 47 bytes; a 4 x 3 float32 image has 48");
+    alarm(0);
+    harness_rmtree(dir);
 }
 
 /* ---------------------------------------------------------------- check */
@@ -897,6 +1021,8 @@ int main(void)
         cmocka_unit_test(test_float32_golden),
         cmocka_unit_test(test_float64_and_shapes),
         cmocka_unit_test(test_read_errors),
+        cmocka_unit_test(test_obs_smv_sizes_must_match),
+        cmocka_unit_test(test_obs_stream),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_spots_blobs),
         cmocka_unit_test(test_spots_arguments),

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -560,6 +562,163 @@ static void test_smv_read_rejects_malformed(void **state)
     assert_int_equal(db_smv_read(path, &img, &err), DB_ERR_IO);
 }
 
+/* ---- issue 18: the file must be exactly what its header says ---- */
+
+/* A 4 x 3 little-endian SMV file with header text hdr padded to header_len, then data_len bytes of pixels. */
+static void write_smv_bytes(const char *path, const char *hdr, size_t header_len, size_t data_len)
+{
+    size_t len = header_len + data_len;
+    char *file = malloc(len);
+    assert_non_null(file);
+    memset(file, ' ', header_len);
+    memcpy(file, hdr, strlen(hdr));
+    for (size_t i = header_len; i < len; i++)
+        file[i] = (char)(i * 7);
+    write_bytes(path, file, len);
+    free(file);
+}
+
+static void expect_lie(const char *path, const char *why, const char *const *parts)
+{
+    db_smv_image img;
+    db_error err;
+    int rc = db_smv_read_flag("-mask", path, &img, &err);
+    if (rc != DB_ERR_FORMAT)
+        fail_msg("%s: status %d, expected DB_ERR_FORMAT (%s)", why, rc, err.message);
+    assert_null(img.data);
+    for (; *parts; parts++)
+        if (!strstr(err.message, *parts))
+            fail_msg("%s: the message lacks \"%s\":\n    %s", why, *parts, err.message);
+}
+
+/* Every SMV whose header sizes (SIZE1, SIZE2, HEADER_BYTES) do not describe its data exactly is refused, naming
+ * the flag, the file, the fields and the byte counts; before, a file with more data than its header says was
+ * read (the extra bytes ignored), so a wrong SIZE1 gave a garbage image. */
+static void test_smv_read_sizes_must_match(void **state)
+{
+    const char *dir = *state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/lie.img", dir);
+    const char *good = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    /* control: the exact size is read */
+    write_smv_bytes(path, good, 512, 24);
+    db_smv_image img;
+    db_error err;
+    assert_int_equal(db_smv_read_flag("-mask", path, &img, &err), DB_OK);
+    assert_int_equal(img.fpixels * img.spixels, 12);
+    db_smv_image_free(&img);
+
+    /* one byte more, or two (a whole extra pixel) */
+    write_smv_bytes(path, good, 512, 25);
+    expect_lie(path, "one byte more", (const char *const[]){"-mask '", "lie.img'", "537 bytes", "1 more than the 536",
+                                                            "HEADER_BYTES=512", "SIZE1 4 x SIZE2 3", NULL});
+    write_smv_bytes(path, good, 512, 26);
+    expect_lie(path, "one pixel more", (const char *const[]){"538 bytes", "2 more than the 536", NULL});
+    /* SIZE1 smaller than the data (the old reader took the first 2 x 3 pixels) */
+    const char *small = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=2;\nSIZE2=3;\n}\f";
+    write_smv_bytes(path, small, 512, 24);
+    expect_lie(path, "SIZE1 too small", (const char *const[]){"536 bytes", "12 more than the 524", "SIZE1 2 x SIZE2 3", NULL});
+    /* SIZE2 larger than the data: truncated */
+    const char *large = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=4;\n}\f";
+    write_smv_bytes(path, large, 512, 24);
+    expect_lie(path, "SIZE2 too large", (const char *const[]){"truncated", "536 bytes, expected 544", "SIZE1 4 x SIZE2 4", NULL});
+    /* HEADER_BYTES smaller than where the data start (but past the header text), and larger */
+    const char *hb256 = "{\nHEADER_BYTES=256;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    write_smv_bytes(path, hb256, 512, 24);
+    expect_lie(path, "HEADER_BYTES too small", (const char *const[]){"256 more than the 280", "HEADER_BYTES=256", NULL});
+    const char *hb600 = "{\nHEADER_BYTES=600;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    write_smv_bytes(path, hb600, 512, 24);
+    expect_lie(path, "HEADER_BYTES too large", (const char *const[]){"truncated", "expected 624", "HEADER_BYTES=600", NULL});
+    /* and HEADER_BYTES beyond the reader's limit is refused for itself, whatever the file's size */
+    const char *hbhuge = "{\nHEADER_BYTES=1048577;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    write_smv_bytes(path, hbhuge, 512, 24);
+    expect_lie(path, "HEADER_BYTES beyond the limit", (const char *const[]){"HEADER_BYTES=1048577", "limit of 1048576", NULL});
+    /* the limit itself is allowed (a regular file of exactly that header and data) */
+    const char *hbmax = "{\nHEADER_BYTES=1048576;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    write_smv_bytes(path, hbmax, DB_SMV_MAX_HEADER_BYTES, 24);
+    assert_int_equal(db_smv_read_flag("-mask", path, &img, &err), DB_OK);
+    assert_int_equal(img.header_bytes, DB_SMV_MAX_HEADER_BYTES);
+    db_smv_image_free(&img);
+    /* a header without its '}' in the first DB_SMV_MAX_HEADER_BYTES: refused, saying so */
+    write_smv_bytes(path, "{\nHEADER_BYTES=512;", DB_SMV_MAX_HEADER_BYTES + 10, 0);
+    expect_lie(path, "no '}'", (const char *const[]){"no closing '}' in its first 1048576 bytes", NULL});
+    /* more pixels than the limit */
+    const char *wide = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=65536;\nSIZE2=16385;\n}\f";
+    write_smv_bytes(path, wide, 512, 24);
+    expect_lie(path, "too many pixels", (const char *const[]){"SIZE1 65536 x SIZE2 16385", "limit of 1073741824 pixels", NULL});
+}
+
+/* A child process writing len bytes of data into the FIFO at path (made here), then closing it. */
+static pid_t fifo_writer(const char *path, const void *data, size_t len)
+{
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_IGN); /* a reader that stops early ends the writer with EPIPE */
+        int fd = open(path, O_WRONLY);
+        const char *p = data;
+        while (fd >= 0 && len > 0) {
+            ssize_t n = write(fd, p, len);
+            if (n <= 0)
+                break;
+            p += n;
+            len -= (size_t)n;
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL); /* a writer still blocked on a reader that stopped early */
+    waitpid(pid, NULL, 0);
+}
+
+/* A stream (a FIFO: no size to check beforehand) is read as far as the header says and one byte more: a
+ * following byte is refused (before, the whole stream was read and the rest ignored), a short stream too. */
+static void test_smv_read_stream(void **state)
+{
+    const char *dir = *state;
+    char path[1024];
+    const char *good = "{\nHEADER_BYTES=512;\nTYPE=unsigned_short;\nBYTE_ORDER=little_endian;\nSIZE1=4;\nSIZE2=3;\n}\f";
+    char file[512 + 24 + 4096];
+    memset(file, ' ', 512);
+    memcpy(file, good, strlen(good));
+    for (size_t i = 512; i < sizeof file; i++)
+        file[i] = (char)(i * 3);
+    db_smv_image img;
+    db_error err;
+    static const struct {
+        size_t len;
+        int rc;
+        const char *part;
+    } cases[] = {
+        {512 + 24, DB_OK, NULL},
+        {512 + 25, DB_ERR_FORMAT, "more than the 536 bytes expected (HEADER_BYTES=512, then SIZE1 4 x SIZE2 3"},
+        {sizeof file, DB_ERR_FORMAT, "more than the 536 bytes expected"},
+        {512 + 23, DB_ERR_FORMAT, "truncated: it ends after 535 bytes, expected 536"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(path, sizeof path, "%s/fifo%zu", dir, i);
+        pid_t w = fifo_writer(path, file, cases[i].len);
+        int rc = db_smv_read_flag("-img", path, &img, &err);
+        reap(w);
+        if (rc != cases[i].rc)
+            fail_msg("a stream of %zu bytes: status %d, expected %d (%s)", cases[i].len, rc, cases[i].rc,
+                     rc ? err.message : "");
+        if (rc == DB_OK) {
+            assert_int_equal(img.data[11], (uint16_t)(((512 + 22) * 3 & 0xff) | ((512 + 23) * 3 & 0xff) << 8));
+            db_smv_image_free(&img);
+        } else {
+            assert_non_null(strstr(err.message, "-img '"));
+            if (!strstr(err.message, cases[i].part))
+                fail_msg("the message lacks \"%s\":\n    %s", cases[i].part, err.message);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +733,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_smv_round_trip, make_workdir, remove_workdir),
         cmocka_unit_test_setup_teardown(test_smv_read_golden_and_big_endian, make_workdir, remove_workdir),
         cmocka_unit_test_setup_teardown(test_smv_read_rejects_malformed, make_workdir, remove_workdir),
+        cmocka_unit_test_setup_teardown(test_smv_read_sizes_must_match, make_workdir, remove_workdir),
+        cmocka_unit_test_setup_teardown(test_smv_read_stream, make_workdir, remove_workdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
