@@ -31,18 +31,28 @@ typedef struct db_error {
 
 typedef struct db_sim db_sim;       /* one simulation built from a configuration */
 
+/* Arguments. Every function checks its pointers and sizes and never crashes on NULL. A pointer is required unless
+ * its comment says "may be NULL"; a function with a db_error refuses a missing one with DB_ERR_ARGUMENT and a
+ * message naming it, and err itself may always be NULL (the status alone then). A function without an error
+ * channel returns the safe value its comment gives ("NULL: ..."). Sizes too: counts >= 0, and an output array
+ * must hold what its comment says. */
+
 /* Progress callback: fraction done in [0, 1]; called from the rendering thread, never required. */
 typedef void (*db_progress_fn)(void *user, double fraction);
 
 /* ---- configuration ---- */
 db_config *db_config_create(void);  /* the reference's defaults; NULL when out of memory */
-void db_config_destroy(db_config *cfg);
+void db_config_destroy(db_config *cfg); /* cfg may be NULL (nothing is done) */
 /* Applies nanoBragg-style arguments (argv[0] is a flag, not the program name). Flags are matched exactly
  * (README lists every spelling); unknown flags, missing or non-numeric values are errors. -img and -mask
- * headers are read here, before the other flags, as the reference does. */
+ * headers are read here, before the other flags, as the reference does. cfg is required, argc >= 0, and argv and
+ * each of its argc strings are required (argv may be NULL when argc is 0). All or nothing: on an error cfg is
+ * unchanged. Values the arithmetic cannot hold are refused with their flag and range (README "Deviations from the
+ * reference"). */
 int db_config_parse(db_config *cfg, int argc, const char *const *argv, db_error *err);
 /* Field by field: each setter applies the same conversions as the flag named in its comment (so a
- * configuration built either way renders the same image). Units are the command line's. */
+ * configuration built either way renders the same image). Units are the command line's. cfg is required, and so
+ * are the paths; name may be NULL (refused as an unknown convention). */
 int db_config_set_cell(db_config *cfg, double a, double b, double c, double alpha, double beta, double gamma,
                        db_error *err);                                                     /* -cell */
 int db_config_set_matrix_file(db_config *cfg, const char *path, db_error *err);           /* -mat */
@@ -62,10 +72,11 @@ int db_config_set_roi(db_config *cfg, int xmin, int xmax, int ymin, int ymax, db
 int db_config_set_noise_seed(db_config *cfg, long seed, db_error *err);                  /* -seed */
 int db_config_set_phi_carryover(db_config *cfg, int on, db_error *err);                  /* -phi_carryover */
 
-/* Warnings collected while parsing (flags accepted without effect), one per line; "" when none. */
+/* Warnings collected while parsing (flags accepted without effect), one per line; "" when none (NULL cfg: ""). */
 const char *db_config_warnings(const db_config *cfg);
 
-/* Output files the command line asked for (NULL when not requested), and a few switches. */
+/* Output files the command line asked for (NULL when not requested), and a few switches. A NULL cfg answers
+ * NULL, or 0 (db_config_phi_carryover: 1, the default). */
 typedef enum { DB_OUT_FLOAT, DB_OUT_INT, DB_OUT_PGM, DB_OUT_NOISE, DB_OUT_FLOAT64, DB_OUT_FDUMP, DB_OUT_PNG } db_output_kind;
 const char *db_config_output_path(const db_config *cfg, db_output_kind kind);
 int db_config_has_hkl(const db_config *cfg);      /* -hkl given */
@@ -74,27 +85,36 @@ int db_config_progress(const db_config *cfg);     /* progress meter wanted (-nop
 const char *db_config_grad_list(const db_config *cfg); /* -grad LIST, or NULL */
 int db_config_grad_chunk(const db_config *cfg);   /* -grad_chunk, 0 = default */
 int db_config_grad_png(const db_config *cfg);     /* -gradpng: a PNG beside each derivative image */
-/* The derivative images' prefix: -gradprefix, or the float file name without extension plus ".d". */
+/* The derivative images' prefix: -gradprefix, or the float file name without extension plus ".d", into buf[size].
+ * 0, or -1 with buf "" (when buf has room) for a NULL cfg or buf, size 0, or a prefix that does not fit: it is
+ * never handed back cut short. */
 int db_config_grad_prefix(const db_config *cfg, char *buf, size_t size);
-int db_config_trace_pixel(const db_config *cfg, int *fpixel, int *spixel); /* 1 when -trace_pixel was given */
-int db_config_printout(const db_config *cfg, int *fpixel, int *spixel);    /* 1 when -printout(_pixel) was given */
+/* 1 when -trace_pixel / -printout(_pixel) was given, the pixel in *fpixel, *spixel (-1 -1: none, or every pixel for
+ * -printout); fpixel and spixel may be NULL. NULL cfg: 0. */
+int db_config_trace_pixel(const db_config *cfg, int *fpixel, int *spixel);
+int db_config_printout(const db_config *cfg, int *fpixel, int *spixel);
 
 /* ---- simulation ---- */
 /* Builds a simulation: reads -hkl / -mat / -sourcefile, draws the mosaic domains. fdump_path, when not NULL
  * and the configuration has no -hkl, is a structure-factor cache (Fdump.bin format) to read instead. The
- * library itself never looks for files in the current folder. */
+ * library itself never looks for files in the current folder. out and cfg are required (*out is NULL on any
+ * error). Memory before work: the float image, the mosaic domains and the tables a run builds (and, at each run,
+ * the tables of its derivative pass) are estimated before they are allocated, and refused with the figure and the
+ * flags behind it (DB_ERR_ARGUMENT) above half the machine's physical memory, or the GiB that the environment
+ * variable DUALBRAGG_MAX_MEMORY_GIB sets (README "Deviations from the reference"). */
 int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db_error *err);
-void db_sim_destroy(db_sim *sim);
-void db_sim_size(const db_sim *sim, int *fpixels, int *spixels);
-void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user);
+void db_sim_destroy(db_sim *sim);                                /* sim may be NULL */
+void db_sim_size(const db_sim *sim, int *fpixels, int *spixels); /* either output may be NULL; NULL sim: 0 x 0 */
+void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user); /* fn may be NULL (none); NULL sim: nothing */
 /* Where the next runs render: "cpu", "cuda" (an NVIDIA GPU; DB_ERR_DEVICE without a usable one), "auto" (cuda when
  * usable, else cpu), or "emulate" (the GPU renderer's thread function run on the CPU: for tests). -device on the
  * command line does the same at creation. */
 int db_sim_set_device(db_sim *sim, const char *device, db_error *err);
-/* The device in use, as "cpu", "emulate" or "cuda (GPU name)". */
+/* The device in use, as "cpu", "emulate" or "cuda (GPU name)"; NULL sim: "". */
 const char *db_sim_device(const db_sim *sim);
 /* Renders the float image (fpixels*spixels, index s*fpixels+f) into caller-owned buffers; image64 (may be
- * NULL) receives the double value before float rounding. Pixels outside the ROI or masked are 0. */
+ * NULL) receives the double value before float rounding. Pixels outside the ROI or masked are 0. sim and image
+ * are required. */
 int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err);
 
 /* The derived geometry (spec §3.5), available as soon as the simulation exists. */
@@ -107,7 +127,7 @@ typedef struct db_geometry {
     double Na, Nb, Nc;
     int interpolate;
 } db_geometry;
-int db_sim_geometry(const db_sim *sim, db_geometry *out);
+int db_sim_geometry(const db_sim *sim, db_geometry *out); /* DB_ERR_ARGUMENT (no message) for a NULL argument */
 
 /* What the last run computed: the geometry, and the statistics over rendered pixels as the reference prints
  * them (appendix A4.2). */
@@ -118,7 +138,7 @@ typedef struct db_run_summary {
     int interpolation_switched_off; /* an out-of-range sample switched tricubic interpolation off (spec §3.12) */
     long rendered_pixels;
 } db_run_summary;
-int db_sim_summary(const db_sim *sim, db_run_summary *out);
+int db_sim_summary(const db_sim *sim, db_run_summary *out); /* DB_ERR_ARGUMENT for a NULL argument or no run yet */
 
 /* ---- derivatives ----
  * Parameters, by name (unit of the command line): a b c (A), alpha beta gamma (deg), misset_x misset_y
@@ -128,15 +148,16 @@ int db_sim_summary(const db_sim *sim, db_run_summary *out);
 int db_param_count(void);
 const char *db_param_name(int param);            /* NULL past the end */
 const char *db_param_unit(int param);
-int db_param_from_name(const char *name);        /* -1 when unknown */
+int db_param_from_name(const char *name);        /* -1 when unknown or NULL */
 /* Parses "a,b,phi0" or "all" into params (up to db_param_count()); returns the count or -1 with err set. */
 int db_param_parse_list(const char *list, int *params, db_error *err);
 /* Directions per pass (1..DB_MAX_CHUNK, default DB_MAX_CHUNK: every parameter in one pass on the CPU, 12 on a
  * GPU); results do not depend on it. */
 #define DB_MAX_CHUNK 28
-int db_sim_set_chunk(db_sim *sim, int directions_per_pass);
+int db_sim_set_chunk(db_sim *sim, int directions_per_pass); /* DB_ERR_ARGUMENT: NULL sim, or out of range */
 /* Like db_sim_run, plus grads[k*npix + pixel] = d pixel / d params[k] (component-major: column-major
- * pixels x parameters). Derivatives are of the double pixel value (image64). */
+ * pixels x parameters). Derivatives are of the double pixel value (image64). params and grads may be NULL when
+ * nparams is 0. */
 int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, double *image64, double *grads,
                     db_error *err);
 
@@ -147,27 +168,30 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
  * every discrete choice of the configuration (pivot, convention, step and domain counts). The next run equals
  * a fresh db_sim_create from a command line carrying the new values (README "Iterating"). A value that makes
  * the geometry impossible is refused with a message naming the parameter, and no value changes. */
+/* params and values may be NULL when n is 0. */
 int db_sim_set_params(db_sim *sim, const int *params, const double *values, int n, db_error *err);
 int db_sim_get_params(const db_sim *sim, const int *params, double *values, int n, db_error *err);
 /* Selects the pixels later runs evaluate: boxes[4*i..4*i+3] = xmin xmax ymin ymax (inclusive, fast and slow
  * pixel indices), overlaps counted once, the -mask still applied; they replace the configuration's -roi.
- * nboxes 0 returns to the -roi and -mask. */
+ * nboxes 0 returns to the -roi and -mask (boxes may then be NULL). */
 int db_sim_select_boxes(db_sim *sim, const int *boxes, int nboxes, db_error *err);
-long db_sim_selected_count(const db_sim *sim);
+long db_sim_selected_count(const db_sim *sim); /* NULL sim: 0 */
 /* Evaluates the selected pixels only: values[i] (the double pixel value) and jac[k*count + i] = d values[i] /
  * d params[k] (column-major, leading dimension count) for the selected pixels in row-major order. Equal bit for
- * bit to the same pixels of db_sim_run_grad's images. jac may be NULL when nparams is 0. The carryover's
+ * bit to the same pixels of db_sim_run_grad's images. params and jac may be NULL when nparams is 0. The carryover's
  * exceptional sample is in the first selected pixel whose phi loop runs, as with -roi. */
 int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err);
 
 /* The work of the next run before it starts: inner iterations (selected pixels x detector layers x sub-pixels x
  * sources x phi steps x mosaic domains) for the primal image, and its time at the given rate (iterations per
- * second; 0 for a built-in guess of this machine class). Runs above DB_MAX_WORK iterations are refused. */
+ * second; 0 for a built-in guess of this machine class). Runs above DB_MAX_WORK iterations are refused. seconds may
+ * be NULL. */
 #define DB_MAX_WORK 1e15
 int db_sim_work_estimate(db_sim *sim, double *iterations, double rate, double *seconds, db_error *err);
 
 /* One line per inner iteration of one pixel of the last run, then the pixel's corrections and value, with
- * the tangents of params (at most DB_MAX_CHUNK), to a FILE * (README "Trace format"). */
+ * the tangents of params (at most DB_MAX_CHUNK; params may be NULL when nparams is 0), to a FILE *
+ * (README "Trace format"). */
 int db_sim_trace_pixel(db_sim *sim, int fpixel, int spixel, const int *params, int nparams, void *file,
                        db_error *err);
 
@@ -181,10 +205,10 @@ int db_sim_printout(db_sim *sim, int fpixel, int spixel, const float *image, voi
  * dependencies (OpenBLAS, LAPACKE, libpng). ---- */
 
 /* The selected pixels (s*fpixels + f, in the order of db_sim_run_selected) into pixels[capacity]; returns their
- * count, or -1 with err set (capacity too small, no simulation). */
+ * count, or -1 with err set (capacity too small, no simulation; pixels may be NULL only when none is selected). */
 long db_sim_selected_pixel_list(db_sim *sim, long *pixels, long capacity, db_error *err);
 /* The boxes of db_sim_select_boxes (or -boxes FILE) into boxes[4*capacity] (xmin xmax ymin ymax); returns how
- * many there are (0: the -roi/-mask selection), writing at most capacity. boxes may be NULL to count. */
+ * many there are (0: the -roi/-mask selection), writing at most capacity. boxes may be NULL to count; NULL sim: 0. */
 int db_sim_get_boxes(const db_sim *sim, int *boxes, int capacity);
 
 /* Boxes of size x size pixels (clipped at the detector's edges) around the n brightest spots of obs among the
@@ -198,8 +222,8 @@ int db_sim_get_boxes(const db_sim *sim, int *boxes, int capacity);
  *   pixels (Chebyshev distance) from every one taken before, until n are taken.
  * Box = centre - size/2 .. centre - size/2 + size - 1 in each direction, clipped. Writes up to n boxes
  * (xmin xmax ymin ymax, inclusive) to boxes[4*n] and returns how many were found (0: none; also for
- * count == 0), or -1 with err set (n < 1: -spots, size < 1: -spot_size, a pixel index outside the detector:
- * DB_ERR_ARGUMENT). Cost O(count log count) at most (O(count) for a sorted list). */
+ * count == 0), or -1 with err set (n < 1: -spots, size < 1: -spot_size, a pixel index outside the detector,
+ * a NULL obs, pixels or boxes when count > 0: DB_ERR_ARGUMENT). Cost O(count log count) at most (O(count) for a sorted list). */
 int db_find_spots(const double *obs, int fpixels, int spixels, const long *pixels, long count, int n, int size,
                   int *boxes, db_error *err);
 
@@ -227,7 +251,7 @@ typedef enum {
     DB_STOP_EXACT,      /* the cost is 0: the model equals the data on every pixel */
     DB_STOP_NO_PROGRESS /* no step reduces the cost at any damping: the best parameters found are kept */
 } db_stop_reason;
-const char *db_stop_reason_text(int reason);
+const char *db_stop_reason_text(int reason); /* any value: "not run" for an unknown one */
 /* A Poisson fit whose deviance is more than this many standard deviations above its expectation is a poor fit
  * (a wrong local minimum, or a model that misses what the image holds). */
 #define DB_POOR_FIT_Z 6.0
@@ -257,11 +281,11 @@ typedef struct db_refine_options {
     double *background_values, *background_sigma;
     int *background_boxes;
 } db_refine_options;
-void db_refine_default_options(db_refine_options *o);
-/* The entries of the background outputs a fit of this simulation's selection writes: boxes, or 1. */
+void db_refine_default_options(db_refine_options *o); /* o may be NULL (nothing is done) */
+/* The entries of the background outputs a fit of this simulation's selection writes: boxes, or 1 (NULL sim: 0). */
 int db_refine_background_count(const db_sim *sim);
 /* A fitted background at pixel (fpixel, spixel): abc[0] + abc[1] x + abc[2] y, x and y in pixels from the centre of
- * box[4] (xmin xmax ymin ymax), the plane's own coordinates (a constant has b = c = 0). */
+ * box[4] (xmin xmax ymin ymax), the plane's own coordinates (a constant has b = c = 0). NULL abc or box: NaN. */
 double db_refine_background_at(const double *abc, const int *box, int fpixel, int spixel);
 
 typedef struct db_refine_result {
@@ -290,11 +314,13 @@ typedef struct db_refine_result {
  * the Poisson objective without readout noise); weights (LSQ only: NULL for the Poisson objective) likewise, or NULL for
  * options->weighting. On return
  * the simulation holds the fitted values (or, when the fit ends early, the best ones found). options may be NULL
- * (defaults). */
+ * (defaults); sim, params (1 to DB_REFINE_MAX_PARAMS), observed and result are required. */
 int db_refine(db_sim *sim, const int *params, int nparams, const double *observed, const double *weights,
               const db_refine_options *options, db_refine_result *result, db_error *err);
 
-/* ---- outputs (each written to a temporary name and renamed when complete) ---- */
+/* ---- outputs (each written to a temporary name and renamed when complete) ----
+ * path and image are required (image may be NULL when n is 0), and sim; scale_used, photons and overloads may be
+ * NULL. */
 int db_write_float_image(const char *path, const float *image, size_t n, db_error *err);
 int db_write_float64_image(const char *path, const double *image, size_t n, db_error *err);
 /* SMV noiseless image: -scale, or 55000/max_I; -adc offset. Needs a completed run. */
@@ -305,7 +331,7 @@ int db_sim_write_noise_image(db_sim *sim, const char *path, const float *image, 
                              db_error *err);
 /* The structure-factor cache (Fdump.bin format) of the table read from -hkl. */
 int db_sim_write_fdump(const db_sim *sim, const char *path, db_error *err);
-int db_sim_has_hkl_table(const db_sim *sim);
+int db_sim_has_hkl_table(const db_sim *sim); /* NULL sim: 0 */
 
 #ifdef __cplusplus
 }

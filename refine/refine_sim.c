@@ -45,6 +45,7 @@ void db_refine_default_options(db_refine_options *o)
 
 int db_refine_background_count(const db_sim *sim)
 {
+    if (!sim) return 0; /* the header: no simulation, no entries */
     int nb = db_sim_get_boxes(sim, NULL, 0);
     return nb > 0 ? nb : 1;
 }
@@ -103,6 +104,7 @@ static void plane_coordinates(const int *b, int f, int s, double *x, double *y)
 
 double db_refine_background_at(const double *abc, const int *box, int fpixel, int spixel)
 {
+    if (!abc || !box) return NAN; /* the header: no background or no box */
     double x, y;
     plane_coordinates(box, fpixel, spixel, &x, &y);
     return abc[0] + abc[1] * x + abc[2] * y;
@@ -237,6 +239,8 @@ static double start_background(double *resid, long k, double s2)
 int db_refine(db_sim *sim, const int *params, int nparams, const double *observed, const double *weights,
               const db_refine_options *options, db_refine_result *result, db_error *err)
 {
+    db_error local_err; /* err may be NULL: the failures below read the code back from it */
+    if (!err) err = &local_err;
     db_error_clear(err);
     db_refine_options defaults;
     db_refine_default_options(&defaults);

@@ -8,6 +8,7 @@
 #include "smv.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,7 +284,7 @@ static void add_warning(db_config *c, const char *fmt, const char *arg)
 static int apply_smv_header(db_config *c, const char *path, int is_mask, db_error *err)
 {
     db_smv_image img;
-    int rc = db_smv_read(path, &img, err);
+    int rc = db_smv_read_flag(is_mask ? "-mask" : "-img", path, &img, err);
     if (rc) return rc;
     double v;
     c->fpixels = img.fpixels;
@@ -395,6 +396,9 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (rc) return rc;
         /* the reference clips 0 and negative counts to 1 cell without a word; a crystal has at least one */
         if (!(d >= 1.0)) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be at least 1 unit cell (got %g)", flag, d);
+        if (d > DB_MAX_CELLS) /* config.h: the lattice factor's integer arithmetic */
+            return db_fail(cur->err, DB_ERR_GEOMETRY, "%s expects 1 to %.0e unit cells per crystal edge, got %s", flag,
+                           DB_MAX_CELLS, cur->argv[cur->i + 1]);
         if (id == F_N || id == F_NA) c->Na = d;
         if (id == F_N || id == F_NB) c->Nb = d;
         if (id == F_N || id == F_NC) c->Nc = d;
@@ -449,7 +453,14 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     case F_FLUX: rc = take_double(cur, "a flux in photons/s", &c->flux); used = 1; break;
     case F_EXPOSURE: rc = take_double(cur, "a time in s", &c->exposure); used = 1; break;
     case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / 1000; used = 1; break;
-    case F_MOSAIC: rc = take_double(cur, "a spread in degrees", &d); c->mosaic_spread = d / RTD; used = 1; break;
+    case F_MOSAIC:
+        rc = take_double(cur, "a spread in degrees", &d);
+        if (!rc && d > DB_MAX_MOSAIC_DEG) /* config.h: rounded to float as in the reference */
+            return db_fail(cur->err, DB_ERR_GEOMETRY, "%s expects a spread of at most %g degrees, got %s", flag,
+                           DB_MAX_MOSAIC_DEG, cur->argv[cur->i + 1]);
+        c->mosaic_spread = d / RTD;
+        used = 1;
+        break;
     case F_MOSAIC_DOM:
         rc = take_int(cur, "a number of domains", &n);
         if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be a positive number of domains (got %ld)", flag, n);
@@ -703,6 +714,14 @@ static int parse_into(db_config *c, int argc, const char *const *argv, db_error 
 int db_config_parse_args(db_config *c, int argc, const char *const *argv, db_error *err)
 {
     db_error_clear(err);
+    if (!c) return db_fail(err, DB_ERR_ARGUMENT, "db_config_parse: no configuration (NULL)");
+    if (argc < 0 || (argc > 0 && !argv))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_config_parse: %d arguments %s", argc,
+                       argc < 0 ? "(expected a count >= 0)" : "but no argument array (NULL)");
+    for (int i = 0; i < argc; i++)
+        if (!argv[i])
+            return db_fail(err, DB_ERR_ARGUMENT, "db_config_parse: argument %d of %d is NULL%s%s%s", i, argc,
+                           i > 0 ? " (after '" : "", i > 0 ? argv[i - 1] : "", i > 0 ? "')" : "");
     db_config *work = db_config_clone(c);
     if (!work) return db_fail(err, DB_ERR_NOMEM, "out of memory");
     int rc = parse_into(work, argc, argv, err);
@@ -861,6 +880,17 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->sample_y = c->beamsize >= 0 && c->beamsize < c->sample_y ? c->beamsize : c->sample_y;
     p->sample_z = c->beamsize >= 0 && c->beamsize < c->sample_z ? c->beamsize : c->sample_z;
 
+    /* a given -roi lies on the detector, as a -boxes box must (the reference clips it silently) */
+    if (c->roi_xmin >= 0 && !(c->roi_xmin <= c->roi_xmax && c->roi_xmax < p->fpixels && c->roi_ymin <= c->roi_ymax &&
+                              c->roi_ymax < p->spixels)) {
+        int none = c->roi_xmin > c->roi_xmax || c->roi_ymin > c->roi_ymax || c->roi_xmin >= p->fpixels ||
+                   c->roi_ymin >= p->spixels;
+        return db_fail(err, DB_ERR_GEOMETRY,
+                       "-roi %d %d %d %d %s the %d x %d detector (expected xmin xmax ymin ymax with 0 <= xmin <= xmax <= %d "
+                       "and 0 <= ymin <= ymax <= %d)",
+                       c->roi_xmin, c->roi_xmax, c->roi_ymin, c->roi_ymax, none ? "selects no pixel of" : "reaches beyond",
+                       p->fpixels, p->spixels, p->fpixels - 1, p->spixels - 1);
+    }
     p->roi_xmin = c->roi_xmin < 0 ? 0 : c->roi_xmin;
     p->roi_xmax = c->roi_xmax < 0 ? p->fpixels : c->roi_xmax;
     p->roi_ymin = c->roi_ymin < 0 ? 0 : c->roi_ymin;
@@ -1010,6 +1040,11 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
                        p->hdivsteps, p->vdivsteps);
     if (p->dispsteps > 100000000)
         return db_fail(err, DB_ERR_ARGUMENT, "the spectral sampling gives %d steps (check -dispersion, -dispsteps)", p->dispsteps);
+    /* the grid's source count before any table is sized from it (a -sourcefile replaces the grid) */
+    if (!c->source_file && (double)p->hdivsteps * p->vdivsteps * p->dispsteps > DB_MAX_SOURCES)
+        return db_fail(err, DB_ERR_ARGUMENT, "the beam would have %.0f sources (-hdivsteps %d x -vdivsteps %d x -dispsteps %d); at most %d",
+                       (double)p->hdivsteps * p->vdivsteps * p->dispsteps, p->hdivsteps, p->vdivsteps, p->dispsteps,
+                       DB_MAX_SOURCES);
 
     /* detector layers */
     int tsteps = c->detector_thicksteps;
@@ -1136,10 +1171,13 @@ int db_config_parse(db_config *cfg, int argc, const char *const *argv, db_error 
 {
     return db_config_parse_args(cfg, argc, argv, err);
 }
-const char *db_config_warnings(const db_config *cfg) { return cfg->warnings; }
+/* The getters have no error channel: a NULL configuration gives the value the header names (no warnings, no
+ * path, 0), never a crash. */
+const char *db_config_warnings(const db_config *cfg) { return cfg ? cfg->warnings : ""; }
 
 const char *db_config_output_path(const db_config *c, db_output_kind kind)
 {
+    if (!c) return NULL;
     switch (kind) {
     case DB_OUT_FLOAT: return c->float_file;
     case DB_OUT_INT: return c->int_file;
@@ -1152,7 +1190,7 @@ const char *db_config_output_path(const db_config *c, db_output_kind kind)
     return NULL;
 }
 
-int db_config_has_hkl(const db_config *c) { return c->hkl_file != NULL; }
+int db_config_has_hkl(const db_config *c) { return c && c->hkl_file != NULL; }
 int db_config_phi_carryover(const db_config *c) { return c ? c->phi_carryover : 1; }
 int db_config_input_files(const db_config *c, const char *paths[DB_CONFIG_MAX_INPUTS], const char *flags[DB_CONFIG_MAX_INPUTS])
 {
@@ -1166,38 +1204,53 @@ int db_config_input_files(const db_config *c, const char *paths[DB_CONFIG_MAX_IN
         }
     return n;
 }
-const char *db_config_grad_list(const db_config *c) { return c->grad_list; }
-int db_config_grad_chunk(const db_config *c) { return c->grad_chunk; }
-int db_config_grad_png(const db_config *c) { return c->grad_png; }
+const char *db_config_grad_list(const db_config *c) { return c ? c->grad_list : NULL; }
+int db_config_grad_chunk(const db_config *c) { return c ? c->grad_chunk : 0; }
+int db_config_grad_png(const db_config *c) { return c ? c->grad_png : 0; }
+/* the pixel outputs may be NULL (only the answer wanted); a NULL configuration answers 0 with -1 -1 */
 int db_config_printout(const db_config *c, int *f, int *s)
 {
-    *f = c->printout_fpixel;
-    *s = c->printout_spixel;
-    return c->printout;
+    if (f) *f = c ? c->printout_fpixel : -1;
+    if (s) *s = c ? c->printout_spixel : -1;
+    return c ? c->printout : 0;
 }
 
 int db_config_trace_pixel(const db_config *c, int *f, int *s)
 {
-    *f = c->trace_fpixel;
-    *s = c->trace_spixel;
-    return c->trace_fpixel >= 0;
+    if (f) *f = c ? c->trace_fpixel : -1;
+    if (s) *s = c ? c->trace_spixel : -1;
+    return c && c->trace_fpixel >= 0;
 }
 
-/* PREFIX for derivative images: -gradprefix, else the float file's name without extension plus ".d". */
+/* PREFIX for derivative images: -gradprefix, else the float file's name without extension plus ".d". A prefix
+ * that does not fit is not handed back cut short (files would be written under another name): buf becomes "". */
 int db_config_grad_prefix(const db_config *c, char *buf, size_t size)
 {
-    if (c->grad_prefix) return snprintf(buf, size, "%s", c->grad_prefix) < (int)size ? 0 : -1;
-    const char *ff = c->float_file;
-    const char *slash = strrchr(ff, '/');
-    const char *dot = strrchr(ff, '.');
-    size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - ff) : strlen(ff);
-    return snprintf(buf, size, "%.*s.d", (int)stem, ff) < (int)size ? 0 : -1;
+    if (!buf || size == 0) return -1;
+    buf[0] = '\0';
+    if (!c || !c->float_file) return -1;
+    int n;
+    if (c->grad_prefix) {
+        n = snprintf(buf, size, "%s", c->grad_prefix);
+    } else {
+        const char *ff = c->float_file;
+        const char *slash = strrchr(ff, '/');
+        const char *dot = strrchr(ff, '.');
+        size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - ff) : strlen(ff);
+        n = stem < (size_t)INT_MAX ? snprintf(buf, size, "%.*s.d", (int)stem, ff) : -1;
+    }
+    if (n < 0 || (size_t)n >= size) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return 0;
 }
-int db_config_progress(const db_config *c) { return c->progress; }
+int db_config_progress(const db_config *c) { return c ? c->progress : 0; }
 
 /* ---- field-by-field setters: formatted exactly (%.17g round-trips a double) and parsed as the flags are ---- */
 static int set_flag(db_config *cfg, db_error *err, const char *flag, int n, const double *v)
 {
+    if (!cfg) return db_fail(err, DB_ERR_ARGUMENT, "no configuration (NULL) to set %s in", flag);
     char buf[8][40];
     const char *argv[9];
     argv[0] = flag;
@@ -1210,8 +1263,15 @@ static int set_flag(db_config *cfg, db_error *err, const char *flag, int n, cons
 
 static int set_string(db_config *cfg, db_error *err, const char *flag, const char *value)
 {
+    if (!cfg) return db_fail(err, DB_ERR_ARGUMENT, "no configuration (NULL) to set %s in", flag);
     const char *argv[2] = {flag, value};
     return db_config_parse_args(cfg, value ? 2 : 1, argv, err);
+}
+/* the file setters: a path is required (set_string's NULL value serves the flags that take none) */
+static int set_path(db_config *cfg, db_error *err, const char *flag, const char *path)
+{
+    if (!path) return db_fail(err, DB_ERR_ARGUMENT, "%s expects a file name, got NULL", flag);
+    return set_string(cfg, err, flag, path);
 }
 
 int db_config_set_cell(db_config *cfg, double a, double b, double c, double al, double be, double ga, db_error *err)
@@ -1219,7 +1279,7 @@ int db_config_set_cell(db_config *cfg, double a, double b, double c, double al, 
     double v[6] = {a, b, c, al, be, ga};
     return set_flag(cfg, err, "-cell", 6, v);
 }
-int db_config_set_matrix_file(db_config *cfg, const char *path, db_error *err) { return set_string(cfg, err, "-mat", path); }
+int db_config_set_matrix_file(db_config *cfg, const char *path, db_error *err) { return set_path(cfg, err, "-mat", path); }
 int db_config_set_misset(db_config *cfg, double rx, double ry, double rz, db_error *err)
 {
     double v[3] = {rx, ry, rz};
@@ -1232,7 +1292,7 @@ int db_config_set_cells(db_config *cfg, double Na, double Nb, double Nc, db_erro
     if (!rc) rc = set_flag(cfg, err, "-Nc", 1, &Nc);
     return rc;
 }
-int db_config_set_hkl_file(db_config *cfg, const char *path, db_error *err) { return set_string(cfg, err, "-hkl", path); }
+int db_config_set_hkl_file(db_config *cfg, const char *path, db_error *err) { return set_path(cfg, err, "-hkl", path); }
 int db_config_set_default_F(db_config *cfg, double F, db_error *err) { return set_flag(cfg, err, "-default_F", 1, &F); }
 int db_config_set_wavelength(db_config *cfg, double A, db_error *err) { return set_flag(cfg, err, "-lambda", 1, &A); }
 int db_config_set_detector(db_config *cfg, int fpixels, int spixels, double pixel_mm, double distance_mm, db_error *err)

@@ -133,6 +133,24 @@ typedef struct db_plan {
 
 int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
 
+/* Bounds on values that the arithmetic turns into integers or floats (issue 18: a value past them was undefined
+ * behaviour, not an error). Each covers every physical use with a wide margin:
+ * - DB_MAX_CELLS, unit cells per crystal edge (-N, -Na, -Nb, -Nc, and those a crystal size gives): the lattice
+ *   factor takes the parity of (long)h0 * ((long)N - 1), which stays below 1e18 < 2^63 with |h0| <= DB_MAX_MILLER.
+ *   A 1 cm crystal of 2 A cells has 5e7 cells per edge, 20 times below.
+ * - DB_MAX_MILLER, the largest |h| a run may reach, 2 |a| / lambda for the longest cell edge a and the shortest
+ *   wavelength (|S| <= 2 / lambda): the pixel loop rounds h, k, l to int (2^31 = 2.1e9). A 10000 A cell at
+ *   0.01 A (300 keV electrons are 0.02 A) gives 2e6, 500 times below.
+ * - DB_MAX_MOSAIC_DEG, -mosaic: the spread is rounded to float as in the reference (a double beyond float's range
+ *   is undefined there); a mosaic spread is a few degrees at most, and no rotation exceeds a whole turn. */
+#define DB_MAX_CELLS 1e9
+/* Sources of a divergence and dispersion grid (-hdivsteps x -vdivsteps x -dispsteps), refused by the plan. */
+#ifndef DB_MAX_SOURCES
+#define DB_MAX_SOURCES 10000000
+#endif
+#define DB_MAX_MILLER 1e9
+#define DB_MAX_MOSAIC_DEG 360.0
+
 /* The input files the command line names (-hkl, -mat, -sourcefile, -mask, -img, -boxes), for the programs' check
  * that no output overwrites an input: fills up to DB_CONFIG_MAX_INPUTS paths and their flags, returns the count. */
 #define DB_CONFIG_MAX_INPUTS 6

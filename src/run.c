@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- table blocks ---- */
 
@@ -267,11 +268,15 @@ int db_sim_select_boxes(db_sim *sim, const int *boxes, int nboxes, db_error *err
     return db_sim_selection(sim, err);
 }
 
+/* The largest -boxes file: a box line is at least 8 bytes ("0 0 0 0\n"), so 64 MiB holds millions of boxes,
+ * more than any detector's spots; the whole text is held in memory while it is parsed. */
+#define BOXES_FILE_MAX_BYTES ((size_t)64 << 20)
+
 int db_sim_select_boxes_file(db_sim *sim, const char *path, db_error *err)
 {
     char *data;
     size_t len;
-    int rc = db_read_file(path, &data, &len, err);
+    int rc = db_read_text("-boxes", path, BOXES_FILE_MAX_BYTES, "lines 'xmin xmax ymin ymax'", &data, &len, err);
     if (rc) return rc;
     int *boxes = NULL, n = 0, cap = 0, line = 0;
     char *p = data;
@@ -279,11 +284,7 @@ int db_sim_select_boxes_file(db_sim *sim, const char *path, db_error *err)
         char *nl = memchr(p, '\n', (size_t)(data + len - p));
         char *end = nl ? nl : data + len;
         line++;
-        if (memchr(p, '\0', (size_t)(end - p))) {
-            rc = db_fail(err, DB_ERR_FORMAT, "-boxes %s:%d: a NUL byte (expected text lines 'xmin xmax ymin ymax')", path, line);
-            break;
-        }
-        *end = '\0';
+        *end = '\0'; /* db_read_text refused NUL bytes, so this is the line's only one */
         char *hash = strchr(p, '#');
         if (hash) *hash = '\0';
         long v[4];
@@ -376,6 +377,61 @@ int db_sim_work_estimate(db_sim *sim, double *iterations, double rate, double *s
     *iterations = (double)sim->count * p->thicksteps * os * os * sim->run_sources * p->phisteps * p->mosaic_domains;
     if (seconds) *seconds = *iterations / (rate > 0 ? rate : DB_ITER_RATE_GUESS);
     return DB_OK;
+}
+
+/* ---- memory before work ---- */
+
+#define DB_GIB 1073741824.0
+
+/* The default share of the physical memory one table may take: a table is held beside the images, the cached
+ * blocks of other direction counts (DB_BLOCK_CACHE) and whatever else the machine runs; one that needs more than
+ * half of it leaves no room for them. */
+#define DB_MEMORY_SHARE 0.5
+
+double db_memory_limit(int *from_env)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    const double phys = pages > 0 && page > 0 ? (double)pages * (double)page : HUGE_VAL;
+    if (from_env) *from_env = 0;
+    const char *e = getenv(DB_MEMORY_LIMIT_ENV);
+    if (e && *e) {
+        char *end;
+        double gib = strtod(e, &end);
+        /* a value that is not a positive number is ignored (the library never prints; the README says so) */
+        if (end != e && *end == '\0' && gib > 0.0) {
+            if (from_env) *from_env = 1;
+            return gib * DB_GIB < phys ? gib * DB_GIB : phys;
+        }
+    }
+    return DB_MEMORY_SHARE * phys;
+}
+
+int db_check_memory(double bytes, const char *what, const char *counts, db_error *err)
+{
+    int env;
+    const double limit = db_memory_limit(&env);
+    if (bytes <= limit) return DB_OK;
+    return db_fail(err, DB_ERR_ARGUMENT, "%s would need %.3g GiB of memory (%s), more than the %.3g GiB %s: nothing was allocated",
+                   what, bytes / DB_GIB, counts, limit / DB_GIB,
+                   env ? "that " DB_MEMORY_LIMIT_ENV " allows" : "a table may take (half of this machine's memory)");
+}
+
+int db_check_table_memory(const db_sim *sim, int ndirs, double bytes, double nsources, db_error *err)
+{
+    char what[96], counts[512];
+    if (ndirs > 0) snprintf(what, sizeof what, "the tables of a derivative pass (%d directions; -grad_chunk lowers it)", ndirs);
+    else snprintf(what, sizeof what, "the simulation's tables");
+    snprintf(counts, sizeof counts,
+             "%d phi steps (-phisteps, or -osc over -phistep) x %d mosaic domains (-mosaic_dom), and %.0f sources "
+             "(-sourcefile, or -hdivsteps x -vdivsteps x -dispsteps)",
+             sim->plan.phisteps, sim->plan.mosaic_domains, nsources);
+    return db_check_memory(bytes, what, counts, err);
+}
+
+double db_sim_source_count(const db_sim *sim)
+{
+    const db_plan *p = &sim->plan;
+    return sim->nsources > 0 ? (double)sim->nsources : (double)p->hdivsteps * p->vdivsteps * p->dispsteps;
 }
 
 static int check_work(db_sim *sim, db_error *err)
@@ -901,10 +957,17 @@ void db_sim_set_fd_mode(db_sim *sim, int mosaic_double, int dh_form)
 
 int db_sim_force_decisions(db_sim *sim, const db_decisions *d, db_error *err)
 {
+    if (!sim) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_force_decisions: no simulation");
     db_sim_invalidate(sim);
+    /* nothing forced any more: freed slots must not stay active (the next run read them) */
     db_decisions_free(&sim->forced);
+    memset(&sim->forced, 0, sizeof sim->forced);
     if (!d) return DB_OK;
-    if (db_decisions_copy(&sim->forced, d)) return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    if (db_decisions_copy(&sim->forced, d)) {
+        db_decisions_free(&sim->forced);
+        memset(&sim->forced, 0, sizeof sim->forced);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    }
     sim->forced.active = 1;
     sim->forced.force_phistep = 0;
     return DB_OK;
@@ -925,6 +988,21 @@ int db_sim_set_decision_logs(db_sim *sim, db_decision_log *logs, long count, db_
     if (rc) return rc;
     if (logs && count != sim->count)
         return db_fail(err, DB_ERR_ARGUMENT, "decision logs for %ld pixels, but %ld are selected", count, sim->count);
+    if (logs) {
+        /* memory before work: a recorded run stores four decisions per inner iteration (h0, k0, l0 and the
+         * lattice factor's zero test; fewer only where -dmin skips a sample), 4 bytes each, in logs that grow as
+         * the run goes */
+        double it;
+        rc = db_sim_work_estimate(sim, &it, 0, NULL, err);
+        if (rc) return rc;
+        char counts[320];
+        snprintf(counts, sizeof counts,
+                 "%ld pixels x %.0f inner iterations each (-phisteps, -mosaic_dom, sources, -oversample squared, "
+                 "-detector_thicksteps), 16 bytes per iteration: select fewer pixels",
+                 count, count > 0 ? it / (double)count : 0.0);
+        rc = db_check_memory(16.0 * it, "the decision logs of a finite-difference check", counts, err);
+        if (rc) return rc;
+    }
     sim->logs = logs;
     sim->nlogs = logs ? count : 0;
     return DB_OK;

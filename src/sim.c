@@ -15,30 +15,17 @@
 
 #define RTD (180.0 * M_1_PI)
 
-/* Line (1-based) of the first NUL byte of a text file read by db_read_file, or 0 when there is none: the
- * parsers stop at a NUL, so one inside the file would silently cut it short. */
-static long text_nul_line(const char *data, size_t len)
-{
-    const char *nul = (const char *)memchr(data, '\0', len);
-    if (!nul) return 0;
-    long line = 1;
-    for (const char *q = data; q < nul; q++) line += *q == '\n';
-    return line;
-}
-
 /* -mat: nine finite numbers, row by row, and nothing else but white space (spec §3.8; the reference reads the
- * first nine with fscanf and ignores the rest, which hides a wrong or truncated file). */
+ * first nine with fscanf and ignores the rest, which hides a wrong or truncated file). At most 64 KiB: nine
+ * numbers with any sensible spacing need a few hundred bytes. NUL bytes (the parser would stop there) and long
+ * lines are refused by db_read_text. */
+#define MAT_FILE_MAX_BYTES ((size_t)64 << 10)
 static int read_matrix(const char *path, double m[9], db_error *err)
 {
     char *data;
     size_t len;
-    int rc = db_read_file(path, &data, &len, err);
+    int rc = db_read_text("-mat", path, MAT_FILE_MAX_BYTES, "9 numbers", &data, &len, err);
     if (rc) return rc;
-    long nul = text_nul_line(data, len);
-    if (nul) {
-        free(data);
-        return db_fail(err, DB_ERR_FORMAT, "%s:%ld: NUL byte in a text file (expected 9 numbers)", path, nul);
-    }
     char *p = data;
     int line = 1;
     for (int k = 0; k < 9 && !rc; k++) {
@@ -50,11 +37,11 @@ static int read_matrix(const char *path, double m[9], db_error *err)
         errno = 0;
         m[k] = strtod(p, &end);
         if (end == p && !*p)
-            rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, line, k);
+            rc = db_fail(err, DB_ERR_FORMAT, "-mat %s:%d: expected 9 numbers (the reciprocal matrix, row by row), found %d", path, line, k);
         else if (end == p || errno == ERANGE || (*end && !isspace((unsigned char)*end)))
-            rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: expected a number (matrix element %d of 9)", path, line, k + 1);
+            rc = db_fail(err, DB_ERR_FORMAT, "-mat %s:%d: expected a number (matrix element %d of 9)", path, line, k + 1);
         else if (!isfinite(m[k]))
-            rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: matrix element %d of 9 is not a finite number", path, line, k + 1);
+            rc = db_fail(err, DB_ERR_FORMAT, "-mat %s:%d: matrix element %d of 9 is not a finite number", path, line, k + 1);
         p = end;
     }
     while (!rc && *p && isspace((unsigned char)*p)) {
@@ -62,25 +49,22 @@ static int read_matrix(const char *path, double m[9], db_error *err)
         p++;
     }
     if (!rc && *p)
-        rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: unexpected text after the 9 matrix elements (expected only 9 numbers)", path, line);
+        rc = db_fail(err, DB_ERR_FORMAT, "-mat %s:%d: unexpected text after the 9 matrix elements (expected only 9 numbers)", path, line);
     free(data);
     return rc;
 }
 
 /* -sourcefile: X Y Z I lambda per line, separators " \t,;:!"; missing columns take the reference's defaults.
  * Every value must be finite, the position must not be the origin (it gives the source's direction) and a
- * given wavelength must be positive. */
+ * given wavelength must be positive. At most 64 MiB (about a million lines): each source multiplies every pixel's
+ * work, so a million sources is far past any run that ends. */
+#define SOURCE_FILE_MAX_BYTES ((size_t)64 << 20)
 static int read_sources(db_sim *sim, const char *path, db_error *err)
 {
     char *data;
     size_t len;
-    int rc = db_read_file(path, &data, &len, err);
+    int rc = db_read_text("-sourcefile", path, SOURCE_FILE_MAX_BYTES, "lines 'X Y Z I lambda'", &data, &len, err);
     if (rc) return rc;
-    long nul = text_nul_line(data, len);
-    if (nul) {
-        free(data);
-        return db_fail(err, DB_ERR_FORMAT, "%s:%ld: NUL byte in a text file (expected lines 'X Y Z I lambda')", path, nul);
-    }
     const char *seps = " \t,;:!\r";
     int cap = 16, n = 0, line = 0;
     sim->src_pos = (double *)malloc((size_t)cap * 3 * sizeof(double));
@@ -98,23 +82,23 @@ static int read_sources(db_sim *sim, const char *path, db_error *err)
             errno = 0;
             double v = strtod(q, &end);
             if (end == q || errno == ERANGE || !(*end == '\0' || strchr(seps, *end))) {
-                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: expected numbers 'X Y Z I lambda' (m, m, m, weight, m), got '%s'",
+                rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s:%d: expected numbers 'X Y Z I lambda' (m, m, m, weight, m), got '%s'",
                              path, line, q);
                 break;
             }
             if (!isfinite(v)) {
-                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: column %d is not a finite number (expected 'X Y Z I lambda')",
+                rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s:%d: column %d is not a finite number (expected 'X Y Z I lambda')",
                              path, line, ncol + 1);
                 break;
             }
             col[ncol++] = v;
             q = end + strspn(end, seps);
         }
-        if (!rc && *q) rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: more than 5 columns (expected 'X Y Z I lambda')", path, line);
+        if (!rc && *q) rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s:%d: more than 5 columns (expected 'X Y Z I lambda')", path, line);
         if (!rc && ncol > 0) {
             if (n == cap) {
                 if (cap > (1 << 24)) {
-                    rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: more than %d sources", path, line, cap);
+                    rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s:%d: more than %d sources", path, line, cap);
                     break;
                 }
                 cap *= 2;
@@ -133,9 +117,9 @@ static int read_sources(db_sim *sim, const char *path, db_error *err)
             sim->src_lambda_file[n] = col[4]; /* NAN: the nominal wavelength (column 4, the weight, is unused) */
             const double *x = &sim->src_pos[3 * n];
             if (x[0] == 0.0 && x[1] == 0.0 && x[2] == 0.0)
-                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: the source position (columns 1-3) is 0 0 0, which gives no direction", path, line);
+                rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s:%d: the source position (columns 1-3) is 0 0 0, which gives no direction", path, line);
             else if (!isnan(col[4]) && !(col[4] > 0.0))
-                rc = db_fail(err, DB_ERR_FORMAT, "%s:%d: the wavelength (column 5, in m) must be positive", path, line);
+                rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s:%d: the wavelength (column 5, in m) must be positive", path, line);
             n++;
         }
         if (!nl) break;
@@ -143,7 +127,7 @@ static int read_sources(db_sim *sim, const char *path, db_error *err)
     }
     free(data);
     if (!rc && (!sim->src_pos || !sim->src_lambda_file)) rc = db_fail(err, DB_ERR_NOMEM, "out of memory reading %s", path);
-    if (!rc && n == 0) rc = db_fail(err, DB_ERR_FORMAT, "%s: no sources (expected lines 'X Y Z I lambda')", path);
+    if (!rc && n == 0) rc = db_fail(err, DB_ERR_FORMAT, "-sourcefile %s: no sources (expected lines 'X Y Z I lambda')", path);
     sim->nsources = n;
     return rc;
 }
@@ -218,7 +202,9 @@ void db_sim_destroy(db_sim *sim)
 int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db_error *err)
 {
     db_error_clear(err);
+    if (!out) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_create: no place for the simulation (out is NULL)");
     *out = NULL;
+    if (!cfg) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_create: no configuration (NULL)");
     db_sim *sim = (db_sim *)calloc(1, sizeof *sim);
     if (!sim) return db_fail(err, DB_ERR_NOMEM, "out of memory");
     sim->cfg = db_config_clone(cfg);
@@ -256,6 +242,20 @@ int db_sim_create(db_sim **out, const db_config *cfg, const char *fdump_path, db
         double U[9];
         db_mosaic_rotation_umat(&sim->rng, 90.0f, U, &sim->misset_seed, NULL, NULL);
         umat_to_misset(U, sim->misset_random_angles);
+    }
+    if (!rc) {
+        /* memory before work (sim.h): the image a run fills, then the domains drawn here and the primal tables
+         * built below, before any of them is allocated */
+        const db_plan *p = &sim->plan;
+        char counts[160];
+        snprintf(counts, sizeof counts, "%d x %d pixels (-detpixels, or -detsize over -pixel) at 4 bytes each", p->fpixels,
+                 p->spixels);
+        rc = db_check_memory((double)p->fpixels * p->spixels * sizeof(float), "the detector's float image", counts, err);
+        const double nsrc = db_sim_source_count(sim);
+        const double domain_bytes = 12.0 * sizeof(double) + sizeof(float); /* umats, mosaic_axes, angle factors */
+        if (!rc)
+            rc = db_check_table_memory(sim, 0, (double)p->mosaic_domains * domain_bytes + db_tables_bytes_n0(sim, nsrc),
+                                       nsrc, err);
     }
     if (!rc) {
         int D = sim->plan.mosaic_domains;

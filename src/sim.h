@@ -139,6 +139,29 @@ int db_sim_selected_pos(const db_sim *sim, int f, int s, long *pos);
 void db_sim_free_selection(db_sim *sim);
 void db_sim_free_blocks(db_sim *sim);
 
+/* ---- memory before work (src/run.c; issue 18) ----
+ * Every table whose size the command line sets (mosaic domains, phi steps, sources, the per-run blocks) is
+ * estimated before it is allocated and refused, with the figure and the flags, when it exceeds the limit: half
+ * the machine's physical memory (sysconf; src/run.c DB_MEMORY_SHARE says why), or DB_MEMORY_LIMIT_ENV in the
+ * environment (GiB, a positive number, at most the physical memory; anything else is ignored), for a machine
+ * shared with other work, a dedicated one, and the tests. */
+#define DB_MEMORY_LIMIT_ENV "DUALBRAGG_MAX_MEMORY_GIB"
+double db_memory_limit(int *from_env); /* bytes; *from_env (may be NULL) = 1 when the environment set it */
+/* DB_OK when bytes fit, else DB_ERR_ARGUMENT: "<what> would need X GiB of memory (<counts>), more than ..." */
+int db_check_memory(double bytes, const char *what, const char *counts, db_error *err);
+/* The same for a table block (ndirs tangent directions; 0: the primal tables), naming the counts behind it. */
+int db_check_table_memory(const db_sim *sim, int ndirs, double bytes, double nsources, db_error *err);
+/* The bytes a table builder (src/tables_impl.h) allocates at its peak for nsources sources and the plan's phi
+ * steps and mosaic domains: its working arrays, the domain matrices, and the block they are copied into. */
+double db_tables_bytes_n0(const db_sim *sim, double nsources);
+double db_tables_bytes_n1(const db_sim *sim, double nsources);
+double db_tables_bytes_n4(const db_sim *sim, double nsources);
+double db_tables_bytes_n12(const db_sim *sim, double nsources);
+double db_tables_bytes_n28(const db_sim *sim, double nsources);
+/* The source count the tables will hold: the -sourcefile's, or the divergence and dispersion grid's (before the
+ * round-divergence cut, an upper bound). */
+double db_sim_source_count(const db_sim *sim);
+
 /* ---- for gradcheck and refinement (no writes into db_sim or db_config fields from outside) ---- */
 /* Evaluation choices of finite-difference checks: mosaic angles in double precision, SQUARE lattice factor in
  * its dh form in every run (README "Gradcheck"). */

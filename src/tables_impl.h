@@ -24,9 +24,6 @@
 #define DB_SFX(name) DB_CAT(name, DB_ENGINE_SUFFIX)
 
 #define DB_RTD (180.0 * M_1_PI)
-#ifndef DB_MAX_SOURCES
-#define DB_MAX_SOURCES 10000000
-#endif
 
 /* A parameter's value with its tangent direction seeded: `factor` is d(internal value)/d(command-line value),
  * e.g. 1/RTD for an angle given in degrees and held in radians. */
@@ -518,10 +515,42 @@ static int DB_SFX(setup_lattice)(db_sim *sim, const db_pass *pass, DB_SFX(storag
         st->slot_normal[j] = cur_normal == SELF ? j : cur_normal;
         st->slot_first[j] = cur_first == SELF ? j : cur_first;
     }
-    if (sim->forced.active && sim->forced.nphi == nphi) {
+    if (sim->forced.active && sim->forced.nphi == nphi && sim->forced.slot_normal && sim->forced.slot_first) {
         memcpy(st->slot_normal, sim->forced.slot_normal, (size_t)nphi * sizeof(int));
         memcpy(st->slot_first, sim->forced.slot_first, (size_t)nphi * sizeof(int));
     }
+    return DB_OK;
+}
+
+/* What this builder allocates at its peak (sim.h): the lattice per phi slot and domain, the slot maps and the
+ * source arrays, each twice (working arrays, then the block), and the domain matrices. */
+double DB_SFX(db_tables_bytes)(const db_sim *sim, double nsources)
+{
+    const double nphi = sim->plan.phisteps, nmos = sim->plan.mosaic_domains;
+    const double lattice = (nphi + 1.0) * nmos * 3.0 * (double)sizeof(ad_vec3), slots = 2.0 * nphi * (double)sizeof(int);
+    const double sources = nsources * (2.0 * (double)sizeof(ad_vec3) + (double)sizeof(ad_num));
+    return 2.0 * (lattice + slots + sources) + nmos * (double)sizeof(ad_mat3) + (double)sizeof(db_tables);
+}
+
+/* The largest Miller index a run can reach, 2 |longest cell edge| / shortest wavelength (|S| <= 2 / lambda), is
+ * rounded to int in the pixel loop: bounded by DB_MAX_MILLER (config.h), as is every wavelength's sign. */
+static int DB_SFX(check_miller_range)(const DB_SFX(storage) *st, int nsources, double longest_m, db_error *err)
+{
+    double lmin = HUGE_VAL;
+    for (int s = 0; s < nsources; s++) {
+        const double l = st->src_lambda[s].v;
+        if (!(l > 0.0) || !isfinite(l))
+            return db_fail(err, DB_ERR_GEOMETRY,
+                           "source %d has the wavelength %g A (expected a positive number: check -lambda, -dispersion "
+                           "below 200%%, or -sourcefile)", s + 1, l * 1e10);
+        if (l < lmin) lmin = l;
+    }
+    const double hmax = 2.0 * longest_m / lmin;
+    if (!(hmax <= DB_MAX_MILLER))
+        return db_fail(err, DB_ERR_GEOMETRY,
+                       "the cell edge of %g A at the wavelength %g A reaches Miller indices up to %.3g, beyond the %.0e the "
+                       "pixel loop holds (check -cell or -mat, and -lambda, -energy or -sourcefile)",
+                       longest_m * 1e10, lmin * 1e10, hmax, DB_MAX_MILLER);
     return DB_OK;
 }
 
@@ -546,6 +575,14 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
         sim->captured.n_from_size[k] = sizes[k] > 0;
         if (sizes[k] > 0) *Nv[k] = fd && fd->n_from_size[k] ? fd->N[k] : ceil(sizes[k] / lens[k]);
         sim->captured.N[k] = *Nv[k];
+        /* the lattice factor's integer arithmetic (config.h); -N is bounded at parsing, a size here */
+        if (!(*Nv[k] <= DB_MAX_CELLS)) {
+            static const char *const axis[3] = {"a (-Na, or -xtal_size / -sample_x)", "b (-Nb, or -xtal_size / -sample_y)",
+                                                "c (-Nc, or -xtal_size / -sample_z)"};
+            return db_fail(err, DB_ERR_GEOMETRY,
+                           "the crystal would have %g unit cells along %s: %g mm over the %g A cell edge; at most %.0e",
+                           *Nv[k], axis[k], sizes[k] * 1000.0, lens[k] * 1e10, DB_MAX_CELLS);
+        }
     }
     if (Na <= 1.0) Na = 1.0;
     if (Nb <= 1.0) Nb = 1.0;
@@ -578,8 +615,12 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     x->recommended_oversample = rec;
     x->interpolate = interp;
 
-    int rc = DB_SFX(setup_sources)(sim, pass, st, &t->nsources, err);
+    /* memory before work: the estimate before any table is allocated (sim.h) */
+    const double nsrc = db_sim_source_count(sim);
+    int rc = db_check_table_memory(sim, AD_N, DB_SFX(db_tables_bytes)(sim, nsrc), nsrc, err);
+    if (!rc) rc = DB_SFX(setup_sources)(sim, pass, st, &t->nsources, err);
     sim->run_sources = t->nsources;
+    if (!rc) rc = DB_SFX(check_miller_range)(st, t->nsources, fmax(la, fmax(lb, lc)), err);
     if (!rc) rc = DB_SFX(setup_lattice)(sim, pass, st, a0, b0, c0, err);
     if (rc) return rc;
 

@@ -125,15 +125,19 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         double size = p == DB_P_NA ? pl->sample_x : p == DB_P_NB ? pl->sample_y : pl->sample_z;
         if (size > 0)
             return db_fail(err, DB_ERR_ARGUMENT, "%s: set by the crystal size (-xtal_size and the like), not a free value", info->name);
-        if (!(v >= 1.0)) return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be at least 1 (got %g)", info->name, v);
+        if (!(v >= 1.0 && v <= DB_MAX_CELLS)) /* config.h: the lattice factor's integer arithmetic */
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be from 1 to %.0e (got %g)", info->name,
+                           DB_MAX_CELLS, v);
         break;
     }
     case DB_P_MOSAIC:
         if (pl->mosaic_domains <= 1 || !(pl->mosaic_spread > 0.0))
             return db_fail(err, DB_ERR_ARGUMENT,
                            "mosaic: this simulation has no mosaic domains (give -mosaic and -mosaic_dom at creation)");
-        if (!(v > 0.0))
-            return db_fail(err, DB_ERR_GEOMETRY, "mosaic: the spread must stay positive (got %g deg; the domain count is fixed)", v);
+        if (!(v > 0.0 && v <= DB_MAX_MOSAIC_DEG))
+            return db_fail(err, DB_ERR_GEOMETRY,
+                           "mosaic: the spread must stay positive and at most %g deg (got %g deg; the domain count is fixed)",
+                           DB_MAX_MOSAIC_DEG, v);
         c->mosaic_domains = pl->mosaic_domains;
         break;
     case DB_P_FLUENCE:

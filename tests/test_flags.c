@@ -1402,6 +1402,48 @@ static void test_printout_pixel(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* issue 18: values beyond what the arithmetic holds, tables beyond the memory limit and a -roi beyond the
+ * detector are refused before any work: a message naming the flag and the value, a non-zero exit status (not a
+ * signal), and no image written */
+
+static void test_refused_before_work(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *extra, *limit_gib; /* DUALBRAGG_MAX_MEMORY_GIB, or NULL: the machine's */
+        const char *words[3];
+    } cases[] = {
+        {"-N 1e300", NULL, {"-N expects 1 to 1e+09 unit cells", "got 1e300", NULL}},
+        {"-Nb 2e9", NULL, {"-Nb expects 1 to 1e+09 unit cells", "got 2e9", NULL}},
+        {"-mosaic 1e300 -mosaic_dom 2", NULL, {"-mosaic expects a spread of at most 360 degrees", "got 1e300", NULL}},
+        {"-mosaic 1 -mosaic_dom 100000000", "1", {"100000000 mosaic domains (-mosaic_dom)", "GiB of memory", "1 GiB"}},
+        {"-phisteps 100000000 -osc 1", "1", {"100000000 phi steps (-phisteps", "GiB of memory", "DUALBRAGG_MAX_MEMORY_GIB"}},
+        {"-mosaic 1 -mosaic_dom 2000000000 -phisteps 100000000 -osc 1", NULL, {"-mosaic_dom", "-phisteps", "GiB of memory"}},
+        {"-xtal_size 1e300", NULL, {"unit cells along a (-Na, or -xtal_size", "at most 1e+09", NULL}},
+        {"-cell 1e12 1e12 1e12 90 90 90", NULL, {"the cell edge of 1e+12 A", "Miller indices", "-cell"}},
+        {"-energy 1e300", NULL, {"Miller indices", "-energy", NULL}},
+        {"-dispersion 300 -dispsteps 3", NULL, {"wavelength -0.5 A", "-dispersion", NULL}},
+        {"-roi 0 64 0 10", NULL, {"-roi 0 64 0 10 reaches beyond the 64 x 64 detector", "0 <= xmin <= xmax <= 63", NULL}},
+        {"-roi 10 20 60 64", NULL, {"-roi 10 20 60 64 reaches beyond", "0 <= ymin <= ymax <= 63", NULL}},
+        {"-roi 70 80 0 10", NULL, {"-roi 70 80 0 10 selects no pixel of the 64 x 64 detector", NULL, NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].limit_gib) setenv("DUALBRAGG_MAX_MEMORY_GIB", cases[i].limit_gib, 1);
+        else unsetenv("DUALBRAGG_MAX_MEMORY_GIB");
+        char line[1024];
+        snprintf(line, sizeof line, "%s %s -nonoise", BASE, cases[i].extra);
+        result r = run_in(NULL, line, "f.bin", "i.img");
+        unsetenv("DUALBRAGG_MAX_MEMORY_GIB");
+        if (r.status != 1 && r.status != 2) fail_msg("%s: exit status %d (expected 1 or 2):\n%s", cases[i].extra, r.status, r.log);
+        for (int w = 0; w < 3 && cases[i].words[w]; w++)
+            if (!strstr(r.log, cases[i].words[w])) fail_msg("%s: '%s' not in:\n%s", cases[i].extra, cases[i].words[w], r.log);
+        assert_null(r.img);
+        assert_null(r.smv);
+        result_free(&r);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* flags accepted with a warning and no effect; spellings with no effect on the image */
 
 static void test_accepted_without_effect(void **state)
@@ -1478,6 +1520,7 @@ int main(void)
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_printout_pixel),
         cmocka_unit_test(test_accepted_without_effect),
+        cmocka_unit_test(test_refused_before_work),
     };
     return cmocka_run_group_tests_name("flags no golden case uses", tests, NULL, remove_all_tmp_dirs);
 }
