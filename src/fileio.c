@@ -97,8 +97,15 @@ static int create_temp(const char *path, char **tmp_out, int *fd_out, db_error *
     int fd = -1;
     for (int attempt = 0; attempt < 100; attempt++) {
         make_temp_name(tmp, tmp_size, path);
+        /* known before it exists: an interrupt between its creation and its registration would leave it */
+        db_temp_register(tmp); /* removed by an interrupt until it is renamed or removed (tempfiles.h) */
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
+        if (fd >= 0)
+            break;
+        int errnum = errno;
+        db_temp_forget(tmp);
+        errno = errnum;
+        if (errnum != EEXIST)
             break;
     }
     if (fd < 0) {
@@ -106,7 +113,6 @@ static int create_temp(const char *path, char **tmp_out, int *fd_out, db_error *
         free(tmp);
         return io_failure(err, path, errnum);
     }
-    db_temp_register(tmp); /* removed by an interrupt until it is renamed or removed (tempfiles.h) */
     *tmp_out = tmp;
     *fd_out = fd;
     return DB_OK;
@@ -336,6 +342,7 @@ int db_out_set_commit(db_out_set *s, db_error *err)
         }
     }
     int rc = DB_OK;
+    db_temp_hold(); /* an interrupt now would leave some outputs replaced and others not */
     for (int i = 0; i < s->n; i++) {
         if (!s->tmps[i])
             continue;
@@ -347,6 +354,7 @@ int db_out_set_commit(db_out_set *s, db_error *err)
         free(s->tmps[i]);
         s->tmps[i] = NULL;
     }
+    db_temp_release();
     return rc;
 }
 

@@ -30,8 +30,16 @@ void db_temp_forget(const char *name)
     }
 }
 
+/* While outputs are renamed into place (db_temp_hold), a signal waits: removing the temporaries then would leave
+ * some outputs replaced and others not. */
+static atomic_int held, pending;
+
 static void remove_and_die(int sig)
 {
+    if (atomic_load(&held)) {
+        atomic_store(&pending, sig);
+        return;
+    }
     for (int k = 0; k < MAX_TEMPS; k++) {
         const char *name = atomic_load(&slots[k]);
         if (name) unlink(name);
@@ -51,4 +59,16 @@ void db_temp_cleanup_on_signals(void)
         sigemptyset(&sa.sa_mask);
         sigaction(sigs[k], &sa, NULL);
     }
+}
+
+void db_temp_hold(void)
+{
+    atomic_store(&held, 1);
+}
+
+void db_temp_release(void)
+{
+    atomic_store(&held, 0);
+    int sig = atomic_exchange(&pending, 0);
+    if (sig) remove_and_die(sig); /* the renames are done: now the signal ends the process */
 }

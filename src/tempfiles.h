@@ -9,6 +9,10 @@
 void db_temp_register(const char *name);
 /* Forgets it (call before freeing or reusing the string, after the file was renamed or removed). */
 void db_temp_forget(const char *name);
+/* Between these two, a signal waits (the renaming of a set of outputs into place, which must finish or not start);
+ * db_temp_release then acts on it. */
+void db_temp_hold(void);
+void db_temp_release(void);
 /* Installs the handlers (the programs do, at their start; the library never does behind its caller's back):
  * on SIGINT, SIGTERM or SIGHUP the remembered files are removed and the signal then ends the process as it would
  * have (its exit status says so). A signal the process ignores stays ignored. */

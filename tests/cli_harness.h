@@ -113,6 +113,17 @@ static inline void harness_rmtree(const char *dir)
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
+/* In a child process: replaces it with the CLI run on args (never returns; exit status 127 when it cannot). */
+static inline void harness_exec(const char *cli, const harness_args *a)
+{
+    char *argv[HARNESS_MAX_ARGS + 1];
+    argv[0] = (char *)cli;
+    for (int i = 0; i < a->argc; i++) argv[i + 1] = a->argv[i];
+    argv[a->argc + 1] = NULL;
+    execv(cli, argv);
+    _exit(127);
+}
+
 /* Runs the CLI with args inside dir (stdout and stderr to dir/out.log); threads > 0 sets OMP_NUM_THREADS.
  * Returns the exit status, or -1 if it could not run. */
 static inline int harness_run(const char *cli, const char *dir, const harness_args *a, int threads)
@@ -132,12 +143,7 @@ static inline int harness_run(const char *cli, const char *dir, const harness_ar
             snprintf(t, sizeof t, "%d", threads);
             setenv("OMP_NUM_THREADS", t, 1);
         }
-        char *argv[HARNESS_MAX_ARGS + 1];
-        argv[0] = (char *)cli;
-        for (int i = 0; i < a->argc; i++) argv[i + 1] = a->argv[i];
-        argv[a->argc + 1] = NULL;
-        execv(cli, argv);
-        _exit(127);
+        harness_exec(cli, a);
     }
     int status;
     if (waitpid(pid, &status, 0) < 0) return -1;

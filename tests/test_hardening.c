@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fifo_writer.h"
+
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
@@ -243,38 +245,6 @@ static int child_expect(const char *what, int rc, const db_error *err, int code,
 
 #define PARTS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-/* A child process writing data (len bytes) into the FIFO at path (made here), once or, endless, over and over
- * until the reader closes it. */
-static pid_t fifo_writer(const char *path, const char *data, size_t len, int endless)
-{
-    assert_int_equal(mkfifo(path, 0600), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGPIPE, SIG_IGN); /* the reader's refusal ends the writer with EPIPE */
-        alarm(120);
-        int fd = open(path, O_WRONLY);
-        do {
-            size_t left = len;
-            const char *p = data;
-            while (fd >= 0 && left > 0) {
-                ssize_t n = write(fd, p, left);
-                if (n <= 0) _exit(0);
-                p += n;
-                left -= (size_t)n;
-            }
-        } while (endless);
-        _exit(0);
-    }
-    return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL); /* a writer still blocked on a reader that stopped */
-    waitpid(pid, NULL, 0);
-}
-
 /* dualbragg on a 32 x 32 detector with extra flags, inside DIR_, in a limited child; its exit status. */
 static int dualbragg_limited(const char *extra)
 {
@@ -296,12 +266,7 @@ static int dualbragg_limited(const char *extra)
         dup2(fd, 1);
         dup2(fd, 2);
         setenv("OMP_NUM_THREADS", "1", 1);
-        char *argv[HARNESS_MAX_ARGS + 1];
-        argv[0] = (char *)DB_CLI_PATH;
-        for (int i = 0; i < a.argc; i++) argv[i + 1] = a.argv[i];
-        argv[a.argc + 1] = NULL;
-        execv(DB_CLI_PATH, argv);
-        _exit(127);
+        harness_exec(DB_CLI_PATH, &a);
     }
     harness_args_free(&a);
     int status;
@@ -365,7 +330,7 @@ static void test_endless_inputs(void **state)
         pid_t w = fifo_writer(fifo, endless[i].line, strlen(endless[i].line), 1);
         snprintf(extra, sizeof extra, "%s s.fifo", endless[i].flag);
         int status = dualbragg_limited(extra);
-        reap(w);
+        fifo_reap(w);
         unlink(fifo);
         if (status != 1) fail_msg("dualbragg %s: exit status %d, expected 1", extra, status);
         assert_true(log_has(endless[i].flag));
@@ -450,13 +415,13 @@ static void test_text_limits(void **state)
     path_in(fifo, sizeof fifo, "t.fifo");
     pid_t w = fifo_writer(fifo, buf, 1000, 0);
     assert_int_equal(db_read_text("-x", fifo, 1000, "things", &data, &len, &err), DB_OK);
-    reap(w);
+    fifo_reap(w);
     unlink(fifo);
     assert_int_equal(len, 1000);
     free(data);
     w = fifo_writer(fifo, buf, 1000, 0);
     assert_int_equal(db_read_text("-x", fifo, 999, "things", &data, &len, &err), DB_ERR_FORMAT);
-    reap(w);
+    fifo_reap(w);
     unlink(fifo);
     assert_non_null(strstr(err.message, "t.fifo: more than the limit of 999 bytes (expected things; a stream"));
     /* an empty file is an empty text */
@@ -481,7 +446,7 @@ static void test_text_limits(void **state)
             else put("t.txt", buf, n);
             int rc = db_read_text("-x", stream ? fifo : p, sizeof buf, "things", &data, &len, &err);
             if (stream) {
-                reap(wr);
+                fifo_reap(wr);
                 unlink(fifo);
             }
             if (!extra) {
@@ -511,7 +476,7 @@ static void test_text_limits(void **state)
     buf[69950] = '\0';
     w = fifo_writer(fifo, buf, 80000, 0);
     assert_int_equal(db_read_text("-x", fifo, sizeof buf, "things", &data, &len, &err), DB_ERR_FORMAT);
-    reap(w);
+    fifo_reap(w);
     unlink(fifo);
     assert_non_null(strstr(err.message, "t.fifo:700: NUL byte in a text file (expected things)"));
 }

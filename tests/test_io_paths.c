@@ -271,12 +271,7 @@ static void test_interrupt_leaves_nothing(void **state)
                 dup2(fd, 1);
                 dup2(fd, 2);
             }
-            char *argv[HARNESS_MAX_ARGS + 1];
-            argv[0] = (char *)DB_CLI_PATH;
-            for (int i = 0; i < a.argc; i++) argv[i + 1] = a.argv[i];
-            argv[a.argc + 1] = NULL;
-            execv(DB_CLI_PATH, argv);
-            _exit(127);
+            harness_exec(DB_CLI_PATH, &a);
         }
         harness_args_free(&a);
         int waited = 0;

@@ -15,6 +15,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fifo_writer.h"
+
 #include "dualbragg.h"
 #include "cli_harness.h"
 #include "observed.h"
@@ -308,34 +310,6 @@ static void test_read_errors(void **state)
 
 /* ---------------------------------------------------------------- issue 18: sizes and streams */
 
-/* A child process writing len bytes of data into the FIFO at path (made here), then closing it. */
-static pid_t fifo_writer(const char *path, const void *data, size_t len)
-{
-    assert_int_equal(mkfifo(path, 0600), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGPIPE, SIG_IGN); /* a reader that stops early ends the writer with EPIPE */
-        int fd = open(path, O_WRONLY);
-        const char *p = data;
-        while (fd >= 0 && len > 0) {
-            ssize_t n = write(fd, p, len);
-            if (n <= 0)
-                break;
-            p += n;
-            len -= (size_t)n;
-        }
-        _exit(0);
-    }
-    return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL); /* a writer still blocked on a reader that stopped early */
-    waitpid(pid, NULL, 0);
-}
-
 /* An SMV -obs whose header matches the detector but not its data is refused (before, the extra bytes were
  * ignored or the data read from the wrong offset, and the garbage fitted with exit 3). */
 static void test_obs_smv_sizes_must_match(void **state)
@@ -390,9 +364,9 @@ static void test_obs_stream(void **state)
         smv[512 + 2 * i + 1] = 0;
     }
     snprintf(path, sizeof path, "%s/smv.fifo", dir);
-    pid_t w = fifo_writer(path, smv, sizeof smv);
+    pid_t w = fifo_writer(path, smv, sizeof smv, 0);
     int rc = db_observed_read(path, F, S, 40.0, 0, &obs, &err);
-    reap(w);
+    fifo_reap(w);
     if (rc)
         fail_msg("%s", err.message);
     for (int i = 0; i < F * S; i++)
@@ -403,9 +377,9 @@ static void test_obs_stream(void **state)
     for (int i = 0; i < F * S; i++)
         raw[i] = 0.5f * (float)i; /* the test hosts are little-endian, as the format */
     snprintf(path, sizeof path, "%s/raw.fifo", dir);
-    w = fifo_writer(path, raw, sizeof raw);
+    w = fifo_writer(path, raw, sizeof raw, 0);
     rc = db_observed_read(path, F, S, 40.0, 0, &obs, &err);
-    reap(w);
+    fifo_reap(w);
     if (rc)
         fail_msg("%s", err.message);
     assert_true(obs[F * S - 1] == 0.5 * (F * S - 1));
@@ -414,16 +388,16 @@ static void test_obs_stream(void **state)
     unsigned char more[8 * F * S + 100];
     memset(more, 0, sizeof more);
     snprintf(path, sizeof path, "%s/long.fifo", dir);
-    w = fifo_writer(path, more, sizeof more);
+    w = fifo_writer(path, more, sizeof more, 0);
     const char *m = read_fails(path, F, S, 0, DB_ERR_FORMAT, &err);
-    reap(w);
+    fifo_reap(w);
     assert_has(m, "-obs '");
     assert_has(m, "long.fifo' has more than 96 bytes; a 4 x 3 float32 image has 48");
     /* a short one: its length */
     snprintf(path, sizeof path, "%s/short.fifo", dir);
-    w = fifo_writer(path, more, 47);
+    w = fifo_writer(path, more, 47, 0);
     m = read_fails(path, F, S, 0, DB_ERR_FORMAT, &err);
-    reap(w);
+    fifo_reap(w);
     assert_has(m, "short.fifo' is 47 bytes; a 4 x 3 float32 image has 48");
     alarm(0);
     harness_rmtree(dir);

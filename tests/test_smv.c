@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fifo_writer.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
@@ -648,34 +650,6 @@ static void test_smv_read_sizes_must_match(void **state)
     expect_lie(path, "too many pixels", (const char *const[]){"SIZE1 65536 x SIZE2 16385", "limit of 1073741824 pixels", NULL});
 }
 
-/* A child process writing len bytes of data into the FIFO at path (made here), then closing it. */
-static pid_t fifo_writer(const char *path, const void *data, size_t len)
-{
-    assert_int_equal(mkfifo(path, 0600), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGPIPE, SIG_IGN); /* a reader that stops early ends the writer with EPIPE */
-        int fd = open(path, O_WRONLY);
-        const char *p = data;
-        while (fd >= 0 && len > 0) {
-            ssize_t n = write(fd, p, len);
-            if (n <= 0)
-                break;
-            p += n;
-            len -= (size_t)n;
-        }
-        _exit(0);
-    }
-    return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL); /* a writer still blocked on a reader that stopped early */
-    waitpid(pid, NULL, 0);
-}
-
 /* A stream (a FIFO: no size to check beforehand) is read as far as the header says and one byte more: a
  * following byte is refused (before, the whole stream was read and the rest ignored), a short stream too. */
 static void test_smv_read_stream(void **state)
@@ -702,9 +676,9 @@ static void test_smv_read_stream(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(path, sizeof path, "%s/fifo%zu", dir, i);
-        pid_t w = fifo_writer(path, file, cases[i].len);
+        pid_t w = fifo_writer(path, file, cases[i].len, 0);
         int rc = db_smv_read_flag("-img", path, &img, &err);
-        reap(w);
+        fifo_reap(w);
         if (rc != cases[i].rc)
             fail_msg("a stream of %zu bytes: status %d, expected %d (%s)", cases[i].len, rc, cases[i].rc,
                      rc ? err.message : "");
