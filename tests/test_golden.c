@@ -91,6 +91,10 @@ static void test_case(void **state)
     if (file_exists(path)) expect_same(dir, "Fdump.bin", name, "Fdump.bin");
     /* the summary's solid angle: the per-pixel solid angles summed over what was rendered */
     expect_same_line(dir, name, "solid angle subtended by detector");
+    /* the run summary (issue 18): the brightest pixel (the first of equal maxima, the position of its last
+     * sub-pixel) and the statistics, against the reference's printout */
+    expect_same_line(dir, name, "max_I = ");
+    expect_same_line(dir, name, "mean= ");
     harness_rmtree(dir);
 
     snprintf(path, sizeof path, "%s/%s/image.pgm", DB_GOLDEN_DIR, name);

@@ -989,6 +989,662 @@ static void test_get_returns_set_values(void **state)
     harness_args_free(&a);
 }
 
+/* ---- issue 18: the run layer against independent computations (each names the mutants of tests/mutation/ it
+ * guards) ---- */
+
+/* A simulation from a command line (files relative to the golden case `folder`), on `device` (NULL: the CPU). */
+static db_sim *sim_of_line(const char *folder, const char *line, const char *device)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", DB_GOLDEN_DIR, folder);
+    assert_int_equal(chdir(dir), 0);
+    harness_args a = {0};
+    harness_split(&a, line);
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    db_error err;
+    if (device && db_sim_set_device(sim, device, &err)) fail_msg("%s: %s", device, err.message);
+    return sim;
+}
+
+/* The float64 image of a run over the current selection (0 outside it). */
+static double *run64(db_sim *sim)
+{
+    size_t n;
+    return image64_of(sim, &n);
+}
+
+static int in_boxes(const int *boxes, int nboxes, int f, int s)
+{
+    for (int b = 0; b < nboxes; b++)
+        if (f >= boxes[4 * b] && f <= boxes[4 * b + 1] && s >= boxes[4 * b + 2] && s <= boxes[4 * b + 3]) return 1;
+    return 0;
+}
+
+/* Boxes at the detector's edges (its first and last row and column, a one-column box on the last column), boxes that
+ * share exactly one column, touch without sharing, nest, and come in no row order: the selection (count, pixel list,
+ * each pixel's position, the selected values of both runs) against the union computed here pixel by pixel, on a
+ * rectangular detector (64 fast x 48 slow). Guards run-segment-last-pixel, run-merge-touching, run-merge-nested,
+ * run-box-ymin, run-box-edge-check, run-find-span-end. */
+static void test_selection_edges_against_a_mask(void **state)
+{
+    (void)state;
+    const char *line = "-cell 100 -misset 10 20 30 -default_F 100 -N 5 -lambda 1 -distance 60 -pixel 0.1 "
+                       "-detpixels_f 64 -detpixels_s 48 -oversample 1";
+    db_sim *sim = sim_of_line("a_cubic", line, NULL), *whole = sim_of_line("a_cubic", line, NULL);
+    const int F = 64, S = 48;
+    const int boxes[] = {
+        40, 60, 10, 20, /* first in the list, not the first row: the rows scanned start at the smallest ymin */
+        45, 50, 12, 14, /* inside the one above */
+        0, 9, 0, 4,     /* the detector's first row and column */
+        10, 19, 2, 6,   /* touches the one above (column 10 follows 9) */
+        19, 30, 3, 8,   /* shares column 19 with the one above */
+        56, 63, 40, 47, /* the last rows and columns */
+        63, 63, 20, 25, /* one column, the last */
+    };
+    const int nb = (int)(sizeof boxes / sizeof boxes[0] / 4);
+    db_error err;
+    assert_int_equal(db_sim_select_boxes(sim, boxes, nb, &err), DB_OK);
+    long want = 0;
+    for (int s = 0; s < S; s++)
+        for (int f = 0; f < F; f++) want += in_boxes(boxes, nb, f, s);
+    assert_int_equal(db_sim_selected_count(sim), want);
+    long *pix = malloc((size_t)want * sizeof(long));
+    assert_int_equal(db_sim_selected_pixel_list(sim, pix, want, &err), want);
+    long k = 0;
+    for (int s = 0; s < S; s++)
+        for (int f = 0; f < F; f++) {
+            long pos = -1;
+            int found = db_sim_selected_pos(sim, f, s, &pos);
+            if (!in_boxes(boxes, nb, f, s)) {
+                if (found) fail_msg("pixel %d %d is outside the boxes but selected", f, s);
+                continue;
+            }
+            if (!found || pos != k) fail_msg("pixel %d %d: selected %d at position %ld, expected %ld", f, s, found, pos, k);
+            assert_int_equal(pix[k], (long)s * F + f);
+            k++;
+        }
+    assert_int_equal(k, want);
+    /* the values: the whole detector's image at the selected pixels, 0 elsewhere */
+    double *full = run64(whole), *boxed = run64(sim), *vals = malloc((size_t)want * sizeof(double));
+    assert_int_equal(db_sim_run_selected(sim, NULL, 0, vals, NULL, &err), DB_OK);
+    long lit = 0;
+    for (int i = 0; i < F * S; i++) {
+        if (!in_boxes(boxes, nb, i % F, i / F)) assert_true(boxed[i] == 0.0);
+        else assert_bits_equal(boxed[i], full[i]);
+    }
+    for (long i = 0; i < want; i++) {
+        assert_bits_equal(vals[i], full[pix[i]]);
+        lit += vals[i] > 0.0;
+    }
+    assert_true(lit > 20);
+    /* boxes reaching the last row and column are accepted; one pixel further is refused */
+    const int edge[] = {0, F - 1, 0, S - 1};
+    assert_int_equal(db_sim_select_boxes(sim, edge, 1, &err), DB_OK);
+    assert_int_equal(db_sim_selected_count(sim), (long)F * S);
+    const int past[][4] = {{0, F - 1, 0, S}, {0, F, 0, S - 1}, {-1, 3, 0, 3}, {0, 3, -1, 3}, {F - 1, F, S - 1, S - 1}};
+    for (size_t b = 0; b < sizeof past / sizeof past[0]; b++) {
+        test_context("box %d %d %d %d", past[b][0], past[b][1], past[b][2], past[b][3]);
+        assert_int_not_equal(db_sim_select_boxes(sim, past[b], 1, &err), DB_OK);
+        assert_non_null(strstr(err.message, "outside"));
+    }
+    test_context(NULL);
+    free(pix);
+    free(full);
+    free(boxed);
+    free(vals);
+    db_sim_destroy(sim);
+    db_sim_destroy(whole);
+}
+
+/* b2_interp's crystal with -interpolate on a 96 x 80 detector whose beam centre puts the structure-factor table's
+ * edge inside the detector: a run switches interpolation off at an out-of-range sample in the middle of the run
+ * (row 63, column 0), with 2 x 2 sub-pixels so that the tripping pixel holds interpolated samples before the trip. */
+#define TRIP_LINE "-cell 70 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -N 2 -lambda 1 -distance 60 -pixel 0.1 " \
+                  "-detpixels_f 96 -detpixels_s 80 -Xbeam 0 -Ybeam 6 -oversample 2 -interpolate"
+
+/* One run's switch-off against what it must equal, computed without the switch-off: every selected pixel before the
+ * tripping pixel P (row-major) equals a run over the pixels before P only (which never trips), every one after P
+ * equals a run with -nointerpolate, and P equals neither (its samples before the trip are interpolated). `boxes`
+ * NULL: the whole detector. The image, run_selected's values and the captured trip pixel; on `device`. */
+static void check_switch_off(const char *device, const int *boxes, int nb, long P, const double *pre, const double *off)
+{
+    const int F = 96, S = 80;
+    db_sim *sim = sim_of_line("b2_interp", TRIP_LINE, device);
+    db_error err;
+    if (boxes) assert_int_equal(db_sim_select_boxes(sim, boxes, nb, &err), DB_OK);
+    double *img = run64(sim);
+    db_run_summary sum;
+    assert_int_equal(db_sim_summary(sim, &sum), DB_OK);
+    assert_int_equal(sum.interpolation_switched_off, 1);
+    assert_int_equal(db_sim_captured(sim)->interp_trip, P);
+    long count = db_sim_selected_count(sim), k = 0, after = 0;
+    double *vals = malloc((size_t)count * sizeof(double));
+    assert_int_equal(db_sim_run_selected(sim, NULL, 0, vals, NULL, &err), DB_OK);
+    assert_int_equal(db_sim_captured(sim)->interp_trip, P);
+    for (long i = 0; i < (long)F * S; i++) {
+        int sel = !boxes || in_boxes(boxes, nb, (int)(i % F), (int)(i / F));
+        if (!sel) {
+            assert_true(img[i] == 0.0);
+            continue;
+        }
+        test_context("%s, %s, pixel %ld %ld (trip at %ld %ld)", device, boxes ? "boxes" : "whole detector", i % F, i / F,
+                     P % F, P / F);
+        if (i < P) {
+            assert_bits_equal(img[i], pre[i]);
+        } else if (i > P) {
+            assert_bits_equal(img[i], off[i]);
+            after++;
+        } else {
+            assert_true(img[i] != off[i] && img[i] != pre[i]);
+        }
+        assert_bits_equal(vals[k], img[i]);
+        k++;
+    }
+    test_context(NULL);
+    assert_int_equal(k, count);
+    assert_true(after > 100);
+    free(vals);
+    free(img);
+    db_sim_destroy(sim);
+}
+
+/* The interpolation switch-off in the middle of a run, on the CPU and on the emulated GPU (the GPU thread function
+ * and the host-side scatter of kernels/gpu_host.c): the whole detector (the re-render starts inside row 63's span),
+ * boxes where the tripping pixel is the last pixel of its span and the first of its span after a span of the row
+ * before, and a replay of the captured decisions (what gradcheck's finite differences do). Guards
+ * run-trip-rerender-from, run-trip-last, run-pos-to-pixel, run-count-upto, run-find-span-end, run-force-invalidate,
+ * gpu-job-from, gpu-scatter-f0, gpu-scatter-compact, gpu-scatter-tripped, gpu-thread-trip. */
+static void test_interpolation_switch_off_mid_run(void **state)
+{
+    (void)state;
+    const int F = 96, S = 80;
+    db_error err;
+    db_sim *sim = sim_of_line("b2_interp", TRIP_LINE, NULL);
+    double *img = run64(sim);
+    const long P = db_sim_captured(sim)->interp_trip;
+    const int fP = (int)(P % F), sP = (int)(P / F);
+    /* the configuration is chosen for this: a trip in the middle of the run, at the first column */
+    assert_int_equal(fP, 0);
+    assert_true(sP > 20 && sP < S - 10);
+    /* the pixels before P, alone: rows 0 .. sP - 1 (P is the first pixel of its row) */
+    const int before[] = {0, F - 1, 0, sP - 1};
+    db_sim *pre_sim = sim_of_line("b2_interp", TRIP_LINE, NULL);
+    assert_int_equal(db_sim_select_boxes(pre_sim, before, 1, &err), DB_OK);
+    double *pre = run64(pre_sim);
+    db_run_summary sum;
+    assert_int_equal(db_sim_summary(pre_sim, &sum), DB_OK);
+    assert_int_equal(sum.interpolation_switched_off, 0);
+    /* P alone trips at P */
+    const int alone[] = {fP, fP, sP, sP};
+    assert_int_equal(db_sim_select_boxes(pre_sim, alone, 1, &err), DB_OK);
+    free(run64(pre_sim));
+    assert_int_equal(db_sim_captured(pre_sim)->interp_trip, P);
+    db_sim_destroy(pre_sim);
+    db_sim *off_sim = sim_of_line("b2_interp", TRIP_LINE " -nointerpolate", NULL);
+    double *off = run64(off_sim);
+    db_sim_destroy(off_sim);
+
+    /* boxes: P the last pixel of its span (a one-column box), and the first of its span after a span in row
+     * sP - 1 (box 2 ends on the row before P's: its span precedes P's span in the selection) */
+    const int last_of_span[] = {0, 0, sP - 8, sP + 8, 4, 40, sP - 3, sP + 12};
+    const int first_of_span[] = {0, 30, sP, sP + 10, 20, 50, sP - 6, sP - 1};
+    const char *devices[] = {"cpu", "emulate"};
+    for (int d = 0; d < 2; d++) {
+        check_switch_off(devices[d], NULL, 0, P, pre, off);
+        check_switch_off(devices[d], last_of_span, 2, P, pre, off);
+        check_switch_off(devices[d], first_of_span, 2, P, pre, off);
+        /* a replay of the captured decisions gives the same image, and forcing nothing afterwards runs as before */
+        db_sim *src = sim_of_line("b2_interp", TRIP_LINE, NULL), *rep = sim_of_line("b2_interp", TRIP_LINE, devices[d]);
+        assert_int_equal(db_sim_select_boxes(src, last_of_span, 2, &err), DB_OK);
+        assert_int_equal(db_sim_select_boxes(rep, last_of_span, 2, &err), DB_OK);
+        double *want = run64(src), *first = run64(rep);
+        assert_memory_equal(first, want, (size_t)F * S * sizeof(double));
+        assert_int_equal(db_sim_force_decisions(rep, db_sim_captured(src), &err), DB_OK);
+        double *forced = run64(rep);
+        assert_memory_equal(forced, want, (size_t)F * S * sizeof(double));
+        assert_int_equal(db_sim_force_decisions(rep, NULL, &err), DB_OK);
+        double *unforced = run64(rep);
+        assert_memory_equal(unforced, want, (size_t)F * S * sizeof(double));
+        free(want);
+        free(first);
+        free(forced);
+        free(unforced);
+        /* forced decisions replace those of blocks already built: interpolation off, from a -nointerpolate run */
+        db_sim *noint = sim_of_line("b2_interp", TRIP_LINE " -nointerpolate", NULL);
+        free(run64(noint));
+        assert_int_equal(db_sim_select_boxes(rep, NULL, 0, &err), DB_OK);
+        free(run64(rep)); /* blocks built with interpolation on */
+        assert_int_equal(db_sim_force_decisions(rep, db_sim_captured(noint), &err), DB_OK);
+        double *as_off = run64(rep);
+        assert_memory_equal(as_off, off, (size_t)F * S * sizeof(double));
+        free(as_off);
+        db_sim_destroy(noint);
+        db_sim_destroy(src);
+        db_sim_destroy(rep);
+    }
+    free(img);
+    free(pre);
+    free(off);
+    db_sim_destroy(sim);
+}
+
+/* The table-block cache: a cached block must match everything its tables depend on. A plain run after runs with an N
+ * derivative (the dh form of the lattice factor for the whole run, README "Derivatives"), a value change that
+ * switches the lattice form (a non-whole N) and back, and runs of 1, 2, 5, 13 directions (more blocks than the
+ * cache holds): each equal, bit for bit, to what a fresh simulation gives for the same run. Guards run-cache-dh,
+ * run-cache-lru. */
+static void test_block_cache_matches_fresh(void **state)
+{
+    (void)state;
+    const char *line = "-cell 70 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -Na 4 -Nb 5 -Nc 6 -lambda 1 -distance 100 "
+                       "-pixel 0.1 -detpixels 64 -oversample 1";
+    const size_t n = 64 * 64;
+    db_error err;
+    db_sim *fresh = sim_of_line("b_triclinic", line, NULL);
+    double *plain = run64(fresh);
+    /* the dh form's plain image (what gradcheck runs) differs from the reference's form by rounding somewhere: a
+     * block of the other form would show */
+    db_sim_set_fd_mode(fresh, 0, 1);
+    double *dh_plain = run64(fresh);
+    assert_true(memcmp(dh_plain, plain, n * sizeof(double)) != 0);
+    free(dh_plain);
+    db_sim_destroy(fresh);
+    int na = db_param_from_name("na");
+    float *img = malloc(n * sizeof(float));
+    double *dh = malloc(n * sizeof(double)), *g = malloc(n * sizeof(double));
+    double *dh2 = malloc(n * sizeof(double)), *g2 = malloc(n * sizeof(double));
+    /* an N derivative first (its pass builds the primal block of the dh form for the geometry), then a plain run */
+    db_sim *sim = sim_of_line("b_triclinic", line, NULL);
+    assert_int_equal(db_sim_run_grad(sim, &na, 1, img, dh, g, &err), DB_OK);
+    double *again = run64(sim);
+    assert_memory_equal(again, plain, n * sizeof(double));
+    free(again);
+    /* a value set after the N derivative (set_params builds the primal block at once, in the last run's form): the
+     * next plain run is a fresh simulation's at that value */
+    int pa = db_param_from_name("a");
+    double a1 = 70.1;
+    assert_int_equal(db_sim_run_grad(sim, &na, 1, img, dh, g, &err), DB_OK);
+    assert_int_equal(db_sim_set_params(sim, &pa, &a1, 1, &err), DB_OK);
+    again = run64(sim);
+    fresh = sim_of_line("b_triclinic", line, NULL);
+    assert_int_equal(db_sim_set_params(fresh, &pa, &a1, 1, &err), DB_OK);
+    double *fresh_a1 = run64(fresh);
+    db_sim_destroy(fresh);
+    assert_memory_equal(again, fresh_a1, n * sizeof(double));
+    free(again);
+    free(fresh_a1);
+    double a0 = 70.0;
+    assert_int_equal(db_sim_set_params(sim, &pa, &a0, 1, &err), DB_OK);
+    assert_int_equal(db_sim_run_grad(sim, &na, 1, img, dh, g, &err), DB_OK);
+    /* a plain run first, then the N derivative: the images of a fresh simulation's */
+    db_sim *other = sim_of_line("b_triclinic", line, NULL);
+    free(run64(other));
+    assert_int_equal(db_sim_run_grad(other, &na, 1, img, dh2, g2, &err), DB_OK);
+    assert_memory_equal(dh2, dh, n * sizeof(double));
+    assert_memory_equal(g2, g, n * sizeof(double));
+    db_sim_destroy(other);
+    free(dh2);
+    free(g2);
+    /* a non-whole N (the dh form in every run) and back */
+    double half = 4.5, whole = 4.0;
+    assert_int_equal(db_sim_set_params(sim, &na, &half, 1, &err), DB_OK);
+    double *at_half = run64(sim);
+    char line_half[512];
+    snprintf(line_half, sizeof line_half, "%s -Na 4.5", line);
+    fresh = sim_of_line("b_triclinic", line_half, NULL);
+    double *fresh_half = run64(fresh);
+    db_sim_destroy(fresh);
+    assert_memory_equal(at_half, fresh_half, n * sizeof(double));
+    assert_int_equal(db_sim_set_params(sim, &na, &whole, 1, &err), DB_OK);
+    again = run64(sim);
+    assert_memory_equal(again, plain, n * sizeof(double));
+    free(again);
+    free(at_half);
+    free(fresh_half);
+    /* more blocks than the cache holds (n0, n1, n4, n12, n28): each pass against a fresh simulation's */
+    const char *lists[] = {"a", "a,b", "a,b,c,alpha,beta", "a,b,c,alpha,beta,gamma,misset_x,misset_y,misset_z,phi0,distance,lambda,fluence",
+                           "b", "a,b"};
+    for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++) {
+        test_context("-grad %s", lists[l]);
+        int params[32], np = db_param_parse_list(lists[l], params, &err);
+        assert_true(np > 0);
+        double *ga = malloc((size_t)np * n * sizeof(double)), *gb = malloc((size_t)np * n * sizeof(double));
+        double *ia = malloc(n * sizeof(double)), *ib = malloc(n * sizeof(double));
+        assert_int_equal(db_sim_run_grad(sim, params, np, img, ia, ga, &err), DB_OK);
+        fresh = sim_of_line("b_triclinic", line, NULL);
+        assert_int_equal(db_sim_run_grad(fresh, params, np, img, ib, gb, &err), DB_OK);
+        db_sim_destroy(fresh);
+        assert_memory_equal(ia, ib, n * sizeof(double));
+        assert_memory_equal(ga, gb, (size_t)np * n * sizeof(double));
+        again = run64(sim);
+        assert_memory_equal(again, plain, n * sizeof(double));
+        free(again);
+        free(ga);
+        free(gb);
+        free(ia);
+        free(ib);
+    }
+    test_context(NULL);
+    free(img);
+    free(dh);
+    free(g);
+    free(plain);
+    db_sim_destroy(sim);
+}
+
+/* The run summary against the image it summarises, computed here in the reference's way (appendix A4.2): over the
+ * rendered pixels mean = sum / n, rms = sqrt(sum v^2 / (n - 1)), rmsd = sqrt(sum (v - mean)^2 / (n - 1)); the
+ * maximum is the first brightest pixel in row-major order and its position that of its last sub-pixel,
+ * (i * os + os - 1) * pixel / os + pixel / (2 os) in metres. A boxed run's statistics are over its boxes (not the
+ * -roi with zeros), a symmetric image has ties for the maximum, and -oversample 2 moves the position. The sums are
+ * of the same float values in the same order as the library's, so they agree to rounding: 1e-12 relative. Guards
+ * run-stats-max-tie, run-stats-max-x, run-stats-rms, run-stats-boxed-rmsd. */
+static void check_summary(db_sim *sim, const int *boxes, int nb, int os, int want_ties)
+{
+    int F, S;
+    db_sim_size(sim, &F, &S);
+    const size_t n = (size_t)F * S;
+    float *img = malloc(n * sizeof(float));
+    db_error err;
+    if (boxes) assert_int_equal(db_sim_select_boxes(sim, boxes, nb, &err), DB_OK);
+    assert_int_equal(db_sim_run(sim, img, NULL, &err), DB_OK);
+    double sum = 0.0, sumsq = 0.0, max = 0.0;
+    long cnt = 0, imax = -1, ties = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (boxes && !in_boxes(boxes, nb, (int)(i % F), (int)(i / F))) continue;
+        double v = img[i];
+        sum += v;
+        sumsq += (double)(img[i] * img[i]);
+        cnt++;
+        if (v > max) {
+            max = v;
+            imax = (long)i;
+        }
+    }
+    for (size_t i = 0; i < n; i++) ties += img[i] == max && (!boxes || in_boxes(boxes, nb, (int)(i % F), (int)(i / F)));
+    const double mean = sum / cnt;
+    double dev = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (!boxes || in_boxes(boxes, nb, (int)(i % F), (int)(i / F))) dev += (img[i] - mean) * (img[i] - mean);
+    db_run_summary sm;
+    assert_int_equal(db_sim_summary(sim, &sm), DB_OK);
+    const double pixel = 1e-4, sub = pixel / os;
+    assert_int_equal(sm.rendered_pixels, cnt);
+    assert_close(sm.mean, mean, 1e-12, 0);
+    assert_close(sm.rms, sqrt(sumsq / (cnt - 1)), 1e-12, 0);
+    assert_close(sm.rmsd, sqrt(dev / (cnt - 1)), 1e-12, 0);
+    assert_close(sm.max_I, max, 0, 0);
+    assert_close(sm.max_I_x, sub * ((imax % F) * os + os - 1) + sub / 2, 1e-12, 0);
+    assert_close(sm.max_I_y, sub * ((imax / F) * os + os - 1) + sub / 2, 1e-12, 0);
+    if (want_ties) assert_true(ties >= 2);
+    free(img);
+}
+
+static void test_summary_against_the_image(void **state)
+{
+    (void)state;
+    /* no misset, the beam at the centre: a symmetric image, its brightest value in two or more pixels */
+    db_sim *sim = sim_of_line("a_cubic", "-cell 100 -default_F 100 -N 5 -lambda 1 -distance 100 -pixel 0.1 -detpixels 40 "
+                                         "-oversample 1", NULL);
+    check_summary(sim, NULL, 0, 1, 1);
+    db_sim_destroy(sim);
+    sim = sim_of_line("a_cubic", "-cell 100 -misset 10 20 30 -default_F 100 -N 5 -lambda 1 -distance 60 -pixel 0.1 "
+                                 "-detpixels_f 64 -detpixels_s 48 -oversample 2", NULL);
+    check_summary(sim, NULL, 0, 2, 0);
+    const int boxes[] = {5, 30, 3, 20, 40, 63, 30, 47};
+    check_summary(sim, boxes, 2, 2, 0);
+    db_sim_destroy(sim);
+}
+
+/* The cell parameters of a -mat crystal, from the matrix here: the reciprocal vectors are its columns over the
+ * wavelength (MOSFLM's matrix holds lambda), the real ones their cross products over the reciprocal volume. */
+static void cell_of_matrix(const char *path, double lambda, double cell[6])
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    double m[9];
+    for (int i = 0; i < 9; i++) assert_int_equal(fscanf(f, "%lf", &m[i]), 1);
+    fclose(f);
+    double r[3][3], v[3][3];
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 3; i++) r[k][i] = m[3 * i + k] / lambda;
+    for (int k = 0; k < 3; k++) {
+        const double *p = r[(k + 1) % 3], *q = r[(k + 2) % 3];
+        v[k][0] = p[1] * q[2] - p[2] * q[1];
+        v[k][1] = p[2] * q[0] - p[0] * q[2];
+        v[k][2] = p[0] * q[1] - p[1] * q[0];
+    }
+    double vstar = r[0][0] * v[0][0] + r[0][1] * v[0][1] + r[0][2] * v[0][2], len[3];
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 3; i++) v[k][i] /= vstar;
+        len[k] = sqrt(v[k][0] * v[k][0] + v[k][1] * v[k][1] + v[k][2] * v[k][2]);
+        cell[k] = len[k];
+    }
+    for (int k = 0; k < 3; k++) {
+        const double *p = v[(k + 1) % 3], *q = v[(k + 2) % 3];
+        cell[3 + k] = acos((p[0] * q[0] + p[1] * q[1] + p[2] * q[2]) / (len[(k + 1) % 3] * len[(k + 2) % 3])) * RTD;
+    }
+}
+
+static double get1(db_sim *sim, const char *name)
+{
+    int p = db_param_from_name(name);
+    double v;
+    db_error err;
+    if (db_sim_get_params(sim, &p, &v, 1, &err)) fail_msg("get %s: %s", name, err.message);
+    return v;
+}
+
+static void set1(db_sim *sim, const char *name, double v)
+{
+    int p = db_param_from_name(name);
+    db_error err;
+    if (db_sim_set_params(sim, &p, &v, 1, &err)) fail_msg("set %s: %s", name, err.message);
+}
+
+/* db_sim_get_params after sets that change other derived values, against values computed here: a -mat crystal's
+ * cell from the matrix (after a set of lambda the cell scales with it, a moved a keeps its offset, a second set of
+ * a lands on the value asked), the oscillation range of -osc over -phisteps, an absent b staying at the a it stood
+ * for when a moves, the drawn angles of -misset random staying when one is set, and several values set at once.
+ * The matrix's cell is computed in another order than the library's: 1e-12 relative. Guards values-given-stale,
+ * values-mat-delta, tables-mat-cell-beta, values-osc, values-absent-b, values-misset-random, values-given-index. */
+static void test_get_params_after_derived_changes(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/k_matfile/A.mat", DB_GOLDEN_DIR);
+    const char *line = "-mat A.mat -hkl P1.hkl -N 6 -lambda 1 -distance 100 -pixel 0.1 -detpixels 32 -oversample 1";
+    db_sim *sim = sim_of_line("k_matfile", line, NULL);
+    static const char *const names[6] = {"a", "b", "c", "alpha", "beta", "gamma"};
+    double cell[6], cell2[6];
+    cell_of_matrix(path, 1.0, cell);
+    for (int k = 0; k < 6; k++) {
+        test_context("-mat cell parameter %s", names[k]);
+        assert_close(get1(sim, names[k]), cell[k], 1e-12, 0);
+    }
+    /* a moved by 0.25, then the wavelength: the cell of the matrix at 1.02 A, a still 0.25 beyond it */
+    set1(sim, "a", cell[0] + 0.25);
+    assert_close(get1(sim, "a"), cell[0] + 0.25, 1e-12, 0);
+    set1(sim, "lambda", 1.02);
+    cell_of_matrix(path, 1.02, cell2);
+    assert_close(get1(sim, "a"), cell2[0] + 0.25, 1e-12, 0);
+    for (int k = 1; k < 6; k++) {
+        test_context("-mat cell parameter %s after lambda", names[k]);
+        assert_close(get1(sim, names[k]), cell2[k], 1e-12, 0);
+    }
+    /* a second set of a: the value asked, and the image a single set gives */
+    set1(sim, "a", cell2[0] + 0.5);
+    set1(sim, "lambda", 1.0);
+    assert_close(get1(sim, "a"), cell[0] + 0.5, 1e-12, 0);
+    double *twice = run64(sim);
+    db_sim_destroy(sim);
+    sim = sim_of_line("k_matfile", line, NULL);
+    set1(sim, "a", cell[0] + 0.5);
+    double *once = run64(sim);
+    assert_memory_equal(twice, once, 32 * 32 * sizeof(double));
+    free(twice);
+    free(once);
+    db_sim_destroy(sim);
+    test_context(NULL);
+
+    /* osc: -osc 0.1 over 10 steps */
+    harness_args a;
+    case_args("c_phi0_carryover", &a);
+    sim = sim_from(&a);
+    harness_args_free(&a);
+    assert_close(get1(sim, "osc"), 0.1, 1e-15, 0);
+    db_sim_destroy(sim);
+
+    /* -cell 100: b and c stand for a; moving a leaves them at 100 (the image of -cell 101 100 100 90 90 90) */
+    sim = sim_of_line("a_cubic", "-cell 100 -default_F 100 -N 5 -detpixels 32", NULL);
+    set1(sim, "a", 101.0);
+    assert_close(get1(sim, "b"), 100.0, 0, 0);
+    assert_close(get1(sim, "c"), 100.0, 0, 0);
+    double *moved = run64(sim);
+    db_sim *explicit_cell = sim_of_line("a_cubic", "-cell 101 100 100 90 90 90 -default_F 100 -N 5 -detpixels 32", NULL);
+    double *want = run64(explicit_cell);
+    assert_memory_equal(moved, want, 32 * 32 * sizeof(double));
+    free(moved);
+    free(want);
+    db_sim_destroy(explicit_cell);
+    db_sim_destroy(sim);
+
+    /* -misset random: the drawn angles stay when one of them is set */
+    sim = sim_of_line("a_cubic", "-cell 100 -default_F 100 -N 5 -detpixels 32 -misset random -seed 7", NULL);
+    double my = get1(sim, "misset_y"), mz = get1(sim, "misset_z");
+    assert_true(my != 0.0 && mz != 0.0);
+    set1(sim, "misset_x", 12.5);
+    assert_close(get1(sim, "misset_y"), my, 0, 0);
+    assert_close(get1(sim, "misset_z"), mz, 0, 0);
+    db_sim_destroy(sim);
+
+    /* several values at once, each coming back as given (values whose unit conversion does not round-trip) */
+    sim = sim_of_line("a_cubic", "-cell 100 -default_F 100 -N 5 -detpixels 32", NULL);
+    int ps[3] = {db_param_from_name("distance"), db_param_from_name("alpha"), db_param_from_name("xbeam")};
+    double vs[3] = {126.3, 61.7, 1.63}, got[3];
+    db_error err;
+    assert_int_equal(db_sim_set_params(sim, ps, vs, 3, &err), DB_OK);
+    assert_int_equal(db_sim_get_params(sim, ps, got, 3, &err), DB_OK);
+    for (int k = 0; k < 3; k++) assert_true(memcmp(&got[k], &vs[k], sizeof got[k]) == 0);
+    db_sim_destroy(sim);
+}
+
+/* The automatic interpolation (-interpolate absent) is on when any N is 2 or less, along c too: the image equals
+ * the -interpolate one and not the -nointerpolate one. Guards tables-interp-auto. */
+static void test_auto_interpolation_thin_along_c(void **state)
+{
+    (void)state;
+    const char *line = "-cell 70 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -Na 5 -Nb 5 -Nc 2 -lambda 1 -distance 200 "
+                       "-pixel 0.1 -detpixels 48 -oversample 1";
+    char on_line[512], off_line[512];
+    snprintf(on_line, sizeof on_line, "%s -interpolate", line);
+    snprintf(off_line, sizeof off_line, "%s -nointerpolate", line);
+    db_sim *aut = sim_of_line("b2_interp", line, NULL), *on = sim_of_line("b2_interp", on_line, NULL),
+           *off = sim_of_line("b2_interp", off_line, NULL);
+    double *x = run64(aut), *y = run64(on), *z = run64(off);
+    assert_int_equal(db_sim_captured(aut)->interpolate, 1);
+    assert_memory_equal(x, y, 48 * 48 * sizeof(double));
+    assert_true(memcmp(x, z, 48 * 48 * sizeof(double)) != 0);
+    free(x);
+    free(y);
+    free(z);
+    db_sim_destroy(aut);
+    db_sim_destroy(on);
+    db_sim_destroy(off);
+}
+
+/* A pixel's value from its own trace (-trace_pixel): the reference's formula (spec §3.13) value =
+ * r_e^2 fluence (sum of the samples' dI) / steps x capture x polar x omega, evaluated here in that order from the
+ * printed numbers (%.17g: they read back exactly); 0 and the parsed pixel line when the trace cannot be read. */
+static double value_from_trace(db_sim *sim, int f, int s, double fluence, int steps, double *printed)
+{
+    FILE *t = tmpfile();
+    assert_non_null(t);
+    db_error err;
+    if (db_sim_trace_pixel(sim, f, s, NULL, 0, t, &err)) fail_msg("trace %d %d: %s", f, s, err.message);
+    rewind(t);
+    char line[4096];
+    double I = 0.0, polar = 0, omega = 0, capture = 0;
+    *printed = -1.0;
+    while (fgets(line, sizeof line, t)) {
+        if (strncmp(line, "sample ", 7) == 0) {
+            char *last = strrchr(line, ' ');
+            I += strtod(last + 1, NULL);
+        } else if (strncmp(line, "pixel ", 6) == 0) {
+            assert_int_equal(sscanf(line + 6, "%lf %lf %lf %lf", &polar, &omega, &capture, printed), 4);
+        }
+    }
+    fclose(t);
+    const double r_e_sqr = 7.94079248018965e-30;
+    double v = r_e_sqr * fluence * I / steps;
+    v = v * capture;
+    v = v * polar;
+    return v * omega;
+}
+
+/* The division by the number of samples per pixel is the reference's (a division, not a multiplication by the
+ * inverse, except where the two are the same: a power of two), bit for bit in the float64 values: c_phi0_carryover
+ * (10 phi steps) at its ten brightest pixels against value_from_trace. The float images of the golden tests do not
+ * see a difference in the last bit of a double. And -oversample_polar and -oversample_omega each change the image on
+ * their own (polarization and solid angle per sub-pixel): the pixel-level formula holds without them and not with
+ * -oversample_polar. Guards tables-steps-inverse, tables-os-polar. */
+static void test_pixel_value_formula(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("c_phi0_carryover", &a);
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    size_t n;
+    double *img = image64_of(sim, &n);
+    double fluence;
+    int pf = db_param_from_name("fluence");
+    db_error err;
+    assert_int_equal(db_sim_get_params(sim, &pf, &fluence, 1, &err), DB_OK);
+    for (int k = 0; k < 10; k++) {
+        size_t best = 0;
+        for (size_t i = 0; i < n; i++)
+            if (img[i] > img[best]) best = i;
+        double printed, want = value_from_trace(sim, (int)(best % 256), (int)(best / 256), fluence, 10, &printed);
+        test_context("pixel %zu %zu", best % 256, best / 256);
+        assert_bits_equal(printed, img[best]);
+        assert_bits_equal(img[best], want);
+        img[best] = -1.0;
+    }
+    test_context(NULL);
+    free(img);
+    db_sim_destroy(sim);
+    /* the oversampling flags */
+    const char *base = "-cell 100 -misset 10 20 30 -default_F 100 -N 5 -lambda 1 -distance 60 -pixel 0.1 -detpixels 32 "
+                       "-oversample 2 -polar 0.9";
+    const char *flags[4] = {"", " -oversample_polar", " -oversample_omega", " -oversample_polar -oversample_omega"};
+    double *im[4];
+    for (int k = 0; k < 4; k++) {
+        char line[512];
+        snprintf(line, sizeof line, "%s%s", base, flags[k]);
+        db_sim *s = sim_of_line("a_cubic", line, NULL);
+        im[k] = run64(s);
+        if (k < 2) {
+            size_t best = 0;
+            for (size_t i = 0; i < 32 * 32; i++)
+                if (im[k][i] > im[k][best]) best = i;
+            assert_int_equal(db_sim_get_params(s, &pf, &fluence, 1, &err), DB_OK);
+            double printed, want = value_from_trace(s, (int)(best % 32), (int)(best / 32), fluence, 4, &printed);
+            if (k == 0) assert_bits_equal(im[k][best], want);
+            else assert_true(fabs(im[k][best] - want) > 1e-9 * want); /* polarization per sub-pixel, not per pixel */
+        }
+        db_sim_destroy(s);
+    }
+    for (int j = 0; j < 4; j++)
+        for (int k = j + 1; k < 4; k++) {
+            test_context("%s against%s", flags[j], flags[k]);
+            assert_true(memcmp(im[j], im[k], 32 * 32 * sizeof(double)) != 0);
+        }
+    test_context(NULL);
+    for (int k = 0; k < 4; k++) free(im[k]);
+}
+
 int main(void)
 {
     struct CMUnitTest rest[] = {
@@ -1005,6 +1661,13 @@ int main(void)
         cmocka_unit_test(test_work_estimate),
         cmocka_unit_test(test_plain_geometry_equals_dual),
         cmocka_unit_test(test_get_returns_set_values),
+        cmocka_unit_test(test_selection_edges_against_a_mask),
+        cmocka_unit_test(test_interpolation_switch_off_mid_run),
+        cmocka_unit_test(test_block_cache_matches_fresh),
+        cmocka_unit_test(test_summary_against_the_image),
+        cmocka_unit_test(test_get_params_after_derived_changes),
+        cmocka_unit_test(test_auto_interpolation_thin_along_c),
+        cmocka_unit_test(test_pixel_value_formula),
     };
     enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0], NREST = sizeof rest / sizeof rest[0] };
     struct CMUnitTest tests[2 * N + NREST];
