@@ -370,6 +370,19 @@ static double lsq_weight(long i, const double *mu, void *u)
     return ((const double *)u)[i];
 }
 
+/* A Poisson count of mean mu by inversion of its distribution, from a fixed LCG (the same image on every run). */
+static int poisson_count(double mu, uint64_t *state)
+{
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    double u = (double)(*state >> 11) / 9007199254740992.0, p = exp(-mu), c = p;
+    int k = 0;
+    while (u > c && k < 100000) {
+        p *= mu / ++k;
+        c += p;
+    }
+    return k;
+}
+
 /* The observed image: the truth at NUM_TRUTH, the planes, and a fixed ripple (so that the fit leaves a residual). */
 static double *num_observed(double scale_photons, int counts)
 {
@@ -390,15 +403,7 @@ static double *num_observed(double scale_photons, int counts)
             img[i] = mu + 0.003 * scale_photons * sin(1.7 * i);
             continue;
         }
-        /* a Poisson count by inversion of its distribution (a fixed LCG: the same image on every run) */
-        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-        double u = (double)(st >> 11) / 9007199254740992.0, p = exp(-mu), c = p;
-        int k = 0;
-        while (u > c && k < 100000) {
-            p *= mu / ++k;
-            c += p;
-        }
-        img[i] = k;
+        img[i] = poisson_count(mu, &st);
     }
     free(f32);
     db_sim_destroy(sim);
@@ -589,14 +594,7 @@ static void test_poisson_planes_stay_nonnegative(void **state)
         int f = i % 64, b = (f >= 32) + 2 * (i / 64 >= 32);
         double x = f - 0.5 * (NUM_BOXES[4 * b] + NUM_BOXES[4 * b + 1]);
         double mu = img[i] + (x > 0 ? 0.2 * x : 0.0);
-        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-        double u = (double)(st >> 11) / 9007199254740992.0, p = exp(-mu), c = p;
-        int k = 0;
-        while (u > c && k < 100000) {
-            p *= mu / ++k;
-            c += p;
-        }
-        img[i] = k;
+        img[i] = poisson_count(mu, &st);
     }
     db_refine_options o;
     db_refine_default_options(&o);
