@@ -128,7 +128,7 @@ static int check_buffers(const char *path, const void *const *bufs, const size_t
     return DB_OK;
 }
 
-static int is_special_file(const char *path)
+int db_is_device(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
@@ -141,7 +141,7 @@ int db_write_file_temp(const char *path, const void *const *bufs, const size_t *
     int rc = check_buffers(path, bufs, lens, n, err);
     if (rc)
         return rc;
-    if (is_special_file(path))
+    if (db_is_device(path))
         return write_in_place(path, bufs, lens, n, err);
 
     char *tmp;
@@ -316,7 +316,7 @@ const char *db_out_set_add(db_out_set *s, const char *path, db_error *err)
         return NULL;
     }
     char *tmp = NULL;
-    if (!is_special_file(path)) {
+    if (!db_is_device(path)) {
         int fd;
         if (create_temp(path, &tmp, &fd, err)) {
             free(copy);

@@ -34,6 +34,10 @@ int db_check_output_path(const char *path, const char *flag, db_error *err);
  * same folder (compared by identity, so "x", "./x" and "dir/../x" match). */
 int db_same_file(const char *a, const char *b);
 
+/* 1 when path exists and is neither a regular file nor a folder (/dev/null, a FIFO): written in place, never
+ * replaced, and it may take several outputs. */
+int db_is_device(const char *path);
+
 /* A set of output files written as one transaction: db_out_set_add reserves a temporary name in each
  * output's folder (returned, owned by the set; a device is returned as is and written in place), the caller
  * writes there, and db_out_set_commit renames every temporary into place, or db_out_set_abort (also

@@ -5,7 +5,6 @@
 #include "error.h"
 #include "fileio.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 int db_io_inputs(const db_config *cfg, int protect_fdump, db_named_path *in)
@@ -24,13 +23,6 @@ int db_io_inputs(const db_config *cfg, int protect_fdump, db_named_path *in)
     return n;
 }
 
-/* An existing file that is not a regular file or folder (/dev/null): written in place, any number of times. */
-static int is_device(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
-}
-
 int db_io_check_distinct(const db_named_path *out, int nout, const db_named_path *in, int nin, db_error *err)
 {
     for (int i = 0; i < nout; i++) {
@@ -40,7 +32,7 @@ int db_io_check_distinct(const db_named_path *out, int nout, const db_named_path
                 return db_fail(err, DB_ERR_ARGUMENT, "%s '%s' and %s '%s' are the same file: the output would overwrite the input",
                                out[i].flag, out[i].path, in[k].flag, in[k].path);
         for (int j = 0; j < i; j++)
-            if (out[j].path && !is_device(out[i].path) && db_same_file(out[i].path, out[j].path))
+            if (out[j].path && !db_is_device(out[i].path) && db_same_file(out[i].path, out[j].path))
                 return db_fail(err, DB_ERR_ARGUMENT, "%s '%s' and %s '%s' are the same file: one output would replace the other",
                                out[j].flag, out[j].path, out[i].flag, out[i].path);
     }
