@@ -182,6 +182,41 @@ long db_sim_selected_count(const db_sim *sim); /* NULL sim: 0 */
  * exceptional sample is in the first selected pixel whose phi loop runs, as with -roi. */
 int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err);
 
+/* ---- structure factors as values (README "Structure factors") ----
+ * The table's reflections, in its order: an -hkl file's lines in file order (a repeated line once), or every entry
+ * of an Fdump cache's index ranges (h, k, then l fastest). Reflections inside the ranges that the file leaves out
+ * hold -default_F and are not listed; neither is anything outside the ranges. Setting F changes the values in
+ * place: the next run equals a fresh simulation from an hkl file holding those values. F must be finite and
+ * >= 0; a refused call changes nothing. */
+long db_sim_structure_factor_count(const db_sim *sim); /* 0 without a table (only -default_F) or a NULL sim */
+/* hkl[3*i..3*i+2] and F[i] of list entries 0..n-1, n = min(capacity, count); either buffer may be NULL. Returns n,
+ * or -1 with err set. */
+long db_sim_get_structure_factors(const db_sim *sim, int *hkl, double *F, long capacity, db_error *err);
+/* Every listed F at once: n must be the count. */
+int db_sim_set_structure_factors(db_sim *sim, const double *F, long n, db_error *err);
+/* The reflections named: hkl[3*i..3*i+2] gets F[i]; an hkl the list does not hold is refused by name. */
+int db_sim_set_structure_factors_hkl(db_sim *sim, const int *hkl, const double *F, long n, db_error *err);
+/* The list position of h k l, or -1 when it is not listed. */
+long db_sim_structure_factor_index(const db_sim *sim, int h, int k, int l);
+
+/* A sparse matrix in compressed sparse row form: row i holds col[row_ptr[i] .. row_ptr[i+1]-1] (ascending) and
+ * their values. Filled by the library; db_csr_free releases it (and leaves it empty). */
+typedef struct db_csr {
+    long rows, cols, nnz;
+    long *row_ptr; /* [rows + 1] */
+    long *col;     /* [nnz] */
+    double *val;   /* [nnz] */
+} db_csr;
+void db_csr_free(db_csr *m); /* m may be NULL */
+/* db_sim_run_selected, plus fjac: d values[i] / d F_j for every listed structure factor j (rows: the selected
+ * pixels in order; columns: the list above), from the same pass, exact through sub-pixels, layers, sources, phi
+ * steps (carryover included), mosaic domains, the nearest-hkl lookup and tricubic interpolation (each sample's 64
+ * neighbours, with their weights). Samples whose hkl is not listed (-default_F) contribute to no column. values
+ * and jac are bit for bit those of db_sim_run_selected. fjac (required) is overwritten: free it with db_csr_free.
+ * CPU only: a simulation on -device cuda or emulate refuses it (DB_ERR_DEVICE). */
+int db_sim_run_selected_F(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_csr *fjac,
+                          db_error *err);
+
 /* The work of the next run before it starts: inner iterations (selected pixels x detector layers x sub-pixels x
  * sources x phi steps x mosaic domains) for the primal image, and its time at the given rate (iterations per
  * second; 0 for a built-in guess of this machine class). Runs above DB_MAX_WORK iterations are refused. seconds may

@@ -115,7 +115,7 @@ static int host_buffer(void **p, size_t *cap, size_t need, db_error *err)
 int db_cuda_prepare(db_cuda_ctx *c, const db_render_job *job, long n, int ndirs, db_error *err)
 {
     int rc = DB_OK;
-    if (job->F && (c->F_host != job->F || c->F_count != job->F_count)) {
+    if (job->F && (c->F_host != job->F || c->F_count != job->F_count || c->F_version != job->F_version)) {
         size_t cap = 0;
         if (c->F) {
             cudaFree(c->F);
@@ -128,6 +128,7 @@ int db_cuda_prepare(db_cuda_ctx *c, const db_render_job *job, long n, int ndirs,
         if (rc) return rc;
         c->F_host = job->F;
         c->F_count = job->F_count;
+        c->F_version = job->F_version;
     }
     const size_t block_bytes = ((const db_block_header *)job->block)->bytes;
     if (c->block_host != job->block || c->block_version != job->block_version) {

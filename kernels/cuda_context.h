@@ -12,6 +12,7 @@ struct db_cuda_ctx {
     double *F;                  /* device */
     const double *F_host;
     size_t F_count;
+    unsigned long F_version;    /* the job's F_version when uploaded: set_structure_factors changes F in place */
     void *block;                /* device */
     size_t block_cap;
     const void *block_host;

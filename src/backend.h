@@ -52,6 +52,16 @@ typedef struct db_span {
 
 /* double to float as IEEE does it (an infinity beyond float's range), spelled out: C leaves that case
  * undefined, and UBSan's float-cast-overflow flags it. The image's one conversion, for every renderer. */
+/* The structure-factor Jacobian of a run (host renderers): every pixel's dI/dF entries, appended to its span's
+ * buffer as (grid index of F, value) pairs; a pixel's entries are one run of that buffer, each grid index once.
+ * Grid indices are those of the F array (db_render_job.F); the run layer maps them to the hkl list. */
+typedef struct db_fjac_buf {
+    size_t *at;
+    double *val;
+    size_t n, cap;
+    int failed; /* out of memory: the run fails */
+} db_fjac_buf;
+
 static inline float db_to_float(double v) { return fabs(v) <= FLT_MAX ? (float)v : (float)copysign(INFINITY, v); }
 
 typedef struct db_render_job {
@@ -77,6 +87,10 @@ typedef struct db_render_job {
     double *omega_span;          /* [nspans]: each span's solid angles, summed pixel by pixel from its first (for
                                   * the summary; a per-pixel array was 8 MB to fault in on a 1024x1024 run) */
     db_decision_log *logs;        /* [count] or NULL: record/replay discrete decisions (host renderers only) */
+    db_fjac_buf *fjac;            /* [nspans] or NULL: the structure-factor Jacobian (host renderers only): pixel
+                                  * `pos` of span i holds fjac[i].at/val[fjac_off[pos] .. + fjac_len[pos]] */
+    size_t *fjac_off;
+    unsigned *fjac_len;
     db_progress_fn progress;
     void *progress_user;
     /* device renderers: the detector's width, the structure-factor count, the simulation's device context (created
@@ -86,6 +100,7 @@ typedef struct db_render_job {
     size_t F_count;
     void **device_ctx;
     unsigned long block_version;
+    unsigned long F_version;     /* a new number whenever the structure factors change in place */
 } db_render_job;
 
 typedef struct db_renderer {

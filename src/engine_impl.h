@@ -63,6 +63,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
         const db_span *sp = &job->spans[i];
         long local = 0;
         double span_omega = 0.0;
+        db_fjac_buf *fjac = job->fjac ? &job->fjac[i] : NULL;
 #if AD_N == 0
         db_pregeo ahead[2]; /* this pixel's and the next one's first sub-sample geometry (physics.h, db_pregeo) */
         int cur = 0, ahead_f = -1;
@@ -80,6 +81,10 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             memset(&fl, 0, sizeof fl);
             fl.first_sample = pos == job->exc_pos ? job->exc_sample : -1;
             fl.interpolate = job->interp_trip >= 0 && pos > job->interp_trip ? 0 : job->interpolate;
+            if (fjac) {
+                fl.fjac = fjac;
+                fl.fjac_start = fl.fjac_last = fjac->n;
+            }
             if (job->logs) {
                 fl.log = &job->logs[pos];
                 fl.log->pos = 0;
@@ -92,6 +97,10 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
 #else
             ad_num v = db_pixel_value(t, job->F, f, sp->s, &fl, job->geo_block);
 #endif
+            if (fjac) {
+                job->fjac_off[pos] = fl.fjac_start;
+                job->fjac_len[pos] = (unsigned)(fjac->n - fl.fjac_start);
+            }
             if (job->image) job->image[o] = db_to_float(v.v);
             if (job->image64) job->image64[o] = v.v;
 #if AD_N > 0

@@ -15,6 +15,9 @@ void db_hkl_free(db_hkl_table *t)
     if (!t) return;
     free(t->F);
     t->F = NULL;
+    free(t->list_hkl);
+    t->list_hkl = NULL;
+    t->nlist = 0;
 }
 
 static size_t table_size(const db_hkl_table *t)
@@ -200,6 +203,12 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
                                      first_line_of(data, lineno - 1, idx), shortest(before, t->F[at]));
                         break;
                     }
+                    if (!(seen[at / 8] & (1u << (at % 8)))) {
+                        int *L = t->list_hkl + 3 * t->nlist++;
+                        L[0] = (int)idx[0];
+                        L[1] = (int)idx[1];
+                        L[2] = (int)idx[2];
+                    }
                     seen[at / 8] |= (unsigned char)(1u << (at % 8));
                     t->F[at] = F;
                 }
@@ -217,7 +226,9 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
             if (rc) break;
             size_t entries = (size_t)(t->h_range + 1) * (t->k_range + 1) * (t->l_range + 1);
             seen = calloc(entries / 8 + 1, 1);
-            if (!seen) {
+            /* distinct reflections: at most the lines, and at most the table's entries */
+            t->list_hkl = (int *)malloc(((size_t)t->hkls < entries ? (size_t)t->hkls : entries) * 3 * sizeof(int));
+            if (!seen || !t->list_hkl) {
                 rc = db_fail(err, DB_ERR_NOMEM, "-hkl %s: out of memory", path);
                 break;
             }

@@ -9,6 +9,12 @@ typedef struct db_hkl_table {
     int h_range, k_range, l_range; /* max - min + 1 */
     long hkls;                     /* entries read (hkl file) or h_range*k_range*l_range (Fdump) */
     double *F;                     /* (h_range+1)(k_range+1)(l_range+1), l fastest; the +1 slots are padding */
+    /* The reflections the table lists, the structure factors a simulation exposes as values (README "Structure
+     * factors"): an hkl file's, in file order (a repeated line once); NULL for an Fdump cache, which lists every
+     * entry of its ranges (h, then k, then l fastest). Entries an hkl file leaves out hold -default_F and are not
+     * listed. */
+    int *list_hkl;                 /* [3*nlist] */
+    long nlist;
 } db_hkl_table;
 
 /* Reads "h k l F" lines (integer indices; blank lines skipped). In-range entries missing from the file get

@@ -202,7 +202,81 @@ typedef struct db_pixel_flags {
     int probe_first;    /* in: stop at the first sample whose phi loop runs and store it in first_sample */
     db_decision_log *log; /* in: NULL, or record/replay this pixel's discrete decisions */
     const db_tracer *tracer; /* in: NULL, or report every inner iteration (host only) */
+    db_fjac_buf *fjac;  /* in: NULL, or append this pixel's dI/dF entries to this buffer (host only) */
+    size_t fjac_start;  /* in: where this pixel's entries start in it */
+    size_t fjac_last;   /* the entry the last sample added to (samples of a pixel mostly share one hkl) */
 } db_pixel_flags;
+
+#if !defined(__CUDACC__)
+#include <stdlib.h>
+/* ---- the structure-factor Jacobian (host only) ----
+ * Without interpolation a sample's term is F(h0,k0,l0)^2 F_latt^2, so its F-derivative is 2 F F_latt^2 at that
+ * one grid entry; with tricubic interpolation F_cell is linear in the 64 grid values around the sample, with the
+ * Lagrange weights as coefficients, and the derivative is 2 F_cell F_latt^2 times each weight. What happens to
+ * the running sum I afterwards (the -oversample_* factors, the final scale and corrections) happens to these
+ * entries alike, so that each is dI/dF_j of the pixel's value. */
+static inline void db_fjac_add(db_pixel_flags *fl, size_t at, double d)
+{
+    db_fjac_buf *b = fl->fjac;
+    size_t j = fl->fjac_last;
+    if (j < fl->fjac_start || j >= b->n || b->at[j] != at)
+        for (j = fl->fjac_start; j < b->n && b->at[j] != at; j++) {
+        }
+    if (j == b->n) {
+        if (b->n == b->cap) {
+            size_t cap = b->cap ? 2 * b->cap : 64;
+            size_t *na = (size_t *)realloc(b->at, cap * sizeof(size_t));
+            if (na) b->at = na;
+            double *nv = na ? (double *)realloc(b->val, cap * sizeof(double)) : NULL;
+            if (!na || !nv) {
+                b->failed = 1;
+                return;
+            }
+            b->val = nv;
+            b->cap = cap;
+        }
+        b->at[j] = at;
+        b->val[j] = 0.0;
+        b->n++;
+    }
+    b->val[j] += d;
+    fl->fjac_last = j;
+}
+
+/* Every entry of this pixel times x. */
+static inline void db_fjac_scale(db_pixel_flags *fl, double x)
+{
+    db_fjac_buf *b = fl->fjac;
+    for (size_t j = fl->fjac_start; j < b->n; j++) b->val[j] *= x;
+}
+
+/* The Lagrange weights of the 4 points xa[m] = x0 + m at x: polint's value is sum_m w[m] ya[m]. */
+static inline void db_lagrange4(double x0, double x, double w[4])
+{
+    const double d0 = x - x0, d1 = x - (x0 + 1), d2 = x - (x0 + 2), d3 = x - (x0 + 3);
+    w[0] = d1 * d2 * d3 / -6.0;
+    w[1] = d0 * d2 * d3 / 2.0;
+    w[2] = d0 * d1 * d3 / -2.0;
+    w[3] = d0 * d1 * d2 / 6.0;
+}
+
+/* The 64 grid entries of db_tricubic(ft, F, hf, kf, lf, h, k, l), each with d times its weight. */
+static inline void db_fjac_add_tricubic(db_pixel_flags *fl, const db_ftable *ft, int hf, int kf, int lf, double h,
+                                        double k, double l, double d)
+{
+    double wh[4], wk[4], wl[4];
+    db_lagrange4(hf - 1, h, wh);
+    db_lagrange4(kf - 1, k, wk);
+    db_lagrange4(lf - 1, l, wl);
+    const size_t kdim = (size_t)ft->k_range + 1, ldim = (size_t)ft->l_range + 1;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            size_t row = ((size_t)(hf - 1 + i - ft->h_min) * kdim + (size_t)(kf - 1 + j - ft->k_min)) * ldim;
+            for (int m = 0; m < 4; m++)
+                db_fjac_add(fl, row + (size_t)(lf - 1 + m - ft->l_min), d * (wh[i] * wk[j] * wl[m]));
+        }
+}
+#endif
 
 #if defined(__CUDACC__)
 #define db_decide(fl, computed) (computed)
@@ -515,6 +589,8 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                             const db_ftable *ft = &t->ftab;
                             ad_num F_cell = ad_const(ft->default_F);
                             int interpolated = 0;
+                            size_t F_at = (size_t)-1; /* the table entry used, for the F-Jacobian */
+                            int hf = 0, kf = 0, lf = 0;
                             if (fl->interpolate) {
                                 if (db_decide(fl, (h.v - ft->h_min + 3) > ft->h_range || (h.v - 2) < ft->h_min ||
                                                       (k.v - ft->k_min + 3) > ft->k_range || (k.v - 2) < ft->k_min ||
@@ -522,8 +598,9 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                                     fl->interpolate = 0; /* the reference switches it off for the rest of the run */
                                     fl->interp_tripped = 1;
                                 } else {
-                                    int hf = db_decide(fl, (int)ad_floor(h)), kf = db_decide(fl, (int)ad_floor(k));
-                                    int lf = db_decide(fl, (int)ad_floor(l));
+                                    hf = db_decide(fl, (int)ad_floor(h));
+                                    kf = db_decide(fl, (int)ad_floor(k));
+                                    lf = db_decide(fl, (int)ad_floor(l));
                                     F_cell = db_tricubic(ft, F, hf, kf, lf, h, k, l);
                                     interpolated = 1;
                                 }
@@ -534,6 +611,7 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                                     size_t idx = ((size_t)((int)h0 - ft->h_min) * (ft->k_range + 1) + (size_t)((int)k0 - ft->k_min)) *
                                                      (ft->l_range + 1) + (size_t)((int)l0 - ft->l_min);
                                     F_cell = ad_const(F[idx]);
+                                    F_at = idx;
                                 } else {
                                     F_cell = ad_const(ft->default_F);
                                 }
@@ -543,6 +621,11 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                             ad_num term = ad_mul(interpolated ? ad_mul(FF, F_latt) : ad_d_mul(FF.v, F_latt), F_latt);
                             I = ad_add(I, term);
 #if !defined(__CUDACC__)
+                            if (fl->fjac) {
+                                const double dF = (2.0 * F_cell.v * F_latt.v) * F_latt.v; /* d term / d F_cell */
+                                if (interpolated) db_fjac_add_tricubic(fl, ft, hf, kf, lf, h.v, k.v, l.v, dF);
+                                else if (F_at != (size_t)-1) db_fjac_add(fl, F_at, dF);
+                            }
                             if (fl->tracer) {
                                 db_trace_sample r = {thick_tic, subS, subF, source, phi_tic, mos, slots[phi_tic],
                                                      lat, h, k, l, F_latt, F_cell, term, pos, S};
@@ -552,6 +635,14 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                             if (t->os_thick) I = ad_mul(I, capture);
                             if (t->os_polar) I = ad_mul(I, polar);
                             if (t->os_omega) I = ad_mul(I, omega);
+#if !defined(__CUDACC__)
+                            if (fl->fjac) {
+                                /* the reference multiplies the running sum, and so every entry so far */
+                                if (t->os_thick) db_fjac_scale(fl, capture.v);
+                                if (t->os_polar) db_fjac_scale(fl, polar.v);
+                                if (t->os_omega) db_fjac_scale(fl, omega.v);
+                            }
+#endif
                         }
                     }
                 }
@@ -564,6 +655,17 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
     if (!t->os_polar) value = ad_mul(value, polar);
     if (!t->os_omega) value = ad_mul(value, omega);
 #if !defined(__CUDACC__)
+    if (fl->fjac) {
+        db_fjac_buf *b = fl->fjac;
+        for (size_t j = fl->fjac_start; j < b->n; j++) {
+            double d = t->steps_inverse != 0.0 ? (t->r_e_sqr_fluence.v * b->val[j]) * t->steps_inverse
+                                               : (t->r_e_sqr_fluence.v * b->val[j]) / t->steps;
+            if (!t->os_thick) d *= capture.v;
+            if (!t->os_polar) d *= polar.v;
+            if (!t->os_omega) d *= omega.v;
+            b->val[j] = d;
+        }
+    }
     if (fl->tracer) {
         db_trace_end r = {polar, omega, capture, value, I};
         fl->tracer->end(fl->tracer->ctx, &r);

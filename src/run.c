@@ -455,6 +455,10 @@ typedef struct run_out {
     float *image;
     double *image64, *tangents;
     size_t ld;
+    /* the F-Jacobian's span buffers and per-pixel runs (NULL: not asked for; backend.h db_fjac_buf) */
+    db_fjac_buf *fjac;
+    size_t *fjac_off;
+    unsigned *fjac_len;
 } run_out;
 
 /* Whether a value is NaN or an infinity, from its bits (integer operations: the loops below vectorize). */
@@ -546,6 +550,10 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     job.F_count = F ? (size_t)(sim->hkl.h_range + 1) * (size_t)(sim->hkl.k_range + 1) * (size_t)(sim->hkl.l_range + 1) : 0;
     job.device_ctx = &sim->device_ctx;
     job.block_version = hdr->serial;
+    job.F_version = sim->F_version;
+    job.fjac = out->fjac;
+    job.fjac_off = out->fjac_off;
+    job.fjac_len = out->fjac_len;
     if (r->ad_n > 0 && hdr->geometry_constant && strncmp(r->name, "cpu", 3) == 0 && !getenv("DUALBRAGG_DUAL_GEOMETRY")) {
         /* the geometry in plain doubles: the primal block of the same values (it stays cached beside this one) */
         const void *b0;
@@ -592,6 +600,8 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
             rc = r->render(&job, err);
         }
     }
+    for (long i = 0; !rc && out->fjac && i < sim->nspans; i++)
+        if (out->fjac[i].failed) rc = db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian");
     if (!rc) rc = check_finite(sim, out, err);
     if (!rc) {
         /* what a finite-difference point has to replay */
@@ -807,12 +817,15 @@ static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, si
     int chunk = sim->chunk > 0 ? sim->chunk : gpu ? DB_GPU_DEFAULT_CHUNK : DB_MAX_CHUNK;
     if (gpu && chunk > DB_GPU_MAX_DIRS) chunk = DB_GPU_MAX_DIRS;
     double *tangents = out->tangents;
+    db_fjac_buf *fjac = out->fjac;
     for (int first = 0; first < nparams && !rc; first += chunk) {
         db_pass pass = make_pass(params + first, nparams - first < chunk ? nparams - first : chunk);
         out->tangents = tangents ? tangents + (size_t)first * ld_images : NULL;
+        out->fjac = first == 0 ? fjac : NULL; /* the F-Jacobian once, with the first pass */
         rc = run_pass(sim, gpu ? gpu_renderer(sim, pass.ndirs) : cpu_renderer(pass.ndirs), &pass, out, err);
     }
     out->tangents = tangents;
+    out->fjac = fjac;
     return rc;
 }
 
@@ -855,7 +868,7 @@ int db_sim_run_grad(db_sim *sim, const int *params, int nparams, float *image, d
         if (image64) zero_unselected(sim, image64, sizeof(double), npix);
         for (int k = 0; grads && k < nparams; k++) zero_unselected(sim, grads + (size_t)k * npix, sizeof(double), npix);
     }
-    run_out out = {1, image, image64, nparams > 0 ? grads : NULL, npix};
+    run_out out = {1, image, image64, nparams > 0 ? grads : NULL, npix, NULL, NULL, NULL};
     rc = run_all(sim, params, nparams, &out, npix, err);
     if (rc) return rc;
     compute_stats(sim, image, NULL);
@@ -868,10 +881,10 @@ int db_sim_run(db_sim *sim, float *image, double *image64, db_error *err)
     return db_sim_run_grad(sim, NULL, 0, image, image64, NULL, err);
 }
 
-int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err)
+/* db_sim_run_selected, and the F-Jacobian when fjac is not NULL. */
+static int run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_csr *fjac,
+                        db_error *err)
 {
-    db_error_clear(err);
-    if (!sim || !values) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected: no simulation or no values buffer");
     int dh;
     int rc = check_params(params, nparams, &dh, err);
     if (!rc && nparams > 0 && !jac) rc = db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected: no buffer for the Jacobian");
@@ -879,12 +892,50 @@ int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *val
     if (rc) return rc;
     sim->lattice_dh_form = dh || sim->force_dh_form;
     size_t count = (size_t)sim->count;
-    run_out out = {0, NULL, values, nparams > 0 ? jac : NULL, count};
-    rc = run_all(sim, params, nparams, &out, count, err);
+    run_out out = {0, NULL, values, nparams > 0 ? jac : NULL, count, NULL, NULL, NULL};
+    if (fjac) {
+        out.fjac = (db_fjac_buf *)calloc((size_t)(sim->nspans > 0 ? sim->nspans : 1), sizeof(db_fjac_buf));
+        out.fjac_off = (size_t *)calloc(count > 0 ? count : 1, sizeof(size_t));
+        out.fjac_len = (unsigned *)calloc(count > 0 ? count : 1, sizeof(unsigned));
+        if (!out.fjac || !out.fjac_off || !out.fjac_len) rc = db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian");
+    }
+    if (!rc) rc = run_all(sim, params, nparams, &out, count, err);
+    if (!rc && fjac) rc = db_sf_assemble(sim, out.fjac, out.fjac_off, out.fjac_len, fjac, err);
+    for (long i = 0; out.fjac && i < sim->nspans; i++) {
+        free(out.fjac[i].at);
+        free(out.fjac[i].val);
+    }
+    free(out.fjac);
+    free(out.fjac_off);
+    free(out.fjac_len);
     if (rc) return rc;
     compute_stats(sim, NULL, values);
     sim->ran = 1;
     return DB_OK;
+}
+
+int db_sim_run_selected(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !values) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected: no simulation or no values buffer");
+    return run_selected(sim, params, nparams, values, jac, NULL, err);
+}
+
+int db_sim_run_selected_F(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_csr *fjac,
+                          db_error *err)
+{
+    db_error_clear(err);
+    if (!sim || !values || !fjac)
+        return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected_F: no simulation, values buffer or F-Jacobian");
+    memset(fjac, 0, sizeof *fjac);
+    if (sim->device != DB_DEVICE_CPU)
+        return db_fail(err, DB_ERR_DEVICE,
+                       "the structure-factor Jacobian is computed by the CPU renderers only: this simulation renders on "
+                       "%s (use -device cpu)", sim->device_name);
+    if (!sim->have_hkl)
+        return db_fail(err, DB_ERR_ARGUMENT, "the structure-factor Jacobian needs a structure-factor table (-hkl FILE or "
+                       "an Fdump cache); -default_F alone is not a parameter");
+    return run_selected(sim, params, nparams, values, jac, fjac, err);
 }
 
 /* ---- host-only readers of the last run: -trace_pixel, -printout ---- */

@@ -191,6 +191,7 @@ void db_sim_destroy(db_sim *sim)
     db_decisions_free(&sim->forced);
     db_config_free(sim->cfg);
     db_hkl_free(&sim->hkl);
+    db_sf_free(sim);
     free(sim->src_pos);
     free(sim->src_lambda_file);
     free(sim->umats);

@@ -63,6 +63,11 @@ struct db_sim {
     db_plan plan;
     db_hkl_table hkl;
     int have_hkl;
+    unsigned long F_version;              /* counts in-place changes of hkl.F (a GPU renderer's copy goes stale) */
+    /* the hkl list's grid entries, sorted, with their list positions: grid entry -> column of the F-Jacobian
+     * (src/structure_factors.c; built on first use, NULL before) */
+    size_t *sf_sorted_at;
+    long *sf_sorted_col;
     double mat[9];                        /* -mat numbers, row by row */
     int nsources;
     double *src_pos;                      /* [3*nsources] from -sourcefile (before unitizing) */
@@ -120,6 +125,15 @@ struct db_sim {
 
 void db_decisions_free(db_decisions *d);
 int db_decisions_copy(db_decisions *dst, const db_decisions *src);
+
+/* ---- structure factors as values (src/structure_factors.c) ---- */
+/* The grid entry (index into hkl.F) of list entry j. */
+size_t db_sf_grid_at(const db_sim *sim, long j);
+/* The CSR F-Jacobian of the selected pixels from a run's span buffers (backend.h db_fjac_buf): rows in selection
+ * order, columns the hkl list, entries at grid entries no list entry names (left out of the file) dropped. */
+int db_sf_assemble(db_sim *sim, const db_fjac_buf *bufs, const size_t *off, const unsigned *len, db_csr *out,
+                   db_error *err);
+void db_sf_free(db_sim *sim);
 
 static inline const double *db_sim_F(const db_sim *sim) { return sim->have_hkl ? sim->hkl.F : (const double *)0; }
 
