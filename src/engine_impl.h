@@ -84,6 +84,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             if (fjac) {
                 fl.fjac = fjac;
                 fl.fjac_start = fl.fjac_last = fjac->n;
+                fl.fjac_block = (size_t)-1;
             }
             if (job->logs) {
                 fl.log = &job->logs[pos];

@@ -205,6 +205,8 @@ typedef struct db_pixel_flags {
     db_fjac_buf *fjac;  /* in: NULL, or append this pixel's dI/dF entries to this buffer (host only) */
     size_t fjac_start;  /* in: where this pixel's entries start in it */
     size_t fjac_last;   /* the entry the last sample added to (samples of a pixel mostly share one hkl) */
+    size_t fjac_block;  /* tricubic: where the 64 entries of the grid block at fjac_block_hkl start, or -1 */
+    int fjac_block_hkl[3];
 } db_pixel_flags;
 
 #if !defined(__CUDACC__)
@@ -269,12 +271,49 @@ static inline void db_fjac_add_tricubic(db_pixel_flags *fl, const db_ftable *ft,
     db_lagrange4(kf - 1, k, wk);
     db_lagrange4(lf - 1, l, wl);
     const size_t kdim = (size_t)ft->k_range + 1, ldim = (size_t)ft->l_range + 1;
+    db_fjac_buf *b = fl->fjac;
+    /* Samples of a pixel mostly share a block: its 64 entries, kept together in loop order, are added to in
+     * place; a pixel's first block is appended as it is (its entries are new and distinct). Only a pixel that
+     * spans blocks looks entries up one by one (64 searches of its list). */
+    const int same = fl->fjac_block != (size_t)-1 && fl->fjac_block_hkl[0] == hf && fl->fjac_block_hkl[1] == kf &&
+                     fl->fjac_block_hkl[2] == lf;
+    const int fresh = !same && b->n == fl->fjac_start;
+    if (fresh) {
+        if (b->cap - b->n < 64) {
+            size_t cap = b->cap ? 2 * b->cap : 256;
+            if (cap < b->n + 64) cap = b->n + 64;
+            size_t *na = (size_t *)realloc(b->at, cap * sizeof(size_t));
+            if (na) b->at = na;
+            double *nv = na ? (double *)realloc(b->val, cap * sizeof(double)) : NULL;
+            if (!na || !nv) {
+                b->failed = 1;
+                return;
+            }
+            b->val = nv;
+            b->cap = cap;
+        }
+        fl->fjac_block = b->n;
+        fl->fjac_block_hkl[0] = hf;
+        fl->fjac_block_hkl[1] = kf;
+        fl->fjac_block_hkl[2] = lf;
+    }
+    size_t e = fl->fjac_block;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) {
             size_t row = ((size_t)(hf - 1 + i - ft->h_min) * kdim + (size_t)(kf - 1 + j - ft->k_min)) * ldim;
-            for (int m = 0; m < 4; m++)
-                db_fjac_add(fl, row + (size_t)(lf - 1 + m - ft->l_min), d * (wh[i] * wk[j] * wl[m]));
+            for (int m = 0; m < 4; m++, e++) {
+                const double w = d * (wh[i] * wk[j] * wl[m]);
+                if (fresh) {
+                    b->at[e] = row + (size_t)(lf - 1 + m - ft->l_min);
+                    b->val[e] = w;
+                } else if (same) {
+                    b->val[e] += w;
+                } else {
+                    db_fjac_add(fl, row + (size_t)(lf - 1 + m - ft->l_min), w);
+                }
+            }
         }
+    if (fresh) b->n += 64;
 }
 #endif
 

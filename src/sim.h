@@ -9,6 +9,8 @@
 #include "params.h"
 #include "rng.h"
 
+#include <stdint.h>
+
 /* One rendering pass: which tangent direction carries which parameter (-1: not differentiated). */
 typedef struct db_pass {
     int dir_of[DB_P_COUNT];
@@ -68,6 +70,7 @@ struct db_sim {
      * (src/structure_factors.c; built on first use, NULL before) */
     size_t *sf_sorted_at;
     long *sf_sorted_col;
+    int32_t *sf_col_of_grid;              /* the same as a direct map, when the grid is small enough (or NULL) */
     double mat[9];                        /* -mat numbers, row by row */
     int nsources;
     double *src_pos;                      /* [3*nsources] from -sourcefile (before unitizing) */

@@ -10,6 +10,7 @@
 #include "error.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ void db_sf_free(db_sim *sim)
 {
     free(sim->sf_sorted_at);
     free(sim->sf_sorted_col);
+    free(sim->sf_col_of_grid);
+    sim->sf_col_of_grid = NULL;
     sim->sf_sorted_at = NULL;
     sim->sf_sorted_col = NULL;
 }
@@ -218,10 +221,53 @@ int db_sim_set_structure_factors_hkl(db_sim *sim, const int *hkl, const double *
 
 /* ---- the CSR F-Jacobian ---- */
 
+/* Grid entry -> column at one load per entry: 4 bytes per grid entry (half the F table's 8), built on the first
+ * F-Jacobian and kept; a grid past DB_SF_MAP_MAX_BYTES goes through the sorted list instead (a binary search per
+ * entry). */
+#define DB_SF_MAP_MAX_BYTES ((size_t)256 << 20)
+
+static int ensure_map(db_sim *sim, db_error *err)
+{
+    const db_hkl_table *t = &sim->hkl;
+    size_t grid = ((size_t)t->h_range + 1) * ((size_t)t->k_range + 1) * ((size_t)t->l_range + 1);
+    if (sim->sf_col_of_grid || grid * sizeof(int32_t) > DB_SF_MAP_MAX_BYTES || db_sim_structure_factor_count(sim) > INT32_MAX)
+        return DB_OK;
+    int rc = ensure_sorted(sim, err);
+    if (rc) return rc;
+    int32_t *map = (int32_t *)malloc(grid * sizeof(int32_t));
+    if (!map) return DB_OK; /* the binary search does without it */
+    for (size_t g = 0; g < grid; g++) map[g] = (int32_t)column_of(sim, g);
+    sim->sf_col_of_grid = map;
+    return DB_OK;
+}
+
+static inline long column_fast(const db_sim *sim, size_t at)
+{
+    return sim->sf_col_of_grid ? (long)sim->sf_col_of_grid[at] : column_of(sim, at);
+}
+
 static int cmp_col(const void *a, const void *b)
 {
     long x = ((const at_col *)a)->col, y = ((const at_col *)b)->col;
     return x < y ? -1 : x > y;
+}
+
+/* A row's entries by ascending column: mostly one entry, or a tricubic block already in order. */
+static void sort_row(at_col *row, size_t n)
+{
+    size_t i = 1;
+    while (i < n && row[i - 1].col <= row[i].col) i++;
+    if (i >= n) return;
+    if (n > 32) {
+        qsort(row, n, sizeof *row, cmp_col);
+        return;
+    }
+    for (; i < n; i++) {
+        at_col x = row[i];
+        size_t j = i;
+        for (; j > 0 && row[j - 1].col > x.col; j--) row[j] = row[j - 1];
+        row[j] = x;
+    }
 }
 
 int db_sf_assemble(db_sim *sim, const db_fjac_buf *bufs, const size_t *off, const unsigned *len, db_csr *out,
@@ -229,57 +275,67 @@ int db_sf_assemble(db_sim *sim, const db_fjac_buf *bufs, const size_t *off, cons
 {
     memset(out, 0, sizeof *out);
     int rc = ensure_sorted(sim, err);
+    if (!rc) rc = ensure_map(sim, err);
     if (rc) return rc;
-    long rows = sim->count;
+    const long rows = sim->count, nspans = sim->nspans;
     out->rows = rows;
     out->cols = db_sim_structure_factor_count(sim);
     out->row_ptr = (long *)calloc((size_t)rows + 1, sizeof(long));
     if (!out->row_ptr) return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian of %ld pixels", rows);
-    /* pass 1: listed entries per row */
-    size_t total = 0, widest = 0;
-    for (long i = 0; i < sim->nspans; i++) {
+    /* pass 1: listed entries per row (spans in parallel: each pixel's row is its own) */
+    size_t widest = 0;
+#pragma omp parallel for schedule(dynamic, 4) reduction(max : widest)
+    for (long i = 0; i < nspans; i++) {
         const db_span *sp = &sim->spans[i];
         for (long pos = sp->first; pos <= sp->first + (sp->f1 - sp->f0); pos++) {
             long n = 0;
-            for (size_t e = off[pos]; e < off[pos] + len[pos]; e++) n += column_of(sim, bufs[i].at[e]) >= 0;
+            for (size_t e = off[pos]; e < off[pos] + len[pos]; e++) n += column_fast(sim, bufs[i].at[e]) >= 0;
             out->row_ptr[pos + 1] = n;
-            total += (size_t)n;
             if (len[pos] > widest) widest = len[pos];
         }
     }
     for (long r = 0; r < rows; r++) out->row_ptr[r + 1] += out->row_ptr[r];
+    size_t total = (size_t)out->row_ptr[rows];
     out->nnz = (long)total;
     out->col = (long *)malloc((total > 0 ? total : 1) * sizeof(long));
     out->val = (double *)malloc((total > 0 ? total : 1) * sizeof(double));
-    at_col *row = (at_col *)malloc((widest > 0 ? widest : 1) * sizeof *row);
-    double *rv = (double *)malloc((widest > 0 ? widest : 1) * sizeof *rv);
-    if (!out->col || !out->val || !row || !rv) {
-        free(row);
-        free(rv);
+    if (!out->col || !out->val) {
         db_csr_free(out);
         return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian (%zu entries)", total);
     }
-    /* pass 2: each row's listed entries, by ascending column (the entry's place in the row kept in .at) */
-    for (long i = 0; i < sim->nspans; i++) {
-        const db_span *sp = &sim->spans[i];
-        for (long pos = sp->first; pos <= sp->first + (sp->f1 - sp->f0); pos++) {
-            size_t n = 0;
-            for (size_t e = off[pos]; e < off[pos] + len[pos]; e++) {
-                long c = column_of(sim, bufs[i].at[e]);
-                if (c < 0) continue;
-                row[n].col = c;
-                row[n].at = n;
-                rv[n++] = bufs[i].val[e];
-            }
-            qsort(row, n, sizeof *row, cmp_col);
-            long base = out->row_ptr[pos];
-            for (size_t e = 0; e < n; e++) {
-                out->col[base + (long)e] = row[e].col;
-                out->val[base + (long)e] = rv[row[e].at];
+    /* pass 2: each row's listed entries by ascending column (an entry's place in the row kept in .at) */
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        at_col *row = (at_col *)malloc((widest > 0 ? widest : 1) * sizeof *row);
+        double *rv = (double *)malloc((widest > 0 ? widest : 1) * sizeof *rv);
+        failed = !row || !rv;
+#pragma omp for schedule(dynamic, 4)
+        for (long i = 0; i < nspans; i++) {
+            const db_span *sp = &sim->spans[i];
+            for (long pos = sp->first; !failed && pos <= sp->first + (sp->f1 - sp->f0); pos++) {
+                size_t n = 0;
+                for (size_t e = off[pos]; e < off[pos] + len[pos]; e++) {
+                    long c = column_fast(sim, bufs[i].at[e]);
+                    if (c < 0) continue;
+                    row[n].col = c;
+                    row[n].at = n;
+                    rv[n++] = bufs[i].val[e];
+                }
+                sort_row(row, n);
+                long base = out->row_ptr[pos];
+                for (size_t e = 0; e < n; e++) {
+                    out->col[base + (long)e] = row[e].col;
+                    out->val[base + (long)e] = rv[row[e].at];
+                }
             }
         }
+        free(row);
+        free(rv);
     }
-    free(row);
-    free(rv);
+    if (failed) {
+        db_csr_free(out);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian (%zu entries)", total);
+    }
     return DB_OK;
 }

@@ -227,6 +227,222 @@ static void check_case(const char *name)
     db_sim_destroy(sim);
 }
 
+/* ---- the values: list, get, set, refusals ---- */
+
+static void remove_flag(harness_args *a, const char *flag, int nvalues)
+{
+    for (int i = 0; i < a->argc; i++)
+        if (strcmp(a->argv[i], flag) == 0) {
+            for (int k = 0; k <= nvalues; k++) free(a->argv[i + k]);
+            memmove(&a->argv[i], &a->argv[i + 1 + nvalues], (size_t)(a->argc - i - 1 - nvalues) * sizeof(char *));
+            a->argc -= 1 + nvalues;
+            return;
+        }
+}
+
+static char tmpdir[64];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/db_sf_XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(const char *file)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, file);
+    unlink(p);
+    rmdir(tmpdir);
+}
+
+static void test_list_get_set(void **state)
+{
+    (void)state;
+    db_sim *sim = case_sim("b_triclinic");
+    db_error err;
+    long n = db_sim_structure_factor_count(sim);
+    assert_int_equal(n, 15625); /* P1.hkl: every h k l of -12..12, one line each */
+    int *hkl = malloc((size_t)n * 3 * sizeof(int));
+    double *F = malloc((size_t)n * sizeof(double)), *G = malloc((size_t)n * sizeof(double));
+    assert_int_equal(db_sim_get_structure_factors(sim, hkl, F, n, &err), n);
+    /* the file's first line, and the order: the file's */
+    FILE *f = fopen(DB_GOLDEN_DIR "/b_triclinic/P1.hkl", "r");
+    assert_non_null(f);
+    for (long j = 0; j < 3; j++) {
+        int h, k, l;
+        double v;
+        assert_int_equal(fscanf(f, "%d %d %d %lf", &h, &k, &l, &v), 4);
+        assert_int_equal(hkl[3 * j], h);
+        assert_int_equal(hkl[3 * j + 1], k);
+        assert_int_equal(hkl[3 * j + 2], l);
+        assert_true(F[j] == v);
+    }
+    fclose(f);
+    for (long j = 0; j < n; j += 997) assert_int_equal(db_sim_structure_factor_index(sim, hkl[3 * j], hkl[3 * j + 1], hkl[3 * j + 2]), j);
+    assert_int_equal(db_sim_structure_factor_index(sim, 13, 0, 0), -1);
+    assert_int_equal(db_sim_get_structure_factors(sim, NULL, G, 5, &err), 5); /* capacity bounds it */
+
+    /* refusals change nothing */
+    for (long j = 0; j < n; j++) G[j] = F[j] * 1.5;
+    G[7] = -1.0;
+    assert_int_equal(db_sim_set_structure_factors(sim, G, n, &err), DB_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, ">= 0"));
+    G[7] = NAN;
+    assert_int_equal(db_sim_set_structure_factors(sim, G, n, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(db_sim_set_structure_factors(sim, G, n - 1, &err), DB_ERR_ARGUMENT);
+    int out[6] = {1, 2, 3, 13, 0, 0};
+    double two[2] = {5.0, 6.0};
+    assert_int_equal(db_sim_set_structure_factors_hkl(sim, out, two, 2, &err), DB_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "13 0 0"));
+    assert_non_null(strstr(err.message, "not in the table"));
+    two[1] = INFINITY;
+    out[3] = 1;
+    assert_int_equal(db_sim_set_structure_factors_hkl(sim, out, two, 2, &err), DB_ERR_ARGUMENT);
+    double *now = malloc((size_t)n * sizeof(double));
+    assert_int_equal(db_sim_get_structure_factors(sim, NULL, now, n, &err), n);
+    assert_memory_equal(now, F, (size_t)n * sizeof(double));
+
+    /* set: the next run equals a fresh simulation from an hkl file holding those values */
+    G[7] = 0.0;
+    assert_int_equal(db_sim_set_structure_factors(sim, G, n, &err), DB_OK);
+    double F123 = 42.25;
+    int h123[3] = {1, 2, 3};
+    assert_int_equal(db_sim_set_structure_factors_hkl(sim, h123, &F123, 1, &err), DB_OK);
+    G[db_sim_structure_factor_index(sim, 1, 2, 3)] = F123;
+    assert_int_equal(db_sim_get_structure_factors(sim, NULL, now, n, &err), n);
+    assert_memory_equal(now, G, (size_t)n * sizeof(double));
+    make_tmpdir();
+    char path[256];
+    snprintf(path, sizeof path, "%s/moved.hkl", tmpdir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    for (long j = n - 1; j >= 0; j--) /* another order: the values count, not the order */
+        fprintf(f, "%d %d %d %.17g\n", hkl[3 * j], hkl[3 * j + 1], hkl[3 * j + 2], G[j]);
+    fclose(f);
+    harness_args a;
+    case_args("b_triclinic", &a);
+    harness_set(&a, "-hkl", path);
+    db_sim *fresh = sim_from(&a);
+    harness_args_free(&a);
+    int W, H;
+    db_sim_size(sim, &W, &H);
+    size_t npix = (size_t)W * H;
+    float *i1 = malloc(npix * sizeof(float)), *i2 = malloc(npix * sizeof(float));
+    double *d1 = malloc(npix * sizeof(double)), *d2 = malloc(npix * sizeof(double));
+    assert_int_equal(db_sim_run(sim, i1, d1, &err), DB_OK);
+    assert_int_equal(db_sim_run(fresh, i2, d2, &err), DB_OK);
+    assert_memory_equal(d1, d2, npix * sizeof(double));
+    assert_memory_equal(i1, i2, npix * sizeof(float));
+    db_sim_destroy(fresh);
+    remove_tmpdir("moved.hkl");
+    free(i1);
+    free(i2);
+    free(d1);
+    free(d2);
+    free(now);
+    free(hkl);
+    free(F);
+    free(G);
+    db_sim_destroy(sim);
+}
+
+/* An Fdump cache lists every entry of its ranges, h, k, then l fastest; its F-Jacobian is the hkl file's, column
+ * by column through the hkl. */
+static void test_fdump_list(void **state)
+{
+    (void)state;
+    db_sim *sim = case_sim("b_triclinic");
+    db_error err;
+    make_tmpdir();
+    char path[256];
+    snprintf(path, sizeof path, "%s/Fdump.bin", tmpdir);
+    assert_int_equal(db_sim_write_fdump(sim, path, &err), DB_OK);
+    harness_args a;
+    case_args("b_triclinic", &a);
+    remove_flag(&a, "-hkl", 1);
+    db_config *cfg = db_config_create();
+    assert_int_equal(db_config_parse(cfg, a.argc, (const char *const *)a.argv, &err), DB_OK);
+    harness_args_free(&a);
+    db_sim *dump = NULL;
+    if (db_sim_create(&dump, cfg, path, &err)) fail_msg("create: %s", err.message);
+    db_config_destroy(cfg);
+    remove_tmpdir("Fdump.bin");
+    long n = db_sim_structure_factor_count(dump);
+    assert_int_equal(n, 25 * 25 * 25);
+    int *hkl = malloc((size_t)n * 3 * sizeof(int));
+    assert_int_equal(db_sim_get_structure_factors(dump, hkl, NULL, n, &err), n);
+    assert_int_equal(hkl[0], -12);
+    assert_int_equal(hkl[2], -12);
+    assert_int_equal(hkl[5], -11); /* l fastest */
+    assert_int_equal(hkl[3 * (n - 1)], 12);
+    int box[4] = {100, 130, 100, 130};
+    assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
+    assert_int_equal(db_sim_select_boxes(dump, box, 1, &err), DB_OK);
+    long m = db_sim_selected_count(sim);
+    double *v1 = malloc((size_t)m * sizeof(double)), *v2 = malloc((size_t)m * sizeof(double));
+    db_csr A, B;
+    assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v1, NULL, &A, &err), DB_OK);
+    assert_int_equal(db_sim_run_selected_F(dump, NULL, 0, v2, NULL, &B, &err), DB_OK);
+    assert_memory_equal(v1, v2, (size_t)m * sizeof(double));
+    assert_int_equal(A.nnz, B.nnz);
+    assert_true(A.nnz > 0);
+    int *hA = malloc((size_t)n * 3 * sizeof(int));
+    assert_int_equal(db_sim_get_structure_factors(sim, hA, NULL, n, &err), n);
+    for (long i = 0; i < m; i++) {
+        assert_int_equal(A.row_ptr[i + 1] - A.row_ptr[i], B.row_ptr[i + 1] - B.row_ptr[i]);
+        for (long e = A.row_ptr[i]; e < A.row_ptr[i + 1]; e++) {
+            const int *x = hA + 3 * A.col[e];
+            long c = db_sim_structure_factor_index(dump, x[0], x[1], x[2]);
+            long g;
+            for (g = B.row_ptr[i]; g < B.row_ptr[i + 1] && B.col[g] != c; g++) {
+            }
+            assert_true(g < B.row_ptr[i + 1]);
+            assert_true(A.val[e] == B.val[g]);
+        }
+    }
+    db_csr_free(&A);
+    db_csr_free(&B);
+    free(v1);
+    free(v2);
+    free(hA);
+    free(hkl);
+    db_sim_destroy(dump);
+    db_sim_destroy(sim);
+}
+
+/* No table (-default_F only), a GPU device, missing buffers: refused with a reason. */
+static void test_refusals(void **state)
+{
+    (void)state;
+    harness_args a;
+    case_args("a_cubic", &a);
+    db_sim *sim = sim_from(&a);
+    harness_args_free(&a);
+    db_error err;
+    assert_int_equal(db_sim_structure_factor_count(sim), 0);
+    double v[4], F = 1.0;
+    int box[4] = {0, 1, 0, 1}, hkl[3] = {0, 0, 1};
+    assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
+    db_csr J;
+    assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, &J, &err), DB_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "-default_F alone"));
+    assert_int_equal(db_sim_set_structure_factors(sim, &F, 1, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(db_sim_set_structure_factors_hkl(sim, hkl, &F, 1, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, NULL, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(db_sim_run_selected_F(NULL, NULL, 0, v, NULL, &J, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(db_sim_get_structure_factors(NULL, NULL, NULL, 0, &err), -1);
+    db_csr_free(NULL);
+    db_sim_destroy(sim);
+
+    sim = case_sim("b_triclinic");
+    assert_int_equal(db_sim_set_device(sim, "emulate", &err), DB_OK);
+    assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
+    assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, &J, &err), DB_ERR_DEVICE);
+    assert_non_null(strstr(err.message, "-device cpu"));
+    db_sim_destroy(sim);
+}
+
 static const char *const CASES[] = {"a_cubic",          "a2_cubic_autoos", "b_triclinic",        "b2_interp",
                                     "c_phi0_carryover", "d_phi005_nocarry", "e_mosaic",          "f2_hdiv_only",
                                     "f_div_disp",       "g2_oversample_flags", "g_os_thick_polar", "h2_dials_rot_twotheta",
@@ -243,6 +459,9 @@ static void test_every_golden_configuration(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_list_get_set),
+        cmocka_unit_test(test_fdump_list),
+        cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_every_golden_configuration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
