@@ -18,6 +18,7 @@
 #include "dualbragg.h"
 #include "cli_harness.h"
 #include "golden_case.h"
+#include "sim.h" /* db_sim_captured: where interpolation switched off */
 #include "test_util.h"
 
 #include <math.h>
@@ -37,11 +38,12 @@ static int has_flag(const harness_args *a, const char *flag)
     return 0;
 }
 
-/* The case's command line, with b_triclinic's P1.hkl where it has no -hkl. */
-static db_sim *case_sim(const char *name)
+/* The case's command line, with b_triclinic's P1.hkl where it has no -hkl, and a flag changed (or none). */
+static db_sim *case_sim_with(const char *name, const char *flag, const char *value)
 {
     harness_args a;
     case_args(name, &a);
+    if (flag) harness_set(&a, flag, value);
     if (!has_flag(&a, "-hkl")) {
         char p1[4096];
         snprintf(p1, sizeof p1, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
@@ -53,8 +55,11 @@ static db_sim *case_sim(const char *name)
     return sim;
 }
 
-/* A box of (2 BOX + 1)^2 pixels around the brightest pixel of the case's own ROI. */
-static void select_bright_box(db_sim *sim)
+static db_sim *case_sim(const char *name) { return case_sim_with(name, NULL, NULL); }
+
+/* A box of (2 BOX + 1)^2 pixels around the brightest pixel of the case's own ROI, or around the pixel where
+ * interpolation switched off (at_trip). */
+static void select_box(db_sim *sim, int at_trip)
 {
     int F, S;
     db_sim_size(sim, &F, &S);
@@ -66,6 +71,12 @@ static void select_bright_box(db_sim *sim)
     for (size_t i = 1; i < n; i++)
         if (img[i] > img[best]) best = i;
     free(img);
+    if (at_trip) {
+        db_run_summary sum;
+        assert_int_equal(db_sim_summary(sim, &sum), DB_OK);
+        assert_true(sum.interpolation_switched_off);
+        best = (size_t)db_sim_captured(sim)->interp_trip;
+    }
     int f = (int)(best % (size_t)F), s = (int)(best / (size_t)F);
     int box[4] = {f - BOX < 0 ? 0 : f - BOX, f + BOX >= F ? F - 1 : f + BOX, s - BOX < 0 ? 0 : s - BOX,
                   s + BOX >= S ? S - 1 : s + BOX};
@@ -95,11 +106,10 @@ static void set_one(db_sim *sim, long j, double F)
     if (db_sim_set_structure_factors_hkl(sim, hkl, &F, 1, &err)) fail_msg("set F: %s", err.message);
 }
 
-static void check_case(const char *name)
+static void check_case(const char *name, db_sim *sim, int at_trip)
 {
     test_context("case %s", name);
-    db_sim *sim = case_sim(name);
-    select_bright_box(sim);
+    select_box(sim, at_trip);
     long m = db_sim_selected_count(sim), n = db_sim_structure_factor_count(sim);
     assert_true(m > 0 && n > 0);
     db_error err;
@@ -453,7 +463,16 @@ static const char *const CASES[] = {"a_cubic",          "a2_cubic_autoos", "b_tr
 static void test_every_golden_configuration(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) check_case(CASES[i]);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) check_case(CASES[i], case_sim(CASES[i]), 0);
+}
+
+/* b2_interp nearer the crystal (130 mm): the last pixel of row 0 has a sample beyond the table's -12..12, which
+ * switches interpolation off for the rest of the run (the reference's rule; the run layer renders the later pixels
+ * again without it). The box around that pixel holds interpolated pixels before it and nearest-hkl ones after. */
+static void test_interpolation_switched_off(void **state)
+{
+    (void)state;
+    check_case("b2_interp -distance 130", case_sim_with("b2_interp", "-distance", "130"), 1);
 }
 
 int main(void)
@@ -463,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_fdump_list),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_every_golden_configuration),
+        cmocka_unit_test(test_interpolation_switched_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
