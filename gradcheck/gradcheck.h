@@ -13,7 +13,11 @@
  * A pixel passes when |ad - fd| <= atol + rtol |fd|; atol = max(atol_factor * max |fd| over the region, the
  * rounding-noise floor DB_GC_NOISE_ULPS * DBL_EPSILON * max |pixel| / h), unless atol_abs >= 0 is given. The
  * floor is what a difference quotient of values carrying a few ulps of rounding can resolve; it stays far
- * below real derivative errors (a planted 2e-5 relative error fails). */
+ * below real derivative errors (a planted 2e-5 relative error fails).
+ *
+ * Structure factors (db_gradcheck_F): the column d pixel / d F(h k l) of db_sim_run_selected_F against central
+ * differences of F (set in place by db_sim_set_structure_factors_hkl; step h = cbrt(DBL_EPSILON) max(1, |F|)),
+ * with the same region, replay and pass rule. F must stay >= 0: where F < 2h both are taken at F = 2h. */
 #ifndef DB_GRADCHECK_H
 #define DB_GRADCHECK_H
 
@@ -32,14 +36,18 @@ typedef struct db_gc_options {
     const char *fdump_path; /* structure-factor cache to read when the configuration has no -hkl (or NULL) */
 } db_gc_options;
 
+/* python/dualbragg/_capi.py mirrors db_gc_options, db_gc_row and db_gc_report field by field */
 typedef struct db_gc_row {
-    int param;
+    int param;           /* the parameter (db_param_name), or -1 for a structure factor */
     long pixels;
     double max_abs_err, max_rel_err; /* over checked pixels */
     int worst_f, worst_s;
     double worst_ad, worst_fd;
     double atol, noise_floor, max_abs_fd, step;
     int pass;
+    int structure_factor; /* 1: the row checks F(hkl[0] hkl[1] hkl[2]) */
+    int hkl[3];
+    double F, F_at;      /* structure factor rows: the table's F, and the F it was checked at (2 step when F is below) */
 } db_gc_row;
 
 #define DB_GC_MAX_ROWS 32
@@ -55,7 +63,15 @@ typedef struct db_gc_report {
 void db_gc_default_options(db_gc_options *o);
 int db_gradcheck(const db_config *cfg, const int *params, int nparams, const db_gc_options *o, db_gc_report *rep,
                  db_error *err);
-/* One line per parameter, as the command-line tool prints it. */
+/* Structure factors: hkl[3*i..3*i+2] (1 to DB_GC_MAX_ROWS reflections of the table's list; one that is not listed is
+ * an error naming it). Needs a structure-factor table (-hkl or an Fdump cache); the runs are the CPU's. */
+int db_gradcheck_F(const db_config *cfg, const int *hkl, int nhkl, const db_gc_options *o, db_gc_report *rep,
+                   db_error *err);
+/* Both in one report from one base run: the parameters' rows, then the structure factors'. nparams, nhkl >= 0,
+ * 1 to DB_GC_MAX_ROWS rows in all; params (hkl) may be NULL when nparams (nhkl) is 0. */
+int db_gradcheck_with_F(const db_config *cfg, const int *params, int nparams, const int *hkl, int nhkl,
+                        const db_gc_options *o, db_gc_report *rep, db_error *err);
+/* One line per parameter or structure factor ("F(1 2 3)"), as the command-line tool prints it. */
 void db_gc_print(const db_gc_report *rep, void *file);
 int db_gc_write_json(const char *path, const db_gc_report *rep, const db_gc_options *o, db_error *err);
 

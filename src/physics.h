@@ -217,6 +217,24 @@ typedef struct db_pixel_flags {
  * Lagrange weights as coefficients, and the derivative is 2 F_cell F_latt^2 times each weight. What happens to
  * the running sum I afterwards (the -oversample_* factors, the final scale and corrections) happens to these
  * entries alike, so that each is dI/dF_j of the pixel's value. */
+/* Room for `extra` more entries; 0 (and b->failed set) when out of memory. */
+static inline int db_fjac_reserve(db_fjac_buf *b, size_t extra)
+{
+    if (b->cap - b->n >= extra) return 1;
+    size_t cap = b->cap ? 2 * b->cap : 256;
+    if (cap < b->n + extra) cap = b->n + extra;
+    size_t *na = (size_t *)realloc(b->at, cap * sizeof(size_t));
+    if (na) b->at = na;
+    double *nv = na ? (double *)realloc(b->val, cap * sizeof(double)) : NULL;
+    if (!na || !nv) {
+        b->failed = 1;
+        return 0;
+    }
+    b->val = nv;
+    b->cap = cap;
+    return 1;
+}
+
 static inline void db_fjac_add(db_pixel_flags *fl, size_t at, double d)
 {
     db_fjac_buf *b = fl->fjac;
@@ -225,18 +243,7 @@ static inline void db_fjac_add(db_pixel_flags *fl, size_t at, double d)
         for (j = fl->fjac_start; j < b->n && b->at[j] != at; j++) {
         }
     if (j == b->n) {
-        if (b->n == b->cap) {
-            size_t cap = b->cap ? 2 * b->cap : 64;
-            size_t *na = (size_t *)realloc(b->at, cap * sizeof(size_t));
-            if (na) b->at = na;
-            double *nv = na ? (double *)realloc(b->val, cap * sizeof(double)) : NULL;
-            if (!na || !nv) {
-                b->failed = 1;
-                return;
-            }
-            b->val = nv;
-            b->cap = cap;
-        }
+        if (!db_fjac_reserve(b, 1)) return;
         b->at[j] = at;
         b->val[j] = 0.0;
         b->n++;
@@ -279,19 +286,7 @@ static inline void db_fjac_add_tricubic(db_pixel_flags *fl, const db_ftable *ft,
                      fl->fjac_block_hkl[2] == lf;
     const int fresh = !same && b->n == fl->fjac_start;
     if (fresh) {
-        if (b->cap - b->n < 64) {
-            size_t cap = b->cap ? 2 * b->cap : 256;
-            if (cap < b->n + 64) cap = b->n + 64;
-            size_t *na = (size_t *)realloc(b->at, cap * sizeof(size_t));
-            if (na) b->at = na;
-            double *nv = na ? (double *)realloc(b->val, cap * sizeof(double)) : NULL;
-            if (!na || !nv) {
-                b->failed = 1;
-                return;
-            }
-            b->val = nv;
-            b->cap = cap;
-        }
+        if (!db_fjac_reserve(b, 64)) return;
         fl->fjac_block = b->n;
         fl->fjac_block_hkl[0] = hf;
         fl->fjac_block_hkl[1] = kf;

@@ -1,6 +1,7 @@
 /* test_gradcheck.c: derivative images against finite differences on every golden configuration, carryover
  * on and off; chunk-size and thread-count invariance of the derivative images; the SQUARE lattice slopes of
- * ordinary runs against the dh form.
+ * ordinary runs against the dh form; the structure-factor check (db_gradcheck_F, -grad_hkl) on every golden
+ * configuration with an hkl file, its refusals, and the command line's -grad_hkl.
  *
  * Tolerance: rtol 1e-6 with the 4-point stencil (-precise). Its truncation error is O(h^4 f^(5)), about 1e-12
  * relative at h = cbrt(eps) max(1,|x|); the 2-point stencil's O(h^2 f''') reaches 1e-6..1e-3 on sharp spots
@@ -14,8 +15,11 @@
 
 #include "gradcheck.h"
 #include "cli_harness.h"
+#include "golden_case.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -246,6 +250,348 @@ static void test_lattice_slopes_match_dh_form(void **state)
     free(dh);
 }
 
+/* ---- structure factors (db_gradcheck_F) ----
+ * Tolerance: the same rule and rtol 1e-6 as the parameters'. A pixel is a quadratic in each F (F_cell, nearest or
+ * tricubic, is linear in the table's values), so both stencils are exact up to rounding: what is left is the
+ * difference quotient's rounding, which atol's noise floor (64 ulps of the largest pixel / h) covers. */
+
+/* The golden configurations that read an hkl file (the others have -default_F only: no structure factor to check). */
+static const char *const F_CASES[] = {"b_triclinic",           "b2_interp",         "h_xds_rot_twotheta",
+                                      "h2_dials_rot_twotheta", "h3_mosflm_rot_twotheta", "k_matfile"};
+
+/* A planted relative error of this size in an analytic column must fail (the planted-library test's size). */
+#define PLANTED 2e-5
+
+/* The reflections whose columns are largest on the check region of db_gradcheck_F's default rule (found by a
+ * check of the list's first entry, which reports the region): up to `want` of them, largest first, into
+ * hkl[3*want], and the region into roi. The check then differentiates every pixel of the region for each: a reflection that touches it
+ * is not a vacuous check. */
+static int touching_reflections(const db_config *cfg, int want, int *hkl, int roi[4])
+{
+    db_sim *sim;
+    db_error err;
+    if (db_sim_create(&sim, cfg, NULL, &err)) fail_msg("create: %s", err.message);
+    long n = db_sim_structure_factor_count(sim);
+    assert_true(n > 0);
+    int first[3];
+    assert_int_equal(db_sim_get_structure_factors(sim, first, NULL, 1, &err), 1);
+    db_gc_options o;
+    db_gc_default_options(&o);
+    db_gc_report rep;
+    if (db_gradcheck_F(cfg, first, 1, &o, &rep, &err)) fail_msg("gradcheck_F: %s", err.message);
+    assert_int_equal(rep.boxes, 1);
+    memcpy(roi, rep.roi, sizeof rep.roi);
+    if (db_sim_select_boxes(sim, rep.roi, 1, &err)) fail_msg("boxes: %s", err.message);
+    long m = db_sim_selected_count(sim);
+    double *v = malloc((size_t)m * sizeof(double)), *colmax = calloc((size_t)n, sizeof(double));
+    db_csr J;
+    if (db_sim_run_selected_F(sim, NULL, 0, v, NULL, &J, &err)) fail_msg("run_selected_F: %s", err.message);
+    for (long e = 0; e < J.nnz; e++) colmax[J.col[e]] = fmax(colmax[J.col[e]], fabs(J.val[e]));
+    int *all = malloc((size_t)n * 3 * sizeof(int));
+    assert_int_equal(db_sim_get_structure_factors(sim, all, NULL, n, &err), n);
+    int got = 0;
+    for (; got < want; got++) {
+        long best = -1;
+        for (long j = 0; j < n; j++)
+            if (colmax[j] > 0.0 && (best < 0 || colmax[j] > colmax[best])) best = j;
+        if (best < 0) break;
+        memcpy(hkl + 3 * got, all + 3 * best, 3 * sizeof(int));
+        colmax[best] = 0.0;
+    }
+    free(all);
+    free(v);
+    free(colmax);
+    db_csr_free(&J);
+    db_sim_destroy(sim);
+    return got;
+}
+
+/* A row that passes and could not have passed with a planted error: at the pixel of its largest |fd| = M, an
+ * analytic value off by PLANTED relative differs from fd by at least PLANTED (M - e) - e (e = the row's largest
+ * error), which must exceed that pixel's allowance atol + rtol M. */
+static void assert_row_telling(const char *name, const db_gc_row *r, double rtol)
+{
+    char row[64];
+    snprintf(row, sizeof row, "F(%d %d %d)", r->hkl[0], r->hkl[1], r->hkl[2]);
+    assert_true(r->structure_factor);
+    assert_int_equal(r->param, -1);
+    assert_true(r->pixels > 0);
+    if (!(r->max_abs_fd > 0.0)) fail_msg("%s %s: max |fd| = 0, the check is vacuous", name, row);
+    double e = r->max_abs_err, M = r->max_abs_fd;
+    if (!(PLANTED * (M - e) - e > r->atol + rtol * M))
+        fail_msg("%s %s: a %g relative error would pass (max |fd| %g, max err %g, atol %g)", name, row, PLANTED, M, e,
+                 r->atol);
+}
+
+static void test_F_golden(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof F_CASES / sizeof F_CASES[0]; c++) {
+        const char *name = F_CASES[c];
+        db_config *cfg = load_case(name, NULL, NULL);
+        int hkl[9];
+        int roi[4];
+        int nhkl = touching_reflections(cfg, 3, hkl, roi);
+        if (nhkl < 2) fail_msg("%s: only %d reflections reach the check region", name, nhkl);
+        db_gc_options o;
+        db_gc_default_options(&o);
+        o.precise = 1;
+        db_gc_report rep;
+        db_error err;
+        int rc = db_gradcheck_F(cfg, hkl, nhkl, &o, &rep, &err);
+        db_config_destroy(cfg);
+        if (rc) fail_msg("%s: %s", name, err.message);
+        assert_int_equal(rep.nrows, nhkl);
+        if (!rep.all_pass) {
+            db_gc_print(&rep, stderr);
+            fail_msg("%s: a structure-factor derivative disagrees with finite differences", name);
+        }
+        for (int k = 0; k < rep.nrows; k++) {
+            const db_gc_row *r = &rep.rows[k];
+            assert_memory_equal(r->hkl, hkl + 3 * k, sizeof r->hkl);
+            assert_true(r->F_at == r->F); /* the golden tables' F are far above 2 steps */
+            assert_row_telling(name, r, o.rtol);
+            print_message("  %-22s F(%d %d %d) = %-7g %4ld pixels  max|fd| %.3e  max abs err %.3e  max rel err %.3e  "
+                          "atol %.3e\n", name, r->hkl[0], r->hkl[1], r->hkl[2], r->F, r->pixels, r->max_abs_fd,
+                          r->max_abs_err, r->max_rel_err, r->atol);
+        }
+    }
+}
+
+/* Parameters and structure factors in one report: the parameters' rows are those db_gradcheck gives alone (the
+ * F-Jacobian comes from the same pass without changing its values or tangents), then the reflections'. */
+static void test_F_with_params(void **state)
+{
+    (void)state;
+    db_config *cfg = load_case("b_triclinic", NULL, NULL);
+    int hkl[6], roi[4];
+    assert_int_equal(touching_reflections(cfg, 2, hkl, roi), 2);
+    int params[3];
+    db_error err;
+    assert_int_equal(db_param_parse_list("a,misset_x,phi0", params, &err), 3);
+    db_gc_options o;
+    db_gc_default_options(&o);
+    o.precise = 1;
+    db_gc_report alone, both, fonly;
+    assert_int_equal(db_gradcheck(cfg, params, 3, &o, &alone, &err), DB_OK);
+    if (db_gradcheck_with_F(cfg, params, 3, hkl, 2, &o, &both, &err)) fail_msg("with_F: %s", err.message);
+    assert_int_equal(db_gradcheck_F(cfg, hkl, 2, &o, &fonly, &err), DB_OK);
+    db_config_destroy(cfg);
+    assert_int_equal(both.nrows, 5);
+    assert_true(both.all_pass);
+    assert_memory_equal(both.roi, alone.roi, sizeof both.roi);
+    for (int k = 0; k < 3; k++) {
+        assert_false(both.rows[k].structure_factor);
+        assert_memory_equal(&both.rows[k], &alone.rows[k], sizeof both.rows[k]);
+    }
+    for (int k = 0; k < 2; k++) assert_memory_equal(&both.rows[3 + k], &fonly.rows[k], sizeof both.rows[k]);
+
+    /* the report as text and JSON names the reflections */
+    char path[] = "/tmp/dualbragg-gcF-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w+");
+    db_gc_print(&both, f);
+    fflush(f);
+    rewind(f);
+    char text[8192];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    text[len] = '\0';
+    fclose(f);
+    char want[64];
+    snprintf(want, sizeof want, "F(%d %d %d)", hkl[0], hkl[1], hkl[2]);
+    if (!strstr(text, want) || !strstr(text, "misset_x")) fail_msg("the report lacks %s or misset_x:\n%s", want, text);
+    assert_int_equal(db_gc_write_json(path, &both, &o, &err), DB_OK);
+    char *json = harness_read_text(path);
+    assert_non_null(json);
+    snprintf(want, sizeof want, "\"hkl\": [%d, %d, %d]", hkl[0], hkl[1], hkl[2]);
+    if (!strstr(json, want) || !strstr(json, "\"name\": \"phi0\"")) fail_msg("the JSON lacks %s or phi0:\n%s", want, json);
+    free(json);
+    unlink(path);
+}
+
+/* F below two steps (here 0): both sides are taken at F = 2h, where the stencil stays >= 0. The reflection that
+ * dominates b_triclinic's check region is set to 0 in a copy of its hkl file, and checked on that region (the
+ * brightest pixel is elsewhere without it). */
+static void test_F_at_zero(void **state)
+{
+    (void)state;
+    db_config *cfg = load_case("b_triclinic", NULL, NULL);
+    int hkl[3], roi[4];
+    assert_int_equal(touching_reflections(cfg, 1, hkl, roi), 1);
+    db_config_destroy(cfg);
+    char dir[4096], path[4200], line[256];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/P1.hkl", dir);
+    FILE *in = fopen(DB_GOLDEN_DIR "/b_triclinic/P1.hkl", "r"), *out = fopen(path, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    int zeroed = 0;
+    while (fgets(line, sizeof line, in)) {
+        int h, k, l;
+        if (sscanf(line, "%d %d %d", &h, &k, &l) == 3 && h == hkl[0] && k == hkl[1] && l == hkl[2]) {
+            fprintf(out, "%d %d %d 0\n", h, k, l);
+            zeroed++;
+        } else {
+            fputs(line, out);
+        }
+    }
+    fclose(in);
+    fclose(out);
+    assert_int_equal(zeroed, 1);
+    harness_args a;
+    case_args("b_triclinic", &a);
+    harness_set(&a, "-hkl", path);
+    cfg = db_config_create();
+    db_error err;
+    if (db_config_parse(cfg, a.argc, (const char *const *)a.argv, &err)) fail_msg("parse: %s", err.message);
+    harness_args_free(&a);
+    db_gc_options o;
+    db_gc_default_options(&o);
+    o.precise = 1;
+    memcpy(o.roi, roi, sizeof o.roi);
+    db_gc_report rep;
+    int rc = db_gradcheck_F(cfg, hkl, 1, &o, &rep, &err);
+    db_config_destroy(cfg);
+    harness_rmtree(dir);
+    if (rc) fail_msg("gradcheck_F: %s", err.message);
+    const db_gc_row *r = &rep.rows[0];
+    if (!rep.all_pass) {
+        db_gc_print(&rep, stderr);
+        fail_msg("F = 0: the check at F = 2h fails");
+    }
+    assert_true(r->F == 0.0);
+    assert_true(r->F_at == 2.0 * r->step);
+    assert_true(r->step == cbrt(DBL_EPSILON));
+    /* dI/dF = 2 F (...) is small at F = 2h, but not 0: the reflection still reaches the region, its differences
+     * stand above the noise floor of the other reflections' values (measured: 1e3 times atol), so the check
+     * resolves relative errors down to about 1e-3 there */
+    assert_true(r->max_abs_fd > 100.0 * r->atol);
+    print_message("  F(%d %d %d) = 0, checked at %.3e: max|fd| %.3e, max abs err %.3e, atol %.3e\n", r->hkl[0],
+                  r->hkl[1], r->hkl[2], r->F_at, r->max_abs_fd, r->max_abs_err, r->atol);
+}
+
+/* Refusals, each naming what is wrong: an hkl outside the table, a configuration without one, too many rows. */
+static void test_F_refusals(void **state)
+{
+    (void)state;
+    db_config *cfg = load_case("b_triclinic", NULL, NULL);
+    db_gc_options o;
+    db_gc_default_options(&o);
+    db_gc_report rep;
+    db_error err;
+    int outside[6] = {1, 2, 3, 40, 0, 0}; /* P1.hkl holds h, k, l in -12..12 */
+    assert_int_equal(db_gradcheck_F(cfg, outside, 2, &o, &rep, &err), DB_ERR_ARGUMENT);
+    if (!strstr(err.message, "F(40 0 0)") || !strstr(err.message, "not in the structure-factor table"))
+        fail_msg("message: %s", err.message);
+    assert_int_equal(rep.nrows, 0);
+    int many[3 * (DB_GC_MAX_ROWS + 1)];
+    for (int k = 0; k < DB_GC_MAX_ROWS + 1; k++) many[3 * k] = 0, many[3 * k + 1] = 0, many[3 * k + 2] = k % 12;
+    assert_int_equal(db_gradcheck_F(cfg, many, DB_GC_MAX_ROWS + 1, &o, &rep, &err), DB_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "structure factors"));
+    int params[DB_GC_MAX_ROWS];
+    int np = db_param_parse_list("all", params, &err);
+    assert_true(np + 7 > DB_GC_MAX_ROWS);
+    assert_int_equal(db_gradcheck_with_F(cfg, params, np, many, 7, &o, &rep, &err), DB_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "rows in all"));
+    assert_int_equal(db_gradcheck_F(cfg, NULL, 1, &o, &rep, &err), DB_ERR_ARGUMENT);
+    db_config_destroy(cfg);
+    /* -default_F alone: no table, so no structure factor is a parameter */
+    cfg = load_case("a_cubic", NULL, NULL);
+    assert_int_equal(db_gradcheck_F(cfg, outside, 1, &o, &rep, &err), DB_ERR_ARGUMENT);
+    if (!strstr(err.message, "F(1 2 3)") || !strstr(err.message, "no structure-factor table"))
+        fail_msg("message: %s", err.message);
+    db_config_destroy(cfg);
+}
+
+/* ---- the command line's -grad_hkl ---- */
+
+/* dualbragg-gradcheck beside dualbragg (both are built into the same bin folder) */
+static const char *gradcheck_cli(void)
+{
+#ifdef DB_GRADCHECK_PATH
+    return DB_GRADCHECK_PATH;
+#else
+    static char path[4096];
+    snprintf(path, sizeof path, "%s", DB_CLI_PATH);
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "dualbragg-gradcheck");
+    if (access(path, X_OK) != 0) fail_msg("%s is missing: build the dualbragg_gradcheck_cli target", path);
+    return path;
+#endif
+}
+
+/* Runs dualbragg-gradcheck on b_triclinic's command line (its P1.hkl by absolute path) plus extra, in a fresh
+ * folder; returns the exit status, *log what it printed (free it). */
+static int run_gradcheck_cli(const char *const *extra, int nextra, char **log)
+{
+    harness_args a;
+    case_args("b_triclinic", &a);
+    harness_set(&a, "-hkl", DB_GOLDEN_DIR "/b_triclinic/P1.hkl");
+    for (int i = 0; i < nextra; i++) harness_push(&a, extra[i]);
+    char dir[4096], path[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    int status = harness_run(gradcheck_cli(), dir, &a, 1);
+    harness_args_free(&a);
+    snprintf(path, sizeof path, "%s/out.log", dir);
+    *log = harness_read_text(path);
+    assert_non_null(*log);
+    harness_rmtree(dir);
+    return status;
+}
+
+static void test_F_cli(void **state)
+{
+    (void)state;
+    char *log;
+    /* -grad_hkl alone: that structure factor only, no mission parameter */
+    const char *one[] = {"-grad_hkl", "1 2 3", "-precise"};
+    int status = run_gradcheck_cli(one, 3, &log);
+    if (status != 0 || !strstr(log, "F(1 2 3)") || !strstr(log, "all parameters PASS") || strstr(log, "misset_x"))
+        fail_msg("-grad_hkl \"1 2 3\": exit status %d\n%s", status, log);
+    free(log);
+    /* with -grad: both, the parameters first */
+    const char *both[] = {"-grad", "a,phi0", "-grad_hkl", " -1  0 2 ", "-grad_hkl", "1 2 3"};
+    status = run_gradcheck_cli(both, 6, &log);
+    char *pa = strstr(log, "\na "), *pf = strstr(log, "F(-1 0 2)"), *pf2 = strstr(log, "F(1 2 3)");
+    if (status != 0 || !pa || !strstr(log, "\nphi0 ") || !pf || !pf2 || pf < pa || strstr(log, "misset_x"))
+        fail_msg("-grad a,phi0 -grad_hkl ...: exit status %d\n%s", status, log);
+    free(log);
+    /* bad values: exit 2, naming the flag and what it expects */
+    static const char *const bad[] = {"1 2", "a b c", "1 2 3 4", "1.5 2 3", "1,2,3", "", "99999999999 0 0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[] = {"-grad_hkl", bad[i]};
+        status = run_gradcheck_cli(args, 2, &log);
+        if (status != 2 || !strstr(log, "-grad_hkl expects three integers") || strstr(log, "PASS"))
+            fail_msg("-grad_hkl '%s': exit status %d (expected 2)\n%s", bad[i], status, log);
+        free(log);
+    }
+    const char *missing[] = {"-grad_hkl"};
+    status = run_gradcheck_cli(missing, 1, &log);
+    if (status != 2 || !strstr(log, "-grad_hkl is missing its value"))
+        fail_msg("-grad_hkl without a value: exit status %d\n%s", status, log);
+    free(log);
+    /* a reflection outside the table */
+    const char *outside[] = {"-grad_hkl", "40 0 0"};
+    status = run_gradcheck_cli(outside, 2, &log);
+    if (status == 0 || !strstr(log, "F(40 0 0) is not in the structure-factor table") || strstr(log, "PASS"))
+        fail_msg("-grad_hkl \"40 0 0\": exit status %d\n%s", status, log);
+    free(log);
+    /* more checks than a report holds */
+    harness_args many = {0};
+    harness_push(&many, "-grad");
+    harness_push(&many, "all");
+    for (int k = 0; k < 7; k++) {
+        harness_push(&many, "-grad_hkl");
+        harness_push(&many, "1 2 3");
+    }
+    status = run_gradcheck_cli((const char *const *)many.argv, many.argc, &log);
+    harness_args_free(&many);
+    if (status != 2 || !strstr(log, "at most 32 checks"))
+        fail_msg("-grad all and 7 -grad_hkl: exit status %d\n%s", status, log);
+    free(log);
+}
+
 /* DUALBRAGG_TEST_QUICK (the sanitizer pass, where everything runs unoptimised and instrumented): one case of
  * each kind, not all 24. */
 static int in_quick_set(const char *name)
@@ -260,7 +606,7 @@ static int in_quick_set(const char *name)
 int main(void)
 {
     enum { N = sizeof CASES / sizeof CASES[0] };
-    struct CMUnitTest tests[2 * N + 3];
+    struct CMUnitTest tests[2 * N + 8];
     char names[2 * N][96];
     const char *quick = getenv("DUALBRAGG_TEST_QUICK");
     int nt = 0;
@@ -279,5 +625,9 @@ int main(void)
     tests[nt++] = t1;
     tests[nt++] = t2;
     tests[nt++] = t3;
+    const struct CMUnitTest f_tests[] = {cmocka_unit_test(test_F_golden), cmocka_unit_test(test_F_with_params),
+                                         cmocka_unit_test(test_F_at_zero), cmocka_unit_test(test_F_refusals),
+                                         cmocka_unit_test(test_F_cli)};
+    for (size_t i = 0; i < sizeof f_tests / sizeof f_tests[0]; i++) tests[nt++] = f_tests[i];
     return _cmocka_run_group_tests("gradcheck", tests, (size_t)nt, NULL, NULL);
 }
