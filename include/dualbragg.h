@@ -85,6 +85,7 @@ int db_config_progress(const db_config *cfg);     /* progress meter wanted (-nop
 const char *db_config_grad_list(const db_config *cfg); /* -grad LIST, or NULL */
 int db_config_grad_chunk(const db_config *cfg);   /* -grad_chunk, 0 = default */
 int db_config_grad_png(const db_config *cfg);     /* -gradpng: a PNG beside each derivative image */
+const char *db_config_grad_F_file(const db_config *cfg); /* -grad_F FILE (the structure-factor Jacobian), or NULL */
 /* The derivative images' prefix: -gradprefix, or the float file name without extension plus ".d", into buf[size].
  * 0, or -1 with buf "" (when buf has room) for a NULL cfg or buf, size 0, or a prefix that does not fit: it is
  * never handed back cut short. */

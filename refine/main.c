@@ -59,7 +59,7 @@ static int whole(const char *flag, const char *s, long lo, long hi, int *out)
 
 /* Output flags of dualbragg that this program does not write: refused, rather than accepted without effect. */
 static const char *const NOT_WRITTEN[] = {"-intfile", "-intimage", "-noisefile", "-noiseimage", "-pgmfile", "-pgmimage",
-                                          "-floatfile64", "-grad", "-gradprefix", "-gradpng", "-pngfile",
+                                          "-floatfile64", "-grad", "-gradprefix", "-gradpng", "-grad_F", "-pngfile",
                                           "-trace_pixel", "-printout", "-printout_pixel", "-floatimage"};
 
 static int parse_args(int argc, char **argv, refine_args *a)

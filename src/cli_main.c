@@ -6,7 +6,9 @@
 #include "tempfiles.h"
 #include "fileio.h" /* output checks and the output transaction */
 #include "picture.h"
+#include "error.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,7 @@ static int fail(const db_error *err)
 
 /* The run's output files: final name, the flag that names it, and the name it is written to during the run
  * (a temporary in the same folder, renamed into place with all the others once every output is written). */
-#define MAX_OUTPUTS (7 + 2 * 64) /* the fixed outputs, then a derivative image and its picture per parameter */
+#define MAX_OUTPUTS (8 + 2 * 64) /* the fixed outputs, then a derivative image and its picture per parameter */
 typedef struct output {
     char path[4200];
     const char *flag;
@@ -102,6 +104,30 @@ static int check_outputs(const outputs *out, const db_config *cfg)
     return 0;
 }
 
+/* -grad_F as text: a header naming the columns, then one line per nonzero of J (rows: the selected pixels,
+ * pixels[i] = s*fpixels + f; columns: the structure-factor list, hkl[3*j..]), in J's order: rows as selected,
+ * columns ascending within a row. %.17g gives back each double exactly. */
+static int write_grad_F(const char *path, const db_csr *J, const long *pixels, int fpixels, const int *hkl,
+                        db_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return db_fail(err, DB_ERR_IO, "%s", strerror(errno));
+    fputs("# fpixel spixel h k l dI/dF\n", f);
+    for (long i = 0; i < J->rows; i++) {
+        const int fp = (int)(pixels[i] % fpixels), sp = (int)(pixels[i] / fpixels);
+        for (long e = J->row_ptr[i]; e < J->row_ptr[i + 1]; e++) {
+            const int *x = hkl + 3 * J->col[e];
+            fprintf(f, "%d %d %d %d %d %.17g\n", fp, sp, x[0], x[1], x[2], J->val[e]);
+        }
+    }
+    int failed = ferror(f), why = errno;
+    if (fclose(f) != 0 && !failed) { /* a full device shows up here, when the buffer is flushed */
+        failed = 1;
+        why = errno;
+    }
+    return failed ? db_fail(err, DB_ERR_IO, "%s", strerror(why)) : DB_OK;
+}
+
 /* A failed write of output o: the message names the final file, not its temporary. */
 static int write_failed(const output *o, const db_error *err)
 {
@@ -114,7 +140,10 @@ int main(int argc, char **argv)
     db_error err;
     int params[64], nparams = 0, tf, ts;
     db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
-    double *grads = NULL;
+    double *grads = NULL, *fvalues = NULL;
+    long *fpix = NULL;
+    int *fhkl = NULL;
+    db_csr fjac = {0, 0, 0, NULL, NULL, NULL};
     float *image = NULL;
     double *image64 = NULL;
     db_sim *sim = NULL;
@@ -183,6 +212,8 @@ int main(int argc, char **argv)
     add_output(outs, db_config_output_path(cfg, DB_OUT_INT), "-intfile");
     if (db_config_output_path(cfg, DB_OUT_PGM)) add_output(outs, db_config_output_path(cfg, DB_OUT_PGM), "-pgmfile");
     if (db_config_output_path(cfg, DB_OUT_NOISE)) add_output(outs, db_config_output_path(cfg, DB_OUT_NOISE), "-noisefile");
+    const char *grad_F = db_config_grad_F_file(cfg);
+    if (grad_F) add_output(outs, grad_F, "-grad_F");
 
     /* without -hkl the reference reads the cache left by an earlier run; say so, always */
     const char *fdump_in = NULL;
@@ -197,6 +228,20 @@ int main(int argc, char **argv)
         goto done;
     }
     if (strcmp(db_sim_device(sim), "cpu") != 0) printf("device: %s\n", db_sim_device(sim));
+    /* known once the table is read (-hkl, or the cache read without it): refused before any work */
+    if (grad_F && !db_sim_has_hkl_table(sim)) {
+        fprintf(stderr, "dualbragg: error: -grad_F %s: the structure-factor Jacobian has one column per reflection of "
+                        "a structure-factor table, and this run has none (give -hkl FILE, or leave an Fdump cache to "
+                        "read without -hkl); -default_F alone is not a parameter\n", grad_F);
+        rc = 2;
+        goto done;
+    }
+    if (grad_F && strncmp(db_sim_device(sim), "cpu", 3) != 0) { /* before the image renders, not after */
+        fprintf(stderr, "dualbragg: error: -grad_F %s: the structure-factor Jacobian is computed by the CPU renderers "
+                        "only, and this run renders on %s (use -device cpu)\n", grad_F, db_sim_device(sim));
+        rc = 2;
+        goto done;
+    }
     /* all or nothing: every output goes to a temporary name, and all are renamed into place at the end */
     for (int i = 0; i < outs->n; i++)
         if (!(outs->o[i].tmp = db_out_set_add(txn, outs->o[i].path, &err))) {
@@ -329,6 +374,33 @@ int main(int argc, char **argv)
         printf("%.0f photons on noise image (%d overloads)\n", photons, overloads);
         printf("writing %s as 2-byte integers\n", o->path);
     }
+    if ((o = find_output(outs, "-grad_F"))) {
+        /* last: its run replaces the simulation's last run, which the summary, -trace_pixel and the integer
+         * images above read */
+        long m = db_sim_selected_count(sim), nF = db_sim_structure_factor_count(sim);
+        fvalues = (double *)malloc((size_t)(m > 0 ? m : 1) * sizeof(double));
+        fpix = (long *)malloc((size_t)(m > 0 ? m : 1) * sizeof(long));
+        fhkl = (int *)malloc((size_t)(nF > 0 ? nF : 1) * 3 * sizeof(int));
+        if (!fvalues || !fpix || !fhkl) {
+            fprintf(stderr, "dualbragg: error: -grad_F: out of memory for %ld pixels and %ld structure factors\n", m,
+                    nF);
+            rc = 1;
+            goto done;
+        }
+        ps = (progress_state){{0, 0}, -1, 0.0, 0};
+        clock_gettime(CLOCK_MONOTONIC, &ps.start);
+        rc = db_sim_run_selected_F(sim, NULL, 0, fvalues, NULL, &fjac, &err);
+        if (ps.shown) fprintf(stderr, "\r100%% done\n");
+        if (rc || db_sim_selected_pixel_list(sim, fpix, m, &err) != m ||
+            db_sim_get_structure_factors(sim, fhkl, NULL, nF, &err) != nF) {
+            fprintf(stderr, "dualbragg: error: -grad_F: %s\n", err.message);
+            rc = err.code == DB_ERR_ARGUMENT ? 2 : 1;
+            goto done;
+        }
+        if ((rc = write_grad_F(o->tmp, &fjac, fpix, F, fhkl, &err))) goto write_failed;
+        printf("writing %s: d(pixel)/d(F) of %ld pixels x %ld structure factors, %ld nonzeros as text\n", o->path,
+               fjac.rows, fjac.cols, fjac.nnz);
+    }
     if ((rc = db_out_set_commit(txn, &err))) goto failed;
     rc = 0;
     goto done;
@@ -343,6 +415,10 @@ done:
     free(image);
     free(image64);
     free(grads);
+    free(fvalues);
+    free(fpix);
+    free(fhkl);
+    db_csr_free(&fjac);
     db_sim_destroy(sim);
     db_config_destroy(cfg);
     return rc;

@@ -94,7 +94,7 @@ void db_config_free(db_config *c)
     if (!c) return;
     char **strings[] = {&c->hkl_file, &c->mat_file, &c->dump_file, &c->source_file, &c->img_file, &c->mask_file,
                         &c->float_file, &c->int_file, &c->pgm_file, &c->noise_file, &c->float64_file,
-                        &c->png_file, &c->grad_list, &c->grad_prefix, &c->boxes_file};
+                        &c->png_file, &c->grad_list, &c->grad_prefix, &c->boxes_file, &c->grad_F_file};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) free(*strings[i]);
     free(c->mask);
     free(c);
@@ -206,7 +206,7 @@ typedef enum {
     F_SQUARE_XTAL, F_GAUSS_XTAL, F_TOPHAT, F_FUDGE, F_INTERPOLATE, F_NOINTERPOLATE, F_WATER, F_STOLFILE,
     F_FLOATFILE, F_INTFILE, F_PGMFILE, F_NOISEFILE, F_FLOATFILE64, F_NONOISE, F_NOPGM, F_SCALE, F_PGMSCALE,
     F_ADC, F_SEED, F_PRINTOUT, F_PRINTOUT_PIXEL, F_NOPROGRESS, F_PROGRESS, F_PHI_CARRYOVER, F_GRAD, F_GRADPREFIX,
-    F_GRAD_CHUNK, F_TRACE_PIXEL, F_BOXES, F_PNGFILE, F_GRADPNG, F_DEVICE
+    F_GRAD_CHUNK, F_TRACE_PIXEL, F_BOXES, F_PNGFILE, F_GRADPNG, F_DEVICE, F_GRAD_F
 } flag_id;
 
 typedef struct flag_spec {
@@ -263,7 +263,7 @@ static const flag_spec FLAGS[] = {
     {"-printout_pixel", F_PRINTOUT_PIXEL}, {"-noprogress", F_NOPROGRESS}, {"-progress", F_PROGRESS},
     {"-phi_carryover", F_PHI_CARRYOVER}, {"-grad", F_GRAD}, {"-gradprefix", F_GRADPREFIX},
     {"-grad_chunk", F_GRAD_CHUNK}, {"-trace_pixel", F_TRACE_PIXEL}, {"-boxes", F_BOXES}, {"-device", F_DEVICE},
-    {"-pngfile", F_PNGFILE}, {"-gradpng", F_GRADPNG},
+    {"-pngfile", F_PNGFILE}, {"-gradpng", F_GRADPNG}, {"-grad_F", F_GRAD_F},
 };
 
 static const flag_spec *find_flag(const char *name)
@@ -624,6 +624,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
     }
     case F_GRADPREFIX: rc = take_string(cur, "a file-name prefix", &c->grad_prefix); used = 1; break;
     case F_BOXES: rc = take_string(cur, "a file of 'xmin xmax ymin ymax' lines", &c->boxes_file); used = 1; break;
+    case F_GRAD_F: rc = take_string(cur, "a file name", &c->grad_F_file); used = 1; break;
     case F_GRAD_CHUNK:
         rc = take_int(cur, "a number of directions per pass", &n);
         if (!rc && (n < 1 || n > DB_MAX_CHUNK))
@@ -1150,6 +1151,7 @@ db_config *db_config_clone(const db_config *src)
     bad |= dup_string(&c->grad_list, src->grad_list);
     bad |= dup_string(&c->grad_prefix, src->grad_prefix);
     bad |= dup_string(&c->boxes_file, src->boxes_file);
+    bad |= dup_string(&c->grad_F_file, src->grad_F_file);
     c->mask = NULL;
     if (src->mask) {
         size_t n = (size_t)src->mask_fpixels * (size_t)src->mask_spixels;
@@ -1207,6 +1209,7 @@ int db_config_input_files(const db_config *c, const char *paths[DB_CONFIG_MAX_IN
 const char *db_config_grad_list(const db_config *c) { return c ? c->grad_list : NULL; }
 int db_config_grad_chunk(const db_config *c) { return c ? c->grad_chunk : 0; }
 int db_config_grad_png(const db_config *c) { return c ? c->grad_png : 0; }
+const char *db_config_grad_F_file(const db_config *c) { return c ? c->grad_F_file : NULL; }
 /* the pixel outputs may be NULL (only the answer wanted); a NULL configuration answers 0 with -1 -1 */
 int db_config_printout(const db_config *c, int *f, int *s)
 {

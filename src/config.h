@@ -25,6 +25,7 @@ struct db_config {
     char *grad_list, *grad_prefix;        /* -grad LIST, -gradprefix PREFIX */
     int grad_png;                         /* -gradpng: a picture beside each derivative image */
     char *boxes_file;                     /* -boxes FILE: the pixels to render (replaces -roi) */
+    char *grad_F_file;                    /* -grad_F FILE: the structure-factor Jacobian of those pixels, as text */
     int grad_chunk;                       /* -grad_chunk N (0 = default) */
     int trace_fpixel, trace_spixel;       /* -trace_pixel F S, -1 = off */
     int write_pgm, write_noise;

@@ -324,13 +324,8 @@ int db_sim_geometry(const db_sim *sim, db_geometry *o)
 
 void db_sim_size(const db_sim *sim, int *fpixels, int *spixels)
 {
-    if (!sim || !fpixels || !spixels) {
-        if (fpixels) *fpixels = 0;
-        if (spixels) *spixels = 0;
-        return;
-    }
-    *fpixels = sim->plan.fpixels;
-    *spixels = sim->plan.spixels;
+    if (fpixels) *fpixels = sim ? sim->plan.fpixels : 0;
+    if (spixels) *spixels = sim ? sim->plan.spixels : 0;
 }
 
 void db_sim_set_progress(db_sim *sim, db_progress_fn fn, void *user)

@@ -940,11 +940,12 @@ static void test_outputs_complete_no_temporaries(void **state)
     (void)state;
     fx_open();
     fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n0 1 0 30\n");
-    int status = fx_run(BASE_NO_F, "-hkl small.hkl -floatfile64 f64.bin -grad a,b");
+    int status = fx_run(BASE_NO_F, "-hkl small.hkl -floatfile64 f64.bin -grad a,b -grad_F fj.txt");
     char *log = fx_log();
     if (status != 0) fail_msg("command: dualbragg %s\nstatus %d, output:\n%s", FX.line, status, log);
     free(log);
-    static const char *const expected[] = {"Fdump.bin", "f64.bin", "float.da.bin", "float.db.bin", "noiseimage.img", "image.pgm"};
+    static const char *const expected[] = {"Fdump.bin",      "f64.bin",   "float.da.bin", "float.db.bin",
+                                           "noiseimage.img", "image.pgm", "fj.txt"};
     for (size_t i = 0; i < sizeof expected / sizeof *expected; i++) {
         if (!fx_exists(expected[i])) fail_msg("%s was not written", expected[i]);
         fx_register(expected[i]);
@@ -964,6 +965,39 @@ static void test_outputs_complete_no_temporaries(void **state)
         if (strstr(e->d_name, ".tmp.")) fail_msg("temporary left behind: %s", e->d_name);
     closedir(d);
     fx_close();
+    finish();
+}
+
+/* -grad_F FILE (the structure-factor Jacobian as text): refused before any work without a table to differentiate,
+ * over an input or another output, or where it cannot be written; a failed write takes the other outputs with it */
+static void test_grad_F_refused(void **state)
+{
+    (void)state;
+    static const char hkl[] = "0 0 1 50\n1 0 0 40\n0 1 0 30\n";
+    EXPECT_FAILURE(BASE, "-grad_F fj.txt", EXIT_ARG, "-grad_F fj.txt", "structure-factor table", "-default_F alone");
+    EXPECT_FAILURE(BASE, "-grad_F", EXIT_ARG, "-grad_F expects a file name");
+    static const struct {
+        const char *extra;
+        int status;
+        const char *words[3];
+    } cases[] = {
+        {"-hkl small.hkl -grad_F small.hkl", EXIT_ARG, {"-grad_F 'small.hkl'", "-hkl", "same file"}},
+        {"-hkl small.hkl -grad_F ./float.bin", EXIT_ARG, {"-floatfile", "-grad_F", "same file"}},
+        {"-hkl small.hkl -grad_F nodir/fj.txt", EXIT_OTHER, {"cannot write 'nodir/fj.txt'", "-grad_F", "does not exist"}},
+        {"-hkl small.hkl -grad_F /dev/full", EXIT_OTHER, {"cannot write '/dev/full'", "-grad_F", "No space"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strstr(cases[i].extra, "/dev/full") && access("/dev/full", W_OK) != 0) continue;
+        fx_open();
+        fx_put_text("small.hkl", hkl);
+        CHECK_FAILURE(fx_run(BASE_NO_F, cases[i].extra), cases[i].status, cases[i].words[0], cases[i].words[1],
+                      cases[i].words[2]);
+        if (!fx_file_is("small.hkl", hkl, sizeof hkl - 1)) {
+            fprintf(stderr, "command: dualbragg %s\n  small.hkl was changed\n", FX.line);
+            FAILED_RUNS++;
+        }
+        fx_close();
+    }
     finish();
 }
 
@@ -1023,16 +1057,24 @@ static void test_fdump_read_without_hkl(void **state)
 }
 
 /* -device: a bad keyword is refused; cuda without a usable GPU (or in a build without CUDA) is one line naming the
- * reason, exit 1, and no output. On a machine with a usable GPU that second check cannot apply, and says so. */
+ * reason, exit 1, and no output. On a machine with a usable GPU that second check cannot apply, and says so; there
+ * -grad_F with -device cuda is checked instead (refused before the image renders: exit 2, no output). */
 static void test_device(void **state)
 {
     (void)state;
     EXPECT_FAILURE(BASE, "-device gpu", EXIT_ARG, "-device expects cpu, cuda or auto", "'gpu'");
     char name[128], why[256];
-    if (db_cuda_usable(name, sizeof name, why, sizeof why))
+    if (db_cuda_usable(name, sizeof name, why, sizeof why)) {
         print_message("a usable GPU (%s) is here: the failure of -device cuda is not checked\n", name);
-    else
+        /* but -grad_F is: the structure-factor Jacobian comes from the CPU renderers only */
+        fx_open();
+        fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n0 1 0 30\n");
+        CHECK_FAILURE(fx_run(BASE_NO_F, "-hkl small.hkl -device cuda -grad_F fj.txt"), EXIT_ARG, "-grad_F fj.txt: ",
+                      "CPU renderers only", "-device cpu");
+        fx_close();
+    } else {
         EXPECT_FAILURE(BASE, "-device cuda", EXIT_OTHER, "-device cuda: ", why);
+    }
     finish();
 }
 
@@ -1092,6 +1134,7 @@ int main(void)
         T(test_output_overwrites_fdump_input),
         T(test_outputs_complete_no_temporaries),
         T(test_write_failure_rolls_back),
+        T(test_grad_F_refused),
     };
 #undef T
     return cmocka_run_group_tests_name("command-line errors", tests, NULL, NULL);

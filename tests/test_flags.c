@@ -17,6 +17,7 @@
 #include <math.h>
 
 #include "cli_harness.h"
+#include "dualbragg.h" /* -grad_F against the library's db_sim_run_selected_F */
 
 #define NP 64
 #define BASE_NODET                                                                                                  \
@@ -1491,6 +1492,106 @@ static void test_accepted_without_effect(void **state)
     remove_tmp_dir(dir);
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* -grad_F FILE: the structure-factor Jacobian of the rendered pixels as text (issue 19). The file must hold, line
+ * for line, the library's db_sim_run_selected_F of the same command line: a header naming the columns, then one
+ * line "fpixel spixel h k l dI/dF" per stored entry, rows in the selection's order and columns ascending, each
+ * value exactly (%.17g reads back to the same double). */
+
+/* Compares dir/name with db_sim_run_selected_F of `line` (run here, from dir's P1.hkl by its full path). Returns
+ * the entries compared. */
+static long expect_grad_F_file(const char *dir, const char *name, const char *line)
+{
+    harness_args a = {0};
+    harness_split(&a, line);
+    char hkl[4400], boxes[4400];
+    snprintf(hkl, sizeof hkl, "%s/P1.hkl", dir);
+    snprintf(boxes, sizeof boxes, "%s/boxes.txt", dir);
+    harness_set(&a, "-hkl", hkl);
+    for (int i = 0; i + 1 < a.argc; i++)
+        if (strcmp(a.argv[i], "-boxes") == 0) harness_set(&a, "-boxes", boxes);
+    db_error err;
+    db_config *cfg = db_config_create();
+    assert_non_null(cfg);
+    if (db_config_parse(cfg, a.argc, (const char *const *)a.argv, &err)) fail_msg("%s: %s", line, err.message);
+    harness_args_free(&a);
+    db_sim *sim = NULL;
+    if (db_sim_create(&sim, cfg, NULL, &err)) fail_msg("%s: %s", line, err.message);
+    long m = db_sim_selected_count(sim), nF = db_sim_structure_factor_count(sim);
+    double *values = (double *)malloc((size_t)m * sizeof(double));
+    long *pix = (long *)malloc((size_t)m * sizeof(long));
+    int *hkls = (int *)malloc((size_t)nF * 3 * sizeof(int));
+    assert_true(values && pix && hkls);
+    db_csr J;
+    if (db_sim_run_selected_F(sim, NULL, 0, values, NULL, &J, &err)) fail_msg("%s: %s", line, err.message);
+    assert_int_equal(db_sim_selected_pixel_list(sim, pix, m, &err), m);
+    assert_int_equal(db_sim_get_structure_factors(sim, hkls, NULL, nF, &err), nF);
+    int fpixels, spixels;
+    db_sim_size(sim, &fpixels, &spixels);
+
+    char *text = read_text(dir, name);
+    char *save = NULL, *ln = strtok_r(text, "\n", &save);
+    if (!ln || ln[0] != '#' || !strstr(ln, "fpixel spixel h k l dI/dF"))
+        fail_msg("%s: the first line is not the header naming the columns: '%s'", name, ln ? ln : "(empty file)");
+    long e = 0;
+    for (long r = 0; r < J.rows; r++)
+        for (long k = J.row_ptr[r]; k < J.row_ptr[r + 1]; k++, e++) {
+            ln = strtok_r(NULL, "\n", &save);
+            if (!ln) fail_msg("%s ends after %ld entries; the library has %ld", name, e, J.nnz);
+            int f, sp, h, kk, l, used = 0;
+            char num[64];
+            if (sscanf(ln, "%d %d %d %d %d %63s%n", &f, &sp, &h, &kk, &l, num, &used) != 6 || ln[used] != '\0')
+                fail_msg("%s line %ld: '%s' is not 'fpixel spixel h k l dI/dF'", name, e + 2, ln);
+            char *end;
+            double v = strtod(num, &end);
+            const int *x = hkls + 3 * J.col[k];
+            if (*end || f != (int)(pix[r] % fpixels) || sp != (int)(pix[r] / fpixels) || h != x[0] || kk != x[1] ||
+                l != x[2] || memcmp(&v, &J.val[k], sizeof v) != 0)
+                fail_msg("%s line %ld: '%s', expected %ld %ld %d %d %d %.17g", name, e + 2, ln, pix[r] % fpixels,
+                         pix[r] / fpixels, x[0], x[1], x[2], J.val[k]);
+        }
+    ln = strtok_r(NULL, "\n", &save);
+    if (ln) fail_msg("%s has more lines than the library's %ld entries: '%s'", name, J.nnz, ln);
+    long nnz = J.nnz;
+    free(text);
+    free(values);
+    free(pix);
+    free(hkls);
+    db_csr_free(&J);
+    db_sim_destroy(sim);
+    db_config_destroy(cfg);
+    return nnz;
+}
+
+static void test_grad_F(void **state)
+{
+    (void)state;
+    char dir[4096], src[4200], dst[4400], line[8192];
+    make_tmp_dir(dir, sizeof dir);
+    snprintf(src, sizeof src, "%s/b_triclinic/P1.hkl", DB_GOLDEN_DIR);
+    snprintf(dst, sizeof dst, "%s/P1.hkl", dir);
+    assert_int_equal(harness_copy(src, dst), 0);
+    write_text(dir, "boxes.txt", "40 47 10 13\n5 9 50 52\n44 46 12 20\n");
+    const char *crystal = "-cell 70 80 90 75 85 95 -misset 10 20 30 -hkl P1.hkl -Na 4 -Nb 5 -Nc 6 -lambda 1 "
+                          "-distance 100 -pixel 0.1 -detpixels 64 -oversample 1 -noprogress -nopgm -nonoise -seed 1";
+    static const char *const selections[] = {"-roi 20 35 24 31", "-boxes boxes.txt", "-roi 0 63 0 63 -N 2"};
+    for (size_t i = 0; i < sizeof selections / sizeof *selections; i++) {
+        snprintf(line, sizeof line, "%s %s", crystal, selections[i]);
+        char run[8400];
+        snprintf(run, sizeof run, "%s -grad_F fj.txt", line);
+        result r = run_in(dir, run, "f.bin", NULL);
+        if (r.status != 0) fail_msg("%s: exit %d:\n%s", run, r.status, r.log);
+        long nnz = expect_grad_F_file(dir, "fj.txt", line);
+        if (nnz <= 0) fail_msg("%s: no nonzero entry (the test needs some)", run);
+        char said[128];
+        snprintf(said, sizeof said, "%ld nonzeros", nnz);
+        expect_log_has(&r, said);
+        expect_log_has(&r, "writing fj.txt");
+        result_free(&r);
+    }
+    remove_tmp_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1521,6 +1622,7 @@ int main(void)
         cmocka_unit_test(test_printout_pixel),
         cmocka_unit_test(test_accepted_without_effect),
         cmocka_unit_test(test_refused_before_work),
+        cmocka_unit_test(test_grad_F),
     };
     return cmocka_run_group_tests_name("flags no golden case uses", tests, NULL, remove_all_tmp_dirs);
 }

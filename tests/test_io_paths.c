@@ -226,6 +226,10 @@ static void test_dualbragg_outputs(void **state)
         {"dualbragg", "-hkl P1.hkl -mask mask.img -intfile ./mask.img", "-intfile", "-mask"},
         {"dualbragg", "-hkl P1.hkl -floatfile hard.hkl", "-floatfile", "-hkl"},
         {"dualbragg", "-floatfile64 Fdump.bin", "-floatfile64", "-dump"}, /* the cache read without -hkl */
+        {"dualbragg", "-hkl P1.hkl -grad_F link.hkl", "-grad_F", "-hkl"},
+        {"dualbragg", "-hkl P1.hkl -boxes boxes.txt -grad_F ./sub/../boxes.txt", "-grad_F", "-boxes"},
+        {"dualbragg", "-grad_F Fdump.bin", "-grad_F", "-dump"}, /* the cache read without -hkl */
+        {"dualbragg", "-hkl P1.hkl -floatfile f.bin -grad_F ./f.bin", "-floatfile", "-grad_F"},
     };
     run_table(cases, sizeof cases / sizeof cases[0]);
 }
