@@ -1,9 +1,10 @@
 """dualbragg: nanoBragg-compatible diffraction images and their derivatives, numpy arrays in and out.
 
 A thin layer over the C library (include/dualbragg.h) through ctypes: numpy buffers are handed to the library as
-pointers, so images, derivative images and Jacobians are written straight into the arrays returned; ctypes
-releases the GIL during every library call. Every failure raises dualbragg.Error with the library's message.
-See the README, section "Python".
+pointers, so images, derivative images and Jacobians are written straight into the arrays returned (the sparse
+structure-factor Jacobian is copied out of the library's arrays into a scipy matrix); ctypes releases the GIL
+during every library call. Every failure raises dualbragg.Error with the library's message. numpy is the one
+dependency; scipy is imported only by run_selected(..., structure_factors=True). See the README, section "Python".
 """
 import ctypes as C
 import os
@@ -73,6 +74,45 @@ def _argv(args):
 
 def _dptr(a):
     return a.ctypes.data_as(_capi.c_double_p)
+
+
+def _float_vector(v, what):
+    """v as a contiguous float64 1-d array; anything else raises Error naming what."""
+    try:
+        a = np.ascontiguousarray(v, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise Error("dualbragg: %s must be numbers (%s)" % (what, e), 1) from None
+    if a.ndim != 1:
+        raise Error("dualbragg: %s must be a 1-d array, not shape %s" % (what, a.shape), 1)
+    return a
+
+
+def _hkl_array(hkl, k):
+    """hkl as a contiguous (k, 3) C-int array of Miller indices; anything else raises Error."""
+    h = np.asarray(hkl)
+    if h.size == 0 and k == 0:
+        return np.zeros((0, 3), dtype=np.intc)
+    if h.ndim != 2 or h.shape[1] != 3:
+        raise Error("dualbragg: hkl must be a (k, 3) array of Miller indices, not shape %s" % (h.shape,), 1)
+    if not np.issubdtype(h.dtype, np.integer):
+        raise Error("dualbragg: hkl must be integers (Miller indices), not %s" % h.dtype, 1)
+    if h.shape[0] != k:
+        raise Error("dualbragg: %d reflections in hkl and %d values in F" % (h.shape[0], k), 1)
+    info = np.iinfo(np.intc)
+    if h.min() < info.min or h.max() > info.max:
+        raise Error("dualbragg: hkl holds an index beyond a C int (%d..%d)" % (info.min, info.max), 1)
+    return np.ascontiguousarray(h, dtype=np.intc)
+
+
+def _csr_copy(m, sparse):
+    """A db_csr's arrays copied into a scipy.sparse.csr_matrix (the caller frees the db_csr)."""
+    def out(ptr, n, dtype):
+        if n == 0 or not ptr:
+            return np.zeros(n, dtype=dtype)
+        return np.ctypeslib.as_array(ptr, shape=(n,)).astype(dtype, copy=True)
+    rows, cols, nnz = int(m.rows), int(m.cols), int(m.nnz)
+    indptr = out(m.row_ptr, rows + 1, np.int64)
+    return sparse.csr_matrix((out(m.val, nnz, np.float64), out(m.col, nnz, np.int64), indptr), shape=(rows, cols))
 
 
 class _Config:
@@ -297,9 +337,21 @@ class Simulation:
             m[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
         return m
 
-    def run_selected(self, params=()):
+    def run_selected(self, params=(), structure_factors=False):
         """(values, jac): values[i] of the selected pixels (row-major order), shape (m,), and jac[i, k] =
-        d values[i] / d params[k], shape (m, k), Fortran order (filled in place by the library)."""
+        d values[i] / d params[k], shape (m, k), Fortran order (filled in place by the library).
+
+        structure_factors=True: (values, jac, fjac), fjac[i, j] = d values[i] / d F_j for every reflection j of
+        structure_factors() (in its order), a scipy.sparse.csr_matrix of shape (m, n), float64, from the same pass
+        (db_sim_run_selected_F): exact through sub-pixels, sources, phi steps, mosaic domains and tricubic
+        interpolation; reflections not listed (-default_F) have no column. values and jac are then bit for bit those
+        without it. Needs a structure-factor table, the CPU renderers (Error on a GPU) and scipy."""
+        if structure_factors:
+            try:
+                import scipy.sparse as sparse  # here only: the package itself needs numpy alone
+            except ImportError as e:
+                raise ImportError("dualbragg: run_selected(structure_factors=True) returns a scipy.sparse matrix and "
+                                  "needs scipy (pip install scipy)") from e
         names, idx = _param_indices(params)
         m = self.selected_count
         if m <= 0:  # let the library say why
@@ -307,11 +359,57 @@ class Simulation:
         values = np.zeros(max(m, 1), dtype=np.float64)
         jac = np.zeros((max(m, 1), len(names)), dtype=np.float64, order="F")
         err = _capi.db_error()
-        _check(_lib.db_sim_run_selected(self._p(), idx, len(names), _dptr(values),
-                                        _dptr(jac) if names else None, C.byref(err)), err)
+        if not structure_factors:
+            _check(_lib.db_sim_run_selected(self._p(), idx, len(names), _dptr(values),
+                                            _dptr(jac) if names else None, C.byref(err)), err)
+        else:
+            csr = _capi.db_csr()
+            try:
+                _check(_lib.db_sim_run_selected_F(self._p(), idx, len(names), _dptr(values),
+                                                  _dptr(jac) if names else None, C.byref(csr), C.byref(err)), err)
+                fjac = _csr_copy(csr, sparse)
+            finally:
+                _lib.db_csr_free(C.byref(csr))
+            if fjac.shape[0] != m:
+                raise Error("dualbragg: the F-Jacobian has %d rows for %d selected pixels" % (fjac.shape[0], m), 6)
         if m != self.selected_count:
             raise Error("dualbragg: the selection changed during the run", 6)
+        if structure_factors:
+            return values[:m], jac[:m], fjac
         return values[:m], jac[:m]
+
+    # ---- structure factors as values (README "Structure factors") ----
+    def structure_factors(self):
+        """(hkl, F): the table's reflections in the library's list order, hkl an int32 (C int) array (n, 3) and F
+        float64 (n,): an -hkl file's lines in file order (a repeated line once), or every entry of an Fdump cache's
+        index ranges (h, k, then l fastest). Reflections that hold -default_F are not listed; without a table
+        (-default_F only) both are empty (n = 0). These are the columns of run_selected(...,
+        structure_factors=True)."""
+        p = self._p()
+        n = int(_lib.db_sim_structure_factor_count(p))
+        hkl = np.zeros((n, 3), dtype=np.intc)
+        F = np.zeros(n, dtype=np.float64)
+        err = _capi.db_error()
+        got = _lib.db_sim_get_structure_factors(p, hkl.ctypes.data_as(_capi.c_int_p), _dptr(F), n, C.byref(err))
+        if got < 0:
+            _check(err.code or 1, err)
+        return hkl[:got], F[:got]
+
+    def set_structure_factors(self, hkl_or_F, F=None):
+        """set_structure_factors(F): every listed F at once, in the order of structure_factors() (as many values as
+        it lists); set_structure_factors(hkl, F): the reflections named, hkl a (k, 3) integer array and F (k,).
+        F must be finite and >= 0. In place: the next run equals a fresh simulation from an hkl file holding these
+        values. Refused as a whole, nothing changed (Error with the library's message: the reflection that the
+        table does not list, the value refused, or the count expected)."""
+        err = _capi.db_error()
+        if F is None:
+            v = _float_vector(hkl_or_F, "F")
+            _check(_lib.db_sim_set_structure_factors(self._p(), _dptr(v), v.size, C.byref(err)), err)
+            return
+        v = _float_vector(F, "F")
+        h = _hkl_array(hkl_or_F, v.size)
+        _check(_lib.db_sim_set_structure_factors_hkl(self._p(), h.ctypes.data_as(_capi.c_int_p), _dptr(v), v.size,
+                                                     C.byref(err)), err)
 
     def refine(self, observed, params, weights=None, max_iterations=100, cost_tolerance=1e-12,
                step_tolerance=1e-10, initial_damping=1e-2, weighting="poisson", typical_step=None, boxes=None,

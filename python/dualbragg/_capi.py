@@ -83,12 +83,18 @@ class db_gc_row(C.Structure):
     _fields_ = [("param", C.c_int), ("pixels", C.c_long), ("max_abs_err", C.c_double), ("max_rel_err", C.c_double),
                 ("worst_f", C.c_int), ("worst_s", C.c_int), ("worst_ad", C.c_double), ("worst_fd", C.c_double),
                 ("atol", C.c_double), ("noise_floor", C.c_double), ("max_abs_fd", C.c_double), ("step", C.c_double),
-                ("pass_", C.c_int)]
+                ("pass_", C.c_int), ("structure_factor", C.c_int), ("hkl", C.c_int * 3), ("F", C.c_double),
+                ("F_at", C.c_double)]
 
 
 class db_gc_report(C.Structure):
     _fields_ = [("roi", C.c_int * 4), ("boxes", C.c_int), ("nrows", C.c_int), ("rows", db_gc_row * DB_GC_MAX_ROWS),
                 ("all_pass", C.c_int)]
+
+
+class db_csr(C.Structure):
+    _fields_ = [("rows", C.c_long), ("cols", C.c_long), ("nnz", C.c_long), ("row_ptr", C.POINTER(C.c_long)),
+                ("col", C.POINTER(C.c_long)), ("val", c_double_p)]
 
 
 def _decl(library, name, restype, *argtypes):
@@ -123,6 +129,13 @@ _decl(lib, "db_sim_selected_count", C.c_long, P)
 _decl(lib, "db_sim_run_selected", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, E)
 _decl(lib, "db_sim_selected_pixel_list", C.c_long, P, C.POINTER(C.c_long), C.c_long, E)
 _decl(lib, "db_sim_get_boxes", C.c_int, P, c_int_p, C.c_int)
+_decl(lib, "db_sim_structure_factor_count", C.c_long, P)
+_decl(lib, "db_sim_get_structure_factors", C.c_long, P, c_int_p, c_double_p, C.c_long, E)  # hkl, F, capacity
+_decl(lib, "db_sim_set_structure_factors", C.c_int, P, c_double_p, C.c_long, E)
+_decl(lib, "db_sim_set_structure_factors_hkl", C.c_int, P, c_int_p, c_double_p, C.c_long, E)
+_decl(lib, "db_sim_structure_factor_index", C.c_long, P, C.c_int, C.c_int, C.c_int)
+_decl(lib, "db_csr_free", None, C.POINTER(db_csr))
+_decl(lib, "db_sim_run_selected_F", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, C.POINTER(db_csr), E)
 _decl(rlib, "db_find_spots", C.c_int, c_double_p, C.c_int, C.c_int, C.POINTER(C.c_long), C.c_long, C.c_int, C.c_int,
       c_int_p, E)
 _decl(rlib, "db_refine_background_count", C.c_int, P)
