@@ -201,19 +201,22 @@ int db_sim_set_structure_factors_hkl(db_sim *sim, const int *hkl, const double *
 long db_sim_structure_factor_index(const db_sim *sim, int h, int k, int l);
 
 /* A sparse matrix in compressed sparse row form: row i holds col[row_ptr[i] .. row_ptr[i+1]-1] (ascending) and
- * their values. Filled by the library; db_csr_free releases it (and leaves it empty). */
+ * their values. Filled by the library, which reuses the arrays of an earlier result (growing them when needed):
+ * zero it ({0}) before its first use; db_csr_free releases it (and leaves it zeroed, ready for reuse). */
 typedef struct db_csr {
     long rows, cols, nnz;
     long *row_ptr; /* [rows + 1] */
     long *col;     /* [nnz] */
     double *val;   /* [nnz] */
+    long row_cap, nnz_cap; /* the arrays' allocated lengths (row_ptr: row_cap + 1) */
 } db_csr;
 void db_csr_free(db_csr *m); /* m may be NULL */
 /* db_sim_run_selected, plus fjac: d values[i] / d F_j for every listed structure factor j (rows: the selected
  * pixels in order; columns: the list above), from the same pass, exact through sub-pixels, layers, sources, phi
  * steps (carryover included), mosaic domains, the nearest-hkl lookup and tricubic interpolation (each sample's 64
  * neighbours, with their weights). Samples whose hkl is not listed (-default_F) contribute to no column. values
- * and jac are bit for bit those of db_sim_run_selected. fjac (required) is overwritten: free it with db_csr_free.
+ * and jac are bit for bit those of db_sim_run_selected. fjac (required, zeroed or from an earlier call: a loop
+ * allocates once) is overwritten, its arrays reused; free it with db_csr_free.
  * CPU only: a simulation on -device cuda or emulate refuses it (DB_ERR_DEVICE). */
 int db_sim_run_selected_F(db_sim *sim, const int *params, int nparams, double *values, double *jac, db_csr *fjac,
                           db_error *err);

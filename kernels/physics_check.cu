@@ -15,7 +15,6 @@ __global__ void DB_CHECK_KERNEL(const db_tables *t, const double *F, double *out
     fl.interp_tripped = 0;
     fl.omega_sum = 0.0;
     fl.fjac = 0; /* the structure-factor Jacobian is host-only (run.c refuses it on a GPU) */
-    fl.fjac_start = fl.fjac_last = fl.fjac_block = 0;
     fl.probe_first = 0;
     ad_num v = db_pixel_value(t, F, i % t->fpixels, i / t->fpixels, &fl, NULL);
     out[i] = v.v;

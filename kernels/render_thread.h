@@ -44,7 +44,6 @@ AD_INLINE void DB_GPU_SFX(db_render_thread)(const db_thread_job *j, long i, cons
     fl.interp_tripped = 0;
     fl.omega_sum = 0.0;
     fl.fjac = 0; /* the structure-factor Jacobian is host-only (run.c refuses it on a GPU) */
-    fl.fjac_start = fl.fjac_last = fl.fjac_block = 0;
     fl.probe_first = 0;
     fl.log = 0;    /* the GPU neither records nor replays decisions (backend.h) */
     fl.tracer = 0;

@@ -62,6 +62,15 @@ typedef struct db_fjac_buf {
     int failed; /* out of memory: the run fails */
 } db_fjac_buf;
 
+/* One pixel's place in its span's buffer while the renderer evaluates it (physics.h, db_fjac_add). */
+typedef struct db_fjac_pixel {
+    db_fjac_buf *buf;
+    size_t start;     /* where this pixel's entries start in buf */
+    size_t last;      /* the entry the last sample added to (samples of a pixel mostly share one hkl) */
+    size_t block;     /* tricubic: where the 64 entries of the grid block at block_hkl start, or (size_t)-1 */
+    int block_hkl[3];
+} db_fjac_pixel;
+
 static inline float db_to_float(double v) { return fabs(v) <= FLT_MAX ? (float)v : (float)copysign(INFINITY, v); }
 
 typedef struct db_render_job {

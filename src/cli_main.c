@@ -143,7 +143,7 @@ int main(int argc, char **argv)
     double *grads = NULL, *fvalues = NULL;
     long *fpix = NULL;
     int *fhkl = NULL;
-    db_csr fjac = {0, 0, 0, NULL, NULL, NULL};
+    db_csr fjac = {0};
     float *image = NULL;
     double *image64 = NULL;
     db_sim *sim = NULL;

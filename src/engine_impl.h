@@ -63,7 +63,14 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
         const db_span *sp = &job->spans[i];
         long local = 0;
         double span_omega = 0.0;
-        db_fjac_buf *fjac = job->fjac ? &job->fjac[i] : NULL;
+        /* the span's buffer, worked on in a copy of its own: the threads' neighbouring spans share cache lines */
+        db_fjac_buf fjac_span;
+        db_fjac_buf *fjac = NULL;
+        if (job->fjac) {
+            fjac_span = job->fjac[i];
+            fjac = &fjac_span;
+        }
+        db_fjac_pixel fjac_pixel;
 #if AD_N == 0
         db_pregeo ahead[2]; /* this pixel's and the next one's first sub-sample geometry (physics.h, db_pregeo) */
         int cur = 0, ahead_f = -1;
@@ -82,9 +89,10 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             fl.first_sample = pos == job->exc_pos ? job->exc_sample : -1;
             fl.interpolate = job->interp_trip >= 0 && pos > job->interp_trip ? 0 : job->interpolate;
             if (fjac) {
-                fl.fjac = fjac;
-                fl.fjac_start = fl.fjac_last = fjac->n;
-                fl.fjac_block = (size_t)-1;
+                fjac_pixel.buf = fjac;
+                fjac_pixel.start = fjac_pixel.last = fjac->n;
+                fjac_pixel.block = (size_t)-1;
+                fl.fjac = &fjac_pixel;
             }
             if (job->logs) {
                 fl.log = &job->logs[pos];
@@ -92,15 +100,18 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
                 if (fl.log->mode == DB_LOG_RECORD) fl.log->len = 0;
             }
 #if AD_N == 0
-            ad_num v = single ? db_pixel_value_ahead_single(t, job->F, f, sp->s, &fl, &ahead[cur])
-                              : db_pixel_value_ahead(t, job->F, f, sp->s, &fl, &ahead[cur]);
+            ad_num v = fjac ? (single ? db_pixel_value_ahead_single_fjac(t, job->F, f, sp->s, &fl, &ahead[cur])
+                                      : db_pixel_value_ahead_fjac(t, job->F, f, sp->s, &fl, &ahead[cur]))
+                            : (single ? db_pixel_value_ahead_single(t, job->F, f, sp->s, &fl, &ahead[cur])
+                                      : db_pixel_value_ahead(t, job->F, f, sp->s, &fl, &ahead[cur]));
             cur ^= 1;
 #else
-            ad_num v = db_pixel_value(t, job->F, f, sp->s, &fl, job->geo_block);
+            ad_num v = fjac ? db_pixel_value_fjac(t, job->F, f, sp->s, &fl, job->geo_block)
+                            : db_pixel_value(t, job->F, f, sp->s, &fl, job->geo_block);
 #endif
             if (fjac) {
-                job->fjac_off[pos] = fl.fjac_start;
-                job->fjac_len[pos] = (unsigned)(fjac->n - fl.fjac_start);
+                job->fjac_off[pos] = fjac_pixel.start;
+                job->fjac_len[pos] = (unsigned)(fjac->n - fjac_pixel.start);
             }
             if (job->image) job->image[o] = db_to_float(v.v);
             if (job->image64) job->image64[o] = v.v;
@@ -124,6 +135,7 @@ static int DB_SFX(render)(const db_render_job *job, db_error *err)
             }
         }
         if (job->omega_span) job->omega_span[i] = span_omega;
+        if (fjac) job->fjac[i] = fjac_span;
     }
     return DB_OK;
 }

@@ -202,11 +202,7 @@ typedef struct db_pixel_flags {
     int probe_first;    /* in: stop at the first sample whose phi loop runs and store it in first_sample */
     db_decision_log *log; /* in: NULL, or record/replay this pixel's discrete decisions */
     const db_tracer *tracer; /* in: NULL, or report every inner iteration (host only) */
-    db_fjac_buf *fjac;  /* in: NULL, or append this pixel's dI/dF entries to this buffer (host only) */
-    size_t fjac_start;  /* in: where this pixel's entries start in it */
-    size_t fjac_last;   /* the entry the last sample added to (samples of a pixel mostly share one hkl) */
-    size_t fjac_block;  /* tricubic: where the 64 entries of the grid block at fjac_block_hkl start, or -1 */
-    int fjac_block_hkl[3];
+    db_fjac_pixel *fjac; /* in: NULL, or where this pixel's dI/dF entries go (host only; backend.h) */
 } db_pixel_flags;
 
 #if !defined(__CUDACC__)
@@ -235,12 +231,12 @@ static inline int db_fjac_reserve(db_fjac_buf *b, size_t extra)
     return 1;
 }
 
-static inline void db_fjac_add(db_pixel_flags *fl, size_t at, double d)
+static inline void db_fjac_add(db_fjac_pixel *p, size_t at, double d)
 {
-    db_fjac_buf *b = fl->fjac;
-    size_t j = fl->fjac_last;
-    if (j < fl->fjac_start || j >= b->n || b->at[j] != at)
-        for (j = fl->fjac_start; j < b->n && b->at[j] != at; j++) {
+    db_fjac_buf *b = p->buf;
+    size_t j = p->last;
+    if (j < p->start || j >= b->n || b->at[j] != at)
+        for (j = p->start; j < b->n && b->at[j] != at; j++) {
         }
     if (j == b->n) {
         if (!db_fjac_reserve(b, 1)) return;
@@ -249,14 +245,14 @@ static inline void db_fjac_add(db_pixel_flags *fl, size_t at, double d)
         b->n++;
     }
     b->val[j] += d;
-    fl->fjac_last = j;
+    p->last = j;
 }
 
 /* Every entry of this pixel times x. */
-static inline void db_fjac_scale(db_pixel_flags *fl, double x)
+static inline void db_fjac_scale(db_fjac_pixel *p, double x)
 {
-    db_fjac_buf *b = fl->fjac;
-    for (size_t j = fl->fjac_start; j < b->n; j++) b->val[j] *= x;
+    db_fjac_buf *b = p->buf;
+    for (size_t j = p->start; j < b->n; j++) b->val[j] *= x;
 }
 
 /* The Lagrange weights of the 4 points xa[m] = x0 + m at x: polint's value is sum_m w[m] ya[m]. */
@@ -270,7 +266,7 @@ static inline void db_lagrange4(double x0, double x, double w[4])
 }
 
 /* The 64 grid entries of db_tricubic(ft, F, hf, kf, lf, h, k, l), each with d times its weight. */
-static inline void db_fjac_add_tricubic(db_pixel_flags *fl, const db_ftable *ft, int hf, int kf, int lf, double h,
+static inline void db_fjac_add_tricubic(db_fjac_pixel *p, const db_ftable *ft, int hf, int kf, int lf, double h,
                                         double k, double l, double d)
 {
     double wh[4], wk[4], wl[4];
@@ -278,21 +274,20 @@ static inline void db_fjac_add_tricubic(db_pixel_flags *fl, const db_ftable *ft,
     db_lagrange4(kf - 1, k, wk);
     db_lagrange4(lf - 1, l, wl);
     const size_t kdim = (size_t)ft->k_range + 1, ldim = (size_t)ft->l_range + 1;
-    db_fjac_buf *b = fl->fjac;
+    db_fjac_buf *b = p->buf;
     /* Samples of a pixel mostly share a block: its 64 entries, kept together in loop order, are added to in
      * place; a pixel's first block is appended as it is (its entries are new and distinct). Only a pixel that
      * spans blocks looks entries up one by one (64 searches of its list). */
-    const int same = fl->fjac_block != (size_t)-1 && fl->fjac_block_hkl[0] == hf && fl->fjac_block_hkl[1] == kf &&
-                     fl->fjac_block_hkl[2] == lf;
-    const int fresh = !same && b->n == fl->fjac_start;
+    const int same = p->block != (size_t)-1 && p->block_hkl[0] == hf && p->block_hkl[1] == kf && p->block_hkl[2] == lf;
+    const int fresh = !same && b->n == p->start;
     if (fresh) {
         if (!db_fjac_reserve(b, 64)) return;
-        fl->fjac_block = b->n;
-        fl->fjac_block_hkl[0] = hf;
-        fl->fjac_block_hkl[1] = kf;
-        fl->fjac_block_hkl[2] = lf;
+        p->block = b->n;
+        p->block_hkl[0] = hf;
+        p->block_hkl[1] = kf;
+        p->block_hkl[2] = lf;
     }
-    size_t e = fl->fjac_block;
+    size_t e = p->block;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) {
             size_t row = ((size_t)(hf - 1 + i - ft->h_min) * kdim + (size_t)(kf - 1 + j - ft->k_min)) * ldim;
@@ -304,7 +299,7 @@ static inline void db_fjac_add_tricubic(db_pixel_flags *fl, const db_ftable *ft,
                 } else if (same) {
                     b->val[e] += w;
                 } else {
-                    db_fjac_add(fl, row + (size_t)(lf - 1 + m - ft->l_min), w);
+                    db_fjac_add(p, row + (size_t)(lf - 1 + m - ft->l_min), w);
                 }
             }
         }
@@ -470,7 +465,8 @@ AD_INLINE ad_vec3 db_strip3(ad_vec3 a, int strip)
  * polarization and N to be zero, so that none of them stays live across the phi and mosaic loops (the GPU's
  * 12-direction thread spilled them). */
 AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
-                                     const void *geo0, const int strip, const db_pregeo *pre, const int single)
+                                     const void *geo0, const int strip, const db_pregeo *pre, const int single,
+                                     const int fjac)
 {
     /* single, a constant: the caller has checked that the block has one layer, source, phi step and mosaic domain
      * (db_single_orientation), so the compiler drops those loops */
@@ -655,10 +651,10 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                             ad_num term = ad_mul(interpolated ? ad_mul(FF, F_latt) : ad_d_mul(FF.v, F_latt), F_latt);
                             I = ad_add(I, term);
 #if !defined(__CUDACC__)
-                            if (fl->fjac) {
+                            if (fjac) {
                                 const double dF = (2.0 * F_cell.v * F_latt.v) * F_latt.v; /* d term / d F_cell */
-                                if (interpolated) db_fjac_add_tricubic(fl, ft, hf, kf, lf, h.v, k.v, l.v, dF);
-                                else if (F_at != (size_t)-1) db_fjac_add(fl, F_at, dF);
+                                if (interpolated) db_fjac_add_tricubic(fl->fjac, ft, hf, kf, lf, h.v, k.v, l.v, dF);
+                                else if (F_at != (size_t)-1) db_fjac_add(fl->fjac, F_at, dF);
                             }
                             if (fl->tracer) {
                                 db_trace_sample r = {thick_tic, subS, subF, source, phi_tic, mos, slots[phi_tic],
@@ -670,11 +666,11 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
                             if (t->os_polar) I = ad_mul(I, polar);
                             if (t->os_omega) I = ad_mul(I, omega);
 #if !defined(__CUDACC__)
-                            if (fl->fjac) {
+                            if (fjac) {
                                 /* the reference multiplies the running sum, and so every entry so far */
-                                if (t->os_thick) db_fjac_scale(fl, capture.v);
-                                if (t->os_polar) db_fjac_scale(fl, polar.v);
-                                if (t->os_omega) db_fjac_scale(fl, omega.v);
+                                if (t->os_thick) db_fjac_scale(fl->fjac, capture.v);
+                                if (t->os_polar) db_fjac_scale(fl->fjac, polar.v);
+                                if (t->os_omega) db_fjac_scale(fl->fjac, omega.v);
                             }
 #endif
                         }
@@ -689,9 +685,9 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
     if (!t->os_polar) value = ad_mul(value, polar);
     if (!t->os_omega) value = ad_mul(value, omega);
 #if !defined(__CUDACC__)
-    if (fl->fjac) {
-        db_fjac_buf *b = fl->fjac;
-        for (size_t j = fl->fjac_start; j < b->n; j++) {
+    if (fjac) {
+        db_fjac_buf *b = fl->fjac->buf;
+        for (size_t j = fl->fjac->start; j < b->n; j++) {
             double d = t->steps_inverse != 0.0 ? (t->r_e_sqr_fluence.v * b->val[j]) * t->steps_inverse
                                                : (t->r_e_sqr_fluence.v * b->val[j]) / t->steps;
             if (!t->os_thick) d *= capture.v;
@@ -711,15 +707,37 @@ AD_INLINE ad_num db_pixel_value_impl(const db_tables *t, const double *F, int fp
 AD_INLINE ad_num db_pixel_value(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
                                 const void *geo0)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, geo0, 0, NULL, 0);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, geo0, 0, NULL, 0, 0);
 }
 
 /* The same with the pixel's first sub-sample geometry given (db_pixel_pregeo of this pixel): the CPU's primal loop. */
 AD_INLINE ad_num db_pixel_value_ahead(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
                                       const db_pregeo *pre)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 0);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 0, 0);
 }
+
+#if !defined(__CUDACC__)
+/* db_pixel_value and db_pixel_value_ahead with the structure-factor Jacobian (fl->fjac set): separate instances,
+ * so that the runs without it carry none of its tests in their inner loops (7% of a still's primal run) */
+AD_INLINE ad_num db_pixel_value_fjac(const db_tables *t, const double *F, int fpixel, int spixel, db_pixel_flags *fl,
+                                     const void *geo0)
+{
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, geo0, 0, NULL, 0, 1);
+}
+
+AD_INLINE ad_num db_pixel_value_ahead_fjac(const db_tables *t, const double *F, int fpixel, int spixel,
+                                           db_pixel_flags *fl, const db_pregeo *pre)
+{
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 0, 1);
+}
+
+AD_INLINE ad_num db_pixel_value_ahead_single_fjac(const db_tables *t, const double *F, int fpixel, int spixel,
+                                                  db_pixel_flags *fl, const db_pregeo *pre)
+{
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 1, 1);
+}
+#endif
 
 /* One layer, source, phi step and mosaic domain: the common still, unoriented-spread image. */
 AD_INLINE int db_single_orientation(const db_tables *t)
@@ -731,7 +749,7 @@ AD_INLINE int db_single_orientation(const db_tables *t)
 AD_INLINE ad_num db_pixel_value_ahead_single(const db_tables *t, const double *F, int fpixel, int spixel,
                                              db_pixel_flags *fl, const db_pregeo *pre)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 1);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, NULL, 0, pre, 1, 0);
 }
 
 /* The same for a pass whose table block has hdr.geometry_constant and N_constant set (the GPU thread's; the CPU
@@ -739,7 +757,7 @@ AD_INLINE ad_num db_pixel_value_ahead_single(const db_tables *t, const double *F
 AD_INLINE ad_num db_pixel_value_geometry_constant(const db_tables *t, const double *F, int fpixel, int spixel,
                                                   db_pixel_flags *fl)
 {
-    return db_pixel_value_impl(t, F, fpixel, spixel, fl, 0, 1, NULL, 0);
+    return db_pixel_value_impl(t, F, fpixel, spixel, fl, 0, 1, NULL, 0, 0);
 }
 
 #endif

@@ -893,21 +893,13 @@ static int run_selected(db_sim *sim, const int *params, int nparams, double *val
     sim->lattice_dh_form = dh || sim->force_dh_form;
     size_t count = (size_t)sim->count;
     run_out out = {0, NULL, values, nparams > 0 ? jac : NULL, count, NULL, NULL, NULL};
-    if (fjac) {
-        out.fjac = (db_fjac_buf *)calloc((size_t)(sim->nspans > 0 ? sim->nspans : 1), sizeof(db_fjac_buf));
-        out.fjac_off = (size_t *)calloc(count > 0 ? count : 1, sizeof(size_t));
-        out.fjac_len = (unsigned *)calloc(count > 0 ? count : 1, sizeof(unsigned));
-        if (!out.fjac || !out.fjac_off || !out.fjac_len) rc = db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian");
+    if (fjac && !(rc = db_sf_workspace(sim, err))) {
+        out.fjac = sim->sf_bufs;
+        out.fjac_off = sim->sf_off;
+        out.fjac_len = sim->sf_len;
     }
     if (!rc) rc = run_all(sim, params, nparams, &out, count, err);
     if (!rc && fjac) rc = db_sf_assemble(sim, out.fjac, out.fjac_off, out.fjac_len, fjac, err);
-    for (long i = 0; out.fjac && i < sim->nspans; i++) {
-        free(out.fjac[i].at);
-        free(out.fjac[i].val);
-    }
-    free(out.fjac);
-    free(out.fjac_off);
-    free(out.fjac_len);
     if (rc) return rc;
     compute_stats(sim, NULL, values);
     sim->ran = 1;
@@ -927,7 +919,7 @@ int db_sim_run_selected_F(db_sim *sim, const int *params, int nparams, double *v
     db_error_clear(err);
     if (!sim || !values || !fjac)
         return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected_F: no simulation, values buffer or F-Jacobian");
-    memset(fjac, 0, sizeof *fjac);
+    fjac->rows = fjac->cols = fjac->nnz = 0; /* its arrays are kept for reuse */
     if (sim->device != DB_DEVICE_CPU)
         return db_fail(err, DB_ERR_DEVICE,
                        "the structure-factor Jacobian is computed by the CPU renderers only: this simulation renders on "

@@ -71,6 +71,12 @@ struct db_sim {
     size_t *sf_sorted_at;
     long *sf_sorted_col;
     int32_t *sf_col_of_grid;              /* the same as a direct map, when the grid is small enough (or NULL) */
+    /* the F-Jacobian's working buffers, kept from run to run (a refinement asks for it every iteration: fresh
+     * megabytes each time were page faults, which two threads pay for dearly) */
+    db_fjac_buf *sf_bufs;                 /* [sf_nbufs], one per span */
+    long sf_nbufs, sf_npix;
+    size_t *sf_off;                       /* [sf_npix] */
+    unsigned *sf_len;
     double mat[9];                        /* -mat numbers, row by row */
     int nsources;
     double *src_pos;                      /* [3*nsources] from -sourcefile (before unitizing) */
@@ -137,6 +143,8 @@ size_t db_sf_grid_at(const db_sim *sim, long j);
 int db_sf_assemble(db_sim *sim, const db_fjac_buf *bufs, const size_t *off, const unsigned *len, db_csr *out,
                    db_error *err);
 void db_sf_free(db_sim *sim);
+/* The working buffers for the current selection (emptied, kept from the last run when large enough). */
+int db_sf_workspace(db_sim *sim, db_error *err);
 
 static inline const double *db_sim_F(const db_sim *sim) { return sim->have_hkl ? sim->hkl.F : (const double *)0; }
 

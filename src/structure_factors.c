@@ -29,6 +29,17 @@ void db_sf_free(db_sim *sim)
     free(sim->sf_sorted_col);
     free(sim->sf_col_of_grid);
     sim->sf_col_of_grid = NULL;
+    for (long i = 0; i < sim->sf_nbufs; i++) {
+        free(sim->sf_bufs[i].at);
+        free(sim->sf_bufs[i].val);
+    }
+    free(sim->sf_bufs);
+    free(sim->sf_off);
+    free(sim->sf_len);
+    sim->sf_bufs = NULL;
+    sim->sf_off = NULL;
+    sim->sf_len = NULL;
+    sim->sf_nbufs = sim->sf_npix = 0;
     sim->sf_sorted_at = NULL;
     sim->sf_sorted_col = NULL;
 }
@@ -219,6 +230,31 @@ int db_sim_set_structure_factors_hkl(db_sim *sim, const int *hkl, const double *
     return DB_OK;
 }
 
+int db_sf_workspace(db_sim *sim, db_error *err)
+{
+    const long nspans = sim->nspans > 0 ? sim->nspans : 1, count = sim->count > 0 ? sim->count : 1;
+    if (nspans > sim->sf_nbufs) {
+        db_fjac_buf *b = (db_fjac_buf *)realloc(sim->sf_bufs, (size_t)nspans * sizeof *b);
+        if (!b) return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian");
+        memset(b + sim->sf_nbufs, 0, (size_t)(nspans - sim->sf_nbufs) * sizeof *b);
+        sim->sf_bufs = b;
+        sim->sf_nbufs = nspans;
+    }
+    if (count > sim->sf_npix) {
+        size_t *off = (size_t *)realloc(sim->sf_off, (size_t)count * sizeof *off);
+        if (off) sim->sf_off = off;
+        unsigned *len = off ? (unsigned *)realloc(sim->sf_len, (size_t)count * sizeof *len) : NULL;
+        if (!off || !len) return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian of %ld pixels", count);
+        sim->sf_len = len;
+        sim->sf_npix = count;
+    }
+    for (long i = 0; i < sim->sf_nbufs; i++) {
+        sim->sf_bufs[i].n = 0;
+        sim->sf_bufs[i].failed = 0;
+    }
+    return DB_OK;
+}
+
 /* ---- the CSR F-Jacobian ---- */
 
 /* Grid entry -> column at one load per entry: 4 bytes per grid entry (half the F table's 8), built on the first
@@ -273,15 +309,22 @@ static void sort_row(at_col *row, size_t n)
 int db_sf_assemble(db_sim *sim, const db_fjac_buf *bufs, const size_t *off, const unsigned *len, db_csr *out,
                    db_error *err)
 {
-    memset(out, 0, sizeof *out);
+    out->rows = out->cols = out->nnz = 0;
     int rc = ensure_sorted(sim, err);
     if (!rc) rc = ensure_map(sim, err);
     if (rc) return rc;
     const long rows = sim->count, nspans = sim->nspans;
+    /* the arrays of an earlier result are reused (fresh megabytes each call were page faults, a third of a still's
+     * F-Jacobian) */
+    if (!out->row_ptr || out->row_cap < rows) {
+        long *rp = (long *)realloc(out->row_ptr, ((size_t)rows + 1) * sizeof(long));
+        if (!rp) return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian of %ld pixels", rows);
+        out->row_ptr = rp;
+        out->row_cap = rows;
+    }
     out->rows = rows;
     out->cols = db_sim_structure_factor_count(sim);
-    out->row_ptr = (long *)calloc((size_t)rows + 1, sizeof(long));
-    if (!out->row_ptr) return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian of %ld pixels", rows);
+    out->row_ptr[0] = 0;
     /* pass 1: listed entries per row (spans in parallel: each pixel's row is its own) */
     size_t widest = 0;
 #pragma omp parallel for schedule(dynamic, 4) reduction(max : widest)
@@ -296,13 +339,19 @@ int db_sf_assemble(db_sim *sim, const db_fjac_buf *bufs, const size_t *off, cons
     }
     for (long r = 0; r < rows; r++) out->row_ptr[r + 1] += out->row_ptr[r];
     size_t total = (size_t)out->row_ptr[rows];
-    out->nnz = (long)total;
-    out->col = (long *)malloc((total > 0 ? total : 1) * sizeof(long));
-    out->val = (double *)malloc((total > 0 ? total : 1) * sizeof(double));
-    if (!out->col || !out->val) {
-        db_csr_free(out);
-        return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian (%zu entries)", total);
+    if (!out->col || !out->val || (size_t)out->nnz_cap < total) {
+        size_t cap = total > 0 ? total : 1;
+        long *col = (long *)realloc(out->col, cap * sizeof(long));
+        if (col) out->col = col;
+        double *val = col ? (double *)realloc(out->val, cap * sizeof(double)) : NULL;
+        if (!col || !val) {
+            db_csr_free(out);
+            return db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian (%zu entries)", total);
+        }
+        out->val = val;
+        out->nnz_cap = (long)cap;
     }
+    out->nnz = (long)total;
     /* pass 2: each row's listed entries by ascending column (an entry's place in the row kept in .at) */
     int failed = 0;
 #pragma omp parallel reduction(| : failed)

@@ -1522,7 +1522,7 @@ static long expect_grad_F_file(const char *dir, const char *name, const char *li
     long *pix = (long *)malloc((size_t)m * sizeof(long));
     int *hkls = (int *)malloc((size_t)nF * 3 * sizeof(int));
     assert_true(values && pix && hkls);
-    db_csr J;
+    db_csr J = {0};
     if (db_sim_run_selected_F(sim, NULL, 0, values, NULL, &J, &err)) fail_msg("%s: %s", line, err.message);
     assert_int_equal(db_sim_selected_pixel_list(sim, pix, m, &err), m);
     assert_int_equal(db_sim_get_structure_factors(sim, hkls, NULL, nF, &err), nF);

@@ -284,7 +284,7 @@ static int touching_reflections(const db_config *cfg, int want, int *hkl, int ro
     if (db_sim_select_boxes(sim, rep.roi, 1, &err)) fail_msg("boxes: %s", err.message);
     long m = db_sim_selected_count(sim);
     double *v = malloc((size_t)m * sizeof(double)), *colmax = calloc((size_t)n, sizeof(double));
-    db_csr J;
+    db_csr J = {0};
     if (db_sim_run_selected_F(sim, NULL, 0, v, NULL, &J, &err)) fail_msg("run_selected_F: %s", err.message);
     for (long e = 0; e < J.nnz; e++) colmax[J.col[e]] = fmax(colmax[J.col[e]], fabs(J.val[e]));
     int *all = malloc((size_t)n * 3 * sizeof(int));

@@ -121,7 +121,7 @@ static void check_case(const char *name, db_sim *sim, int at_trip)
     double *v0 = malloc((size_t)m * sizeof(double)), *j0 = malloc((size_t)m * np * sizeof(double));
     double *v1 = malloc((size_t)m * sizeof(double)), *j1 = malloc((size_t)m * np * sizeof(double));
     if (db_sim_run_selected(sim, params, np, v0, j0, &err)) fail_msg("run_selected: %s", err.message);
-    db_csr J;
+    db_csr J = {0};
     if (db_sim_run_selected_F(sim, params, np, v1, j1, &J, &err)) fail_msg("run_selected_F: %s", err.message);
     assert_memory_equal(v0, v1, (size_t)m * sizeof(double));
     assert_memory_equal(j0, j1, (size_t)m * np * sizeof(double));
@@ -131,7 +131,7 @@ static void check_case(const char *name, db_sim *sim, int at_trip)
     for (long i = 0; i < m; i++)
         for (long e = J.row_ptr[i] + 1; e < J.row_ptr[i + 1]; e++) assert_true(J.col[e - 1] < J.col[e]);
     /* the primal pass gives the same F-Jacobian as the derivative pass */
-    db_csr J0;
+    db_csr J0 = {0};
     if (db_sim_run_selected_F(sim, NULL, 0, v1, NULL, &J0, &err)) fail_msg("run_selected_F: %s", err.message);
     assert_memory_equal(v0, v1, (size_t)m * sizeof(double));
     assert_int_equal(J0.nnz, J.nnz);
@@ -194,7 +194,7 @@ static void check_case(const char *name, db_sim *sim, int at_trip)
         set_one(sim, c, Fc - 2 * h);
         vm2 = values_at(sim, m);
         set_one(sim, c, Fc);
-        db_csr Jc;
+        db_csr Jc = {0};
         double *vc = malloc((size_t)m * sizeof(double));
         if (db_sim_run_selected_F(sim, NULL, 0, vc, NULL, &Jc, &err)) fail_msg("run_selected_F: %s", err.message);
         double maxfd = 0.0;
@@ -391,7 +391,7 @@ static void test_fdump_list(void **state)
     assert_int_equal(db_sim_select_boxes(dump, box, 1, &err), DB_OK);
     long m = db_sim_selected_count(sim);
     double *v1 = malloc((size_t)m * sizeof(double)), *v2 = malloc((size_t)m * sizeof(double));
-    db_csr A, B;
+    db_csr A = {0}, B = {0};
     assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v1, NULL, &A, &err), DB_OK);
     assert_int_equal(db_sim_run_selected_F(dump, NULL, 0, v2, NULL, &B, &err), DB_OK);
     assert_memory_equal(v1, v2, (size_t)m * sizeof(double));
@@ -434,7 +434,7 @@ static void test_refusals(void **state)
     double v[4], F = 1.0;
     int box[4] = {0, 1, 0, 1}, hkl[3] = {0, 0, 1};
     assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
-    db_csr J;
+    db_csr J = {0};
     assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, &J, &err), DB_ERR_ARGUMENT);
     assert_non_null(strstr(err.message, "-default_F alone"));
     assert_int_equal(db_sim_set_structure_factors(sim, &F, 1, &err), DB_ERR_ARGUMENT);
@@ -450,6 +450,37 @@ static void test_refusals(void **state)
     assert_int_equal(db_sim_select_boxes(sim, box, 1, &err), DB_OK);
     assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, &J, &err), DB_ERR_DEVICE);
     assert_non_null(strstr(err.message, "-device cpu"));
+    db_sim_destroy(sim);
+}
+
+/* A db_csr given back is reused: its arrays grow for a larger selection and serve a smaller one, and the results
+ * are those of a fresh one. */
+static void test_reuse(void **state)
+{
+    (void)state;
+    db_sim *sim = case_sim("b2_interp");
+    db_error err;
+    const int boxes[3][4] = {{120, 129, 120, 129}, {100, 160, 100, 160}, {128, 131, 128, 131}};
+    db_csr kept = {0};
+    for (int b = 0; b < 3; b++) {
+        assert_int_equal(db_sim_select_boxes(sim, boxes[b], 1, &err), DB_OK);
+        long m = db_sim_selected_count(sim);
+        double *v = malloc((size_t)m * sizeof(double));
+        db_csr fresh = {0};
+        assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, &kept, &err), DB_OK);
+        assert_int_equal(db_sim_run_selected_F(sim, NULL, 0, v, NULL, &fresh, &err), DB_OK);
+        assert_int_equal(kept.rows, m);
+        assert_int_equal(kept.nnz, fresh.nnz);
+        assert_true(kept.row_cap >= m && kept.nnz_cap >= kept.nnz);
+        assert_memory_equal(kept.row_ptr, fresh.row_ptr, (size_t)(m + 1) * sizeof(long));
+        assert_memory_equal(kept.col, fresh.col, (size_t)fresh.nnz * sizeof(long));
+        assert_memory_equal(kept.val, fresh.val, (size_t)fresh.nnz * sizeof(double));
+        db_csr_free(&fresh);
+        free(v);
+    }
+    db_csr_free(&kept);
+    assert_null(kept.row_ptr);
+    assert_int_equal(kept.nnz_cap, 0);
     db_sim_destroy(sim);
 }
 
@@ -481,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_list_get_set),
         cmocka_unit_test(test_fdump_list),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_every_golden_configuration),
         cmocka_unit_test(test_interpolation_switched_off),
     };

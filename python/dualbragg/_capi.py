@@ -94,7 +94,7 @@ class db_gc_report(C.Structure):
 
 class db_csr(C.Structure):
     _fields_ = [("rows", C.c_long), ("cols", C.c_long), ("nnz", C.c_long), ("row_ptr", C.POINTER(C.c_long)),
-                ("col", C.POINTER(C.c_long)), ("val", c_double_p)]
+                ("col", C.POINTER(C.c_long)), ("val", c_double_p), ("row_cap", C.c_long), ("nnz_cap", C.c_long)]
 
 
 def _decl(library, name, restype, *argtypes):
