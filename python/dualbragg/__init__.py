@@ -479,13 +479,22 @@ class Simulation:
         return res
 
 
-def gradcheck(args, params, roi=None, rtol=1e-6, atol_factor=1e-8, atol_abs=None, precise=False, fdump=None):
+def gradcheck(args, params=(), roi=None, rtol=1e-6, atol_factor=1e-8, atol_abs=None, precise=False, fdump=None,
+              hkl=None):
     """Finite-difference check of the derivative images (db_gradcheck, as dualbragg-gradcheck): args as for
     Simulation, params names, roi (xmin, xmax, ymin, ymax) or None (the -boxes, or 16x16 around the brightest
-    pixel). Returns {"all_pass": bool, "roi": (...), "rows": [{"param", "pass", "max_abs_err", ...}]}."""
+    pixel); hkl: reflections (k, 3) whose structure-factor columns are checked too (db_gradcheck_with_F, as
+    -grad_hkl). Returns {"all_pass": bool, "roi": (...), "rows": [{"param", "pass", "max_abs_err", ...}]}; a
+    structure factor's row has "param" "F(h k l)", "hkl", "F" and "F_checked"."""
     cfg = _Config(args)
     try:
         names, idx = _param_indices(params)
+        refl = np.zeros((0, 3), dtype=np.intc) if hkl is None else np.asarray(hkl)
+        if refl.size and not np.issubdtype(refl.dtype, np.integer):
+            raise Error("dualbragg: hkl must be integers", 1)
+        refl = np.ascontiguousarray(refl, dtype=np.intc).reshape(-1, 3) if refl.size else np.zeros((0, 3), dtype=np.intc)
+        if not names and not refl.shape[0]:
+            raise Error("dualbragg: gradcheck needs parameters, reflections (hkl) or both", 1)
         o = _capi.db_gc_options()
         _capi.gclib.db_gc_default_options(C.byref(o))
         if roi is not None:
@@ -500,14 +509,25 @@ def gradcheck(args, params, roi=None, rtol=1e-6, atol_factor=1e-8, atol_abs=None
         o.fdump_path = fd
         rep = _capi.db_gc_report()
         err = _capi.db_error()
-        _check(_capi.gclib.db_gradcheck(cfg.ptr, idx, len(names), C.byref(o), C.byref(rep), C.byref(err)), err)
+        if refl.shape[0] and not names:
+            _check(_capi.gclib.db_gradcheck_F(cfg.ptr, refl.ctypes.data_as(_capi.c_int_p), refl.shape[0], C.byref(o),
+                                              C.byref(rep), C.byref(err)), err)
+        elif refl.shape[0]:
+            _check(_capi.gclib.db_gradcheck_with_F(cfg.ptr, idx, len(names), refl.ctypes.data_as(_capi.c_int_p),
+                                                   refl.shape[0], C.byref(o), C.byref(rep), C.byref(err)), err)
+        else:
+            _check(_capi.gclib.db_gradcheck(cfg.ptr, idx, len(names), C.byref(o), C.byref(rep), C.byref(err)), err)
     finally:
         cfg.close()
     rows = []
     for i in range(rep.nrows):
         r = rep.rows[i]
-        rows.append({"param": _lib.db_param_name(r.param).decode(), "pass": bool(r.pass_), "pixels": r.pixels,
-                     "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err,
-                     "worst_pixel": (r.worst_f, r.worst_s), "worst_ad": r.worst_ad, "worst_fd": r.worst_fd,
-                     "atol": r.atol, "noise_floor": r.noise_floor, "max_abs_fd": r.max_abs_fd, "step": r.step})
+        row = {"param": _lib.db_param_name(r.param).decode() if not r.structure_factor else
+               "F(%d %d %d)" % tuple(r.hkl), "pass": bool(r.pass_), "pixels": r.pixels,
+               "max_abs_err": r.max_abs_err, "max_rel_err": r.max_rel_err,
+               "worst_pixel": (r.worst_f, r.worst_s), "worst_ad": r.worst_ad, "worst_fd": r.worst_fd,
+               "atol": r.atol, "noise_floor": r.noise_floor, "max_abs_fd": r.max_abs_fd, "step": r.step}
+        if r.structure_factor:
+            row.update({"hkl": tuple(r.hkl), "F": r.F, "F_checked": r.F_at})
+        rows.append(row)
     return {"all_pass": bool(rep.all_pass), "roi": tuple(rep.roi), "boxes": rep.boxes, "rows": rows}

@@ -145,3 +145,6 @@ _decl(rlib, "db_refine", C.c_int, P, c_int_p, C.c_int, c_double_p, c_double_p, C
       C.POINTER(db_refine_result), E)
 _decl(gclib, "db_gc_default_options", None, C.POINTER(db_gc_options))
 _decl(gclib, "db_gradcheck", C.c_int, P, c_int_p, C.c_int, C.POINTER(db_gc_options), C.POINTER(db_gc_report), E)
+_decl(gclib, "db_gradcheck_F", C.c_int, P, c_int_p, C.c_int, C.POINTER(db_gc_options), C.POINTER(db_gc_report), E)
+_decl(gclib, "db_gradcheck_with_F", C.c_int, P, c_int_p, C.c_int, c_int_p, C.c_int, C.POINTER(db_gc_options),
+      C.POINTER(db_gc_report), E)

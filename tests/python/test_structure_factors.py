@@ -203,3 +203,31 @@ def test_scipy_only_when_asked(in_case):
                          env=dict(os.environ))
     assert out.returncode == 0, out.stderr
     assert "refused: dualbragg: run_selected(structure_factors=True)" in out.stdout and "scipy" in out.stdout
+
+
+# ---- gradcheck of structure factors ----
+
+def test_gradcheck_of_structure_factors(in_case):
+    """dualbragg.gradcheck(..., hkl=...) checks the F columns (db_gradcheck_F / db_gradcheck_with_F, as -grad_hkl):
+    the three reflections with the largest columns on the region pass at rtol 1e-6 with the 4-point stencil, each
+    row non-empty; a tolerance nothing can meet fails (the report is read, not assumed); an unlisted hkl is
+    refused by name."""
+    in_case("b_triclinic")
+    args = case_args("b_triclinic")
+    roi = bright_roi(args)
+    sim = dualbragg.Simulation(roi_args("b_triclinic", roi))
+    hkl = sim.structure_factors()[0]
+    _, _, fjac = sim.run_selected([], structure_factors=True)
+    weight = np.asarray(abs(fjac).sum(axis=0)).ravel()
+    top = hkl[np.argsort(weight)[::-1][:3]]
+    assert weight[np.argsort(weight)[::-1][2]] > 0
+    rep = dualbragg.gradcheck(args, hkl=top, roi=roi, precise=True)
+    assert rep["all_pass"]
+    assert [r["param"] for r in rep["rows"]] == ["F(%d %d %d)" % tuple(x) for x in top]
+    assert all(r["pass"] and r["max_abs_fd"] > 0 and r["hkl"] == tuple(x) for r, x in zip(rep["rows"], top))
+    both = dualbragg.gradcheck(args, ["a"], hkl=top[:1], roi=roi)
+    assert [r["param"] for r in both["rows"]] == ["a", "F(%d %d %d)" % tuple(top[0])] and both["all_pass"]
+    strict = dualbragg.gradcheck(args, hkl=top[:1], roi=roi, rtol=0, atol_abs=0)
+    assert not strict["all_pass"]
+    with pytest.raises(dualbragg.Error, match="F\\(40 0 0\\) is not in the structure-factor table"):
+        dualbragg.gradcheck(args, hkl=[(40, 0, 0)], roi=roi)
