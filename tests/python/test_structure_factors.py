@@ -209,7 +209,7 @@ def test_scipy_only_when_asked(in_case):
 
 def test_gradcheck_of_structure_factors(in_case):
     """dualbragg.gradcheck(..., hkl=...) checks the F columns (db_gradcheck_F / db_gradcheck_with_F, as -grad_hkl):
-    the three reflections with the largest columns on the region pass at rtol 1e-6 with the 4-point stencil, each
+    the (up to three) reflections with the largest columns on the region pass at rtol 1e-6 with the 4-point stencil, each
     row non-empty; a tolerance nothing can meet fails (the report is read, not assumed); an unlisted hkl is
     refused by name."""
     in_case("b_triclinic")
@@ -219,8 +219,9 @@ def test_gradcheck_of_structure_factors(in_case):
     hkl = sim.structure_factors()[0]
     _, _, fjac = sim.run_selected([], structure_factors=True)
     weight = np.asarray(abs(fjac).sum(axis=0)).ravel()
-    top = hkl[np.argsort(weight)[::-1][:3]]
-    assert weight[np.argsort(weight)[::-1][2]] > 0
+    order = [j for j in np.argsort(weight)[::-1][:3] if weight[j] > 0]  # a bright spot's box: one or two reflections
+    assert order
+    top = hkl[order]
     rep = dualbragg.gradcheck(args, hkl=top, roi=roi, precise=True)
     assert rep["all_pass"]
     assert [r["param"] for r in rep["rows"]] == ["F(%d %d %d)" % tuple(x) for x in top]
