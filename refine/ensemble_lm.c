@@ -1,0 +1,1143 @@
+/* ensemble_lm.c: the ensemble Levenberg-Marquardt of refine/ensemble_lm.h. The stills' dense blocks are factored
+ * by hand (plain loops, no threaded BLAS: a still's bits must not depend on the machine's thread count, so that
+ * any rank computes the same contribution); the reduced system over F is factored by CHOLMOD (the long-integer
+ * API, matching db_csr's long indices), analysed once, refactored every trial. */
+#include "ensemble_lm.h"
+#include "error.h"
+#include "objective.h"
+
+#include <cholmod.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Beyond this damping (relative to the scaled diagonal) a step is shorter than any rounding of the parameters. */
+#define MAX_DAMPING 1e32
+/* right-hand sides per CHOLMOD solve when the uncertainties are computed (BLAS-3 work in the supernodal solve) */
+#define SOLVE_BATCH 64
+
+void db_elm_default_options(db_elm_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_iterations = 100;
+    o->cost_tolerance = 1e-12;
+    o->step_tolerance = 1e-10;
+    o->initial_damping = 1e-3;
+}
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ======================================================================== one still */
+
+struct db_elm_block {
+    const db_elm_problem *P;
+    const db_elm_still *st;
+    int still;
+    long n;
+    int p, G, q, nz;      /* nz = p + G q: the still's dense unknowns z = (x_s, y_s) */
+    double *model, *mu;   /* [n] model without / with the local terms */
+    double *w, *e;        /* [n] Fisher weights 1/mu', gradients d cost / d mu */
+    double *J;            /* [n*p] */
+    db_csr JF;
+    int have_pattern;
+    long m, *cols;        /* the still's F columns (ascending global indices) */
+    long *loc;            /* [JF nnz] compact index of each JF entry (-1: an explicit zero outside the pattern) */
+    long loc_cap;
+    double *A, *B, *C;    /* [nz*nz], [nz*m] (column a: B[a*nz + k]), [m*m] lower (C[b*m + a], a >= b) */
+    double *gz, *gF;      /* [nz], [m] */
+    double *Dz2;          /* [nz] squared scaling: the largest diagonal of A seen (1 where it is 0) */
+    double *L, *Y, *t;    /* damped factor of A [nz*nz] (lower, column-major), L^-1 B [nz*m], L^-1 gz [nz] */
+    double *Sc, *rc;      /* [m*m] lower: C - Y^T Y; [m]: gF - Y^T t */
+    double cost;
+    int eliminated_ok;
+};
+
+void db_elm_block_free(db_elm_block *b)
+{
+    if (!b) return;
+    free(b->model);
+    free(b->mu);
+    free(b->w);
+    free(b->e);
+    free(b->J);
+    db_csr_free(&b->JF);
+    free(b->cols);
+    free(b->loc);
+    free(b->A);
+    free(b->B);
+    free(b->C);
+    free(b->gz);
+    free(b->gF);
+    free(b->Dz2);
+    free(b->L);
+    free(b->Y);
+    free(b->t);
+    free(b->Sc);
+    free(b->rc);
+    free(b);
+}
+
+static int check_still(const db_elm_problem *P, int s, db_error *err)
+{
+    const db_elm_still *st = &P->stills[s];
+    if (st->n < 1) return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d has %ld observations", s, st->n);
+    if (st->p < 0 || st->p > DB_LM_MAX_PARAMS)
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d has %d parameters, outside 0..%d", s, st->p,
+                       DB_LM_MAX_PARAMS);
+    if (!st->obs) return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d has no observations (obs)", s);
+    if (st->ngroups < 0) return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d has %d groups", s, st->ngroups);
+    if (st->ngroups > 0) {
+        if (st->q < 1 || st->q > DB_LM_MAX_LOCAL)
+            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d has %d local terms per group, outside 1..%d", s,
+                           st->q, DB_LM_MAX_LOCAL);
+        if (!st->group || !st->basis)
+            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's local terms need group and basis", s);
+        for (long i = 0; i < st->n; i++)
+            if (st->group[i] < -1 || st->group[i] >= st->ngroups)
+                return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's observation %ld is in group %d, outside -1..%d",
+                               s, i, st->group[i], st->ngroups - 1);
+    }
+    return DB_OK;
+}
+
+int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_error *err)
+{
+    if (!out) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_block_new: no output");
+    *out = NULL;
+    if (!P || !P->stills || still < 0 || still >= P->nstills)
+        return db_fail(err, DB_ERR_ARGUMENT, "db_elm_block_new: no still %d", still);
+    int rc = check_still(P, still, err);
+    if (rc) return rc;
+    db_elm_block *b = (db_elm_block *)calloc(1, sizeof *b);
+    if (!b) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+    const db_elm_still *st = &P->stills[still];
+    b->P = P;
+    b->st = st;
+    b->still = still;
+    b->n = st->n;
+    b->p = st->p;
+    b->G = st->ngroups;
+    b->q = st->ngroups ? st->q : 0;
+    b->nz = b->p + b->G * b->q;
+    size_t n = (size_t)b->n, nz = (size_t)b->nz;
+    b->model = (double *)malloc(n * sizeof(double));
+    b->mu = (double *)malloc(n * sizeof(double));
+    b->w = (double *)malloc(n * sizeof(double));
+    b->e = (double *)malloc(n * sizeof(double));
+    b->J = (double *)malloc(n * (size_t)(b->p ? b->p : 1) * sizeof(double));
+    b->A = (double *)calloc(nz * nz + 1, sizeof(double));
+    b->L = (double *)calloc(nz * nz + 1, sizeof(double));
+    b->gz = (double *)calloc(nz + 1, sizeof(double));
+    b->t = (double *)calloc(nz + 1, sizeof(double));
+    b->Dz2 = (double *)calloc(nz + 1, sizeof(double));
+    if (!b->model || !b->mu || !b->w || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t || !b->Dz2) {
+        db_elm_block_free(b);
+        return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d (%ld observations)", still, b->n);
+    }
+    *out = b;
+    return DB_OK;
+}
+
+long db_elm_block_columns(const db_elm_block *b, const long **cols)
+{
+    if (cols) *cols = b->cols;
+    return b->m;
+}
+
+double db_elm_block_cost(const db_elm_block *b) { return b->cost; }
+
+/* mu = model + local terms at y_s */
+static void add_local(const db_elm_block *b, const double *model, const double *y, double *mu)
+{
+    const db_elm_still *st = b->st;
+    for (long i = 0; i < b->n; i++) {
+        double v = model[i];
+        int g = b->G ? st->group[i] : -1;
+        if (g >= 0)
+            for (int k = 0; k < b->q; k++) v += st->basis[i * b->q + k] * y[g * b->q + k];
+        mu[i] = v;
+    }
+}
+
+static long find_long(const long *a, long n, long v) /* index of v in ascending a[n], or -1 */
+{
+    long lo = 0, hi = n;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (a[mid] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && a[lo] == v ? lo : -1;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The still's F columns from the first Jacobian: those with a nonzero entry. */
+static int fix_pattern(db_elm_block *b, db_error *err)
+{
+    const db_csr *M = &b->JF;
+    long cnt = 0;
+    long *tmp = (long *)malloc(sizeof(long) * (size_t)(M->nnz ? M->nnz : 1));
+    if (!tmp) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+    for (long k = 0; k < M->nnz; k++)
+        if (M->val[k] != 0.0) tmp[cnt++] = M->col[k];
+    qsort(tmp, (size_t)cnt, sizeof(long), cmp_long);
+    long m = 0;
+    for (long k = 0; k < cnt; k++)
+        if (m == 0 || tmp[m - 1] != tmp[k]) tmp[m++] = tmp[k];
+    b->m = m;
+    b->cols = tmp;
+    size_t nz = (size_t)b->nz, mm = (size_t)(m ? m : 1);
+    b->B = (double *)calloc(nz * mm + 1, sizeof(double));
+    b->Y = (double *)calloc(nz * mm + 1, sizeof(double));
+    b->C = (double *)calloc(mm * mm, sizeof(double));
+    b->Sc = (double *)calloc(mm * mm, sizeof(double));
+    b->gF = (double *)calloc(mm, sizeof(double));
+    b->rc = (double *)calloc(mm, sizeof(double));
+    if (!b->B || !b->Y || !b->C || !b->Sc || !b->gF || !b->rc)
+        return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d's %ld structure factors", b->still, m);
+    b->have_pattern = 1;
+    return DB_OK;
+}
+
+static int check_jf(const db_elm_block *b, db_error *err)
+{
+    const db_csr *M = &b->JF;
+    if (M->rows != b->n || M->cols != b->P->nF || !M->row_ptr || (M->nnz > 0 && (!M->col || !M->val)) ||
+        M->row_ptr[0] != 0 || M->row_ptr[M->rows] != M->nnz)
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian is %ld x %ld (nnz %ld), not %ld x %ld",
+                       b->still, M->rows, M->cols, M->nnz, b->n, b->P->nF);
+    for (long i = 0; i < M->rows; i++) {
+        if (M->row_ptr[i + 1] < M->row_ptr[i])
+            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian has a bad row pointer at row %ld",
+                           b->still, i);
+        for (long k = M->row_ptr[i]; k < M->row_ptr[i + 1]; k++) {
+            if (M->col[k] < 0 || M->col[k] >= b->P->nF)
+                return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian names column %ld of %ld", b->still,
+                               M->col[k], b->P->nF);
+            if (!isfinite(M->val[k]))
+                return db_fail(err, DB_ERR_GEOMETRY, "ensemble: still %d: d mu / d F[%ld] is not finite at observation %ld",
+                               b->still, M->col[k], i);
+        }
+    }
+    return DB_OK;
+}
+
+/* The cost at mu (with local terms); infinity outside the objective's domain. When w/e are not NULL also the Fisher
+ * weights and the gradients. */
+static double still_cost(const db_elm_block *b, const double *mu, double *w, double *e)
+{
+    const db_elm_still *st = b->st;
+    double c = 0.0;
+    for (long i = 0; i < b->n; i++) {
+        db_term t;
+        if (!db_term_eval(DB_LM_POISSON, st->obs[i], mu[i], b->P->variance_offset, &t)) return INFINITY;
+        c += t.cost;
+        if (w) {
+            w[i] = t.fisher;
+            e[i] = t.grad;
+        }
+    }
+    return isfinite(c) ? c : INFINITY;
+}
+
+int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err)
+{
+    const db_elm_problem *P = b->P;
+    const db_elm_still *st = b->st;
+    const long n = b->n;
+    const int p = b->p, q = b->q, nz = b->nz;
+    int rc = P->evaluate(P->user, b->still, x_s, F, b->model, b->J, &b->JF, err);
+    if (rc == DB_LM_INFEASIBLE)
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's model refuses the parameters it is linearised at",
+                       b->still);
+    if (rc) return rc;
+    if ((rc = check_jf(b, err))) return rc;
+    add_local(b, b->model, y_s, b->mu);
+    b->cost = still_cost(b, b->mu, b->w, b->e);
+    if (b->cost == INFINITY) {
+        for (long i = 0; i < n; i++) {
+            db_term t;
+            if (!db_term_eval(DB_LM_POISSON, st->obs[i], b->mu[i], P->variance_offset, &t))
+                return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's model is %g at observation %ld: the Poisson "
+                                                     "likelihood needs a positive mean", b->still, b->mu[i], i);
+        }
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's cost is not finite", b->still);
+    }
+    for (long k = 0; k < (long)n * p; k++)
+        if (!isfinite(b->J[k]))
+            return db_fail(err, DB_ERR_GEOMETRY, "ensemble: still %d: d mu / d x[%ld] is not finite at observation %ld",
+                           b->still, k / n, k % n);
+    if (!b->have_pattern && (rc = fix_pattern(b, err))) return rc;
+    const db_csr *M = &b->JF;
+    if (M->nnz > b->loc_cap) {
+        long *l = (long *)realloc(b->loc, sizeof(long) * (size_t)M->nnz);
+        if (!l) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        b->loc = l;
+        b->loc_cap = M->nnz;
+    }
+    for (long k = 0; k < M->nnz; k++) {
+        b->loc[k] = find_long(b->cols, b->m, M->col[k]);
+        if (b->loc[k] < 0 && M->val[k] != 0.0)
+            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian has a nonzero in column %ld, outside its "
+                                                 "pattern at the start (the pattern must not grow)", b->still, M->col[k]);
+    }
+    const long m = b->m;
+    memset(b->A, 0, sizeof(double) * (size_t)nz * (size_t)nz);
+    memset(b->gz, 0, sizeof(double) * (size_t)nz);
+    if (m) {
+        memset(b->B, 0, sizeof(double) * (size_t)nz * (size_t)m);
+        memset(b->C, 0, sizeof(double) * (size_t)m * (size_t)m);
+        memset(b->gF, 0, sizeof(double) * (size_t)m);
+    }
+    double zr[DB_LM_MAX_PARAMS + DB_LM_MAX_LOCAL]; /* the row of Jz: x part, then the group's q basis values */
+    int zi[DB_LM_MAX_PARAMS + DB_LM_MAX_LOCAL];    /* their columns in z */
+    for (long i = 0; i < n; i++) {
+        const double wi = b->w[i], ei = b->e[i];
+        int len = 0;
+        for (int j = 0; j < p; j++) {
+            zr[len] = b->J[(size_t)j * (size_t)n + (size_t)i];
+            zi[len++] = j;
+        }
+        int g = b->G ? st->group[i] : -1;
+        if (g >= 0)
+            for (int k = 0; k < q; k++) {
+                zr[len] = st->basis[i * q + k];
+                zi[len++] = p + g * q + k;
+            }
+        /* A (lower triangle; the z indices ascend along the row) and g_z */
+        for (int a = 0; a < len; a++) {
+            const double wa = wi * zr[a];
+            b->gz[zi[a]] += zr[a] * ei;
+            for (int c = 0; c <= a; c++) b->A[(size_t)zi[c] * (size_t)nz + (size_t)zi[a]] += wa * zr[c];
+        }
+        for (long k = M->row_ptr[i]; k < M->row_ptr[i + 1]; k++) {
+            const long a = b->loc[k];
+            if (a < 0) continue;
+            const double v = M->val[k], wv = wi * v;
+            b->gF[a] += v * ei;
+            double *Ba = b->B + (size_t)a * (size_t)nz;
+            for (int c = 0; c < len; c++) Ba[zi[c]] += wv * zr[c];
+            for (long k2 = M->row_ptr[i]; k2 < M->row_ptr[i + 1]; k2++) {
+                const long c = b->loc[k2];
+                /* C[a][c] sums w v_k v_k2 over the ordered pairs of entries with compact columns (a, c), duplicates
+                 * of a column within a row included; the lower triangle (c <= a) takes each such pair once */
+                if (c < 0 || c > a) continue;
+                b->C[(size_t)c * (size_t)m + (size_t)a] += wv * M->val[k2];
+            }
+        }
+    }
+    for (int a = 0; a < nz; a++)
+        for (int c = a + 1; c < nz; c++) b->A[(size_t)c * (size_t)nz + (size_t)a] = b->A[(size_t)a * (size_t)nz + (size_t)c];
+    for (int k = 0; k < nz; k++) {
+        double d = b->A[(size_t)k * (size_t)nz + (size_t)k];
+        if (d > b->Dz2[k]) b->Dz2[k] = d;
+    }
+    return DB_OK;
+}
+
+/* In-place Cholesky of the lower triangle of the column-major nz x nz matrix L (A = L L^T). 0 when not positive
+ * definite. */
+static int cholesky(double *L, int nz)
+{
+    for (int j = 0; j < nz; j++) {
+        double d = L[(size_t)j * nz + j];
+        for (int k = 0; k < j; k++) d -= L[(size_t)k * nz + j] * L[(size_t)k * nz + j];
+        if (!(d > 0.0) || !isfinite(d)) return 0;
+        d = sqrt(d);
+        L[(size_t)j * nz + j] = d;
+        for (int i = j + 1; i < nz; i++) {
+            double v = L[(size_t)j * nz + i];
+            for (int k = 0; k < j; k++) v -= L[(size_t)k * nz + i] * L[(size_t)k * nz + j];
+            L[(size_t)j * nz + i] = v / d;
+        }
+    }
+    return 1;
+}
+
+static void forward(const double *L, int nz, double *v) /* v = L^-1 v */
+{
+    for (int i = 0; i < nz; i++) {
+        double s = v[i];
+        for (int k = 0; k < i; k++) s -= L[(size_t)k * nz + i] * v[k];
+        v[i] = s / L[(size_t)i * nz + i];
+    }
+}
+
+static void backward(const double *L, int nz, double *v) /* v = L^-T v */
+{
+    for (int i = nz - 1; i >= 0; i--) {
+        double s = v[i];
+        for (int k = i + 1; k < nz; k++) s -= L[(size_t)i * nz + k] * v[k];
+        v[i] = s / L[(size_t)i * nz + i];
+    }
+}
+
+int db_elm_block_eliminate(db_elm_block *b, double lambda)
+{
+    const int nz = b->nz;
+    const long m = b->m;
+    b->eliminated_ok = 0;
+    for (int j = 0; j < nz; j++)
+        for (int i = j; i < nz; i++) b->L[(size_t)j * nz + i] = b->A[(size_t)j * nz + i];
+    for (int j = 0; j < nz; j++) b->L[(size_t)j * nz + j] += lambda * (b->Dz2[j] > 0.0 ? b->Dz2[j] : 1.0);
+    if (!cholesky(b->L, nz)) return 0;
+    memcpy(b->t, b->gz, sizeof(double) * (size_t)nz);
+    forward(b->L, nz, b->t);
+    for (long a = 0; a < m; a++) {
+        double *Ya = b->Y + (size_t)a * (size_t)nz;
+        memcpy(Ya, b->B + (size_t)a * (size_t)nz, sizeof(double) * (size_t)nz);
+        forward(b->L, nz, Ya);
+    }
+    for (long c = 0; c < m; c++) {
+        const double *Yc = b->Y + (size_t)c * (size_t)nz;
+        double r = b->gF[c];
+        for (int k = 0; k < nz; k++) r -= Yc[k] * b->t[k];
+        b->rc[c] = r;
+        for (long a = c; a < m; a++) {
+            const double *Ya = b->Y + (size_t)a * (size_t)nz;
+            double v = b->C[(size_t)c * (size_t)m + (size_t)a];
+            for (int k = 0; k < nz; k++) v -= Ya[k] * Yc[k];
+            b->Sc[(size_t)c * (size_t)m + (size_t)a] = v;
+        }
+    }
+    b->eliminated_ok = 1;
+    return 1;
+}
+
+/* the damping the still's z had in its last elimination is recomputed from lambda here */
+static void back_substitute(const db_elm_block *b, double lambda, const double *dF, double *dz, double *gd, double *dDd)
+{
+    const int nz = b->nz;
+    if (!nz) return;
+    double u[DB_LM_MAX_PARAMS + 1];
+    double *v = nz <= DB_LM_MAX_PARAMS ? u : (double *)malloc(sizeof(double) * (size_t)nz);
+    if (!v) { /* cannot happen for small blocks; for large ones malloc failure leaves dz at 0 */
+        memset(dz, 0, sizeof(double) * (size_t)nz);
+        return;
+    }
+    for (int k = 0; k < nz; k++) v[k] = b->t[k];
+    for (long a = 0; a < b->m; a++) {
+        const double d = dF[b->cols[a]];
+        if (d == 0.0) continue;
+        const double *Ya = b->Y + (size_t)a * (size_t)nz;
+        for (int k = 0; k < nz; k++) v[k] += Ya[k] * d;
+    }
+    backward(b->L, nz, v);
+    double g = 0.0, q = 0.0;
+    for (int k = 0; k < nz; k++) {
+        dz[k] = -v[k];
+        g += b->gz[k] * dz[k];
+        q += (b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0) * dz[k] * dz[k];
+    }
+    (void)lambda;
+    if (gd) *gd += g;
+    if (dDd) *dDd += q;
+    if (v != u) free(v);
+}
+
+void db_elm_block_back_substitute(const db_elm_block *b, const double *dF, double *dz, double *gd, double *dDd)
+{
+    back_substitute(b, 0.0, dF, dz, gd, dDd);
+}
+
+/* ======================================================================== the reduced system */
+
+struct db_elm_reduced {
+    long nF, nR;
+    long *ridx;            /* [nF] reduced index of a global column, -1 when not refined */
+    long *gidx;            /* [nR] global column of a reduced one */
+    cholmod_common c;
+    int started;
+    cholmod_sparse *S;     /* lower triangle, columns' rows ascending */
+    cholmod_factor *L;
+    long nnz;
+    long *diag;            /* [nR] position of each diagonal entry */
+    double *acc;           /* [nnz + 3 nR]: S's values, r, g_F, diag(sum C) */
+    double *DF2;           /* [nR] squared scaling of F */
+};
+
+void db_elm_reduced_free(db_elm_reduced *R)
+{
+    if (!R) return;
+    if (R->started) {
+        cholmod_l_free_sparse(&R->S, &R->c);
+        cholmod_l_free_factor(&R->L, &R->c);
+        cholmod_l_finish(&R->c);
+    }
+    free(R->ridx);
+    free(R->gidx);
+    free(R->diag);
+    free(R->acc);
+    free(R->DF2);
+    free(R);
+}
+
+int db_elm_reduced_new(long nF, int nstills, const long *counts, const long *const *cols, db_elm_reduced **out,
+                       db_error *err)
+{
+    if (!out) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_reduced_new: no output");
+    *out = NULL;
+    if (nF < 0 || nstills < 0 || (nstills && (!counts || !cols)))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_elm_reduced_new: bad sizes");
+    db_elm_reduced *R = (db_elm_reduced *)calloc(1, sizeof *R);
+    if (!R) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+    R->nF = nF;
+    R->ridx = (long *)malloc(sizeof(long) * (size_t)(nF ? nF : 1));
+    long *inc_ptr = NULL, *inc = NULL, *mark = NULL, *colcount = NULL;
+    int rc = DB_OK;
+    if (!R->ridx) goto nomem;
+    for (long j = 0; j < nF; j++) R->ridx[j] = -1;
+    long total = 0;
+    for (int s = 0; s < nstills; s++) {
+        for (long a = 0; a < counts[s]; a++) {
+            long j = cols[s][a];
+            if (j < 0 || j >= nF || (a > 0 && cols[s][a - 1] >= j)) {
+                rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_reduced_new: still %d's columns are not ascending in 0..%ld", s,
+                             nF - 1);
+                goto fail;
+            }
+            R->ridx[j] = 0;
+        }
+        total += counts[s];
+    }
+    for (long j = 0; j < nF; j++)
+        if (R->ridx[j] == 0) R->ridx[j] = R->nR++;
+    const long nR = R->nR;
+    R->gidx = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
+    R->diag = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
+    R->DF2 = (double *)calloc((size_t)(nR ? nR : 1), sizeof(double));
+    inc_ptr = (long *)calloc((size_t)nR + 1, sizeof(long));
+    inc = (long *)malloc(sizeof(long) * (size_t)(total ? total : 1));
+    mark = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
+    colcount = (long *)calloc((size_t)nR + 1, sizeof(long));
+    if (!R->gidx || !R->diag || !R->DF2 || !inc_ptr || !inc || !mark || !colcount) goto nomem;
+    for (long j = 0; j < nF; j++)
+        if (R->ridx[j] >= 0) R->gidx[R->ridx[j]] = j;
+    /* the stills touching each reduced column (column -> stills incidence) */
+    for (int s = 0; s < nstills; s++)
+        for (long a = 0; a < counts[s]; a++) inc_ptr[R->ridx[cols[s][a]] + 1]++;
+    for (long j = 0; j < nR; j++) inc_ptr[j + 1] += inc_ptr[j];
+    {
+        long *fill = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
+        if (!fill) goto nomem;
+        memcpy(fill, inc_ptr, sizeof(long) * (size_t)nR);
+        for (int s = 0; s < nstills; s++)
+            for (long a = 0; a < counts[s]; a++) inc[fill[R->ridx[cols[s][a]]]++] = s;
+        free(fill);
+    }
+    /* column j of the lower triangle: the union of the rows >= j of the stills touching j. Counted, then filled */
+    for (long j = 0; j < nR; j++) mark[j] = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        long pos = 0;
+        for (long j = 0; j < nR; j++) {
+            long start = pos;
+            for (long k = inc_ptr[j]; k < inc_ptr[j + 1]; k++) {
+                int s = (int)inc[k];
+                long a0 = find_long(cols[s], counts[s], R->gidx[j]);
+                for (long a = a0; a < counts[s]; a++) {
+                    long i = R->ridx[cols[s][a]];
+                    if (mark[i] == j) continue;
+                    mark[i] = j;
+                    if (pass == 1) ((long *)R->S->i)[pos] = i;
+                    pos++;
+                }
+            }
+            if (pass == 0) colcount[j] = pos - start;
+            else {
+                qsort((long *)R->S->i + start, (size_t)(pos - start), sizeof(long), cmp_long);
+                R->diag[j] = start; /* the smallest row of column j is j itself */
+            }
+        }
+        if (pass == 0) {
+            R->nnz = pos;
+            cholmod_l_start(&R->c);
+            R->started = 1;
+            R->c.print = 0; /* failures come back as return values, told through db_error */
+            R->c.supernodal = CHOLMOD_AUTO;
+            R->S = cholmod_l_allocate_sparse((size_t)nR, (size_t)nR, (size_t)(pos ? pos : 1), 1, 1, -1, CHOLMOD_REAL,
+                                             &R->c);
+            if (!R->S) goto nomem;
+            long *Sp = (long *)R->S->p;
+            Sp[0] = 0;
+            for (long j = 0; j < nR; j++) Sp[j + 1] = Sp[j] + colcount[j];
+            for (long j = 0; j < nR; j++) mark[j] = -1;
+        }
+    }
+    memset(R->S->x, 0, sizeof(double) * (size_t)(R->nnz ? R->nnz : 1));
+    R->acc = (double *)calloc((size_t)(R->nnz + 3 * nR + 1), sizeof(double));
+    if (!R->acc) goto nomem;
+    if (nR) {
+        R->L = cholmod_l_analyze(R->S, &R->c);
+        if (!R->L) {
+            rc = db_fail(err, DB_ERR_INTERNAL, "ensemble: CHOLMOD's analysis of the %ld x %ld reduced system failed (status %d)",
+                         nR, nR, R->c.status);
+            goto fail;
+        }
+    }
+    free(inc_ptr);
+    free(inc);
+    free(mark);
+    free(colcount);
+    *out = R;
+    return DB_OK;
+nomem:
+    rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for the reduced system over %ld structure factors", nF);
+fail:
+    free(inc_ptr);
+    free(inc);
+    free(mark);
+    free(colcount);
+    db_elm_reduced_free(R);
+    return rc;
+}
+
+long db_elm_reduced_refined(const db_elm_reduced *R, unsigned char *mask)
+{
+    if (mask)
+        for (long j = 0; j < R->nF; j++) mask[j] = R->ridx[j] >= 0;
+    return R->nR;
+}
+
+void db_elm_reduced_zero(db_elm_reduced *R) { memset(R->acc, 0, sizeof(double) * (size_t)(R->nnz + 3 * R->nR)); }
+
+double *db_elm_reduced_values(db_elm_reduced *R, long *count)
+{
+    if (count) *count = R->nnz + 3 * R->nR;
+    return R->acc;
+}
+
+void db_elm_reduced_add(db_elm_reduced *R, const db_elm_block *b)
+{
+    const long m = b->m, nR = R->nR;
+    const long *Sp = (const long *)R->S->p, *Si = (const long *)R->S->i;
+    double *Sx = R->acc, *r = R->acc + R->nnz, *g = r + nR, *dC = g + nR;
+    for (long c = 0; c < m; c++) {
+        const long jc = R->ridx[b->cols[c]];
+        long lo = Sp[jc];
+        const long end = Sp[jc + 1];
+        for (long a = c; a < m; a++) {
+            const long ia = R->ridx[b->cols[a]];
+            /* rows ascend with a: search on from the last match */
+            long hi = end;
+            while (lo < hi) {
+                long mid = lo + (hi - lo) / 2;
+                if (Si[mid] < ia) lo = mid + 1;
+                else hi = mid;
+            }
+            Sx[lo] += b->Sc[(size_t)c * (size_t)m + (size_t)a];
+        }
+        r[jc] += b->rc[c];
+        g[jc] += b->gF[c];
+        dC[jc] += b->C[(size_t)c * (size_t)m + (size_t)c];
+    }
+}
+
+/* Factors S + lambda D_F; 1, 0 when not positive definite, -1 on an error. */
+static int reduced_factor(db_elm_reduced *R, double lambda, int update_scaling, db_error *err)
+{
+    const long nR = R->nR;
+    if (!nR) return 1;
+    const double *dC = R->acc + R->nnz + 2 * nR;
+    if (update_scaling)
+        for (long j = 0; j < nR; j++)
+            if (dC[j] > R->DF2[j]) R->DF2[j] = dC[j];
+    double *x = (double *)R->S->x;
+    memcpy(x, R->acc, sizeof(double) * (size_t)R->nnz);
+    for (long j = 0; j < nR; j++) x[R->diag[j]] += lambda * (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0);
+    cholmod_l_factorize(R->S, R->L, &R->c);
+    if (R->c.status == CHOLMOD_NOT_POSDEF || R->L->minor < R->L->n) return 0;
+    if (R->c.status < 0) {
+        db_fail(err, DB_ERR_INTERNAL, "ensemble: CHOLMOD's factorization failed (status %d)", R->c.status);
+        return -1;
+    }
+    return 1;
+}
+
+/* X = S^-1 B for k dense right-hand sides of length nR (column-major, in place) with the present factor. */
+static int reduced_solve_dense(db_elm_reduced *R, double *X, long k, db_error *err)
+{
+    const long nR = R->nR;
+    if (!nR || !k) return DB_OK;
+    cholmod_dense *Bd = cholmod_l_allocate_dense((size_t)nR, (size_t)k, (size_t)nR, CHOLMOD_REAL, &R->c);
+    if (!Bd) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for CHOLMOD's right-hand sides");
+    memcpy(Bd->x, X, sizeof(double) * (size_t)nR * (size_t)k);
+    cholmod_dense *Xd = cholmod_l_solve(CHOLMOD_A, R->L, Bd, &R->c);
+    cholmod_l_free_dense(&Bd, &R->c);
+    if (!Xd) return db_fail(err, DB_ERR_INTERNAL, "ensemble: CHOLMOD's solve failed (status %d)", R->c.status);
+    memcpy(X, Xd->x, sizeof(double) * (size_t)nR * (size_t)k);
+    cholmod_l_free_dense(&Xd, &R->c);
+    return DB_OK;
+}
+
+int db_elm_reduced_solve(db_elm_reduced *R, double lambda, int update_scaling, double *dF, double *gd, double *dDd,
+                         db_error *err)
+{
+    const long nR = R->nR;
+    for (long j = 0; j < R->nF; j++) dF[j] = 0.0;
+    int ok = reduced_factor(R, lambda, update_scaling, err);
+    if (ok <= 0) return ok;
+    if (!nR) return 1;
+    double *v = (double *)malloc(sizeof(double) * (size_t)nR);
+    if (!v) {
+        db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        return -1;
+    }
+    const double *r = R->acc + R->nnz, *g = r + nR;
+    for (long j = 0; j < nR; j++) v[j] = -r[j];
+    if (reduced_solve_dense(R, v, 1, err)) {
+        free(v);
+        return -1;
+    }
+    double a = 0.0, q = 0.0;
+    for (long j = 0; j < nR; j++) {
+        dF[R->gidx[j]] = v[j];
+        a += g[j] * v[j];
+        q += (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0) * v[j] * v[j];
+    }
+    if (gd) *gd += a;
+    if (dDd) *dDd += q;
+    free(v);
+    return 1;
+}
+
+/* ======================================================================== the driver */
+
+typedef struct fit {
+    const db_elm_problem *P;
+    int S;
+    db_elm_block **blk;
+    long *xoff, *yoff, *zoff; /* [S+1] */
+    db_elm_reduced *R;
+} fit;
+
+static void fit_free(fit *f)
+{
+    if (f->blk)
+        for (int s = 0; s < f->S; s++) db_elm_block_free(f->blk[s]);
+    free(f->blk);
+    free(f->xoff);
+    free(f->yoff);
+    free(f->zoff);
+    db_elm_reduced_free(f->R);
+}
+
+/* linearise every still at (x, y, F), in still order; the total cost */
+static int linearise_all(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
+                         db_error *err)
+{
+    double c = 0.0;
+    for (int s = 0; s < f->S; s++) {
+        int rc = db_elm_block_linearise(f->blk[s], x + f->xoff[s], y ? y + f->yoff[s] : NULL, F, err);
+        if (rc) {
+            *bad = s;
+            return rc;
+        }
+        c += f->blk[s]->cost;
+    }
+    *cost = c;
+    return DB_OK;
+}
+
+/* eliminate every still and assemble the reduced system at lambda; 1, 0 not positive definite, -1 error */
+static int eliminate_all(fit *f, double lambda)
+{
+    for (int s = 0; s < f->S; s++)
+        if (!db_elm_block_eliminate(f->blk[s], lambda)) return 0;
+    db_elm_reduced_zero(f->R);
+    for (int s = 0; s < f->S; s++) db_elm_reduced_add(f->R, f->blk[s]);
+    return 1;
+}
+
+/* the cost at the trial point; INFINITY when infeasible (F < 0, the model's refusal, a mean outside the domain) */
+static int trial_cost(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
+                      double *scratch, db_error *err)
+{
+    const db_elm_problem *P = f->P;
+    for (long j = 0; j < P->nF; j++)
+        if (!(F[j] >= 0.0)) {
+            *cost = INFINITY;
+            return DB_OK;
+        }
+    double c = 0.0;
+    for (int s = 0; s < f->S; s++) {
+        db_elm_block *b = f->blk[s];
+        int rc = P->evaluate(P->user, s, x + f->xoff[s], F, scratch, NULL, NULL, err);
+        if (rc == DB_LM_INFEASIBLE) {
+            db_error_clear(err);
+            *cost = INFINITY;
+            return DB_OK;
+        }
+        if (rc) {
+            *bad = s;
+            return rc;
+        }
+        add_local(b, scratch, y ? y + f->yoff[s] : NULL, scratch);
+        c += still_cost(b, scratch, NULL, NULL);
+        if (c == INFINITY) break;
+    }
+    *cost = c;
+    return DB_OK;
+}
+
+static int check_problem(const db_elm_problem *P, const db_elm_options *o, db_error *err)
+{
+    if (!P) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no problem");
+    if (P->nstills < 1 || !P->stills) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: %d stills", P->nstills);
+    if (P->nF < 0) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: %ld structure factors", P->nF);
+    if (!P->evaluate) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no evaluate callback");
+    if (!(P->variance_offset >= 0.0) || !isfinite(P->variance_offset))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: the variance offset must be finite and >= 0");
+    if (o->max_iterations < 1 || !(o->cost_tolerance >= 0) || !(o->step_tolerance >= 0) || !(o->initial_damping > 0) ||
+        !isfinite(o->initial_damping))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: bad options (max_iterations >= 1, tolerances >= 0, "
+                                             "initial_damping > 0)");
+    for (int s = 0; s < P->nstills; s++) {
+        int rc = check_still(P, s, err);
+        if (rc) return rc;
+    }
+    return DB_OK;
+}
+
+/* sigma of F (diagonal of S^-1) and of each still's z (diag(A^-1 + V S^-1 V^T), V = A^-1 B) from the undamped
+ * factors; f's blocks are eliminated at lambda 0 and R factored. sz: [sum nz] laid out as z_off. */
+static int uncertainties(fit *f, const int *block_ok, int reduced_ok, double *sF_red, double *sz, db_error *err)
+{
+    db_elm_reduced *R = f->R;
+    const long nR = R->nR;
+    double *X = (double *)malloc(sizeof(double) * (size_t)(nR ? nR : 1) * SOLVE_BATCH);
+    if (!X) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for the uncertainties");
+    int rc = DB_OK;
+    for (long j0 = 0; j0 < nR; j0 += SOLVE_BATCH) {
+        long k = nR - j0 < SOLVE_BATCH ? nR - j0 : SOLVE_BATCH;
+        if (!reduced_ok) {
+            for (long j = 0; j < k; j++) sF_red[j0 + j] = -1.0;
+            continue;
+        }
+        memset(X, 0, sizeof(double) * (size_t)nR * (size_t)k);
+        for (long j = 0; j < k; j++) X[j * nR + j0 + j] = 1.0;
+        if ((rc = reduced_solve_dense(R, X, k, err))) goto done;
+        for (long j = 0; j < k; j++) {
+            double v = X[j * nR + j0 + j];
+            sF_red[j0 + j] = v > 0.0 && isfinite(v) ? sqrt(v) : -1.0;
+        }
+    }
+    for (int s = 0; s < f->S; s++) {
+        db_elm_block *b = f->blk[s];
+        const int nz = b->nz;
+        const long m = b->m;
+        double *out = sz + f->zoff[s];
+        if (!nz) continue;
+        if (!block_ok[s] || !reduced_ok) {
+            for (int k = 0; k < nz; k++) out[k] = -1.0;
+            continue;
+        }
+        /* V = L^-T Y: row k of V is still k's coupling to its F; (A^-1)_kk = |L^-1 e_k|^2 */
+        double *V = (double *)malloc(sizeof(double) * (size_t)nz * (size_t)(m ? m : 1));
+        double *u = (double *)malloc(sizeof(double) * (size_t)nz);
+        if (!V || !u) {
+            free(V);
+            free(u);
+            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for the uncertainties");
+            goto done;
+        }
+        for (long a = 0; a < m; a++) {
+            double *Va = V + (size_t)a * (size_t)nz;
+            memcpy(Va, b->Y + (size_t)a * (size_t)nz, sizeof(double) * (size_t)nz);
+            backward(b->L, nz, Va);
+        }
+        for (int k = 0; k < nz; k++) {
+            memset(u, 0, sizeof(double) * (size_t)nz);
+            u[k] = 1.0;
+            forward(b->L, nz, u);
+            double d = 0.0;
+            for (int l = 0; l < nz; l++) d += u[l] * u[l];
+            out[k] = d;
+        }
+        for (int k0 = 0; k0 < nz && m > 0; k0 += SOLVE_BATCH) {
+            int kk = nz - k0 < SOLVE_BATCH ? nz - k0 : SOLVE_BATCH;
+            memset(X, 0, sizeof(double) * (size_t)nR * (size_t)kk);
+            for (int k = 0; k < kk; k++)
+                for (long a = 0; a < m; a++) X[(size_t)k * nR + R->ridx[b->cols[a]]] = V[(size_t)a * nz + k0 + k];
+            if ((rc = reduced_solve_dense(R, X, kk, err))) {
+                free(V);
+                free(u);
+                goto done;
+            }
+            for (int k = 0; k < kk; k++) {
+                double d = 0.0;
+                for (long a = 0; a < m; a++) d += X[(size_t)k * nR + R->ridx[b->cols[a]]] * V[(size_t)a * nz + k0 + k];
+                out[k0 + k] += d;
+            }
+        }
+        for (int k = 0; k < nz; k++) out[k] = out[k] > 0.0 && isfinite(out[k]) ? sqrt(out[k]) : -1.0;
+        free(V);
+        free(u);
+    }
+done:
+    free(X);
+    return rc;
+}
+
+int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, double *y, double *F, double *sigma_x,
+               double *sigma_y, double *sigma_F, unsigned char *F_refined, db_elm_result *res, db_error *err)
+{
+    db_error_clear(err);
+    db_elm_options defaults;
+    db_elm_default_options(&defaults);
+    const db_elm_options *o = opt ? opt : &defaults;
+    if (!res) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no result");
+    memset(res, 0, sizeof *res);
+    res->bad_still = -1;
+    int rc = check_problem(P, o, err);
+    if (rc) return rc;
+    fit f;
+    memset(&f, 0, sizeof f);
+    int bad = -1;
+    f.P = P;
+    f.S = P->nstills;
+    const int S = f.S;
+    const long nF = P->nF;
+    double *xt = NULL, *yt = NULL, *Ft = NULL, *dz = NULL, *dF = NULL, *scratch = NULL, *sz = NULL, *sF = NULL;
+    int *block_ok = NULL;
+    f.blk = (db_elm_block **)calloc((size_t)S, sizeof *f.blk);
+    f.xoff = (long *)calloc((size_t)S + 1, sizeof(long));
+    f.yoff = (long *)calloc((size_t)S + 1, sizeof(long));
+    f.zoff = (long *)calloc((size_t)S + 1, sizeof(long));
+    if (!f.blk || !f.xoff || !f.yoff || !f.zoff) {
+        rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for %d stills", S);
+        goto done;
+    }
+    long nmax = 1, nobs = 0;
+    for (int s = 0; s < S; s++) {
+        const db_elm_still *st = &P->stills[s];
+        f.xoff[s + 1] = f.xoff[s] + st->p;
+        f.yoff[s + 1] = f.yoff[s] + (st->ngroups ? (long)st->ngroups * st->q : 0);
+        f.zoff[s + 1] = f.zoff[s] + st->p + (st->ngroups ? (long)st->ngroups * st->q : 0);
+        if (st->n > nmax) nmax = st->n;
+        nobs += st->n;
+    }
+    const long nx = f.xoff[S], ny = f.yoff[S], nzt = f.zoff[S];
+    if (nx && !x) {
+        rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no parameters (x)");
+        goto done;
+    }
+    if (ny && !y) {
+        rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: local terms need their start values (y)");
+        goto done;
+    }
+    if (nF && !F) {
+        rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no structure factors (F)");
+        goto done;
+    }
+    for (long j = 0; j < nF; j++)
+        if (!(F[j] >= 0.0) || !isfinite(F[j])) {
+            rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: the start F[%ld] = %g is not finite and >= 0", j, F[j]);
+            goto done;
+        }
+    for (int s = 0; s < S; s++)
+        if ((rc = db_elm_block_new(P, s, &f.blk[s], err))) {
+            res->bad_still = s;
+            goto done;
+        }
+    xt = (double *)malloc(sizeof(double) * (size_t)(nx + 1));
+    yt = (double *)malloc(sizeof(double) * (size_t)(ny + 1));
+    Ft = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
+    dF = (double *)calloc((size_t)(nF + 1), sizeof(double));
+    dz = (double *)calloc((size_t)(nzt + 1), sizeof(double));
+    scratch = (double *)malloc(sizeof(double) * (size_t)nmax);
+    block_ok = (int *)calloc((size_t)S, sizeof(int));
+    if (!xt || !yt || !Ft || !dF || !dz || !scratch || !block_ok) {
+        rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        goto done;
+    }
+    const double t0 = now_seconds();
+    double cost;
+    if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
+    res->evaluations = S;
+    {
+        long *counts = (long *)malloc(sizeof(long) * (size_t)S);
+        const long **cols = (const long **)malloc(sizeof(long *) * (size_t)S);
+        if (!counts || !cols) {
+            free(counts);
+            free(cols);
+            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            goto done;
+        }
+        for (int s = 0; s < S; s++) counts[s] = db_elm_block_columns(f.blk[s], &cols[s]);
+        rc = db_elm_reduced_new(nF, S, counts, (const long *const *)cols, &f.R, err);
+        free(counts);
+        free(cols);
+        if (rc) goto done;
+    }
+    const long nR = f.R->nR;
+    res->nF_refined = nR;
+    res->dof = nobs - nzt - nR;
+    res->start_cost = cost;
+    double lambda = o->initial_damping, nu = 2.0;
+    int stop = 0, it = 0, fresh = 1, linearised_at_x = 1;
+    if (cost == 0.0) stop = DB_STOP_EXACT;
+    while (!stop) {
+        if (it >= o->max_iterations) {
+            stop = DB_STOP_MAXITER;
+            break;
+        }
+        if (lambda > MAX_DAMPING) {
+            stop = DB_STOP_NO_PROGRESS;
+            break;
+        }
+        double gd = 0.0, dDd = 0.0;
+        int ok = eliminate_all(&f, lambda);
+        if (ok) {
+            ok = db_elm_reduced_solve(f.R, lambda, fresh, dF, &gd, &dDd, err);
+            if (ok < 0) {
+                rc = err && err->code ? err->code : DB_ERR_INTERNAL;
+                goto done;
+            }
+            fresh = 0;
+        }
+        if (!ok) { /* not positive definite: more damping */
+            lambda *= nu;
+            nu *= 2.0;
+            continue;
+        }
+        it++;
+        for (int s = 0; s < S; s++) back_substitute(f.blk[s], lambda, dF, dz + f.zoff[s], &gd, &dDd);
+        /* the scaled step and parameters: |D delta| and |D p| with D^2 the largest diagonals seen */
+        double norm2 = 0.0;
+        for (int s = 0; s < S; s++) {
+            const db_elm_block *b = f.blk[s];
+            for (int k = 0; k < b->nz; k++) {
+                double v = k < b->p ? x[f.xoff[s] + k] : y[f.yoff[s] + k - b->p];
+                norm2 += (b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0) * v * v;
+            }
+        }
+        for (long j = 0; j < nR; j++) {
+            double v = F[f.R->gidx[j]];
+            norm2 += (f.R->DF2[j] > 0.0 ? f.R->DF2[j] : 1.0) * v * v;
+        }
+        const double step = sqrt(dDd), pnorm = sqrt(norm2);
+        const double rel_step = pnorm > 0.0 ? step / pnorm : step;
+        const int last = step <= o->step_tolerance * (pnorm + o->step_tolerance);
+        for (int s = 0; s < S; s++) {
+            const db_elm_block *b = f.blk[s];
+            for (int k = 0; k < b->p; k++) xt[f.xoff[s] + k] = x[f.xoff[s] + k] + dz[f.zoff[s] + k];
+            for (int k = b->p; k < b->nz; k++) yt[f.yoff[s] + k - b->p] = y[f.yoff[s] + k - b->p] + dz[f.zoff[s] + k];
+        }
+        for (long j = 0; j < nF; j++) Ft[j] = F[j] + dF[j];
+        double tc;
+        if ((rc = trial_cost(&f, xt, yt, Ft, &tc, &bad, scratch, err))) goto done;
+        res->evaluations += S;
+        /* the quadratic model's decrease L(0) - L(delta) for delta solving (H + lambda D) delta = -g */
+        const double predicted = 0.5 * (-gd + lambda * dDd);
+        const double rho = predicted > 0.0 ? (cost - tc) / predicted : -1.0;
+        db_lm_iteration rep = {it, 0, cost, lambda, rel_step, 0.0};
+        const int better = tc < cost;
+        if (better && (rho > 0.0 || last)) {
+            const double old = cost;
+            if (nx) memcpy(x, xt, sizeof(double) * (size_t)nx);
+            if (ny) memcpy(y, yt, sizeof(double) * (size_t)ny);
+            if (nF) memcpy(F, Ft, sizeof(double) * (size_t)nF);
+            cost = tc;
+            rep.accepted = 1;
+            rep.cost = cost;
+            linearised_at_x = 0;
+            if (last) stop = DB_STOP_STEP;
+            else {
+                double lin_cost;
+                if ((rc = linearise_all(&f, x, y, F, &lin_cost, &bad, err))) goto done;
+                res->evaluations += S;
+                cost = lin_cost;
+                linearised_at_x = 1;
+                fresh = 1;
+                double t = 2.0 * rho - 1.0, shrink = 1.0 - t * t * t;
+                lambda *= shrink > 1.0 / 3.0 ? shrink : 1.0 / 3.0;
+                nu = 2.0;
+                if (cost == 0.0) stop = DB_STOP_EXACT;
+                else if (old - cost <= o->cost_tolerance * old) stop = DB_STOP_COST;
+            }
+        } else if (last) {
+            stop = DB_STOP_STEP;
+        } else if (predicted <= o->cost_tolerance * cost && fabs(cost - tc) <= o->cost_tolerance * cost) {
+            stop = DB_STOP_COST; /* the cost is at its rounding (MINPACK's test) */
+        } else {
+            lambda *= nu;
+            nu *= 2.0;
+        }
+        rep.seconds = now_seconds() - t0;
+        if (o->progress) o->progress(o->progress_user, &rep);
+    }
+    if (!linearised_at_x) {
+        if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
+        res->evaluations += S;
+        fresh = 1;
+    }
+    res->cost = cost;
+    res->deviance = 2.0 * cost;
+    res->iterations = it;
+    res->stop_reason = stop;
+    if (F_refined) db_elm_reduced_refined(f.R, F_refined);
+    if (sigma_x || sigma_y || sigma_F) {
+        /* the undamped Fisher matrix at the optimum */
+        int all_ok = 1;
+        for (int s = 0; s < S; s++) {
+            block_ok[s] = db_elm_block_eliminate(f.blk[s], 0.0);
+            if (!block_ok[s]) {
+                all_ok = 0;
+                /* an undetermined still: its share is left out and every uncertainty is marked undetermined */
+            }
+        }
+        int reduced_ok = 0;
+        if (all_ok) {
+            db_elm_reduced_zero(f.R);
+            for (int s = 0; s < S; s++) db_elm_reduced_add(f.R, f.blk[s]);
+            reduced_ok = reduced_factor(f.R, 0.0, fresh, err);
+            if (reduced_ok < 0) {
+                rc = err && err->code ? err->code : DB_ERR_INTERNAL;
+                goto done;
+            }
+        }
+        sz = (double *)calloc((size_t)(nzt + 1), sizeof(double));
+        sF = (double *)calloc((size_t)(nR + 1), sizeof(double));
+        if (!sz || !sF) {
+            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            goto done;
+        }
+        if ((rc = uncertainties(&f, block_ok, reduced_ok, sF, sz, err))) goto done;
+        for (int s = 0; s < S; s++) {
+            const db_elm_block *b = f.blk[s];
+            for (int k = 0; k < b->p; k++)
+                if (sigma_x) sigma_x[f.xoff[s] + k] = sz[f.zoff[s] + k];
+            for (int k = b->p; k < b->nz; k++)
+                if (sigma_y) sigma_y[f.yoff[s] + k - b->p] = sz[f.zoff[s] + k];
+        }
+        if (sigma_F) {
+            for (long j = 0; j < nF; j++) sigma_F[j] = NAN;
+            for (long j = 0; j < nR; j++) sigma_F[f.R->gidx[j]] = sF[j];
+        }
+    }
+    rc = DB_OK;
+done:
+    if (rc && bad >= 0) res->bad_still = bad;
+    free(xt);
+    free(yt);
+    free(Ft);
+    free(dF);
+    free(dz);
+    free(scratch);
+    free(block_ok);
+    free(sz);
+    free(sF);
+    fit_free(&f);
+    return rc;
+}

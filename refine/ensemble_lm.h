@@ -1,0 +1,138 @@
+/* ensemble_lm.h: Levenberg-Marquardt over many stills that share global parameters (structure factors F),
+ * independent of the simulator (issue 20; design.md "Structure factors and many stills").
+ *
+ * Still s has n_s counts obs_s, its own dense parameters x_s (p_s <= DB_LM_MAX_PARAMS), optional group-local
+ * linear terms y_s (a background per box, as in lm.h), and sees the nF shared F through a sparse Jacobian. The
+ * objective is the Poisson negative log-likelihood summed over stills (half the deviance, with lm.h's readout
+ * variance offset), minimised by Fisher scoring: normal matrix J^T diag(1/mu') J, gradient J^T (1 - obs'/mu').
+ *
+ * Why a library of its own: the normal matrix over (all x_s, all y_s, F) is far too large for lm.c's dense solve,
+ * but it is block-arrow shaped: each still's z_s = (x_s, y_s) couples only to itself and to the F it touches. So
+ * each iteration eliminates every still's dense block (Schur complement), sums the reduced sparse system over F in
+ * still order, solves it with CHOLMOD, and back-substitutes per still. The per-still parts (db_elm_block_*) and the
+ * sum (db_elm_reduced_*) are separate calls so that an MPI layer can run the blocks on the rank that owns the still
+ * and reduce; db_elm_fit is the one-process driver over them.
+ *
+ * Determinism: every entry of the reduced system is a sum of per-still terms added one still at a time, in still
+ * order, starting from 0 (db_elm_reduced_zero, then db_elm_reduced_add for still 0, 1, ...). A still's own terms
+ * depend on that still alone (no threaded BLAS in the blocks). Sums of rank-partial sums would NOT give the same
+ * bits ((a+b)+(c+d) != ((a+b)+c)+d); a distributed reduction keeps the bits by passing the accumulator on
+ * (db_elm_reduced_values: rank r receives it from rank r-1, adds its stills in order, sends it on) or by gathering
+ * the stills' contributions to one rank that adds them in order. tests/test_ensemble_lm.c checks the first. */
+#ifndef DB_ENSEMBLE_LM_H
+#define DB_ENSEMBLE_LM_H
+
+#include "dualbragg.h"
+#include "lm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Still `still`'s model at (x_s, F): mu[n_s] without the local terms; when J is not NULL also J[j*n_s + i] =
+ * d mu_i / d x_s[j] (column-major, p_s columns) and, in JF (n_s rows, nF columns, a db_csr the callback fills and
+ * may reallocate: it is owned by the block and freed with db_csr_free), d mu_i / d F_k. J and JF are both NULL on a
+ * trial evaluation (only mu is needed). The nonzero pattern of JF may shrink but must not grow beyond the one of
+ * the first evaluation (explicit zeros are fine): the reduced system's pattern is analysed once. Returns DB_OK,
+ * DB_LM_INFEASIBLE (the trial is rejected), or an error code with err set (the fit stops with it). */
+typedef int (*db_elm_evaluate_fn)(void *user, int still, const double *x_s, const double *F, double *mu, double *J,
+                                  db_csr *JF, db_error *err);
+
+typedef struct db_elm_still {
+    long n;                /* observations (>= 1) */
+    int p;                 /* own dense parameters, 0..DB_LM_MAX_PARAMS (0: a still whose scale is fixed) */
+    const double *obs;     /* [n] counts */
+    int ngroups, q;        /* local terms as lm.h: q (1..DB_LM_MAX_LOCAL) per group; ngroups 0 for none */
+    const int *group;      /* [n] group of each observation, -1 for none (NULL when ngroups == 0) */
+    const double *basis;   /* [n*q] basis values of each observation's local terms */
+} db_elm_still;
+
+typedef struct db_elm_problem {
+    int nstills;
+    const db_elm_still *stills; /* [nstills] */
+    long nF;                    /* shared parameters */
+    db_elm_evaluate_fn evaluate;
+    void *user;
+    double variance_offset;     /* readout variance S^2 >= 0: counts obs + S^2 against mu + S^2 (lm.h) */
+} db_elm_problem;
+
+typedef struct db_elm_options {
+    int max_iterations;     /* trial steps (accepted or not); default 100 */
+    double cost_tolerance;  /* relative decrease of an accepted step that ends the fit; default 1e-12 */
+    double step_tolerance;  /* scaled step relative to the scaled parameters that ends the fit; default 1e-10 */
+    double initial_damping; /* relative to the scaled diagonal (1 at the start); default 1e-3 */
+    void (*progress)(void *user, const db_lm_iteration *it); /* per trial step, or NULL */
+    void *progress_user;
+} db_elm_options;
+void db_elm_default_options(db_elm_options *o);
+
+typedef struct db_elm_result {
+    double start_cost, cost;  /* half the deviance */
+    int iterations, evaluations, stop_reason; /* stop_reason: db_stop_reason */
+    long dof;                 /* sum n_s - sum (p_s + ngroups_s q_s) - refined F */
+    long nF_refined;          /* F columns some observation touches (the others keep their start) */
+    double deviance;          /* 2 cost at the optimum */
+    int bad_still;            /* on an error about one still: it; else -1 */
+} db_elm_result;
+
+/* Fits x (all x_s concatenated in still order), y (all y_s concatenated: still s's ngroups_s*q_s terms) and F[nF]
+ * (in: the start, F >= 0; out: the best values found). sigma_x, sigma_y (laid out as x, y) and sigma_F[nF] are the
+ * square roots of the diagonal of the inverse undamped Fisher matrix at the optimum (not rescaled); -1 marks a
+ * parameter that matrix cannot determine, NaN an F no observation touches. F_refined[nF]: 1 for a refined F, 0 for
+ * an untouched one. Each of sigma_x, sigma_y, sigma_F, F_refined may be NULL; y may be NULL when no still has local
+ * terms. Feasibility: a trial step with any F < 0 is rejected like an infeasible one (the damping rises and the
+ * step shortens towards the gradient) rather than projected: projection would break the predicted-reduction test
+ * and the Fisher step's meaning, and a start F >= 0 then stays feasible. */
+int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, double *y, double *F, double *sigma_x,
+               double *sigma_y, double *sigma_F, unsigned char *F_refined, db_elm_result *res, db_error *err);
+
+/* ---- the per-still parts (what one MPI rank does for the stills it owns) ---- */
+typedef struct db_elm_block db_elm_block;
+
+/* A still's workspace: validates the still's sizes (DB_ERR_ARGUMENT). */
+int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_error *err);
+void db_elm_block_free(db_elm_block *b); /* b may be NULL */
+
+/* Evaluates at (x_s, y_s, F) with Jacobians: the cost, A = Jz^T W Jz over z = (x_s, y_s), B = Jz^T W JF and
+ * C = JF^T W JF over the F the still touches (compact, ascending global columns), gradients g_z and g_F. The first
+ * call fixes the still's F columns (the nonzeros of JF); a later nonzero outside them is DB_ERR_ARGUMENT. */
+int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err);
+/* The still's F columns (ascending global indices) after the first linearise; returns their count. */
+long db_elm_block_columns(const db_elm_block *b, const long **cols);
+double db_elm_block_cost(const db_elm_block *b);
+/* Eliminates z with damping lambda times the still's scaling (the largest diagonal of A seen) on A's diagonal:
+ * the still's part of the reduced system, C - B^T A^-1 B and g_F - B^T A^-1 g_z. Returns 1, or 0 when the damped
+ * block is not positive definite (lambda = 0 at the optimum: an undetermined x_s or y_s). */
+int db_elm_block_eliminate(db_elm_block *b, double lambda);
+/* dz = -(A + lambda D)^-1 (g_z + B dF) for the reduced system's solution dF[nF] (global indexing), after
+ * eliminate with the same lambda; also adds the still's g_z.dz and dz.D.dz to *gd and *dDd (the predicted cost
+ * reduction needs them). */
+void db_elm_block_back_substitute(const db_elm_block *b, const double *dF, double *dz, double *gd, double *dDd);
+
+/* ---- the reduced system over the refined F ---- */
+typedef struct db_elm_reduced db_elm_reduced;
+
+/* The pattern of the reduced system: the union of the stills' cliques (cols[s][0..counts[s]-1], from
+ * db_elm_block_columns), analysed once by CHOLMOD. Columns no still lists are not refined. */
+int db_elm_reduced_new(long nF, int nstills, const long *counts, const long *const *cols, db_elm_reduced **out,
+                       db_error *err);
+void db_elm_reduced_free(db_elm_reduced *R); /* R may be NULL */
+/* Refined F columns: their count, and mask[nF] (1 refined) when mask is not NULL. */
+long db_elm_reduced_refined(const db_elm_reduced *R, unsigned char *mask);
+void db_elm_reduced_zero(db_elm_reduced *R);
+/* Adds an eliminated still's contribution (the reduced matrix's entries, r, the F gradient and C's diagonal). The
+ * bits depend only on the order of the calls. */
+void db_elm_reduced_add(db_elm_reduced *R, const db_elm_block *b);
+/* The accumulator as one array (length *count) for a distributed reduction to pass on; writing it back and then
+ * adding further stills is the same as adding them to the original. */
+double *db_elm_reduced_values(db_elm_reduced *R, long *count);
+/* Solves (S + lambda D_F) dF = -r into dF[nF] (0 for unrefined columns), D_F the largest diagonal of sum C seen
+ * (updated here when update_scaling is 1: after a new linearisation). Returns 1, 0 when not positive definite,
+ * or -1 on a CHOLMOD failure with err set. *gd and *dDd gain g_F.dF and dF.D_F.dF. */
+int db_elm_reduced_solve(db_elm_reduced *R, double lambda, int update_scaling, double *dF, double *gd, double *dDd,
+                         db_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
