@@ -112,6 +112,15 @@ static int parse_hkl_line(char *line, long idx[3], double *F)
     if (!isfinite(*F)) return -2;
     p = end;
     while (isspace((unsigned char)*p)) p++;
+    if (*p == '\0') return 1;
+    /* an optional fifth column, sigF (dualbragg-ensemble's -hklout writes 'h k l F sigF', sigF nan for a
+     * reflection it did not refine): a number, any (nan included), read and ignored */
+    if (!isspace((unsigned char)*(p - 1))) return -1;
+    errno = 0;
+    (void)strtod(p, &end);
+    if (end == p || (*end && !isspace((unsigned char)*end))) return -1;
+    p = end;
+    while (isspace((unsigned char)*p)) p++;
     return *p == '\0' ? 1 : -1;
 }
 
@@ -177,7 +186,7 @@ int db_hkl_read(const char *path, double default_F, db_hkl_table *t, db_error *e
                 break;
             }
             if (ok < 0) {
-                rc = db_fail(err, DB_ERR_FORMAT, "-hkl %s:%ld: expected 'h k l F' with integer h k l and a number F", path, lineno);
+                rc = db_fail(err, DB_ERR_FORMAT, "-hkl %s:%ld: expected 'h k l F' with integer h k l and a number F (and optionally a number sigF)", path, lineno);
                 break;
             }
             if (ok > 0) {

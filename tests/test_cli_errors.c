@@ -403,6 +403,36 @@ static void test_hkl_text_header(void **state)
     finish();
 }
 
+/* A fifth column, sigF (dualbragg-ensemble's -hklout: 'h k l F sigF', nan for an unrefined F), is read and
+ * ignored: the image equals the one of the four-column table; a sixth column, or a fifth that is no number, is
+ * refused. */
+static void test_hkl_sigF_column(void **state)
+{
+    (void)state;
+    fx_open();
+    fx_put_text("four.hkl", "1 2 3 10\n0 0 1 5\n-1 0 2 7.5\n");
+    fx_put_text("five.hkl", "1 2 3 10 0.5\n0 0 1 5 nan\n-1 0 2 7.5\t1e-3\n");
+    char line[512];
+    snprintf(line, sizeof line, "%s -hkl four.hkl -floatfile f4.bin -nopgm -nonoise", BASE);
+    harness_args a = {0};
+    harness_split(&a, line);
+    assert_int_equal(harness_run(DB_CLI_PATH, FX.dir, &a, 1), 0);
+    harness_args_free(&a);
+    snprintf(line, sizeof line, "%s -hkl five.hkl -floatfile f5.bin -nopgm -nonoise", BASE);
+    harness_split(&a, line);
+    assert_int_equal(harness_run(DB_CLI_PATH, FX.dir, &a, 1), 0);
+    harness_args_free(&a);
+    char p4[4200], p5[4200];
+    fx_path(p4, sizeof p4, "f4.bin");
+    fx_path(p5, sizeof p5, "f5.bin");
+    assert_true(harness_same_file(p4, p5));
+    fx_close();
+    expect_bad_hkl("1 2 3 10 0.5 7\n", "bad.hkl:1:", "a number F");
+    expect_bad_hkl("1 2 3 10\n1 2 4 10 sig\n", "bad.hkl:2:", "optionally a number sigF");
+    expect_bad_hkl("1 2 3 10nan\n", "bad.hkl:1:", "a number F");
+    finish();
+}
+
 static void test_hkl_empty(void **state)
 {
     (void)state;
@@ -1097,6 +1127,7 @@ int main(void)
         T(test_hkl_three_columns),
         T(test_hkl_non_integer_index),
         T(test_hkl_text_header),
+        T(test_hkl_sigF_column),
         T(test_hkl_empty),
         T(test_mat_too_few_numbers),
         T(test_mat_word_in_middle),

@@ -1,0 +1,580 @@
+/* ensemble.c: db_ensemble_refine, the stills as one problem of refine/ensemble_lm.h (ensemble.h has the rules).
+ * The simulator is read through the public API only. */
+#include "ensemble.h"
+#include "ensemble_lm.h"
+#include "error.h"
+#include "observed.h"
+#include "params.h" /* db_param_parse_list_for */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define Q 3 /* background plane: 1, x, y */
+
+typedef struct still_data {
+    db_sim *sim;
+    int p;                                /* parameters refined for this still (the scale rule may drop one) */
+    int params[DB_ENSEMBLE_MAX_PARAMS];
+    int col[DB_ENSEMBLE_MAX_PARAMS];      /* the result's column of each */
+    long n;
+    long *pix;
+    double *obs;
+    int *group;
+    double *basis;
+    int nentries, ngroups;
+    int *entry_box, *entry_group;
+} still_data;
+
+typedef struct ensemble {
+    still_data *st;
+    long nstills;
+    long nF;
+    int refine_F;
+} ensemble;
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void db_ensemble_default_options(db_ensemble_options *o)
+{
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->max_iterations = 100;
+    o->cost_tolerance = 1e-12;
+    o->step_tolerance = 1e-10;
+    o->initial_damping = 1e-2;
+    o->spot_size = 15;
+    o->obs_adc = 40.0;
+    o->gain = 1.0;
+}
+
+void db_ensemble_result_free(db_ensemble_result *r)
+{
+    if (!r) return;
+    for (long s = 0; r->stills && s < r->nstills; s++) {
+        free(r->stills[s].boxes);
+        free(r->stills[s].background);
+        free(r->stills[s].background_sigma);
+    }
+    free(r->stills);
+    free(r->hkl);
+    free(r->F_start);
+    free(r->F);
+    free(r->sigma_F);
+    free(r->F_refined);
+    memset(r, 0, sizeof *r);
+}
+
+/* "-stills FILE:LINE: " before the message already in err (unless it is there). */
+static int still_fail(db_error *err, const db_stills *S, long i, int code)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "-stills %s:%ld: ", S->path ? S->path : "?", S->s[i].line);
+    if (strncmp(err->message, prefix, strlen(prefix)) != 0) {
+        const size_t lp = strlen(prefix), cap = sizeof err->message;
+        size_t lm = strlen(err->message);
+        if (lp < cap) {
+            if (lp + lm >= cap) lm = cap - 1 - lp;
+            memmove(err->message + lp, err->message, lm);
+            memcpy(err->message, prefix, lp);
+            err->message[lp + lm] = '\0';
+        }
+    }
+    err->code = code;
+    return code;
+}
+
+static int line_has(const db_still_line *l, const char *flag)
+{
+    for (int k = 0; k < l->argc; k++)
+        if (!strcmp(l->argv[k], flag)) return 1;
+    return 0;
+}
+
+static int argv_has(int argc, const char *const *argv, const char *flag)
+{
+    for (int k = 0; k < argc; k++)
+        if (argv[k] && !strcmp(argv[k], flag)) return 1;
+    return 0;
+}
+
+/* The model (no background) and optionally J and JF of still s at x_s and F. */
+static int evaluate(void *user, int s, const double *x_s, const double *F, double *mu, double *J, db_csr *JF,
+                    db_error *err)
+{
+    ensemble *e = (ensemble *)user;
+    still_data *d = &e->st[s];
+    db_error terr;
+    db_error *ue = J ? err : &terr;
+    if (d->p && db_sim_set_params(d->sim, d->params, x_s, d->p, ue)) return J ? err->code : DB_LM_INFEASIBLE;
+    if (e->refine_F && db_sim_set_structure_factors(d->sim, F, e->nF, ue)) return J ? err->code : DB_LM_INFEASIBLE;
+    int rc;
+    if (J && e->refine_F) {
+        rc = db_sim_run_selected_F(d->sim, d->params, d->p, mu, J, JF, err);
+    } else {
+        rc = db_sim_run_selected(d->sim, d->params, J ? d->p : 0, mu, J, ue);
+        if (!rc && J) { /* no F refined: an empty F Jacobian (n rows, nF columns) */
+            if (JF->row_cap < d->n || !JF->row_ptr) {
+                long *rp = (long *)realloc(JF->row_ptr, sizeof(long) * (size_t)(d->n + 1));
+                if (!rp) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+                JF->row_ptr = rp;
+                JF->row_cap = d->n;
+            }
+            memset(JF->row_ptr, 0, sizeof(long) * (size_t)(d->n + 1));
+            JF->rows = d->n;
+            JF->cols = e->nF;
+            JF->nnz = 0;
+        }
+    }
+    if (rc) return J ? rc : DB_LM_INFEASIBLE;
+    return DB_OK;
+}
+
+/* The driver's progress, with the pixels and stills. */
+typedef struct progress_adapter {
+    const db_ensemble_options *o;
+    long pixels, nstills;
+} progress_adapter;
+
+static void progress(void *user, const db_lm_iteration *it)
+{
+    const progress_adapter *pa = (const progress_adapter *)user;
+    db_ensemble_iteration e = {it->iteration, it->accepted, it->cost, it->damping, it->step, it->seconds,
+                               pa->pixels, pa->nstills};
+    pa->o->progress(pa->o->progress_user, &e);
+}
+
+/* x and y of pixel (f, s) in box b's plane, by db_refine_background_at (the convention of db_refine). */
+static void plane_xy(const int *b, int f, int s, double *x, double *y)
+{
+    static const double ex[3] = {0, 1, 0}, ey[3] = {0, 0, 1};
+    *x = db_refine_background_at(ex, b, f, s);
+    *y = db_refine_background_at(ey, b, f, s);
+}
+
+/* Groups (a plane per box, from the first box that holds a pixel; without boxes one over the selection's
+ * bounding box), their basis. */
+static int make_groups(still_data *d, int F, db_error *err)
+{
+    int nb = db_sim_get_boxes(d->sim, NULL, 0);
+    d->nentries = nb > 0 ? nb : 1;
+    d->entry_box = (int *)malloc(sizeof(int) * 4 * (size_t)d->nentries);
+    d->entry_group = (int *)malloc(sizeof(int) * (size_t)d->nentries);
+    d->group = (int *)malloc(sizeof(int) * (size_t)d->n);
+    d->basis = (double *)malloc(sizeof(double) * Q * (size_t)d->n);
+    if (!d->entry_box || !d->entry_group || !d->group || !d->basis)
+        return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for %ld pixels", d->n);
+    if (nb > 0) {
+        db_sim_get_boxes(d->sim, d->entry_box, nb);
+    } else {
+        int x0 = F, x1 = -1, y0 = -1, y1 = -1;
+        for (long i = 0; i < d->n; i++) {
+            int f = (int)(d->pix[i] % F), s = (int)(d->pix[i] / F);
+            if (f < x0) x0 = f;
+            if (f > x1) x1 = f;
+            if (y0 < 0 || s < y0) y0 = s;
+            if (s > y1) y1 = s;
+        }
+        d->entry_box[0] = x0, d->entry_box[1] = x1, d->entry_box[2] = y0, d->entry_box[3] = y1;
+    }
+    for (int e = 0; e < d->nentries; e++) d->entry_group[e] = -1;
+    d->ngroups = 0;
+    for (long i = 0; i < d->n; i++) {
+        int f = (int)(d->pix[i] % F), s = (int)(d->pix[i] / F), e = 0;
+        if (nb > 0)
+            for (e = 0; e < nb; e++) {
+                const int *b = d->entry_box + 4 * e;
+                if (f >= b[0] && f <= b[1] && s >= b[2] && s <= b[3]) break;
+            }
+        if (e >= d->nentries) {
+            d->group[i] = -1;
+            continue;
+        }
+        if (d->entry_group[e] < 0) d->entry_group[e] = d->ngroups++;
+        d->group[i] = d->entry_group[e];
+        double *z = d->basis + (size_t)i * Q;
+        z[0] = 1.0;
+        plane_xy(d->entry_box + 4 * e, f, s, &z[1], &z[2]);
+    }
+    return DB_OK;
+}
+
+/* Half the Poisson deviance of obs against mu (+ the background y) over a still. */
+static double still_cost(const still_data *d, const double *model, const double *y)
+{
+    double c = 0.0;
+    for (long i = 0; i < d->n; i++) {
+        double mu = model[i];
+        if (d->group[i] >= 0 && y) {
+            const double *z = d->basis + (size_t)i * Q, *yy = y + (size_t)d->group[i] * Q;
+            mu += z[0] * yy[0] + z[1] * yy[1] + z[2] * yy[2];
+        }
+        double k = d->obs[i];
+        if (!(mu > 0)) return INFINITY;
+        c += k > 0 ? mu - k + k * log(k / mu) : mu;
+    }
+    return c;
+}
+
+static void still_free(still_data *d)
+{
+    db_sim_destroy(d->sim);
+    free(d->pix);
+    free(d->obs);
+    free(d->group);
+    free(d->basis);
+    free(d->entry_box);
+    free(d->entry_group);
+}
+
+/* Still i: its simulation, observed counts on its chosen pixels, background groups. */
+static int setup_still(const db_stills *S, long i, int shared_argc, const char *const *shared_argv,
+                       const db_ensemble_options *o, int shared_boxes, still_data *d, db_error *err)
+{
+    const db_still_line *l = &S->s[i];
+    db_config *cfg = NULL;
+    double *img = NULL;
+    int rc;
+    if (line_has(l, "-hkl")) {
+        db_fail(err, DB_ERR_ARGUMENT, "a still cannot give its own -hkl: the structure factors are shared by every "
+                                      "still (give -hkl once, with the shared flags)");
+        return still_fail(err, S, i, DB_ERR_ARGUMENT);
+    }
+    const int own_boxes = line_has(l, "-boxes");
+    if (l->spots && own_boxes) {
+        db_fail(err, DB_ERR_ARGUMENT, "-spots makes boxes around the spots when no -boxes FILE is given; give one or "
+                                      "the other");
+        return still_fail(err, S, i, DB_ERR_ARGUMENT);
+    }
+    if ((rc = db_stills_config(S, i, shared_argc, shared_argv, &cfg, err))) return rc;
+    rc = db_sim_create(&d->sim, cfg, NULL, err);
+    db_config_destroy(cfg);
+    if (rc) return still_fail(err, S, i, rc);
+    int F, Sp;
+    db_sim_size(d->sim, &F, &Sp);
+    const double adc = l->has_obs_adc ? l->obs_adc : o->obs_adc, gain = l->has_gain ? l->gain : o->gain;
+    if ((rc = db_observed_read(l->obs_path, F, Sp, adc, l->obs_float64 || o->obs_float64, &img, err)))
+        return still_fail(err, S, i, rc);
+    const int spots = l->spots ? l->spots : own_boxes ? 0 : o->spots;
+    const int size = l->spot_size ? l->spot_size : o->spot_size;
+    (void)shared_boxes;
+    long count = db_sim_selected_count(d->sim);
+    if (count == 0) {
+        db_fail(err, DB_ERR_ARGUMENT, "no pixels are selected (check -roi, -mask and -boxes)");
+        rc = still_fail(err, S, i, DB_ERR_ARGUMENT);
+        goto done;
+    }
+    if (spots) {
+        long *pix = (long *)malloc(sizeof(long) * (size_t)count);
+        int *boxes = (int *)malloc(sizeof(int) * 4 * (size_t)spots);
+        if (!pix || !boxes) {
+            free(pix);
+            free(boxes);
+            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            goto done;
+        }
+        int nboxes = -1;
+        if (db_sim_selected_pixel_list(d->sim, pix, count, err) >= 0)
+            nboxes = db_find_spots(img, F, Sp, pix, count, spots, size, boxes, err);
+        if (nboxes == 0)
+            db_fail(err, DB_ERR_ARGUMENT, "no spots above the background in '%s' (-spots %d); give -boxes FILE",
+                    l->obs_path, spots);
+        rc = nboxes > 0 ? db_sim_select_boxes(d->sim, boxes, nboxes, err) : nboxes == 0 ? DB_ERR_ARGUMENT : err->code;
+        free(pix);
+        free(boxes);
+        if (rc) {
+            rc = still_fail(err, S, i, rc);
+            goto done;
+        }
+        count = db_sim_selected_count(d->sim);
+    }
+    d->n = count;
+    d->pix = (long *)malloc(sizeof(long) * (size_t)count);
+    d->obs = (double *)malloc(sizeof(double) * (size_t)count);
+    if (!d->pix || !d->obs) {
+        rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for %ld pixels", count);
+        goto done;
+    }
+    if (db_sim_selected_pixel_list(d->sim, d->pix, count, err) < 0) {
+        rc = still_fail(err, S, i, err->code);
+        goto done;
+    }
+    for (long k = 0; k < count; k++) {
+        double v = img[d->pix[k]] / gain;
+        if (!isfinite(v) || v < 0.0) {
+            db_fail(err, DB_ERR_ARGUMENT, "the observed value of pixel (fast %ld, slow %ld) of '%s' is %g; the Poisson "
+                    "likelihood needs finite counts >= 0", d->pix[k] % F, d->pix[k] / F, l->obs_path, v);
+            rc = still_fail(err, S, i, DB_ERR_ARGUMENT);
+            goto done;
+        }
+        d->obs[k] = v;
+    }
+    if ((rc = make_groups(d, F, err))) goto done;
+done:
+    free(img);
+    return rc;
+}
+
+int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db_stills *stills,
+                       const char *refine_still, int refine_F, const db_ensemble_options *options,
+                       db_ensemble_result *result, db_error *err)
+{
+    db_error local_err;
+    if (!err) err = &local_err;
+    db_error_clear(err);
+    db_ensemble_options defaults;
+    db_ensemble_default_options(&defaults);
+    const db_ensemble_options *o = options ? options : &defaults;
+    if (!result) return db_fail(err, DB_ERR_ARGUMENT, "db_ensemble_refine: no result");
+    memset(result, 0, sizeof *result);
+    if (!stills || stills->n < 1 || !stills->s)
+        return db_fail(err, DB_ERR_ARGUMENT, "db_ensemble_refine: no stills");
+    if (stills->n > 2147483647L) return db_fail(err, DB_ERR_ARGUMENT, "db_ensemble_refine: too many stills");
+    if (shared_argc < 0 || (shared_argc > 0 && !shared_argv))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_ensemble_refine: bad shared flags");
+    if (o->max_iterations < 1 || !(o->cost_tolerance >= 0) || !(o->step_tolerance >= 0) ||
+        !(o->initial_damping > 0) || !isfinite(o->initial_damping) || o->spots < 0 || o->spot_size < 1 ||
+        !isfinite(o->obs_adc) || !(o->gain > 0) || !isfinite(o->gain))
+        return db_fail(err, DB_ERR_ARGUMENT, "db_ensemble_refine: bad options (max_iterations >= 1, tolerances >= 0, "
+                                             "initial_damping > 0, spots >= 0, spot_size >= 1, gain > 0)");
+    int params[DB_ENSEMBLE_MAX_PARAMS];
+    int np = 0;
+    if (refine_still && *refine_still) {
+        np = db_param_parse_list_for("-refine_still", refine_still, params, err);
+        if (np < 0) return err->code;
+    }
+    if (np == 0 && !refine_F)
+        return db_fail(err, DB_ERR_ARGUMENT, "nothing to refine: give per-still parameters (-refine_still LIST) "
+                                             "and/or the structure factors (-refine_F)");
+    const int shared_boxes = argv_has(shared_argc, shared_argv, "-boxes");
+    if (o->spots && shared_boxes)
+        return db_fail(err, DB_ERR_ARGUMENT, "-spots makes boxes around the spots when no -boxes FILE is given; give "
+                                             "one or the other");
+    /* the shared flags alone, once (stills.h: a shared flag missing its value would take a still's word) */
+    {
+        db_config *cfg = db_config_create();
+        if (!cfg) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        int rc = db_config_parse(cfg, shared_argc, shared_argv, err);
+        int has_hkl = rc ? 0 : db_config_has_hkl(cfg);
+        db_config_destroy(cfg);
+        if (rc) return rc;
+        if (refine_F && !has_hkl)
+            return db_fail(err, DB_ERR_ARGUMENT, "-refine_F needs a structure-factor table: give -hkl FILE (the "
+                                                 "starting F) with the shared flags");
+    }
+    const int fluence = db_param_from_name("fluence");
+    int fixed_still = -1;
+    for (int j = 0; j < np; j++)
+        if (params[j] == fluence && refine_F) fixed_still = 0;
+
+    const long S = stills->n;
+    ensemble E;
+    memset(&E, 0, sizeof E);
+    E.nstills = S;
+    E.refine_F = refine_F;
+    E.st = (still_data *)calloc((size_t)S, sizeof(still_data));
+    db_elm_still *es = (db_elm_still *)calloc((size_t)S, sizeof(db_elm_still));
+    double *x = NULL, *y = NULL, *sx = NULL, *sy = NULL, *F = NULL, *model = NULL, *J = NULL;
+    long *xoff = (long *)calloc((size_t)S + 1, sizeof(long)), *yoff = (long *)calloc((size_t)S + 1, sizeof(long));
+    db_ensemble_result *r = result;
+    int rc = DB_OK;
+    if (!E.st || !es || !xoff || !yoff) goto nomem;
+    r->nstills = S;
+    r->stills = (db_ensemble_still_result *)calloc((size_t)S, sizeof *r->stills);
+    if (!r->stills) goto nomem;
+    r->nparams = np;
+    memcpy(r->params, params, sizeof(int) * (size_t)np);
+    r->refine_F = refine_F;
+    r->fluence_fixed_still = fixed_still;
+    const double t0 = now_seconds();
+
+    long nmax = 0;
+    for (long s = 0; s < S; s++) {
+        still_data *d = &E.st[s];
+        if ((rc = setup_still(stills, s, shared_argc, shared_argv, o, shared_boxes, d, err))) goto fail;
+        d->p = 0;
+        for (int j = 0; j < np; j++) {
+            if (s == fixed_still && params[j] == fluence) continue;
+            d->col[d->p] = j;
+            d->params[d->p++] = params[j];
+        }
+        if (d->n > nmax) nmax = d->n;
+        xoff[s + 1] = xoff[s] + d->p;
+        yoff[s + 1] = yoff[s] + (long)d->ngroups * Q;
+        r->pixels += d->n;
+        long nFs = db_sim_structure_factor_count(d->sim);
+        if (s == 0) {
+            E.nF = nFs;
+            r->nF = nFs;
+            if (nFs > 0) {
+                r->hkl = (int *)malloc(sizeof(int) * 3 * (size_t)nFs);
+                r->F_start = (double *)malloc(sizeof(double) * (size_t)nFs);
+                if (!r->hkl || !r->F_start) goto nomem;
+                if (db_sim_get_structure_factors(d->sim, r->hkl, r->F_start, nFs, err) < 0) goto fail;
+            }
+        } else if (nFs != E.nF) {
+            db_fail(err, DB_ERR_ARGUMENT, "this still lists %ld structure factors, the first %ld: they must be shared",
+                    nFs, E.nF);
+            rc = still_fail(err, stills, s, DB_ERR_ARGUMENT);
+            goto fail;
+        }
+    }
+    const long nF = E.nF;
+    F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
+    r->F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
+    r->sigma_F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
+    r->F_refined = (unsigned char *)calloc((size_t)nF + 1, 1);
+    x = (double *)malloc(sizeof(double) * (size_t)(xoff[S] + 1));
+    sx = (double *)malloc(sizeof(double) * (size_t)(xoff[S] + 1));
+    y = (double *)calloc((size_t)(yoff[S] + 1), sizeof(double));
+    sy = (double *)calloc((size_t)(yoff[S] + 1), sizeof(double));
+    model = (double *)malloc(sizeof(double) * (size_t)(nmax + 1));
+    J = (double *)malloc(sizeof(double) * (size_t)(nmax + 1) * (size_t)(np + 1));
+    if (!F || !r->F || !r->sigma_F || !r->F_refined || !x || !sx || !y || !sy || !model || !J) goto nomem;
+    if (nF) memcpy(F, r->F_start, sizeof(double) * (size_t)nF);
+
+    /* the start: values, a run with derivatives (parameters without effect are refused), the background */
+    for (long s = 0; s < S; s++) {
+        still_data *d = &E.st[s];
+        db_ensemble_still_result *sr = &r->stills[s];
+        sr->line = stills->s[s].line;
+        sr->pixels = d->n;
+        if ((rc = db_sim_get_params(d->sim, params, sr->start, np, err))) goto fail_still;
+        for (int j = 0; j < np; j++) sr->values[j] = sr->start[j];
+        for (int k = 0; k < d->p; k++) x[xoff[s] + k] = sr->start[d->col[k]];
+        if ((rc = db_sim_run_selected(d->sim, d->params, d->p, model, J, err))) goto fail_still;
+        for (int k = 0; k < d->p; k++) {
+            const double *c = J + (size_t)k * (size_t)d->n;
+            long i = 0;
+            while (i < d->n && c[i] == 0.0) i++;
+            if (i == d->n) {
+                db_fail(err, DB_ERR_ARGUMENT, "-refine_still: %s has no effect on this still's %ld fitted pixels at "
+                        "the start (its derivative is 0 on every one): it cannot be refined",
+                        db_param_name(d->params[k]), d->n);
+                rc = DB_ERR_ARGUMENT;
+                goto fail_still;
+            }
+        }
+        /* each group's background starts at the mean of observed - model over its pixels, at least 1e-3 */
+        double *yy = y + yoff[s];
+        long *cnt = (long *)calloc((size_t)d->ngroups + 1, sizeof(long));
+        if (!cnt) goto nomem;
+        for (long i = 0; i < d->n; i++)
+            if (d->group[i] >= 0) {
+                yy[(size_t)d->group[i] * Q] += d->obs[i] - model[i];
+                cnt[d->group[i]]++;
+            }
+        for (int g = 0; g < d->ngroups; g++) {
+            double a = cnt[g] ? yy[(size_t)g * Q] / (double)cnt[g] : 0.0;
+            yy[(size_t)g * Q] = a > 1e-3 ? a : 1e-3;
+        }
+        free(cnt);
+        sr->start_cost = still_cost(d, model, yy);
+        es[s].n = d->n;
+        es[s].p = d->p;
+        es[s].obs = d->obs;
+        es[s].ngroups = d->ngroups;
+        es[s].q = d->ngroups ? Q : 0;
+        es[s].group = d->ngroups ? d->group : NULL;
+        es[s].basis = d->ngroups ? d->basis : NULL;
+        continue;
+    fail_still:
+        rc = still_fail(err, stills, s, rc);
+        goto fail;
+    }
+
+    db_elm_problem P = {(int)S, es, nF, evaluate, &E, 0.0};
+    db_elm_options lo;
+    db_elm_default_options(&lo);
+    lo.max_iterations = o->max_iterations;
+    lo.cost_tolerance = o->cost_tolerance;
+    lo.step_tolerance = o->step_tolerance;
+    lo.initial_damping = o->initial_damping;
+    db_elm_result er;
+    progress_adapter pa = {o, r->pixels, S};
+    if (o->progress) {
+        lo.progress = progress;
+        lo.progress_user = &pa;
+    }
+    rc = db_elm_fit(&P, &lo, x, y, F, sx, sy, r->sigma_F, r->F_refined, &er, err);
+    if (rc) {
+        if (er.bad_still >= 0) still_fail(err, stills, er.bad_still, rc);
+        goto fail;
+    }
+    r->nF_refined = er.nF_refined;
+    if (refine_F && er.nF_refined == 0) {
+        rc = db_fail(err, DB_ERR_ARGUMENT, "-refine_F: no fitted pixel of any still touches a listed reflection "
+                                           "(nothing to refine in F)");
+        goto fail;
+    }
+    if (nF) memcpy(r->F, F, sizeof(double) * (size_t)nF);
+    r->start_cost = er.start_cost;
+    r->cost = er.cost;
+    r->deviance = er.deviance;
+    r->dof = er.dof;
+    r->iterations = er.iterations;
+    r->evaluations = er.evaluations;
+    r->stop_reason = er.stop_reason;
+    /* per still: the fitted values, the background entries, and the simulation left at the fit (and its cost) */
+    for (long s = 0; s < S; s++) {
+        still_data *d = &E.st[s];
+        db_ensemble_still_result *sr = &r->stills[s];
+        for (int j = 0; j < np; j++) {
+            sr->sigma[j] = NAN;
+            sr->fixed[j] = 1;
+        }
+        for (int k = 0; k < d->p; k++) {
+            sr->values[d->col[k]] = x[xoff[s] + k];
+            sr->sigma[d->col[k]] = sx[xoff[s] + k];
+            sr->fixed[d->col[k]] = 0;
+        }
+        sr->nboxes = d->nentries;
+        sr->boxes = (int *)malloc(sizeof(int) * 4 * (size_t)d->nentries);
+        sr->background = (double *)malloc(sizeof(double) * 3 * (size_t)d->nentries);
+        sr->background_sigma = (double *)malloc(sizeof(double) * 3 * (size_t)d->nentries);
+        if (!sr->boxes || !sr->background || !sr->background_sigma) goto nomem;
+        memcpy(sr->boxes, d->entry_box, sizeof(int) * 4 * (size_t)d->nentries);
+        for (int e = 0; e < d->nentries; e++) {
+            int g = d->entry_group[e];
+            for (int k = 0; k < 3; k++) {
+                sr->background[3 * e + k] = g < 0 ? NAN : y[yoff[s] + (long)g * Q + k];
+                sr->background_sigma[3 * e + k] = g < 0 ? NAN : sy[yoff[s] + (long)g * Q + k];
+            }
+        }
+        if ((rc = evaluate(&E, (int)s, x + xoff[s], F, model, NULL, NULL, err))) {
+            if (rc == DB_LM_INFEASIBLE) rc = db_fail(err, DB_ERR_INTERNAL, "the fitted model cannot be rendered");
+            rc = still_fail(err, stills, s, rc);
+            goto fail;
+        }
+        sr->cost = still_cost(d, model, y + yoff[s]);
+    }
+    r->seconds = now_seconds() - t0;
+    rc = DB_OK;
+    goto done;
+nomem:
+    rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+fail:
+    db_ensemble_result_free(r);
+done:
+    for (long s = 0; E.st && s < S; s++) still_free(&E.st[s]);
+    free(E.st);
+    free(es);
+    free(xoff);
+    free(yoff);
+    free(x);
+    free(y);
+    free(sx);
+    free(sy);
+    free(F);
+    free(model);
+    free(J);
+    return rc;
+}
+
