@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef DB_HAVE_MPI
+#include <mpi.h>
+#endif
 
 #define Q 3 /* background plane: 1, x, y */
 
@@ -322,6 +325,70 @@ done:
     return rc;
 }
 
+#ifdef DB_HAVE_MPI
+/* The ensemble_lm.h communication over MPI_COMM_WORLD (blocking; MPI's default handler aborts on a failure). */
+static void mpi_bcast(void *user, int root, void *buf, long bytes)
+{
+    (void)user;
+    for (long o = 0; o < bytes; o += 1L << 30) {
+        long k = bytes - o < (1L << 30) ? bytes - o : (1L << 30);
+        MPI_Bcast((char *)buf + o, (int)k, MPI_BYTE, root, MPI_COMM_WORLD);
+    }
+}
+static void mpi_send(void *user, int to, const void *buf, long bytes)
+{
+    (void)user;
+    for (long o = 0; o < bytes; o += 1L << 30) {
+        long k = bytes - o < (1L << 30) ? bytes - o : (1L << 30);
+        MPI_Send((const char *)buf + o, (int)k, MPI_BYTE, to, 20, MPI_COMM_WORLD);
+    }
+}
+static void mpi_recv(void *user, int from, void *buf, long bytes)
+{
+    (void)user;
+    for (long o = 0; o < bytes; o += 1L << 30) {
+        long k = bytes - o < (1L << 30) ? bytes - o : (1L << 30);
+        MPI_Recv((char *)buf + o, (int)k, MPI_BYTE, from, 20, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    }
+}
+static void mpi_max(void *user, double *v, int n)
+{
+    (void)user;
+    MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+}
+#endif
+
+/* The ranks of MPI_COMM_WORLD when MPI is initialised with more than one; else NULL (one process). */
+static const db_elm_comm *world(db_elm_comm *c)
+{
+    memset(c, 0, sizeof *c);
+    c->size = 1;
+#ifdef DB_HAVE_MPI
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (inited && !finalized) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+        c->bcast = mpi_bcast;
+        c->send = mpi_send;
+        c->recv = mpi_recv;
+        c->max = mpi_max;
+    }
+#endif
+    return c->size > 1 ? c : NULL;
+}
+
+static void *xcalloc(size_t n, size_t k) /* inside a collective step: no way back in step with the other ranks */
+{
+    void *p = calloc(n ? n : 1, k);
+    if (!p) {
+        fprintf(stderr, "dualbragg-ensemble: out of memory while gathering the stills' results\n");
+        abort();
+    }
+    return p;
+}
+
 int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db_stills *stills,
                        const char *refine_still, int refine_F, const db_ensemble_options *options,
                        db_ensemble_result *result, db_error *err)
@@ -375,6 +442,12 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         if (params[j] == fluence && refine_F) fixed_still = 0;
 
     const long S = stills->n;
+    db_elm_comm comm_store;
+    const db_elm_comm *comm = world(&comm_store);
+    const int size = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
+    int first, last, bad = -1;
+    db_elm_comm_range((int)S, size, rank, &first, &last);
+    long *rec = (long *)calloc((size_t)S * 4 + 1, sizeof(long)), *goff = (long *)calloc((size_t)size + 1, sizeof(long));
     ensemble E;
     memset(&E, 0, sizeof E);
     E.nstills = S;
@@ -385,7 +458,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     long *xoff = (long *)calloc((size_t)S + 1, sizeof(long)), *yoff = (long *)calloc((size_t)S + 1, sizeof(long));
     db_ensemble_result *r = result;
     int rc = DB_OK;
-    if (!E.st || !es || !xoff || !yoff) goto nomem;
+    if (!E.st || !es || !xoff || !yoff || !rec || !goff) goto nomem; /* every rank alike (small arrays) */
     r->nstills = S;
     r->stills = (db_ensemble_still_result *)calloc((size_t)S, sizeof *r->stills);
     if (!r->stills) goto nomem;
@@ -395,10 +468,14 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     r->fluence_fixed_still = fixed_still;
     const double t0 = now_seconds();
 
+    /* each rank sets up the stills it owns; then their sizes (n, p, groups, listed F) go to every rank */
     long nmax = 0;
-    for (long s = 0; s < S; s++) {
+    for (long s = first; s < last && !rc; s++) {
         still_data *d = &E.st[s];
-        if ((rc = setup_still(stills, s, shared_argc, shared_argv, o, shared_boxes, d, err))) goto fail;
+        if ((rc = setup_still(stills, s, shared_argc, shared_argv, o, shared_boxes, d, err))) {
+            bad = (int)s;
+            break;
+        }
         d->p = 0;
         for (int j = 0; j < np; j++) {
             if (s == fixed_still && params[j] == fluence) continue;
@@ -406,25 +483,44 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
             d->params[d->p++] = params[j];
         }
         if (d->n > nmax) nmax = d->n;
-        xoff[s + 1] = xoff[s] + d->p;
-        yoff[s + 1] = yoff[s] + (long)d->ngroups * Q;
-        r->pixels += d->n;
-        long nFs = db_sim_structure_factor_count(d->sim);
-        if (s == 0) {
-            E.nF = nFs;
-            r->nF = nFs;
-            if (nFs > 0) {
-                r->hkl = (int *)malloc(sizeof(int) * 3 * (size_t)nFs);
-                r->F_start = (double *)malloc(sizeof(double) * (size_t)nFs);
-                if (!r->hkl || !r->F_start) goto nomem;
-                if (db_sim_get_structure_factors(d->sim, r->hkl, r->F_start, nFs, err) < 0) goto fail;
-            }
-        } else if (nFs != E.nF) {
+        rec[4 * s] = d->n;
+        rec[4 * s + 1] = d->p;
+        rec[4 * s + 2] = d->ngroups;
+        rec[4 * s + 3] = db_sim_structure_factor_count(d->sim);
+        if (s == 0 && rec[3] > 0) {
+            r->hkl = (int *)malloc(sizeof(int) * 3 * (size_t)rec[3]);
+            r->F_start = (double *)malloc(sizeof(double) * (size_t)rec[3]);
+            if (!r->hkl || !r->F_start) rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            else if (db_sim_get_structure_factors(d->sim, r->hkl, r->F_start, rec[3], err) < 0) rc = err->code;
+            if (rc) bad = -1;
+        }
+    }
+    if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
+    for (int q = 0; q <= size; q++) {
+        int a, b;
+        db_elm_comm_range((int)S, size, q < size ? q : size - 1, &a, &b);
+        goff[q] = (long)sizeof(long) * 4 * (q < size ? a : b);
+    }
+    db_elm_comm_allgather(comm, rec, goff);
+    E.nF = r->nF = rec[3];
+    if (comm && rank != 0 && E.nF > 0) {
+        r->hkl = (int *)xcalloc(3 * (size_t)E.nF, sizeof(int));
+        r->F_start = (double *)xcalloc((size_t)E.nF, sizeof(double));
+    }
+    if (comm && E.nF > 0) {
+        comm->bcast(comm->user, 0, r->hkl, (long)sizeof(int) * 3 * E.nF);
+        comm->bcast(comm->user, 0, r->F_start, (long)sizeof(double) * E.nF);
+    }
+    for (long s = 0; s < S; s++) { /* every rank alike */
+        if (rec[4 * s + 3] != E.nF) {
             db_fail(err, DB_ERR_ARGUMENT, "this still lists %ld structure factors, the first %ld: they must be shared",
-                    nFs, E.nF);
+                    rec[4 * s + 3], E.nF);
             rc = still_fail(err, stills, s, DB_ERR_ARGUMENT);
             goto fail;
         }
+        xoff[s + 1] = xoff[s] + rec[4 * s + 1];
+        yoff[s + 1] = yoff[s] + rec[4 * s + 2] * Q;
+        r->pixels += rec[4 * s];
     }
     const long nF = E.nF;
     F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
@@ -440,8 +536,14 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     if (!F || !r->F || !r->sigma_F || !r->F_refined || !x || !sx || !y || !sy || !model || !J) goto nomem;
     if (nF) memcpy(F, r->F_start, sizeof(double) * (size_t)nF);
 
+    for (long s = 0; s < S; s++) { /* the sizes of every still; the data of the owned ones */
+        es[s].n = rec[4 * s];
+        es[s].p = (int)rec[4 * s + 1];
+        es[s].ngroups = (int)rec[4 * s + 2];
+        es[s].q = es[s].ngroups ? Q : 0;
+    }
     /* the start: values, a run with derivatives (parameters without effect are refused), the background */
-    for (long s = 0; s < S; s++) {
+    for (long s = first; s < last && !rc; s++) {
         still_data *d = &E.st[s];
         db_ensemble_still_result *sr = &r->stills[s];
         sr->line = stills->s[s].line;
@@ -465,7 +567,10 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         /* each group's background starts at the mean of observed - model over its pixels, at least 1e-3 */
         double *yy = y + yoff[s];
         long *cnt = (long *)calloc((size_t)d->ngroups + 1, sizeof(long));
-        if (!cnt) goto nomem;
+        if (!cnt) {
+            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            break;
+        }
         for (long i = 0; i < d->n; i++)
             if (d->group[i] >= 0) {
                 yy[(size_t)d->group[i] * Q] += d->obs[i] - model[i];
@@ -487,8 +592,9 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         continue;
     fail_still:
         rc = still_fail(err, stills, s, rc);
-        goto fail;
+        bad = (int)s;
     }
+    if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
 
     db_elm_problem P = {(int)S, es, nF, evaluate, &E, 0.0};
     db_elm_options lo;
@@ -503,7 +609,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         lo.progress = progress;
         lo.progress_user = &pa;
     }
-    rc = db_elm_fit(&P, &lo, x, y, F, sx, sy, r->sigma_F, r->F_refined, &er, err);
+    rc = db_elm_fit_comm(&P, &lo, comm, x, y, F, sx, sy, r->sigma_F, r->F_refined, &er, err);
     if (rc) {
         if (er.bad_still >= 0) still_fail(err, stills, er.bad_still, rc);
         goto fail;
@@ -523,7 +629,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     r->evaluations = er.evaluations;
     r->stop_reason = er.stop_reason;
     /* per still: the fitted values, the background entries, and the simulation left at the fit (and its cost) */
-    for (long s = 0; s < S; s++) {
+    for (long s = first; s < last && !rc; s++) {
         still_data *d = &E.st[s];
         db_ensemble_still_result *sr = &r->stills[s];
         for (int j = 0; j < np; j++) {
@@ -539,7 +645,10 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         sr->boxes = (int *)malloc(sizeof(int) * 4 * (size_t)d->nentries);
         sr->background = (double *)malloc(sizeof(double) * 3 * (size_t)d->nentries);
         sr->background_sigma = (double *)malloc(sizeof(double) * 3 * (size_t)d->nentries);
-        if (!sr->boxes || !sr->background || !sr->background_sigma) goto nomem;
+        if (!sr->boxes || !sr->background || !sr->background_sigma) {
+            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            break;
+        }
         memcpy(sr->boxes, d->entry_box, sizeof(int) * 4 * (size_t)d->nentries);
         for (int e = 0; e < d->nentries; e++) {
             int g = d->entry_group[e];
@@ -551,9 +660,33 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         if ((rc = evaluate(&E, (int)s, x + xoff[s], F, model, NULL, NULL, err))) {
             if (rc == DB_LM_INFEASIBLE) rc = db_fail(err, DB_ERR_INTERNAL, "the fitted model cannot be rendered");
             rc = still_fail(err, stills, s, rc);
-            goto fail;
+            bad = (int)s;
+            break;
         }
         sr->cost = still_cost(d, model, y + yoff[s]);
+    }
+    if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
+    /* every still's result to every rank, in still order (only rank 0 writes them) */
+    for (int q = 0; comm && q < size; q++) {
+        int a, b;
+        db_elm_comm_range((int)S, size, q, &a, &b);
+        for (long s = a; s < b; s++) {
+            db_ensemble_still_result *sr = &r->stills[s];
+            db_ensemble_still_result keep = *sr;
+            comm->bcast(comm->user, q, sr, (long)sizeof *sr);
+            if (q != rank) {
+                sr->boxes = (int *)xcalloc(4 * (size_t)sr->nboxes, sizeof(int));
+                sr->background = (double *)xcalloc(3 * (size_t)sr->nboxes, sizeof(double));
+                sr->background_sigma = (double *)xcalloc(3 * (size_t)sr->nboxes, sizeof(double));
+            } else {
+                sr->boxes = keep.boxes;
+                sr->background = keep.background;
+                sr->background_sigma = keep.background_sigma;
+            }
+            comm->bcast(comm->user, q, sr->boxes, (long)sizeof(int) * 4 * sr->nboxes);
+            comm->bcast(comm->user, q, sr->background, (long)sizeof(double) * 3 * sr->nboxes);
+            comm->bcast(comm->user, q, sr->background_sigma, (long)sizeof(double) * 3 * sr->nboxes);
+        }
     }
     r->seconds = now_seconds() - t0;
     rc = DB_OK;
@@ -568,6 +701,8 @@ done:
     free(es);
     free(xoff);
     free(yoff);
+    free(rec);
+    free(goff);
     free(x);
     free(y);
     free(sx);

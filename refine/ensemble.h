@@ -1,5 +1,8 @@
 /* ensemble.h: ensemble refinement of many stills that share one set of structure factors (issue 20; README
- * "Ensemble refinement"), single process. The simulator side of refine/ensemble_lm.h: every still is a db_sim
+ * "Ensemble refinement"). When MPI is initialised with K > 1 ranks (built with DB_HAVE_MPI, run under mpirun), every
+ * rank calls it with the same arguments: each sets up and renders the stills of db_elm_comm_range, the sums go along
+ * the ranks in still order (ensemble_lm.h: the same bits for any K), an error about a still stops every rank with the
+ * same error, and every rank returns the whole result. Otherwise one process. The simulator side of refine/ensemble_lm.h: every still is a db_sim
  * made from the shared flags followed by its own line of the -stills file (stills.h: db_stills_config), fitted
  * against its observed image on its chosen pixels, with one background plane per box; the structure factors F
  * (the whole list of the shared -hkl table, in its order) are one set for every still.

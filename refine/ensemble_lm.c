@@ -711,12 +711,69 @@ int db_elm_reduced_solve(db_elm_reduced *R, double lambda, int update_scaling, d
     return 1;
 }
 
+/* ======================================================================== the ranks */
+
+void db_elm_comm_range(int nstills, int size, int rank, int *first, int *last)
+{
+    if (size < 1) size = 1;
+    *first = (int)((long long)rank * nstills / size);
+    *last = (int)((long long)(rank + 1) * nstills / size);
+}
+
+static int multi(const db_elm_comm *c) { return c && c->size > 1; }
+
+int db_elm_comm_agree(const db_elm_comm *comm, int rc, db_error *err, int *bad_still)
+{
+    if (!multi(comm)) return rc;
+    double v = rc ? (double)(comm->size - comm->rank) : 0.0;
+    comm->max(comm->user, &v, 1);
+    if (v == 0.0) return DB_OK;
+    const int root = comm->size - (int)v;
+    struct {
+        int code, bad;
+        db_error e;
+    } m;
+    memset(&m, 0, sizeof m);
+    if (comm->rank == root) {
+        m.code = rc;
+        m.bad = bad_still ? *bad_still : -1;
+        if (err) m.e = *err;
+        if (!m.e.code) m.e.code = rc;
+    }
+    comm->bcast(comm->user, root, &m, (long)sizeof m);
+    m.e.message[sizeof m.e.message - 1] = '\0';
+    if (err) *err = m.e;
+    if (bad_still) *bad_still = m.bad;
+    return m.code;
+}
+
+void db_elm_comm_allgather(const db_elm_comm *comm, void *buf, const long *off)
+{
+    if (!multi(comm)) return;
+    for (int r = 0; r < comm->size; r++)
+        if (off[r + 1] > off[r]) comm->bcast(comm->user, r, (char *)buf + off[r], off[r + 1] - off[r]);
+}
+
+/* The ordered chain: rank r > 0 receives the accumulator from r - 1 (chain_in), adds its stills, and passes it on
+ * (chain_out); the last rank broadcasts the total. */
+static void chain_in(const db_elm_comm *c, void *buf, long bytes)
+{
+    if (multi(c) && c->rank > 0) c->recv(c->user, c->rank - 1, buf, bytes);
+}
+static void chain_out(const db_elm_comm *c, void *buf, long bytes)
+{
+    if (!multi(c)) return;
+    if (c->rank < c->size - 1) c->send(c->user, c->rank + 1, buf, bytes);
+    c->bcast(c->user, c->size - 1, buf, bytes);
+}
+
 /* ======================================================================== the driver */
 
 typedef struct fit {
     const db_elm_problem *P;
-    int S;
-    db_elm_block **blk;
+    const db_elm_comm *comm;
+    int S, first, last;      /* this rank's stills [first, last) */
+    db_elm_block **blk;      /* [S]: NULL outside [first, last) */
     long *xoff, *yoff, *zoff; /* [S+1] */
     db_elm_reduced *R;
 } fit;
@@ -732,36 +789,48 @@ static void fit_free(fit *f)
     db_elm_reduced_free(f->R);
 }
 
-/* linearise every still at (x, y, F), in still order; the total cost */
+/* linearise every owned still at (x, y, F); the total cost summed in still order over the ranks */
 static int linearise_all(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
                          db_error *err)
 {
-    double c = 0.0;
-    for (int s = 0; s < f->S; s++) {
-        int rc = db_elm_block_linearise(f->blk[s], x + f->xoff[s], y ? y + f->yoff[s] : NULL, F, err);
-        if (rc) {
-            *bad = s;
-            return rc;
-        }
-        c += f->blk[s]->cost;
+    int rc = DB_OK;
+    for (int s = f->first; s < f->last && !rc; s++) {
+        rc = db_elm_block_linearise(f->blk[s], x + f->xoff[s], y ? y + f->yoff[s] : NULL, F, err);
+        if (rc) *bad = s;
     }
+    if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
+    double c = 0.0;
+    chain_in(f->comm, &c, (long)sizeof c);
+    for (int s = f->first; s < f->last; s++) c += f->blk[s]->cost;
+    chain_out(f->comm, &c, (long)sizeof c);
     *cost = c;
     return DB_OK;
 }
 
-/* eliminate every still and assemble the reduced system at lambda; 1, 0 not positive definite, -1 error */
+/* eliminate every owned still and assemble the reduced system at lambda (every rank gets the total); 1, or 0 when
+ * some still's damped block is not positive definite */
 static int eliminate_all(fit *f, double lambda)
 {
-    for (int s = 0; s < f->S; s++)
-        if (!db_elm_block_eliminate(f->blk[s], lambda)) return 0;
+    double bad = 0.0;
+    for (int s = f->first; s < f->last; s++)
+        if (!db_elm_block_eliminate(f->blk[s], lambda)) {
+            bad = 1.0;
+            break;
+        }
+    if (multi(f->comm)) f->comm->max(f->comm->user, &bad, 1);
+    if (bad != 0.0) return 0;
+    long count;
+    double *acc = db_elm_reduced_values(f->R, &count);
     db_elm_reduced_zero(f->R);
-    for (int s = 0; s < f->S; s++) db_elm_reduced_add(f->R, f->blk[s]);
+    chain_in(f->comm, acc, count * (long)sizeof(double));
+    for (int s = f->first; s < f->last; s++) db_elm_reduced_add(f->R, f->blk[s]);
+    chain_out(f->comm, acc, count * (long)sizeof(double));
     return 1;
 }
 
 /* the cost at the trial point; INFINITY when infeasible (F < 0, the model's refusal, a mean outside the domain) */
 static int trial_cost(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
-                      double *scratch, db_error *err)
+                      double *scratch, double *per_still, db_error *err)
 {
     const db_elm_problem *P = f->P;
     for (long j = 0; j < P->nF; j++)
@@ -769,23 +838,29 @@ static int trial_cost(fit *f, const double *x, const double *y, const double *F,
             *cost = INFINITY;
             return DB_OK;
         }
-    double c = 0.0;
-    for (int s = 0; s < f->S; s++) {
+    int rc = DB_OK;
+    for (int s = f->first; s < f->last; s++) {
         db_elm_block *b = f->blk[s];
-        int rc = P->evaluate(P->user, s, x + f->xoff[s], F, scratch, NULL, NULL, err);
+        rc = P->evaluate(P->user, s, x + f->xoff[s], F, scratch, NULL, NULL, err);
         if (rc == DB_LM_INFEASIBLE) {
             db_error_clear(err);
-            *cost = INFINITY;
-            return DB_OK;
+            rc = DB_OK;
+            per_still[s] = INFINITY;
+            break;
         }
         if (rc) {
             *bad = s;
-            return rc;
+            break;
         }
         add_local(b, scratch, y ? y + f->yoff[s] : NULL, scratch);
-        c += still_cost(b, scratch, NULL, NULL);
-        if (c == INFINITY) break;
+        per_still[s] = still_cost(b, scratch, NULL, NULL);
+        if (per_still[s] == INFINITY) break;
     }
+    if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
+    double c = 0.0;
+    chain_in(f->comm, &c, (long)sizeof c);
+    for (int s = f->first; s < f->last && c != INFINITY; s++) c += per_still[s];
+    chain_out(f->comm, &c, (long)sizeof c);
     *cost = c;
     return DB_OK;
 }
@@ -802,23 +877,25 @@ static int check_problem(const db_elm_problem *P, const db_elm_options *o, db_er
         !isfinite(o->initial_damping))
         return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: bad options (max_iterations >= 1, tolerances >= 0, "
                                              "initial_damping > 0)");
-    for (int s = 0; s < P->nstills; s++) {
-        int rc = check_still(P, s, err);
-        if (rc) return rc;
+    for (int s = 0; s < P->nstills; s++) { /* the sizes every rank sees; the rest per owned still (block_new) */
+        const db_elm_still *st = &P->stills[s];
+        if (st->n < 1 || st->p < 0 || st->p > DB_LM_MAX_PARAMS || st->ngroups < 0 ||
+            (st->ngroups > 0 && (st->q < 1 || st->q > DB_LM_MAX_LOCAL)))
+            return check_still(P, s, err);
     }
     return DB_OK;
 }
 
 /* sigma of F (diagonal of S^-1) and of each still's z (diag(A^-1 + V S^-1 V^T), V = A^-1 B) from the undamped
  * factors; f's blocks are eliminated at lambda 0 and R factored. sz: [sum nz] laid out as z_off. */
-static int uncertainties(fit *f, const int *block_ok, int reduced_ok, double *sF_red, double *sz, db_error *err)
+static int uncertainties(fit *f, const int *block_ok, int reduced_ok, double *sF_red, double *sz, int do_F, db_error *err)
 {
     db_elm_reduced *R = f->R;
     const long nR = R->nR;
     double *X = (double *)malloc(sizeof(double) * (size_t)(nR ? nR : 1) * SOLVE_BATCH);
     if (!X) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for the uncertainties");
     int rc = DB_OK;
-    for (long j0 = 0; j0 < nR; j0 += SOLVE_BATCH) {
+    for (long j0 = 0; do_F && j0 < nR; j0 += SOLVE_BATCH) {
         long k = nR - j0 < SOLVE_BATCH ? nR - j0 : SOLVE_BATCH;
         if (!reduced_ok) {
             for (long j = 0; j < k; j++) sF_red[j0 + j] = -1.0;
@@ -832,7 +909,7 @@ static int uncertainties(fit *f, const int *block_ok, int reduced_ok, double *sF
             sF_red[j0 + j] = v > 0.0 && isfinite(v) ? sqrt(v) : -1.0;
         }
     }
-    for (int s = 0; s < f->S; s++) {
+    for (int s = f->first; s < f->last; s++) {
         db_elm_block *b = f->blk[s];
         const int nz = b->nz;
         const long m = b->m;
@@ -892,6 +969,13 @@ done:
 int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, double *y, double *F, double *sigma_x,
                double *sigma_y, double *sigma_F, unsigned char *F_refined, db_elm_result *res, db_error *err)
 {
+    return db_elm_fit_comm(P, opt, NULL, x, y, F, sigma_x, sigma_y, sigma_F, F_refined, res, err);
+}
+
+int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db_elm_comm *comm, double *x, double *y,
+                    double *F, double *sigma_x, double *sigma_y, double *sigma_F, unsigned char *F_refined,
+                    db_elm_result *res, db_error *err)
+{
     db_error_clear(err);
     db_elm_options defaults;
     db_elm_default_options(&defaults);
@@ -899,86 +983,116 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
     if (!res) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no result");
     memset(res, 0, sizeof *res);
     res->bad_still = -1;
+    if (!multi(comm)) comm = NULL;
+    const int rank = comm ? comm->rank : 0, size = comm ? comm->size : 1;
     int rc = check_problem(P, o, err);
-    if (rc) return rc;
+    if (rc) return rc; /* the same on every rank: sizes and options only */
     fit f;
     memset(&f, 0, sizeof f);
     int bad = -1;
     f.P = P;
+    f.comm = comm;
     f.S = P->nstills;
     const int S = f.S;
+    db_elm_comm_range(S, size, rank, &f.first, &f.last);
     const long nF = P->nF;
     double *xt = NULL, *yt = NULL, *Ft = NULL, *dz = NULL, *dF = NULL, *scratch = NULL, *sz = NULL, *sF = NULL;
+    double *per_still = NULL;
+    long *counts = NULL, *cbuf = NULL, *off = NULL;
+    const long **cols = NULL;
     int *block_ok = NULL;
+    long nmax = 1, nobs = 0, nx = 0, ny = 0, nzt = 0;
     f.blk = (db_elm_block **)calloc((size_t)S, sizeof *f.blk);
     f.xoff = (long *)calloc((size_t)S + 1, sizeof(long));
     f.yoff = (long *)calloc((size_t)S + 1, sizeof(long));
     f.zoff = (long *)calloc((size_t)S + 1, sizeof(long));
-    if (!f.blk || !f.xoff || !f.yoff || !f.zoff) {
+    off = (long *)calloc((size_t)size + 1, sizeof(long));
+    if (!f.blk || !f.xoff || !f.yoff || !f.zoff || !off) {
         rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for %d stills", S);
-        goto done;
+        goto agree_setup;
     }
-    long nmax = 1, nobs = 0;
     for (int s = 0; s < S; s++) {
         const db_elm_still *st = &P->stills[s];
         f.xoff[s + 1] = f.xoff[s] + st->p;
         f.yoff[s + 1] = f.yoff[s] + (st->ngroups ? (long)st->ngroups * st->q : 0);
         f.zoff[s + 1] = f.zoff[s] + st->p + (st->ngroups ? (long)st->ngroups * st->q : 0);
-        if (st->n > nmax) nmax = st->n;
+        if (s >= f.first && s < f.last && st->n > nmax) nmax = st->n;
         nobs += st->n;
     }
-    const long nx = f.xoff[S], ny = f.yoff[S], nzt = f.zoff[S];
+    nx = f.xoff[S];
+    ny = f.yoff[S];
+    nzt = f.zoff[S];
     if (nx && !x) {
         rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no parameters (x)");
-        goto done;
+        goto agree_setup;
     }
     if (ny && !y) {
         rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: local terms need their start values (y)");
-        goto done;
+        goto agree_setup;
     }
     if (nF && !F) {
         rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no structure factors (F)");
-        goto done;
+        goto agree_setup;
     }
     for (long j = 0; j < nF; j++)
         if (!(F[j] >= 0.0) || !isfinite(F[j])) {
             rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: the start F[%ld] = %g is not finite and >= 0", j, F[j]);
-            goto done;
+            goto agree_setup;
         }
-    for (int s = 0; s < S; s++)
+    for (int s = f.first; s < f.last; s++)
         if ((rc = db_elm_block_new(P, s, &f.blk[s], err))) {
-            res->bad_still = s;
-            goto done;
+            bad = s;
+            goto agree_setup;
         }
     xt = (double *)malloc(sizeof(double) * (size_t)(nx + 1));
     yt = (double *)malloc(sizeof(double) * (size_t)(ny + 1));
     Ft = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
-    dF = (double *)calloc((size_t)(nF + 1), sizeof(double));
+    dF = (double *)calloc((size_t)(nF + 3), sizeof(double));
     dz = (double *)calloc((size_t)(nzt + 1), sizeof(double));
     scratch = (double *)malloc(sizeof(double) * (size_t)nmax);
+    per_still = (double *)calloc((size_t)S, sizeof(double));
     block_ok = (int *)calloc((size_t)S, sizeof(int));
-    if (!xt || !yt || !Ft || !dF || !dz || !scratch || !block_ok) {
+    counts = (long *)calloc((size_t)S, sizeof(long));
+    cols = (const long **)calloc((size_t)S, sizeof(long *));
+    if (!xt || !yt || !Ft || !dF || !dz || !scratch || !per_still || !block_ok || !counts || !cols)
         rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-        goto done;
-    }
+agree_setup:
+    if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
     const double t0 = now_seconds();
     double cost;
     if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
     res->evaluations = S;
     {
-        long *counts = (long *)malloc(sizeof(long) * (size_t)S);
-        const long **cols = (const long **)malloc(sizeof(long *) * (size_t)S);
-        if (!counts || !cols) {
-            free(counts);
-            free(cols);
-            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-            goto done;
+        /* every still's F columns on every rank (the reduced system's pattern is their union) */
+        for (int s = f.first; s < f.last; s++) counts[s] = db_elm_block_columns(f.blk[s], &cols[s]);
+        for (int r = 0; r <= size; r++) {
+            int a, b;
+            db_elm_comm_range(S, size, r < size ? r : size - 1, &a, &b);
+            off[r] = (long)sizeof(long) * (r < size ? a : b);
         }
-        for (int s = 0; s < S; s++) counts[s] = db_elm_block_columns(f.blk[s], &cols[s]);
+        db_elm_comm_allgather(comm, counts, off);
+        long total = 0;
+        for (int s = 0; s < S; s++) total += counts[s];
+        if (comm) {
+            cbuf = (long *)malloc(sizeof(long) * (size_t)(total + 1));
+            rc = cbuf ? DB_OK : db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+            if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
+            long pos = 0;
+            for (int r = 0; r < size; r++) {
+                int a, b;
+                db_elm_comm_range(S, size, r, &a, &b);
+                off[r] = (long)sizeof(long) * pos;
+                for (int s = a; s < b; s++) {
+                    if (r == rank && counts[s]) memcpy(cbuf + pos, cols[s], sizeof(long) * (size_t)counts[s]);
+                    cols[s] = cbuf + pos;
+                    pos += counts[s];
+                }
+            }
+            off[size] = (long)sizeof(long) * pos;
+            db_elm_comm_allgather(comm, cbuf, off);
+        }
         rc = db_elm_reduced_new(nF, S, counts, (const long *const *)cols, &f.R, err);
-        free(counts);
-        free(cols);
-        if (rc) goto done;
+        if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
     }
     const long nR = f.R->nR;
     res->nF_refined = nR;
@@ -999,10 +1113,19 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
         double gd = 0.0, dDd = 0.0;
         int ok = eliminate_all(&f, lambda);
         if (ok) {
+            /* every rank factors the same sum (its scaling and factor stay those of rank 0); rank 0's step rules */
             ok = db_elm_reduced_solve(f.R, lambda, fresh, dF, &gd, &dDd, err);
-            if (ok < 0) {
-                rc = err && err->code ? err->code : DB_ERR_INTERNAL;
+            if ((rc = db_elm_comm_agree(comm, ok < 0 ? (err && err->code ? err->code : DB_ERR_INTERNAL) : DB_OK, err,
+                                        &bad)))
                 goto done;
+            if (comm) {
+                dF[nF] = gd;
+                dF[nF + 1] = dDd;
+                dF[nF + 2] = ok;
+                comm->bcast(comm->user, 0, dF, (long)sizeof(double) * (nF + 3));
+                gd = dF[nF];
+                dDd = dF[nF + 1];
+                ok = (int)dF[nF + 2];
             }
             fresh = 0;
         }
@@ -1012,16 +1135,25 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
             continue;
         }
         it++;
-        for (int s = 0; s < S; s++) back_substitute(f.blk[s], lambda, dF, dz + f.zoff[s], &gd, &dDd);
+        {
+            double acc2[2] = {gd, dDd};
+            chain_in(comm, acc2, (long)sizeof acc2);
+            for (int s = f.first; s < f.last; s++) back_substitute(f.blk[s], lambda, dF, dz + f.zoff[s], &acc2[0], &acc2[1]);
+            chain_out(comm, acc2, (long)sizeof acc2);
+            gd = acc2[0];
+            dDd = acc2[1];
+        }
         /* the scaled step and parameters: |D delta| and |D p| with D^2 the largest diagonals seen */
         double norm2 = 0.0;
-        for (int s = 0; s < S; s++) {
+        chain_in(comm, &norm2, (long)sizeof norm2);
+        for (int s = f.first; s < f.last; s++) {
             const db_elm_block *b = f.blk[s];
             for (int k = 0; k < b->nz; k++) {
                 double v = k < b->p ? x[f.xoff[s] + k] : y[f.yoff[s] + k - b->p];
                 norm2 += (b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0) * v * v;
             }
         }
+        chain_out(comm, &norm2, (long)sizeof norm2);
         for (long j = 0; j < nR; j++) {
             double v = F[f.R->gidx[j]];
             norm2 += (f.R->DF2[j] > 0.0 ? f.R->DF2[j] : 1.0) * v * v;
@@ -1029,14 +1161,14 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
         const double step = sqrt(dDd), pnorm = sqrt(norm2);
         const double rel_step = pnorm > 0.0 ? step / pnorm : step;
         const int last = step <= o->step_tolerance * (pnorm + o->step_tolerance);
-        for (int s = 0; s < S; s++) {
+        for (int s = f.first; s < f.last; s++) {
             const db_elm_block *b = f.blk[s];
             for (int k = 0; k < b->p; k++) xt[f.xoff[s] + k] = x[f.xoff[s] + k] + dz[f.zoff[s] + k];
             for (int k = b->p; k < b->nz; k++) yt[f.yoff[s] + k - b->p] = y[f.yoff[s] + k - b->p] + dz[f.zoff[s] + k];
         }
         for (long j = 0; j < nF; j++) Ft[j] = F[j] + dF[j];
         double tc;
-        if ((rc = trial_cost(&f, xt, yt, Ft, &tc, &bad, scratch, err))) goto done;
+        if ((rc = trial_cost(&f, xt, yt, Ft, &tc, &bad, scratch, per_still, err))) goto done;
         res->evaluations += S;
         /* the quadratic model's decrease L(0) - L(delta) for delta solving (H + lambda D) delta = -g */
         const double predicted = 0.5 * (-gd + lambda * dDd);
@@ -1045,8 +1177,12 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
         const int better = tc < cost;
         if (better && (rho > 0.0 || last)) {
             const double old = cost;
-            if (nx) memcpy(x, xt, sizeof(double) * (size_t)nx);
-            if (ny) memcpy(y, yt, sizeof(double) * (size_t)ny);
+            for (int s = f.first; s < f.last; s++) {
+                if (f.xoff[s + 1] > f.xoff[s])
+                    memcpy(x + f.xoff[s], xt + f.xoff[s], sizeof(double) * (size_t)(f.xoff[s + 1] - f.xoff[s]));
+                if (f.yoff[s + 1] > f.yoff[s])
+                    memcpy(y + f.yoff[s], yt + f.yoff[s], sizeof(double) * (size_t)(f.yoff[s + 1] - f.yoff[s]));
+            }
             if (nF) memcpy(F, Ft, sizeof(double) * (size_t)nF);
             cost = tc;
             rep.accepted = 1;
@@ -1075,7 +1211,7 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
             nu *= 2.0;
         }
         rep.seconds = now_seconds() - t0;
-        if (o->progress) o->progress(o->progress_user, &rep);
+        if (o->progress && rank == 0) o->progress(o->progress_user, &rep);
     }
     if (!linearised_at_x) {
         if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
@@ -1089,32 +1225,38 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
     if (F_refined) db_elm_reduced_refined(f.R, F_refined);
     if (sigma_x || sigma_y || sigma_F) {
         /* the undamped Fisher matrix at the optimum */
-        int all_ok = 1;
-        for (int s = 0; s < S; s++) {
+        double all_bad = 0.0;
+        for (int s = f.first; s < f.last; s++) {
             block_ok[s] = db_elm_block_eliminate(f.blk[s], 0.0);
-            if (!block_ok[s]) {
-                all_ok = 0;
-                /* an undetermined still: its share is left out and every uncertainty is marked undetermined */
-            }
+            if (!block_ok[s]) all_bad = 1.0;
+            /* an undetermined still: its share is left out and every uncertainty is marked undetermined */
         }
+        if (comm) comm->max(comm->user, &all_bad, 1);
         int reduced_ok = 0;
-        if (all_ok) {
+        if (all_bad == 0.0) {
+            long count;
+            double *acc = db_elm_reduced_values(f.R, &count);
             db_elm_reduced_zero(f.R);
-            for (int s = 0; s < S; s++) db_elm_reduced_add(f.R, f.blk[s]);
+            chain_in(comm, acc, count * (long)sizeof(double));
+            for (int s = f.first; s < f.last; s++) db_elm_reduced_add(f.R, f.blk[s]);
+            chain_out(comm, acc, count * (long)sizeof(double));
             reduced_ok = reduced_factor(f.R, 0.0, fresh, err);
-            if (reduced_ok < 0) {
-                rc = err && err->code ? err->code : DB_ERR_INTERNAL;
+            if ((rc = db_elm_comm_agree(comm, reduced_ok < 0 ? (err && err->code ? err->code : DB_ERR_INTERNAL) : DB_OK,
+                                        err, &bad)))
                 goto done;
+            if (comm) { /* rank 0's verdict for all */
+                double v = reduced_ok;
+                comm->bcast(comm->user, 0, &v, (long)sizeof v);
+                reduced_ok = (int)v;
             }
         }
         sz = (double *)calloc((size_t)(nzt + 1), sizeof(double));
         sF = (double *)calloc((size_t)(nR + 1), sizeof(double));
-        if (!sz || !sF) {
-            rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-            goto done;
-        }
-        if ((rc = uncertainties(&f, block_ok, reduced_ok, sF, sz, err))) goto done;
-        for (int s = 0; s < S; s++) {
+        if (!sz || !sF) rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        else rc = uncertainties(&f, block_ok, reduced_ok, sF, sz, rank == 0, err);
+        if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
+        if (comm) comm->bcast(comm->user, 0, sF, (long)sizeof(double) * nR);
+        for (int s = f.first; s < f.last; s++) {
             const db_elm_block *b = f.blk[s];
             for (int k = 0; k < b->p; k++)
                 if (sigma_x) sigma_x[f.xoff[s] + k] = sz[f.zoff[s] + k];
@@ -1126,6 +1268,20 @@ int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, do
             for (long j = 0; j < nR; j++) sigma_F[f.R->gidx[j]] = sF[j];
         }
     }
+    if (comm) { /* every rank's x, y and sigmas to every rank */
+        double *arr[4] = {x, y, sigma_x, sigma_y};
+        const long *lay[4] = {f.xoff, f.yoff, f.xoff, f.yoff};
+        for (int k = 0; k < 4; k++) {
+            if (!arr[k]) continue;
+            for (int r = 0; r < size; r++) {
+                int a, b;
+                db_elm_comm_range(S, size, r, &a, &b);
+                off[r] = (long)sizeof(double) * lay[k][a];
+                if (r == size - 1) off[size] = (long)sizeof(double) * lay[k][b];
+            }
+            db_elm_comm_allgather(comm, arr[k], off);
+        }
+    }
     rc = DB_OK;
 done:
     if (rc && bad >= 0) res->bad_still = bad;
@@ -1135,9 +1291,14 @@ done:
     free(dF);
     free(dz);
     free(scratch);
+    free(per_still);
     free(block_ok);
     free(sz);
     free(sF);
+    free(counts);
+    free(cols);
+    free(cbuf);
+    free(off);
     fit_free(&f);
     return rc;
 }

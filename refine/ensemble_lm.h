@@ -86,6 +86,44 @@ typedef struct db_elm_result {
 int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, double *y, double *F, double *sigma_x,
                double *sigma_y, double *sigma_F, unsigned char *F_refined, db_elm_result *res, db_error *err);
 
+/* ---- distribution over processes (MPI ranks): the communication the driver needs, without MPI itself ----
+ * Rank r of K owns the stills [first, last) of db_elm_comm_range (contiguous, in still order, rank 0 the first).
+ * Every rank runs db_elm_fit_comm with the same problem sizes (n, p, ngroups, q of every still; obs, group and
+ * basis are needed only for the stills it owns) and the same options; it renders, linearises, eliminates and
+ * back-substitutes only its own stills. THE DETERMINISM RULE: every sum over stills (the reduced system, the costs,
+ * the predicted-reduction terms g.d and d.D.d, the scaled parameter norm) is passed along the ranks as one
+ * accumulator: rank 0 starts from 0 and adds its stills in order, sends it to rank 1, which adds its stills and sends
+ * it on; the last rank broadcasts the total. So the bits are those of one process for any K. Every rank then
+ * factors the same reduced system (it needs the factor for its stills' uncertainties); rank 0's step (dF, g.d,
+ * d.D.d, positive-definiteness) is broadcast so that every rank takes the same decisions whatever its BLAS does.
+ * Errors: after every local phase the ranks agree (max) on an error flag; the lowest failing rank broadcasts its
+ * db_error and its still, and every rank returns that error (no hang). At the end every rank holds all of x, y and
+ * the sigmas (each rank's segments broadcast). The progress callback runs on rank 0 only. All operations block;
+ * a transport failure is fatal (MPI's default error handler aborts every rank). NULL or size 1: one process. */
+typedef struct db_elm_comm {
+    int rank, size;
+    void *user;
+    void (*bcast)(void *user, int root, void *buf, long bytes);       /* root's buf to every rank */
+    void (*send)(void *user, int to, const void *buf, long bytes);
+    void (*recv)(void *user, int from, void *buf, long bytes);
+    void (*max)(void *user, double *v, int n);                        /* element-wise max over ranks, in place */
+} db_elm_comm;
+/* The stills [*first, *last) that rank owns: [rank S / K, (rank + 1) S / K). */
+void db_elm_comm_range(int nstills, int size, int rank, int *first, int *last);
+/* The agreement step: rc is this rank's result (DB_OK or an error with err and *bad_still set). Returns DB_OK on
+ * every rank when no rank failed; else the lowest failing rank's code, with its err and bad_still copied to every
+ * rank. comm NULL or size 1: returns rc. */
+int db_elm_comm_agree(const db_elm_comm *comm, int rc, db_error *err, int *bad_still);
+/* Every rank's segment to every rank: rank r's bytes [off[r], off[r+1]) of buf (off[K] the total). */
+void db_elm_comm_allgather(const db_elm_comm *comm, void *buf, const long *off);
+
+/* db_elm_fit over the ranks of comm (NULL: one process, exactly db_elm_fit). x, y, sigma_x and sigma_y have the
+ * global layout; on entry only the owned stills' parts of x and y are read, on return every rank holds all of
+ * them. */
+int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db_elm_comm *comm, double *x, double *y,
+                    double *F, double *sigma_x, double *sigma_y, double *sigma_F, unsigned char *F_refined,
+                    db_elm_result *res, db_error *err);
+
 /* ---- the per-still parts (what one MPI rank does for the stills it owns) ---- */
 typedef struct db_elm_block db_elm_block;
 

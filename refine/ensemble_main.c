@@ -1,5 +1,8 @@
 /* dualbragg-ensemble: refines many stills together with the structure factors they share (README "Ensemble
  * refinement"; refine/ensemble.h has the rules). Single process. Outputs are written all or nothing. */
+#ifdef DB_HAVE_MPI
+#include <mpi.h>
+#endif
 #include "dualbragg.h"
 #include "ensemble.h"
 #include "error.h"    /* db_fail */
@@ -286,7 +289,9 @@ static void print_results(const db_ensemble_result *r)
                r->fluence_fixed_still);
 }
 
-int main(int argc, char **argv)
+static int rank0 = 1; /* under mpirun: only rank 0 prints and writes */
+
+static int run(int argc, char **argv)
 {
     ens_args a;
     db_error err;
@@ -349,6 +354,10 @@ int main(int argc, char **argv)
     rc = 1;
     if (db_ensemble_refine(a.nrest, a.rest, &stills, a.refine_still, a.refine_F, &a.o, &res, &err)) goto fail;
     print_results(&res);
+    if (!rank0) { /* every rank holds the result; rank 0 writes it */
+        rc = res.stop_reason == DB_STOP_MAXITER || res.stop_reason == DB_STOP_NO_PROGRESS ? 3 : 0;
+        goto done;
+    }
 
     txn = db_out_set_create();
     if (!txn) goto done;
@@ -379,4 +388,27 @@ done:
     free(in);
     free(a.rest);
     return rc;
+}
+
+/* Under mpirun (built with MPI): the stills split over the ranks (refine/ensemble_lm.h has the rules: the same bits
+ * for any number of ranks); every rank parses the same flags and finds the same errors, a still's error stops every
+ * rank with one message; only rank 0 prints (the other ranks' stdout and stderr go to /dev/null) and writes the
+ * outputs. Without mpirun, MPI_Init makes a one-rank world: the one-process run. */
+int main(int argc, char **argv)
+{
+#ifdef DB_HAVE_MPI
+    MPI_Init(&argc, &argv);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    rank0 = rank == 0;
+    if (!rank0) {
+        if (!freopen("/dev/null", "w", stdout)) return 1;
+        if (!freopen("/dev/null", "w", stderr)) return 1;
+    }
+    int rc = run(argc, argv);
+    MPI_Finalize();
+    return rc;
+#else
+    return run(argc, argv);
+#endif
 }

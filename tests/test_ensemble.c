@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #define NSTILLS 3
 #define MODEL "-cell 70 80 90 75 85 95 -N 5 -lambda 1 -distance 100 -pixel 0.1 -detpixels 128 -oversample 1 " \
@@ -381,6 +382,84 @@ static void test_cli_deterministic(void **state)
     free(jb);
 }
 
+#ifdef DB_MPIEXEC
+/* (d) MPI: mpirun -np K gives the same bytes for K = 1, 2, 3 (the JSON up to its "seconds"); a missing image of
+ * the still rank 1 of 2 owns stops both ranks with one message naming its line, exit 1, nothing written, no hang. */
+static int run_mpi(int np, const char *args, const char *log)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && timeout 300 '%s' --allow-run-as-root --oversubscribe -np %d '%s' %s > %s 2>&1",
+             dir, DB_MPIEXEC, np, DB_ENSEMBLE_PATH, args, log);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static char *json_head(const char *name) /* the JSON up to "seconds", its -hklout name's digit made 'K' */
+{
+    char p[4200];
+    path_in(p, sizeof p, name);
+    char *j = harness_read_text(p);
+    assert_non_null(j);
+    char *sec = strstr(j, "\"seconds\"");
+    assert_non_null(sec);
+    *sec = 0;
+    char *h = strstr(j, "m1.hkl");
+    if (!h) h = strstr(j, "m2.hkl");
+    if (!h) h = strstr(j, "m3.hkl");
+    assert_non_null(h);
+    h[1] = 'K';
+    return j;
+}
+
+static void test_mpi_ranks(void **state)
+{
+    (void)state;
+    char args[2048], a[4200], b[4200];
+    for (int k = 1; k <= 3; k++) {
+        snprintf(args, sizeof args, CLI_FIT "-noprogress -hklout m%d.hkl -json m%d.json", k, k);
+        char log[64];
+        snprintf(log, sizeof log, "mpi%d.log", k);
+        int rc = run_mpi(k, args, log);
+        path_in(a, sizeof a, log);
+        char *text = harness_read_text(a);
+        test_context("mpirun -np %d: exit %d, log:\n%s", k, rc, text ? text : "(none)");
+        assert_int_equal(rc, 0);
+        test_context("%s", "");
+        free(text);
+    }
+    char *j1 = json_head("m1.json");
+    for (int k = 2; k <= 3; k++) {
+        snprintf(a, sizeof a, "%s/m1.hkl", dir);
+        snprintf(b, sizeof b, "%s/m%d.hkl", dir, k);
+        assert_true(harness_same_file(a, b));
+        char name[32];
+        snprintf(name, sizeof name, "m%d.json", k);
+        char *jk = json_head(name);
+        assert_string_equal(j1, jk);
+        free(jk);
+    }
+    free(j1);
+    /* still 1 (line 3) is rank 1's of 2 */
+    write_text("bad_mpi.txt", "# still 1 has no image\no0.bin -misset 10 20 30\nmissing_mpi.bin -misset 1 2 3\n");
+    int rc = run_mpi(2, "-stills bad_mpi.txt " MODEL " -hkl small.hkl -spots 8 -refine_still misset_x -noprogress "
+                        "-json never_mpi.json", "mpibad.log");
+    path_in(a, sizeof a, "mpibad.log");
+    char *text = harness_read_text(a);
+    assert_non_null(text);
+    test_context("mpirun -np 2 with a missing image: exit %d, log:\n%s", rc, text);
+    assert_int_not_equal(rc, 0);
+    assert_int_not_equal(rc, 124); /* timeout's: a hang */
+    const char *m = strstr(text, "-stills bad_mpi.txt:3: ");
+    assert_non_null(m);
+    assert_non_null(strstr(m, "missing_mpi.bin"));
+    assert_null(strstr(m + 1, "-stills bad_mpi.txt:3: ")); /* one message */
+    test_context("%s", "");
+    free(text);
+    path_in(a, sizeof a, "never_mpi.json");
+    assert_int_not_equal(access(a, F_OK), 0);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +468,9 @@ int main(void)
         cmocka_unit_test(test_cli_outputs),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_cli_deterministic),
+#ifdef DB_MPIEXEC
+        cmocka_unit_test(test_mpi_ranks),
+#endif
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
