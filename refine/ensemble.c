@@ -36,6 +36,7 @@ typedef struct ensemble {
     long nstills;
     long nF;
     int refine_F;
+    double *F_abs; /* [nF]: |F| for the simulation (the fit's F may be negative: db_elm_problem.F_even) */
 } ensemble;
 
 static double now_seconds(void)
@@ -117,10 +118,16 @@ static int evaluate(void *user, int s, const double *x_s, const double *F, doubl
     db_error terr;
     db_error *ue = J ? err : &terr;
     if (d->p && db_sim_set_params(d->sim, d->params, x_s, d->p, ue)) return J ? err->code : DB_LM_INFEASIBLE;
-    if (e->refine_F && db_sim_set_structure_factors(d->sim, F, e->nF, ue)) return J ? err->code : DB_LM_INFEASIBLE;
+    if (e->refine_F) {
+        /* the pixel sees F^2 only: the simulation gets |F|, and d/dF of F^2 changes sign with F */
+        for (long j = 0; j < e->nF; j++) e->F_abs[j] = fabs(F[j]);
+        if (db_sim_set_structure_factors(d->sim, e->F_abs, e->nF, ue)) return J ? err->code : DB_LM_INFEASIBLE;
+    }
     int rc;
     if (J && e->refine_F) {
         rc = db_sim_run_selected_F(d->sim, d->params, d->p, mu, J, JF, err);
+        for (long k = 0; !rc && k < JF->nnz; k++)
+            if (F[JF->col[k]] < 0.0) JF->val[k] = -JF->val[k];
     } else {
         rc = db_sim_run_selected(d->sim, d->params, J ? d->p : 0, mu, J, ue);
         if (!rc && J) { /* no F refined: an empty F Jacobian (n rows, nF columns) */
@@ -596,7 +603,8 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     }
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
 
-    db_elm_problem P = {(int)S, es, nF, evaluate, &E, 0.0};
+    db_elm_problem P = {(int)S, es, nF, evaluate, &E, 0.0, refine_F};
+    if (refine_F && !(E.F_abs = (double *)malloc(sizeof(double) * (size_t)(nF > 0 ? nF : 1)))) goto nomem;
     db_elm_options lo;
     db_elm_default_options(&lo);
     lo.max_iterations = o->max_iterations;
@@ -698,6 +706,7 @@ fail:
 done:
     for (long s = 0; E.st && s < S; s++) still_free(&E.st[s]);
     free(E.st);
+    free(E.F_abs);
     free(es);
     free(xoff);
     free(yoff);

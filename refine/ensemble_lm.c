@@ -833,7 +833,7 @@ static int trial_cost(fit *f, const double *x, const double *y, const double *F,
                       double *scratch, double *per_still, db_error *err)
 {
     const db_elm_problem *P = f->P;
-    for (long j = 0; j < P->nF; j++)
+    for (long j = 0; !P->F_even && j < P->nF; j++)
         if (!(F[j] >= 0.0)) {
             *cost = INFINITY;
             return DB_OK;
@@ -1282,6 +1282,7 @@ agree_setup:
             db_elm_comm_allgather(comm, arr[k], off);
         }
     }
+    for (long j = 0; P->F_even && j < nF; j++) F[j] = fabs(F[j]); /* the sign of an even model's F means nothing */
     rc = DB_OK;
 done:
     if (rc && bad >= 0) res->bad_still = bad;

@@ -54,6 +54,10 @@ typedef struct db_elm_problem {
     db_elm_evaluate_fn evaluate;
     void *user;
     double variance_offset;     /* readout variance S^2 >= 0: counts obs + S^2 against mu + S^2 (lm.h) */
+    /* 1: the model depends on each F only through F^2 (structure factors), so F may change sign inside the fit and
+     * no step is refused for an F < 0 (a bound the model does not have); the result reports |F|. 0: a trial with
+     * any F < 0 is infeasible. */
+    int F_even;
 } db_elm_problem;
 
 typedef struct db_elm_options {

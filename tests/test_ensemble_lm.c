@@ -220,7 +220,7 @@ static void synth_make(synth *P, int S, long nF, long n, uint64_t seed, uint64_t
 
 static db_elm_problem synth_problem(synth *P)
 {
-    return (db_elm_problem){P->S, P->st, P->nF, synth_evaluate, P, 0.0};
+    return (db_elm_problem){P->S, P->st, P->nF, synth_evaluate, P, 0.0, 0};
 }
 
 static long synth_nx(const synth *P)
