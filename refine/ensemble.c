@@ -1,6 +1,7 @@
 /* ensemble.c: db_ensemble_refine, the stills as one problem of refine/ensemble_lm.h (ensemble.h has the rules).
  * The simulator is read through the public API only. */
 #include "ensemble.h"
+#include "clock.h"
 #include "ensemble_lm.h"
 #include "error.h"
 #include "observed.h"
@@ -38,13 +39,6 @@ typedef struct ensemble {
     int refine_F;
     double *F_abs; /* [nF]: |F| for the simulation (the fit's F may be negative: db_elm_problem.F_even) */
 } ensemble;
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 void db_ensemble_default_options(db_ensemble_options *o)
 {
@@ -473,7 +467,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     memcpy(r->params, params, sizeof(int) * (size_t)np);
     r->refine_F = refine_F;
     r->fluence_fixed_still = fixed_still;
-    const double t0 = now_seconds();
+    const double t0 = db_now_seconds();
 
     /* each rank sets up the stills it owns; then their sizes (n, p, groups, listed F) go to every rank */
     long nmax = 0;
@@ -696,7 +690,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
             comm->bcast(comm->user, q, sr->background_sigma, (long)sizeof(double) * 3 * sr->nboxes);
         }
     }
-    r->seconds = now_seconds() - t0;
+    r->seconds = db_now_seconds() - t0;
     rc = DB_OK;
     goto done;
 nomem:

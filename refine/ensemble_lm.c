@@ -3,6 +3,7 @@
  * any rank computes the same contribution); the reduced system over F is factored by CHOLMOD (the long-integer
  * API, matching db_csr's long indices), analysed once, refactored every trial. */
 #include "ensemble_lm.h"
+#include "clock.h"
 #include "error.h"
 #include "objective.h"
 
@@ -24,13 +25,6 @@ void db_elm_default_options(db_elm_options *o)
     o->cost_tolerance = 1e-12;
     o->step_tolerance = 1e-10;
     o->initial_damping = 1e-3;
-}
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ======================================================================== one still */
@@ -1058,7 +1052,7 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
         rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
 agree_setup:
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
-    const double t0 = now_seconds();
+    const double t0 = db_now_seconds();
     double cost;
     if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
     res->evaluations = S;
@@ -1210,7 +1204,7 @@ agree_setup:
             lambda *= nu;
             nu *= 2.0;
         }
-        rep.seconds = now_seconds() - t0;
+        rep.seconds = db_now_seconds() - t0;
         if (o->progress && rank == 0) o->progress(o->progress_user, &rep);
     }
     if (!linearised_at_x) {

@@ -2,6 +2,7 @@
  * (dsyrk), the damped solve and the covariance from LAPACK (dpotrf, dpotrs, dpotri), the separability check from
  * the eigenvalues of the normalised normal matrix (dsyev); the local blocks (q <= 3) are solved by hand. */
 #include "lm.h"
+#include "clock.h"
 #include "error.h"
 #include "objective.h"
 
@@ -32,13 +33,6 @@ void db_lm_default_options(db_lm_options *o)
     o->cost_tolerance = 1e-12;
     o->step_tolerance = 1e-10;
     o->initial_damping = 1e-3;
-}
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 typedef struct lm {
@@ -890,7 +884,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
     }
     double Dx[MAXP], dx[MAXP], xtrial[MAXP];
     long bad = -1;
-    const double t0 = now_seconds();
+    const double t0 = db_now_seconds();
     if ((rc = linearise(&s, x, y, &bad, err))) goto done;
     if ((rc = check_separable(&s, x, o->refuse_inseparable, &res->bad_group, err))) goto done;
     res->start_cost = s.cost;
@@ -962,7 +956,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
                 rep.accepted = 1;
                 rep.cost = s.cost;
             }
-            rep.seconds = now_seconds() - t0;
+            rep.seconds = db_now_seconds() - t0;
             if (o->progress) o->progress(o->progress_user, &rep);
             break;
         }
@@ -1006,7 +1000,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
             nu *= 2.0;
             streak = 0;
         }
-        rep.seconds = now_seconds() - t0;
+        rep.seconds = db_now_seconds() - t0;
         if (o->progress) o->progress(o->progress_user, &rep);
     }
     res->cost = s.cost;

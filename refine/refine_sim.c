@@ -2,6 +2,7 @@
  * the simulation through the public API only: the selected pixels and boxes, parameter values, runs on the
  * selection. The background of each box is the driver's local terms (basis 1, x, y about the box's centre). */
 #include "dualbragg.h"
+#include "clock.h"
 #include "error.h"
 #include "lm.h"
 #include "params.h" /* db_param_check_list */
@@ -48,13 +49,6 @@ int db_refine_background_count(const db_sim *sim)
     if (!sim) return 0; /* the header: no simulation, no entries */
     int nb = db_sim_get_boxes(sim, NULL, 0);
     return nb > 0 ? nb : 1;
-}
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 typedef struct adapter {
@@ -327,7 +321,7 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
     result->objective = o->objective;
     result->background = q == 3 ? DB_BACKGROUND_PLANES : q == 1 ? DB_BACKGROUND_CONSTANT : DB_BACKGROUND_NONE;
     result->nbackground = ngroups;
-    const double t0 = now_seconds();
+    const double t0 = db_now_seconds();
     adapter ad = {sim, params, nparams, 0, 0, NULL, NULL, NULL, m};
     double xstart[MAXP];
     memcpy(xstart, x, sizeof(double) * (size_t)nparams);
@@ -465,7 +459,7 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
             else memset(o->background_boxes + 4 * e, 0, 4 * sizeof(int));
         }
     }
-    result->seconds = now_seconds() - t0;
+    result->seconds = db_now_seconds() - t0;
     rc = DB_OK;
     goto done;
 nomem:
