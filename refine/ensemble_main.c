@@ -4,6 +4,7 @@
 #include <mpi.h>
 #endif
 #include "dualbragg.h"
+#include "cli_args.h" /* number parsing, JSON numbers */
 #include "ensemble.h"
 #include "error.h"    /* db_fail */
 #include "fileio.h"   /* the output transaction */
@@ -48,30 +49,6 @@ static int arg_error(const char *fmt, const char *a)
     return 2;
 }
 
-static int whole(const char *flag, const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || v != floor(v) || v < (double)lo || v > (double)hi) {
-        fprintf(stderr, PROG ": error: %s expects a whole number from %ld to %ld, got '%s'\n", flag, lo, hi, s);
-        return 0;
-    }
-    *out = (int)v;
-    return 1;
-}
-
-static int number(const char *flag, const char *s, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v)) {
-        fprintf(stderr, PROG ": error: %s expects a finite number, got '%s'\n", flag, s);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 /* dualbragg's output flags: this program writes none of them (a shared image output would be every still's). */
 static const char *const NOT_WRITTEN[] = {"-floatfile", "-floatimage", "-intfile", "-intimage", "-noisefile",
                                           "-noiseimage", "-pgmfile", "-pgmimage", "-floatfile64", "-grad",
@@ -105,12 +82,12 @@ static int parse_args(int argc, char **argv, ens_args *a)
             if (left < 1) return arg_error("%s is missing its value", f);
             int *dst = !strcmp(f, "-spots") ? &a->o.spots : !strcmp(f, "-spot_size") ? &a->o.spot_size
                                                                                        : &a->o.max_iterations;
-            if (!whole(f, argv[++i], 1, !strcmp(f, "-spots") ? 100000 : !strcmp(f, "-spot_size") ? 10000 : 1000000, dst))
+            if (!db_arg_whole(PROG, f, argv[++i], 1, !strcmp(f, "-spots") ? 100000 : !strcmp(f, "-spot_size") ? 10000 : 1000000, dst))
                 return 2;
         } else if (!strcmp(f, "-obs_adc") || !strcmp(f, "-gain") || !strcmp(f, "-damping")) {
             if (left < 1) return arg_error("%s is missing its value", f);
             double v;
-            if (!number(f, argv[++i], &v)) return 2;
+            if (!db_arg_number(PROG, f, argv[++i], &v)) return 2;
             if (!strcmp(f, "-obs_adc")) a->o.obs_adc = v;
             else if (!(v > 0)) return arg_error("%s expects a number > 0", f);
             else if (!strcmp(f, "-gain")) a->o.gain = v;
@@ -135,12 +112,6 @@ static void show_iteration(void *user, const db_ensemble_iteration *it)
     fflush(stderr);
 }
 
-static void json_number(FILE *o, double v)
-{
-    if (isfinite(v)) fprintf(o, "%.17g", v);
-    else fputs("null", o);
-}
-
 static void json_string(FILE *o, const char *s)
 {
     fputc('"', o);
@@ -157,7 +128,7 @@ static void json_params(FILE *o, const char *key, const db_ensemble_result *r, c
     fprintf(o, "\"%s\": {", key);
     for (int j = 0; j < r->nparams; j++) {
         fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(r->params[j]));
-        json_number(o, sigma && v[j] < 0 ? NAN : v[j]); /* undetermined or held: null */
+        db_json_number(o, sigma && v[j] < 0 ? NAN : v[j]); /* undetermined or held: null */
     }
     fputc('}', o);
 }
@@ -196,9 +167,9 @@ static int write_json(const char *path, const ens_args *a, const db_stills *st, 
                 first = 0;
             }
         fputs("],\n     \"start_cost\": ", o);
-        json_number(o, sr->start_cost);
+        db_json_number(o, sr->start_cost);
         fputs(", \"cost\": ", o);
-        json_number(o, sr->cost);
+        db_json_number(o, sr->cost);
         fputs(",\n     \"background\": [", o);
         for (int e = 0; e < sr->nboxes; e++) {
             const int *b = sr->boxes + 4 * e;
@@ -207,7 +178,7 @@ static int write_json(const char *path, const ens_args *a, const db_stills *st, 
             for (int k = 0; k < 6; k++) {
                 fprintf(o, ", \"%s\": ", key[k]);
                 double v = k < 3 ? sr->background[3 * e + k] : sr->background_sigma[3 * e + k - 3];
-                json_number(o, k >= 3 && v < 0 ? NAN : v);
+                db_json_number(o, k >= 3 && v < 0 ? NAN : v);
             }
             fputc('}', o);
         }
@@ -224,13 +195,13 @@ static int write_json(const char *path, const ens_args *a, const db_stills *st, 
             nrel++;
         }
     fputs(", \"mean_relative_change\": ", o);
-    json_number(o, nrel ? rel / (double)nrel : NAN);
+    db_json_number(o, nrel ? rel / (double)nrel : NAN);
     fputs("},\n", o);
     const char *keys[] = {"start_cost", "cost", "deviance"};
     const double vals[] = {r->start_cost, r->cost, r->deviance};
     for (int k = 0; k < 3; k++) {
         fprintf(o, "  \"%s\": ", keys[k]);
-        json_number(o, vals[k]);
+        db_json_number(o, vals[k]);
         fputs(",\n", o);
     }
     fprintf(o, "  \"pixels\": %ld,\n  \"dof\": %ld,\n  \"iterations\": %d,\n  \"evaluations\": %d,\n", r->pixels, r->dof,

@@ -2,6 +2,7 @@
  * starting model; this front reads the observed image, picks the pixels (-roi, -mask, -boxes, or -spots), runs
  * db_refine and writes what was asked for, all or nothing. */
 #include "dualbragg.h"
+#include "cli_args.h" /* number parsing, JSON numbers */
 #include "error.h"    /* db_fail */
 #include "fileio.h"   /* the output transaction */
 #include "io_paths.h" /* no output over an input */
@@ -42,19 +43,6 @@ static int arg_error(const char *fmt, const char *a, const char *b)
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
     return 2;
-}
-
-/* A whole number in [lo, hi] for flag. */
-static int whole(const char *flag, const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || v != floor(v) || v < (double)lo || v > (double)hi) {
-        fprintf(stderr, PROG ": error: %s expects a whole number from %ld to %ld, got '%s'\n", flag, lo, hi, s);
-        return 0;
-    }
-    *out = (int)v;
-    return 1;
 }
 
 /* Output flags of dualbragg that this program does not write: refused, rather than accepted without effect. */
@@ -118,13 +106,13 @@ static int parse_args(int argc, char **argv, refine_args *a)
             a->obs_float64 = 1;
         } else if (!strcmp(f, "-spots")) {
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
-            if (!whole(f, argv[++i], 1, 100000, &a->spots)) return 2;
+            if (!db_arg_whole(PROG, f, argv[++i], 1, 100000, &a->spots)) return 2;
         } else if (!strcmp(f, "-spot_size")) {
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
-            if (!whole(f, argv[++i], 1, 10000, &a->spot_size)) return 2;
+            if (!db_arg_whole(PROG, f, argv[++i], 1, 10000, &a->spot_size)) return 2;
         } else if (!strcmp(f, "-maxiter")) {
             if (left < 1) return arg_error("%s is missing its value%s", f, "");
-            if (!whole(f, argv[++i], 1, 1000000, &a->maxiter)) return 2;
+            if (!db_arg_whole(PROG, f, argv[++i], 1, 1000000, &a->maxiter)) return 2;
         } else {
             for (size_t k = 0; k < sizeof NOT_WRITTEN / sizeof NOT_WRITTEN[0]; k++)
                 if (!strcmp(f, NOT_WRITTEN[k]))
@@ -162,12 +150,6 @@ static void show_iteration(void *user, const db_refine_iteration *it)
 
 /* ---- outputs ---- */
 
-static void json_number(FILE *o, double v)
-{
-    if (isfinite(v)) fprintf(o, "%.17g", v);
-    else fputs("null", o);
-}
-
 /* What the JSON reports beside the result: the boxes fitted and their backgrounds, and the noise model. */
 typedef struct fit_report {
     const int *boxes;        /* [4*nboxes], the boxes fitted (-boxes or -spots), or NULL */
@@ -184,7 +166,7 @@ static void json_params(FILE *o, const char *key, const double *v, const int *pa
     fprintf(o, "  \"%s\": {", key);
     for (int j = 0; j < n; j++) {
         fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(params[j]));
-        json_number(o, sigma && v[j] < 0 ? NAN : v[j]); /* an undetermined sigma is null */
+        db_json_number(o, sigma && v[j] < 0 ? NAN : v[j]); /* an undetermined sigma is null */
     }
     fputs("},\n", o);
 }
@@ -206,7 +188,7 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
         fprintf(o, "%s\n    \"%s\": {", i ? "," : "", db_param_name(params[i]));
         for (int j = 0; j < n; j++) {
             fprintf(o, "%s\"%s\": ", j ? ", " : "", db_param_name(params[j]));
-            json_number(o, r->correlation[i * n + j]);
+            db_json_number(o, r->correlation[i * n + j]);
         }
         fputc('}', o);
     }
@@ -216,9 +198,9 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
             bgname[r->background & 3]);
     if (r->objective == DB_OBJECTIVE_LSQ) fprintf(o, "  \"weights\": \"%s\",\n", fr->a->weights);
     fputs("  \"readout_noise\": ", o);
-    json_number(o, fr->a->readout_noise);
+    db_json_number(o, fr->a->readout_noise);
     fputs(",\n  \"gain\": ", o);
-    json_number(o, fr->a->gain);
+    db_json_number(o, fr->a->gain);
     fputs(",\n  \"boxes\": [", o);
     for (int b = 0; b < fr->nboxes; b++)
         fprintf(o, "%s[%d, %d, %d, %d]", b ? ", " : "", fr->boxes[4 * b], fr->boxes[4 * b + 1], fr->boxes[4 * b + 2],
@@ -231,7 +213,7 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
         fprintf(o, "%s\n    {\"box\": [%d, %d, %d, %d]", b ? "," : "", bx[0], bx[1], bx[2], bx[3]);
         for (int k = 0; k < 6; k++) {
             fprintf(o, ", \"%s\": ", key[k]);
-            json_number(o, k < 3 ? v[k] : sv[k - 3]);
+            db_json_number(o, k < 3 ? v[k] : sv[k - 3]);
         }
         fputc('}', o);
     }
@@ -244,7 +226,7 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
                            r->expected_deviance_per_dof, r->deviance_z};
     for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
         fprintf(o, "  \"%s\": ", keys[k]);
-        json_number(o, vals[k]);
+        db_json_number(o, vals[k]);
         fputs(",\n", o);
     }
     fprintf(o, "  \"poor_fit\": %s,\n  \"dof\": %ld,\n", r->poor_fit ? "true" : "false", r->dof);
