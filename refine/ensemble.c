@@ -17,6 +17,7 @@
 #endif
 
 #define Q 3 /* background plane: 1, x, y */
+#define NBOUNDS 4 /* a plane's bounds: >= 0 at the four corners of its box */
 
 typedef struct still_data {
     db_sim *sim;
@@ -30,6 +31,7 @@ typedef struct still_data {
     double *basis;
     int nentries, ngroups;
     int *entry_box, *entry_group;
+    double *bounds;                       /* [ngroups * NBOUNDS * Q]: each plane >= 0 at its box's corners */
 } still_data;
 
 typedef struct ensemble {
@@ -207,6 +209,24 @@ static int make_groups(still_data *d, int F, db_error *err)
         z[0] = 1.0;
         plane_xy(d->entry_box + 4 * e, f, s, &z[1], &z[2]);
     }
+    /* each plane is kept >= 0 at the corners of its box (so >= 0 on all of it), db_refine's rule (refine_sim.c):
+     * with the Bragg model >= 0 the Poisson mean then stays >= 0, and a weak box's plane cannot dip below 0 at a
+     * pixel with no counts (an infinite cost that refuses the trial step). A corner is the centre of a corner pixel,
+     * at (+-hx, +-hy) from the box's centre in plane_xy's coordinates */
+    d->bounds = (double *)malloc(sizeof(double) * NBOUNDS * Q * (size_t)(d->ngroups ? d->ngroups : 1));
+    if (!d->bounds) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for %d boxes", d->ngroups);
+    for (int e = 0; e < d->nentries; e++) {
+        const int g = d->entry_group[e];
+        if (g < 0) continue;
+        const int *b = d->entry_box + 4 * e;
+        const double hx = 0.5 * (b[1] - b[0]), hy = 0.5 * (b[3] - b[2]);
+        for (int c = 0; c < NBOUNDS; c++) {
+            double *row = d->bounds + ((size_t)g * NBOUNDS + c) * Q;
+            row[0] = 1.0;
+            row[1] = c & 1 ? hx : -hx;
+            row[2] = c & 2 ? hy : -hy;
+        }
+    }
     return DB_OK;
 }
 
@@ -236,6 +256,7 @@ static void still_free(still_data *d)
     free(d->basis);
     free(d->entry_box);
     free(d->entry_group);
+    free(d->bounds);
 }
 
 /* Still i: its simulation, observed counts on its chosen pixels, background groups. */
@@ -590,6 +611,8 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         es[s].q = d->ngroups ? Q : 0;
         es[s].group = d->ngroups ? d->group : NULL;
         es[s].basis = d->ngroups ? d->basis : NULL;
+        es[s].nbounds = d->ngroups ? NBOUNDS : 0;
+        es[s].bounds = d->ngroups ? d->bounds : NULL;
         continue;
     fail_still:
         rc = still_fail(err, stills, s, rc);

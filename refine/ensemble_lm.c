@@ -8,6 +8,7 @@
 #include "objective.h"
 
 #include <cholmod.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,19 @@ struct db_elm_block {
     double *Sc, *rc;      /* [m*m] lower: C - Y^T Y; [m]: gF - Y^T t */
     double cost;
     int eliminated_ok;
+    /* bounds of the local terms (db_elm_fit's active-set method): the active ones are equality constraints E dz = e
+     * of the elimination. With M = L L^T the damped block and H = L^-1 E^T, H^T H = R R^T and Q = H R^-T (orthonormal
+     * columns), the constrained elimination is the unconstrained one with the projection I - Q Q^T inside L^-1 */
+    int nb;               /* bounds per group (0: none) */
+    const double *bounds; /* the still's rows (db_elm_still.bounds) */
+    int na, na_cap;       /* active bounds now; at most G min(q, nb) */
+    int changed;          /* the active set changed in this round */
+    int *act;             /* [na_cap] g nb + b of each active bound */
+    double *ev;           /* [na_cap] e: c . dy_g = e lands on the bound (e = -c . y_g) */
+    double *Q, *Rf;       /* [nz*na_cap] Q column by column, [na_cap^2] R (lower, column-major) */
+    double *Z, *wv;       /* [na_cap*m] Q^T Y (column c of Y: Z[c*na + a]), [na_cap] Q^T t + R^-1 e */
+    double *mult;         /* [na_cap] the active bounds' Lagrange multipliers at the last back-substitution */
+    double *scr;          /* [nz + na_cap + 1] scratch */
 };
 
 void db_elm_block_free(db_elm_block *b)
@@ -74,6 +88,14 @@ void db_elm_block_free(db_elm_block *b)
     free(b->t);
     free(b->Sc);
     free(b->rc);
+    free(b->act);
+    free(b->ev);
+    free(b->Q);
+    free(b->Rf);
+    free(b->Z);
+    free(b->wv);
+    free(b->mult);
+    free(b->scr);
     free(b);
 }
 
@@ -97,6 +119,8 @@ static int check_still(const db_elm_problem *P, int s, db_error *err)
                 return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's observation %ld is in group %d, outside -1..%d",
                                s, i, st->group[i], st->ngroups - 1);
     }
+    if (st->nbounds < 0 || (st->nbounds > 0 && st->ngroups > 0 && !st->bounds))
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's %d bounds need their rows", s, st->nbounds);
     return DB_OK;
 }
 
@@ -130,7 +154,22 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
     b->gz = (double *)calloc(nz + 1, sizeof(double));
     b->t = (double *)calloc(nz + 1, sizeof(double));
     b->Dz2 = (double *)calloc(nz + 1, sizeof(double));
-    if (!b->model || !b->mu || !b->w || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t || !b->Dz2) {
+    int bad = !b->model || !b->mu || !b->w || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t || !b->Dz2;
+    if (b->G > 0 && st->nbounds > 0) {
+        b->nb = st->nbounds;
+        b->bounds = st->bounds;
+        b->na_cap = b->G * (b->nb < b->q ? b->nb : b->q);
+        size_t nc = (size_t)b->na_cap;
+        b->act = (int *)calloc(nc, sizeof(int));
+        b->ev = (double *)calloc(nc, sizeof(double));
+        b->Q = (double *)calloc(nz * nc, sizeof(double));
+        b->Rf = (double *)calloc(nc * nc, sizeof(double));
+        b->wv = (double *)calloc(nc, sizeof(double));
+        b->mult = (double *)calloc(nc, sizeof(double));
+        b->scr = (double *)calloc(nz + nc + 1, sizeof(double));
+        bad = bad || !b->act || !b->ev || !b->Q || !b->Rf || !b->wv || !b->mult || !b->scr;
+    }
+    if (bad) {
         db_elm_block_free(b);
         return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d (%ld observations)", still, b->n);
     }
@@ -146,15 +185,23 @@ long db_elm_block_columns(const db_elm_block *b, const long **cols)
 
 double db_elm_block_cost(const db_elm_block *b) { return b->cost; }
 
-/* mu = model + local terms at y_s */
+/* mu = model + local terms at y_s. With bounds, a plane lands on its bound (0 at a corner) to rounding, and where
+ * the model is 0 (to rounding) at that pixel the sum is +-1e-17: a pixel with no counts whose mean is within the
+ * rounding of its terms (8 eps sum |term|) of 0 has the mean 0 (cost 0, Fisher weight 0), not a rounding below 0
+ * (an infinite cost that refuses the step) nor one above (a Fisher weight 1/mu of 1e17) */
 static void add_local(const db_elm_block *b, const double *model, const double *y, double *mu)
 {
     const db_elm_still *st = b->st;
     for (long i = 0; i < b->n; i++) {
-        double v = model[i];
+        double v = model[i], size = fabs(v);
         int g = b->G ? st->group[i] : -1;
         if (g >= 0)
-            for (int k = 0; k < b->q; k++) v += st->basis[i * b->q + k] * y[g * b->q + k];
+            for (int k = 0; k < b->q; k++) {
+                const double t = st->basis[i * b->q + k] * y[g * b->q + k];
+                v += t;
+                size += fabs(t);
+            }
+        if (b->nb > 0 && g >= 0 && st->obs[i] == 0.0 && fabs(v) <= 8.0 * DBL_EPSILON * size) v = 0.0;
         mu[i] = v;
     }
 }
@@ -198,7 +245,8 @@ static int fix_pattern(db_elm_block *b, db_error *err)
     b->Sc = (double *)calloc(mm * mm, sizeof(double));
     b->gF = (double *)calloc(mm, sizeof(double));
     b->rc = (double *)calloc(mm, sizeof(double));
-    if (!b->B || !b->Y || !b->C || !b->Sc || !b->gF || !b->rc)
+    if (b->na_cap) b->Z = (double *)calloc((size_t)b->na_cap * mm, sizeof(double));
+    if (!b->B || !b->Y || !b->C || !b->Sc || !b->gF || !b->rc || (b->na_cap && !b->Z))
         return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d's %ld structure factors", b->still, m);
     b->have_pattern = 1;
     return DB_OK;
@@ -377,6 +425,79 @@ static void backward(const double *L, int nz, double *v) /* v = L^-T v */
     }
 }
 
+/* The still's share of the reduced system from the damped factor (L, t, Y), with the active bounds (b->na of them)
+ * as equality constraints E dz = e: K = M^-1 - M^-1 E^T (E M^-1 E^T)^-1 E M^-1 = L^-T (I - Q Q^T) L^-1 and
+ * k0 = M^-1 E^T (E M^-1 E^T)^-1 e = L^-T Q R^-1 e, so C - B^T K B = C - Y^T Y + Z^T Z and
+ * g_F - B^T (K g_z - k0) = g_F - Y^T t + Z^T w with Z = Q^T Y and w = Q^T t + R^-1 e. Without active bounds the
+ * plain Schur complement, operation for operation. 0 when the active rows are dependent (never made so). */
+static int project(db_elm_block *b)
+{
+    const int nz = b->nz, na = b->na, q = b->q, p = b->p;
+    const long m = b->m;
+    if (na > 0) {
+        double *x = b->scr;
+        for (int a = 0; a < na; a++) { /* H = L^-1 E^T, column by column (into Q's place) */
+            double *Qa = b->Q + (size_t)a * nz;
+            const int g = b->act[a] / b->nb;
+            const double *c = b->bounds + (size_t)b->act[a] * q;
+            memset(Qa, 0, sizeof(double) * (size_t)nz);
+            for (int k = 0; k < q; k++) Qa[p + g * q + k] = c[k];
+            forward(b->L, nz, Qa);
+        }
+        for (int c = 0; c < na; c++) /* H^T H, lower triangle */
+            for (int a = c; a < na; a++) {
+                const double *Ha = b->Q + (size_t)a * nz, *Hc = b->Q + (size_t)c * nz;
+                double v = 0.0;
+                for (int k = 0; k < nz; k++) v += Ha[k] * Hc[k];
+                b->Rf[(size_t)c * na + a] = v;
+            }
+        if (!cholesky(b->Rf, na)) return 0;
+        for (int k = 0; k < nz; k++) { /* Q = H R^-T: row k of Q is R^-1 (row k of H) */
+            for (int a = 0; a < na; a++) x[a] = b->Q[(size_t)a * nz + k];
+            forward(b->Rf, na, x);
+            for (int a = 0; a < na; a++) b->Q[(size_t)a * nz + k] = x[a];
+        }
+        for (int a = 0; a < na; a++) x[a] = b->ev[a];
+        forward(b->Rf, na, x); /* R^-1 e */
+        for (int a = 0; a < na; a++) {
+            const double *Qa = b->Q + (size_t)a * nz;
+            double v = x[a];
+            for (int k = 0; k < nz; k++) v += Qa[k] * b->t[k];
+            b->wv[a] = v;
+        }
+        for (long c = 0; c < m; c++) {
+            const double *Yc = b->Y + (size_t)c * (size_t)nz;
+            for (int a = 0; a < na; a++) {
+                const double *Qa = b->Q + (size_t)a * nz;
+                double v = 0.0;
+                for (int k = 0; k < nz; k++) v += Qa[k] * Yc[k];
+                b->Z[(size_t)c * na + a] = v;
+            }
+        }
+    }
+    for (long c = 0; c < m; c++) {
+        const double *Yc = b->Y + (size_t)c * (size_t)nz;
+        double r = b->gF[c];
+        for (int k = 0; k < nz; k++) r -= Yc[k] * b->t[k];
+        if (na > 0) {
+            const double *Zc = b->Z + (size_t)c * na;
+            for (int a = 0; a < na; a++) r += Zc[a] * b->wv[a];
+        }
+        b->rc[c] = r;
+        for (long a = c; a < m; a++) {
+            const double *Ya = b->Y + (size_t)a * (size_t)nz;
+            double v = b->C[(size_t)c * (size_t)m + (size_t)a];
+            for (int k = 0; k < nz; k++) v -= Ya[k] * Yc[k];
+            if (na > 0) {
+                const double *Za = b->Z + (size_t)a * na, *Zc = b->Z + (size_t)c * na;
+                for (int l = 0; l < na; l++) v += Za[l] * Zc[l];
+            }
+            b->Sc[(size_t)c * (size_t)m + (size_t)a] = v;
+        }
+    }
+    return 1;
+}
+
 int db_elm_block_eliminate(db_elm_block *b, double lambda)
 {
     const int nz = b->nz;
@@ -393,40 +514,45 @@ int db_elm_block_eliminate(db_elm_block *b, double lambda)
         memcpy(Ya, b->B + (size_t)a * (size_t)nz, sizeof(double) * (size_t)nz);
         forward(b->L, nz, Ya);
     }
-    for (long c = 0; c < m; c++) {
-        const double *Yc = b->Y + (size_t)c * (size_t)nz;
-        double r = b->gF[c];
-        for (int k = 0; k < nz; k++) r -= Yc[k] * b->t[k];
-        b->rc[c] = r;
-        for (long a = c; a < m; a++) {
-            const double *Ya = b->Y + (size_t)a * (size_t)nz;
-            double v = b->C[(size_t)c * (size_t)m + (size_t)a];
-            for (int k = 0; k < nz; k++) v -= Ya[k] * Yc[k];
-            b->Sc[(size_t)c * (size_t)m + (size_t)a] = v;
-        }
-    }
+    if (!project(b)) return 0;
     b->eliminated_ok = 1;
     return 1;
 }
 
-/* the damping the still's z had in its last elimination is recomputed from lambda here */
-static void back_substitute(const db_elm_block *b, double lambda, const double *dF, double *dz, double *gd, double *dDd)
+/* dz (the damping is the last elimination's); mult[na] (may be NULL) gets the active bounds' Lagrange multipliers:
+ * with v = L^-1 (g_z + B dF) and c = Q^T v + R^-1 e = w + Z dF, dz = -L^-T (v - Q c) and mult = R^-T c (from
+ * M dz + g_z + B dF = E^T mult) */
+static void back_substitute(const db_elm_block *b, const double *dF, double *dz, double *mult, double *gd, double *dDd)
 {
-    const int nz = b->nz;
+    const int nz = b->nz, na = b->na;
     if (!nz) return;
     double u[DB_LM_MAX_PARAMS + 1];
     double *v = nz <= DB_LM_MAX_PARAMS ? u : (double *)malloc(sizeof(double) * (size_t)nz);
-    if (!v) { /* cannot happen for small blocks; for large ones malloc failure leaves dz at 0 */
+    double *cm = na > 0 ? (mult ? mult : (double *)malloc(sizeof(double) * (size_t)na)) : NULL;
+    if (!v || (na > 0 && !cm)) { /* cannot happen for small blocks; for large ones malloc failure leaves dz at 0 */
         memset(dz, 0, sizeof(double) * (size_t)nz);
+        if (v != u) free(v);
+        if (cm != mult) free(cm);
         return;
     }
     for (int k = 0; k < nz; k++) v[k] = b->t[k];
+    for (int a = 0; a < na; a++) cm[a] = b->wv[a];
     for (long a = 0; a < b->m; a++) {
         const double d = dF[b->cols[a]];
         if (d == 0.0) continue;
         const double *Ya = b->Y + (size_t)a * (size_t)nz;
         for (int k = 0; k < nz; k++) v[k] += Ya[k] * d;
+        if (na > 0) {
+            const double *Za = b->Z + (size_t)a * na;
+            for (int l = 0; l < na; l++) cm[l] += Za[l] * d;
+        }
     }
+    for (int a = 0; a < na; a++) {
+        const double *Qa = b->Q + (size_t)a * nz;
+        for (int k = 0; k < nz; k++) v[k] -= Qa[k] * cm[a];
+    }
+    if (na > 0) backward(b->Rf, na, cm); /* the multipliers */
+    if (cm != mult) free(cm);
     backward(b->L, nz, v);
     double g = 0.0, q = 0.0;
     for (int k = 0; k < nz; k++) {
@@ -434,7 +560,6 @@ static void back_substitute(const db_elm_block *b, double lambda, const double *
         g += b->gz[k] * dz[k];
         q += (b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0) * dz[k] * dz[k];
     }
-    (void)lambda;
     if (gd) *gd += g;
     if (dDd) *dDd += q;
     if (v != u) free(v);
@@ -442,7 +567,134 @@ static void back_substitute(const db_elm_block *b, double lambda, const double *
 
 void db_elm_block_back_substitute(const db_elm_block *b, const double *dF, double *dz, double *gd, double *dDd)
 {
-    back_substitute(b, 0.0, dF, dz, gd, dDd);
+    back_substitute(b, dF, dz, NULL, gd, dDd);
+}
+
+/* The still's share d^T N d of the undamped quadratic model along d = (dz, dF): dz A dz + 2 dF B^T dz + dF C dF */
+static double still_quad(const db_elm_block *b, const double *dz, const double *dF)
+{
+    const int nz = b->nz;
+    const long m = b->m;
+    double qd = 0.0;
+    for (int j = 0; j < nz; j++) {
+        double v = 0.0;
+        for (int i = 0; i < nz; i++) v += b->A[(size_t)j * nz + i] * dz[i];
+        qd += dz[j] * v;
+    }
+    for (long c = 0; c < m; c++) {
+        const double dc = dF[b->cols[c]];
+        if (dc == 0.0) continue;
+        const double *Bc = b->B + (size_t)c * (size_t)nz;
+        double v = 0.0;
+        for (int k = 0; k < nz; k++) v += Bc[k] * dz[k];
+        qd += 2.0 * dc * v;
+        const double *Cc = b->C + (size_t)c * (size_t)m; /* column c: rows a >= c */
+        double w = 0.0;
+        for (long a = c + 1; a < m; a++) w += Cc[a] * dF[b->cols[a]];
+        qd += dc * (Cc[c] * dc + 2.0 * w);
+    }
+    return qd;
+}
+
+/* ---- the bounds' active set (as lm.c's, per still) */
+
+/* c . y_g of bound bi of group g, and the size sum |c_k y_k| its rounding is judged against */
+static double bound_value(const db_elm_block *b, int g, int bi, const double *y, double *size)
+{
+    const int q = b->q;
+    const double *c = b->bounds + ((size_t)g * b->nb + bi) * q;
+    double v = 0.0, sz = 0.0;
+    for (int k = 0; k < q; k++) {
+        v += c[k] * y[g * q + k];
+        sz += fabs(c[k] * y[g * q + k]);
+    }
+    if (size) *size = sz;
+    return v;
+}
+
+/* Makes bound bi of group g active, landing on it (c . dy_g = -now), when it is independent of the group's active
+ * rows (the Gram determinant of the rows relative to the product of their norms, as lm.c); 1 when made active. */
+static int activate(db_elm_block *b, int g, int bi, double now)
+{
+    const int q = b->q, nb = b->nb;
+    const double *rows[DB_LM_MAX_LOCAL + 1];
+    int n = 0;
+    for (int a = 0; a < b->na; a++)
+        if (b->act[a] / nb == g) {
+            if (n >= q) return 0;
+            rows[n++] = b->bounds + (size_t)b->act[a] * q;
+        }
+    if (n >= q || b->na >= b->na_cap) return 0;
+    rows[n++] = b->bounds + ((size_t)g * nb + bi) * q;
+    double Gm[(DB_LM_MAX_LOCAL + 1) * (DB_LM_MAX_LOCAL + 1)], scale = 1.0;
+    for (int a = 0; a < n; a++)
+        for (int c = 0; c < n; c++) {
+            double v = 0.0;
+            for (int k = 0; k < q; k++) v += rows[a][k] * rows[c][k];
+            Gm[c * n + a] = v;
+        }
+    for (int a = 0; a < n; a++) scale *= Gm[a * n + a];
+    if (!(scale > 0.0) || !cholesky(Gm, n)) return 0;
+    double det = 1.0;
+    for (int a = 0; a < n; a++) det *= Gm[a * n + a] * Gm[a * n + a];
+    if (det < 1e-10 * scale) return 0;
+    b->act[b->na] = g * nb + bi;
+    b->ev[b->na] = -now;
+    b->na++;
+    return 1;
+}
+
+/* The active set at a step's start: the bounds that hold with equality (the step stays on them). */
+static void start_active(db_elm_block *b, const double *y)
+{
+    b->na = 0;
+    b->changed = 0;
+    for (int g = 0; g < b->G; g++)
+        for (int bi = 0; bi < b->nb; bi++) {
+            double size, now = bound_value(b, g, bi, y, &size);
+            if (now <= 1e-12 * size) activate(b, g, bi, now);
+        }
+}
+
+/* One round of the active-set method from the last back-substitution (dy, b->mult): in each group the active bound
+ * with the most negative multiplier is released; when none is, the bounds the step would cross are made active.
+ * Returns 1 when the active set changed. */
+static int update_active(db_elm_block *b, const double *y, const double *dy)
+{
+    const int q = b->q, nb = b->nb;
+    int any = 0, keep = 0;
+    for (int g = 0; g < b->G && b->na > 0; g++) {
+        int worst = -1;
+        for (int a = 0; a < b->na; a++)
+            if (b->act[a] / nb == g && b->mult[a] < 0.0 && (worst < 0 || b->mult[a] < b->mult[worst])) worst = a;
+        if (worst >= 0) {
+            b->act[worst] = -1 - b->act[worst]; /* marked */
+            any = 1;
+        }
+    }
+    if (any) {
+        for (int a = 0; a < b->na; a++)
+            if (b->act[a] >= 0) {
+                b->act[keep] = b->act[a];
+                b->ev[keep++] = b->ev[a];
+            }
+        b->na = keep;
+        return 1;
+    }
+    for (int g = 0; g < b->G; g++)
+        for (int bi = 0; bi < nb; bi++) {
+            int on = 0;
+            for (int a = 0; a < b->na && !on; a++) on = b->act[a] == g * nb + bi;
+            if (on) continue;
+            const double *c = b->bounds + ((size_t)g * nb + bi) * q;
+            double size, now = bound_value(b, g, bi, y, &size), change = 0.0;
+            for (int k = 0; k < q; k++) {
+                change += c[k] * dy[g * q + k];
+                size += fabs(c[k] * dy[g * q + k]);
+            }
+            if (now + change < -1e-12 * size && activate(b, g, bi, now)) any = 1;
+        }
+    return any;
 }
 
 /* ======================================================================== the reduced system */
@@ -770,6 +1022,8 @@ typedef struct fit {
     db_elm_block **blk;      /* [S]: NULL outside [first, last) */
     long *xoff, *yoff, *zoff; /* [S+1] */
     db_elm_reduced *R;
+    int bounded;             /* some still (on some rank) has bounds on its local terms */
+    int max_rounds;          /* of the active-set method: 4 q + 4 */
 } fit;
 
 static void fit_free(fit *f)
@@ -801,16 +1055,10 @@ static int linearise_all(fit *f, const double *x, const double *y, const double 
     return DB_OK;
 }
 
-/* eliminate every owned still and assemble the reduced system at lambda (every rank gets the total); 1, or 0 when
- * some still's damped block is not positive definite */
-static int eliminate_all(fit *f, double lambda)
+/* the reduced system summed over every still in still order (every rank gets the total); 1, or 0 when bad != 0 on
+ * some rank (a still's block not positive definite) */
+static int assemble(fit *f, double bad)
 {
-    double bad = 0.0;
-    for (int s = f->first; s < f->last; s++)
-        if (!db_elm_block_eliminate(f->blk[s], lambda)) {
-            bad = 1.0;
-            break;
-        }
     if (multi(f->comm)) f->comm->max(f->comm->user, &bad, 1);
     if (bad != 0.0) return 0;
     long count;
@@ -820,6 +1068,33 @@ static int eliminate_all(fit *f, double lambda)
     for (int s = f->first; s < f->last; s++) db_elm_reduced_add(f->R, f->blk[s]);
     chain_out(f->comm, acc, count * (long)sizeof(double));
     return 1;
+}
+
+/* eliminate every owned still and assemble the reduced system at lambda; 1, or 0 when some still's damped block is
+ * not positive definite */
+static int eliminate_all(fit *f, double lambda)
+{
+    double bad = 0.0;
+    for (int s = f->first; s < f->last; s++)
+        if (!db_elm_block_eliminate(f->blk[s], lambda)) {
+            bad = 1.0;
+            break;
+        }
+    return assemble(f, bad);
+}
+
+/* the stills whose active sets changed are eliminated again (the damped factor stays: only the constraints
+ * changed) and the reduced system is summed anew in still order */
+static int reeliminate_changed(fit *f)
+{
+    double bad = 0.0;
+    for (int s = f->first; s < f->last; s++) {
+        db_elm_block *b = f->blk[s];
+        if (!b->changed) continue;
+        b->changed = 0;
+        if (!project(b)) bad = 1.0;
+    }
+    return assemble(f, bad);
 }
 
 /* the cost at the trial point; INFINITY when infeasible (F < 0, the model's refusal, a mean outside the domain) */
@@ -991,7 +1266,7 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
     db_elm_comm_range(S, size, rank, &f.first, &f.last);
     const long nF = P->nF;
     double *xt = NULL, *yt = NULL, *Ft = NULL, *dz = NULL, *dF = NULL, *scratch = NULL, *sz = NULL, *sF = NULL;
-    double *per_still = NULL;
+    double *per_still = NULL, *bs_g = NULL, *bs_q = NULL;
     long *counts = NULL, *cbuf = NULL, *off = NULL;
     const long **cols = NULL;
     int *block_ok = NULL;
@@ -1038,6 +1313,20 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
             bad = s;
             goto agree_setup;
         }
+    for (int s = f.first; s < f.last; s++) { /* the start must satisfy the bounds */
+        const db_elm_block *b = f.blk[s];
+        if (b->nb > 0 && b->q > f.max_rounds) f.max_rounds = b->q;
+        for (int g = 0; g < b->G; g++)
+            for (int bi = 0; bi < b->nb; bi++) {
+                double size, v = bound_value(b, g, bi, y + f.yoff[s], &size);
+                if (!(v >= -1e-12 * (size + 1.0))) { /* rounding is forgiven: a fit's result lands on 0 so */
+                    rc = db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: the start of still %d's group %d's local terms "
+                                                       "breaks its bound %d (%g < 0)", s, g, bi, v);
+                    bad = s;
+                    goto agree_setup;
+                }
+            }
+    }
     xt = (double *)malloc(sizeof(double) * (size_t)(nx + 1));
     yt = (double *)malloc(sizeof(double) * (size_t)(ny + 1));
     Ft = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
@@ -1045,13 +1334,21 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
     dz = (double *)calloc((size_t)(nzt + 1), sizeof(double));
     scratch = (double *)malloc(sizeof(double) * (size_t)nmax);
     per_still = (double *)calloc((size_t)S, sizeof(double));
+    bs_g = (double *)calloc((size_t)S, sizeof(double));
+    bs_q = (double *)calloc((size_t)S, sizeof(double));
     block_ok = (int *)calloc((size_t)S, sizeof(int));
     counts = (long *)calloc((size_t)S, sizeof(long));
     cols = (const long **)calloc((size_t)S, sizeof(long *));
-    if (!xt || !yt || !Ft || !dF || !dz || !scratch || !per_still || !block_ok || !counts || !cols)
+    if (!xt || !yt || !Ft || !dF || !dz || !scratch || !per_still || !bs_g || !bs_q || !block_ok || !counts || !cols)
         rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
 agree_setup:
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
+    {
+        double q = f.max_rounds; /* the largest q of a bounded still, on any rank */
+        if (comm) comm->max(comm->user, &q, 1);
+        f.bounded = q > 0.0;
+        f.max_rounds = 4 * (int)q + 4;
+    }
     const double t0 = db_now_seconds();
     double cost;
     if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
@@ -1104,9 +1401,16 @@ agree_setup:
             stop = DB_STOP_NO_PROGRESS;
             break;
         }
-        double gd = 0.0, dDd = 0.0;
+        double gd = 0.0, dDd = 0.0, quad = 0.0;
+        if (f.bounded)
+            for (int s = f.first; s < f.last; s++)
+                if (f.blk[s]->nb > 0) start_active(f.blk[s], y + f.yoff[s]);
         int ok = eliminate_all(&f, lambda);
-        if (ok) {
+        /* the active-set method's rounds (one round without bounds): solve, back-substitute, and on a change of some
+         * still's active set eliminate the stills that changed and solve again */
+        for (int round = 0; ok; round++) {
+            gd = 0.0;
+            dDd = 0.0;
             /* every rank factors the same sum (its scaling and factor stay those of rank 0); rank 0's step rules */
             ok = db_elm_reduced_solve(f.R, lambda, fresh, dF, &gd, &dDd, err);
             if ((rc = db_elm_comm_agree(comm, ok < 0 ? (err && err->code ? err->code : DB_ERR_INTERNAL) : DB_OK, err,
@@ -1122,6 +1426,21 @@ agree_setup:
                 ok = (int)dF[nF + 2];
             }
             fresh = 0;
+            if (!ok) break;
+            for (int s = f.first; s < f.last; s++) {
+                db_elm_block *b = f.blk[s];
+                bs_g[s] = bs_q[s] = 0.0;
+                back_substitute(b, dF, dz + f.zoff[s], b->mult, &bs_g[s], &bs_q[s]);
+            }
+            if (!f.bounded || round + 1 >= f.max_rounds) break;
+            double changed = 0.0;
+            for (int s = f.first; s < f.last; s++) {
+                db_elm_block *b = f.blk[s];
+                if (b->nb > 0 && update_active(b, y + f.yoff[s], dz + f.zoff[s] + b->p)) changed = b->changed = 1;
+            }
+            if (multi(comm)) comm->max(comm->user, &changed, 1);
+            if (changed == 0.0) break;
+            ok = reeliminate_changed(&f);
         }
         if (!ok) { /* not positive definite: more damping */
             lambda *= nu;
@@ -1130,12 +1449,17 @@ agree_setup:
         }
         it++;
         {
-            double acc2[2] = {gd, dDd};
-            chain_in(comm, acc2, (long)sizeof acc2);
-            for (int s = f.first; s < f.last; s++) back_substitute(f.blk[s], lambda, dF, dz + f.zoff[s], &acc2[0], &acc2[1]);
-            chain_out(comm, acc2, (long)sizeof acc2);
-            gd = acc2[0];
-            dDd = acc2[1];
+            double acc3[3] = {gd, dDd, 0.0};
+            chain_in(comm, acc3, (long)sizeof acc3);
+            for (int s = f.first; s < f.last; s++) {
+                acc3[0] += bs_g[s];
+                acc3[1] += bs_q[s];
+                if (f.bounded) acc3[2] += still_quad(f.blk[s], dz + f.zoff[s], dF);
+            }
+            chain_out(comm, acc3, (long)sizeof acc3);
+            gd = acc3[0];
+            dDd = acc3[1];
+            quad = acc3[2];
         }
         /* the scaled step and parameters: |D delta| and |D p| with D^2 the largest diagonals seen */
         double norm2 = 0.0;
@@ -1165,7 +1489,9 @@ agree_setup:
         if ((rc = trial_cost(&f, xt, yt, Ft, &tc, &bad, scratch, per_still, err))) goto done;
         res->evaluations += S;
         /* the quadratic model's decrease L(0) - L(delta) for delta solving (H + lambda D) delta = -g */
-        const double predicted = 0.5 * (-gd + lambda * dDd);
+        /* with bounds the step solves (H + lambda D) delta = -g only on the free directions: the decrease of the
+         * undamped model itself, -g.delta - delta^T H delta / 2 (lm.c's model_decrease) */
+        const double predicted = f.bounded ? -gd - 0.5 * quad : 0.5 * (-gd + lambda * dDd);
         const double rho = predicted > 0.0 ? (cost - tc) / predicted : -1.0;
         db_lm_iteration rep = {it, 0, cost, lambda, rel_step, 0.0};
         const int better = tc < cost;
@@ -1221,6 +1547,7 @@ agree_setup:
         /* the undamped Fisher matrix at the optimum */
         double all_bad = 0.0;
         for (int s = f.first; s < f.last; s++) {
+            f.blk[s]->na = 0; /* the unconstrained Fisher matrix (as lm.c) */
             block_ok[s] = db_elm_block_eliminate(f.blk[s], 0.0);
             if (!block_ok[s]) all_bad = 1.0;
             /* an undetermined still: its share is left out and every uncertainty is marked undetermined */
@@ -1287,6 +1614,8 @@ done:
     free(dz);
     free(scratch);
     free(per_still);
+    free(bs_g);
+    free(bs_q);
     free(block_ok);
     free(sz);
     free(sF);

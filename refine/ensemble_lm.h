@@ -45,6 +45,13 @@ typedef struct db_elm_still {
     int ngroups, q;        /* local terms as lm.h: q (1..DB_LM_MAX_LOCAL) per group; ngroups 0 for none */
     const int *group;      /* [n] group of each observation, -1 for none (NULL when ngroups == 0) */
     const double *basis;   /* [n*q] basis values of each observation's local terms */
+    /* bounds of the local terms as lm.h: c . y_g >= 0 for each row c of bounds[(g*nbounds + b)*q ..] (a background
+     * plane kept >= 0 at the corners of its box); the start must satisfy them (to a rounding of 1e-12 (1 + sum
+     * |c_k y_k|): a fit's result lands on a bound to rounding). 0 and NULL: none. Each trial step
+     * keeps them by an active-set method: the active bounds of a still's groups are equality constraints of that
+     * still's elimination (see db_elm_fit) */
+    int nbounds;
+    const double *bounds;
 } db_elm_still;
 
 typedef struct db_elm_problem {
@@ -86,20 +93,31 @@ typedef struct db_elm_result {
  * an untouched one. Each of sigma_x, sigma_y, sigma_F, F_refined may be NULL; y may be NULL when no still has local
  * terms. Feasibility: a trial step with any F < 0 is rejected like an infeasible one (the damping rises and the
  * step shortens towards the gradient) rather than projected: projection would break the predicted-reduction test
- * and the Fisher step's meaning, and a start F >= 0 then stays feasible. */
+ * and the Fisher step's meaning, and a start F >= 0 then stays feasible.
+ * Bounds of the local terms (db_elm_still.nbounds): each damped step is the minimiser of the damped quadratic model
+ * subject to the bounds, by an active-set method as lm.c's: bounds that hold with equality at the step's start are
+ * active (the step stays on them); each round solves the reduced system with every still's active bounds as
+ * equality constraints of its elimination, back-substitutes, and then, still by still, releases in each group the
+ * active bound with the most negative Lagrange multiplier, or (when that still releases none) makes active the
+ * bounds the step would cross, landing on them; the stills whose active sets changed are eliminated again and the
+ * reduced system is summed and solved again, until no still changes (at most 4 q + 4 rounds; the ranks agree on
+ * "some still changed"). The predicted reduction is then the undamped quadratic model's decrease along the step.
+ * Uncertainties are those of the unconstrained Fisher matrix (as lm.h's). */
 int db_elm_fit(const db_elm_problem *P, const db_elm_options *opt, double *x, double *y, double *F, double *sigma_x,
                double *sigma_y, double *sigma_F, unsigned char *F_refined, db_elm_result *res, db_error *err);
 
 /* ---- distribution over processes (MPI ranks): the communication the driver needs, without MPI itself ----
  * Rank r of K owns the stills [first, last) of db_elm_comm_range (contiguous, in still order, rank 0 the first).
- * Every rank runs db_elm_fit_comm with the same problem sizes (n, p, ngroups, q of every still; obs, group and
- * basis are needed only for the stills it owns) and the same options; it renders, linearises, eliminates and
- * back-substitutes only its own stills. THE DETERMINISM RULE: every sum over stills (the reduced system, the costs,
- * the predicted-reduction terms g.d and d.D.d, the scaled parameter norm) is passed along the ranks as one
- * accumulator: rank 0 starts from 0 and adds its stills in order, sends it to rank 1, which adds its stills and sends
+ * Every rank runs db_elm_fit_comm with the same problem sizes (n, p, ngroups, q of every still; obs, group, basis,
+ * nbounds and bounds are needed only for the stills it owns) and the same options; it renders, linearises,
+ * eliminates and back-substitutes only its own stills. THE DETERMINISM RULE: every sum over stills (the reduced
+ * system, the costs, the predicted-reduction terms g.d, d.D.d and d.H.d, the scaled parameter norm) is passed along
+ * the ranks as one accumulator: rank 0 starts from 0 and adds its stills in order, sends it to rank 1, which adds its stills and sends
  * it on; the last rank broadcasts the total. So the bits are those of one process for any K. Every rank then
  * factors the same reduced system (it needs the factor for its stills' uncertainties); rank 0's step (dF, g.d,
  * d.D.d, positive-definiteness) is broadcast so that every rank takes the same decisions whatever its BLAS does.
+ * The bounds' active sets are each still's own (decided on its rank from the broadcast step); the ranks agree (max)
+ * on whether some still's set changed, and so run the same rounds.
  * Errors: after every local phase the ranks agree (max) on an error flag; the lowest failing rank broadcasts its
  * db_error and its still, and every rank returns that error (no hang). At the end every rank holds all of x, y and
  * the sigmas (each rank's segments broadcast). The progress callback runs on rank 0 only. All operations block;
@@ -144,7 +162,8 @@ long db_elm_block_columns(const db_elm_block *b, const long **cols);
 double db_elm_block_cost(const db_elm_block *b);
 /* Eliminates z with damping lambda times the still's scaling (the largest diagonal of A seen) on A's diagonal:
  * the still's part of the reduced system, C - B^T A^-1 B and g_F - B^T A^-1 g_z. Returns 1, or 0 when the damped
- * block is not positive definite (lambda = 0 at the optimum: an undetermined x_s or y_s). */
+ * block is not positive definite (lambda = 0 at the optimum: an undetermined x_s or y_s). Bounds made active inside
+ * db_elm_fit are equality constraints here; a block outside the fit has none. */
 int db_elm_block_eliminate(db_elm_block *b, double lambda);
 /* dz = -(A + lambda D)^-1 (g_z + B dF) for the reduced system's solution dF[nF] (global indexing), after
  * eliminate with the same lambda; also adds the still's g_z.dz and dz.D.dz to *gd and *dDd (the predicted cost

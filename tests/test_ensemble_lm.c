@@ -21,7 +21,12 @@
  *     (a 24 x 24 matrix of condition number ~1e4: rounding leaves ~1e-12);
  *  5. the untouched F column is reported unrefined, keeps its start, and has sigma NaN;
  *  6. errors: a failing evaluate's code and message, with the still; bad sizes and starts refused;
- *  7. coverage over 100 noise seeds (1200 estimates of F and x): 0.698 within 1 sigma, 0.953 within 2. */
+ *  7. coverage over 100 noise seeds (1200 estimates of F and x): 0.698 within 1 sigma, 0.953 within 2;
+ *  8. bounds on the local terms: background planes (q = 3) kept >= 0 at their boxes' four corners, on a problem
+ *     where one group holds no counts (its unbounded optimum dips below 0, to where a mean reaches 0) and another's
+ *     true plane is below 0 at two corners: the fit converges (not on the iteration limit), the planes are >= 0 at
+ *     every corner and on their bounds (0) where the data pull below, and the optimum, its cost and uncertainties
+ *     equal db_lm_fit's with the same bounds on the problem written densely (1e-8 as in 2); two fits, same bits. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -214,7 +219,8 @@ static void synth_make(synth *P, int S, long nF, long n, uint64_t seed, uint64_t
             P->obs[o] = noise_seed ? rng_poisson(&nr, m) : m;
         }
         nx += P->p[s];
-        P->st[s] = (db_elm_still){n, P->p[s], P->obs + P->off[s], NG, 1, P->grp + P->off[s], P->basis + P->off[s]};
+        P->st[s] = (db_elm_still){n, P->p[s], P->obs + P->off[s], NG, 1, P->grp + P->off[s], P->basis + P->off[s],
+                                  0, NULL};
     }
 }
 
@@ -700,13 +706,196 @@ static void test_errors(void **state)
     free(P);
 }
 
+
+/* ---- 8. bounds on the local terms: planes a + b u + c v over boxes u, v in [-1, 1], >= 0 at the corners */
+#define NB8 4
+typedef struct plane_problem {
+    double basis[MAXOBS * 3];
+    double bounds[MAXS * NG * NB8 * 3];   /* every group's four corner rows (1, +-1, +-1) */
+    double yt[MAXS * NG * 3];             /* the true planes */
+    db_elm_still st[MAXS];
+} plane_problem;
+
+/* synth's problem (its x, F and counts' design) with a plane per group; still 2's group 1 holds no counts at all
+ * over a weak Bragg model (its unbounded plane dips to where a mean reaches 0), still 1's group 0 has the true plane
+ * 0.3 + 0.5 u (below 0 at u = -1) */
+static void plane_make(synth *P, plane_problem *Q, uint64_t noise_seed)
+{
+    uint64_t nr = noise_seed;
+    long nx = 0;
+    for (int s = 0; s < P->S; s++) {
+        for (int g = 0; g < NG; g++) {
+            double *yt = Q->yt + (s * NG + g) * 3, a = P->yt[s * NG + g];
+            yt[0] = a;
+            yt[1] = 0.2 * a;
+            yt[2] = -0.1 * a;
+            if (s == 1 && g == 0) {
+                yt[0] = 0.3;
+                yt[1] = 0.5;
+                yt[2] = 0.0;
+            }
+            for (int c = 0; c < NB8; c++) {
+                double *row = Q->bounds + ((size_t)(s * NG + g) * NB8 + c) * 3;
+                row[0] = 1.0;
+                row[1] = c & 1 ? 1.0 : -1.0;
+                row[2] = c & 2 ? 1.0 : -1.0;
+            }
+        }
+        /* the empty group's Bragg model is weak (else a still scale near 0 would explain its empty pixels) */
+        for (long i = 0; s == 2 && i < P->n[s]; i++) {
+            const long o = P->off[s] + i;
+            for (int e = 0; P->grp[o] == 1 && e < P->ne[o]; e++) P->fa[o][e] *= 0.01;
+        }
+        double mu[MAXOBS];
+        model_still(P, s, P->xt + nx, P->Ft, mu, NULL, NULL);
+        for (long i = 0; i < P->n[s]; i++) {
+            const long o = P->off[s] + i;
+            double *z = Q->basis + (size_t)o * 3;
+            z[0] = 1.0;
+            z[1] = (double)((i * 7) % 5) * 0.5 - 1.0; /* -1 .. 1: the box's corners are pixel centres */
+            z[2] = (double)((i * 3) % 4) * (2.0 / 3.0) - 1.0;
+            const double *yt = Q->yt + (s * NG + P->grp[o]) * 3;
+            const double m = mu[i] + yt[0] + yt[1] * z[1] + yt[2] * z[2];
+            P->obs[o] = s == 2 && P->grp[o] == 1 ? 0.0 : rng_poisson(&nr, m);
+        }
+        nx += P->p[s];
+        Q->st[s] = (db_elm_still){P->n[s], P->p[s], P->obs + P->off[s], NG, 3, P->grp + P->off[s],
+                                  Q->basis + (size_t)P->off[s] * 3, NB8, Q->bounds + (size_t)s * NG * NB8 * 3};
+    }
+}
+
+/* the start: every plane flat at 0.7 of its true constant (0.5 for the empty group): >= 0 at every corner */
+static void plane_start(const synth *P, const plane_problem *Q, double *y)
+{
+    for (int k = 0; k < P->S * NG; k++) {
+        y[3 * k] = 0.7 * Q->yt[3 * k];
+        if (k == 1 * NG + 0 || k == 2 * NG + 1) y[3 * k] = 0.5;
+        y[3 * k + 1] = y[3 * k + 2] = 0.0;
+    }
+}
+
+static double corner_min(const double *y3) /* the plane's smallest value at the corners */
+{
+    return y3[0] - fabs(y3[1]) - fabs(y3[2]);
+}
+
+static void test_bounds_dense(void **state)
+{
+    (void)state;
+    synth *P = new_synth();
+    plane_problem *Q = (plane_problem *)calloc(1, sizeof *Q);
+    assert_non_null(Q);
+    synth_make(P, 4, 10, 30, 5, 0);
+    plane_make(P, Q, 4711);
+    db_elm_problem pr = {P->S, Q->st, P->nF, synth_evaluate, P, 0.0, 0};
+    const long nx = synth_nx(P), ny = (long)P->S * NG * 3, ntot = P->off[P->S];
+    double x[2 * MAXS], y[NG * MAXS * 3], F[256], sx[2 * MAXS], sy[NG * MAXS * 3], sF[256], ydummy[NG * MAXS];
+    synth_start(P, x, ydummy, F);
+    plane_start(P, Q, y);
+
+    /* the dense problem (as test 2) with the same planes and bounds, the groups numbered over all stills */
+    long fcol[256];
+    double xg[64], yg[NG * MAXS * 3], sxg[64], syg[NG * MAXS * 3], Fbuf[256];
+    int p = (int)nx;
+    for (long j = 0; j < P->nF; j++) fcol[j] = j < P->nF - 1 ? p++ : -1;
+    memcpy(xg, x, sizeof(double) * (size_t)nx);
+    for (long j = 0; j < P->nF - 1; j++) xg[fcol[j]] = F[j];
+    memcpy(yg, y, sizeof(double) * (size_t)ny);
+    int *gg = (int *)malloc(sizeof(int) * (size_t)ntot);
+    assert_non_null(gg);
+    for (int s = 0; s < P->S; s++)
+        for (long i = 0; i < P->n[s]; i++) gg[P->off[s] + i] = s * NG + P->grp[P->off[s] + i];
+    dense_user du = {P, nx, fcol, Fbuf};
+    db_lm_problem lp;
+    memset(&lp, 0, sizeof lp);
+    lp.n = ntot;
+    lp.p = p;
+    lp.evaluate = dense_evaluate;
+    lp.user = &du;
+    lp.obs = P->obs;
+    lp.objective = DB_LM_POISSON;
+    lp.ngroups = P->S * NG;
+    lp.q = 3;
+    lp.group = gg;
+    lp.basis = Q->basis;
+    lp.nbounds = NB8;
+    lp.bounds = Q->bounds;
+    db_lm_options lo;
+    db_lm_default_options(&lo);
+    lo.max_iterations = 200;
+    lo.cost_tolerance = 0.0;
+    lo.step_tolerance = 1e-15;
+    db_lm_result lres;
+    db_error err = {0};
+    int rc = db_lm_fit(&lp, &lo, xg, yg, sxg, NULL, syg, NULL, &lres, &err);
+    assert_int_equal(rc, DB_OK);
+    assert_int_not_equal(lres.stop_reason, DB_STOP_MAXITER);
+
+    db_elm_options o;
+    tight(&o);
+    db_elm_result res;
+    rc = db_elm_fit(&pr, &o, x, y, F, sx, sy, sF, NULL, &res, &err);
+    assert_int_equal(rc, DB_OK);
+    print_message("bounded planes: ensemble %d iterations (stop %d), dense %d (stop %d); cost %.12g, %.12g; empty "
+                  "group's plane %.3g %.3g %.3g, still 1 group 0's %.3g %.3g %.3g\n",
+                  res.iterations, res.stop_reason, lres.iterations, lres.stop_reason, res.cost, lres.cost,
+                  y[3 * (2 * NG + 1)], y[3 * (2 * NG + 1) + 1], y[3 * (2 * NG + 1) + 2], y[0 + 3 * NG],
+                  y[1 + 3 * NG], y[2 + 3 * NG]);
+    assert_int_not_equal(res.stop_reason, DB_STOP_MAXITER);
+    assert_true(res.cost < res.start_cost);
+    /* every plane >= 0 at its corners; the two the data pull below 0 sit on a bound */
+    for (int k = 0; k < P->S * NG; k++) {
+        test_context("group %d", k);
+        assert_true(corner_min(y + 3 * k) >= -1e-12);
+    }
+    test_context(NULL);
+    assert_true(fabs(corner_min(y + 3 * (2 * NG + 1))) <= 1e-12);
+    assert_true(fabs(corner_min(y + 3 * (1 * NG + 0))) <= 1e-12);
+    assert_close(res.cost, lres.cost, 1e-10, 0);
+    assert_int_equal(res.dof, lres.dof);
+    for (long k = 0; k < nx; k++) {
+        test_context("x[%ld]", k);
+        assert_close(x[k], xg[k], 1e-8, 1e-7 * sxg[k]);
+        assert_close(sx[k], sxg[k], 1e-8, 0);
+    }
+    for (long k = 0; k < ny; k++) {
+        test_context("y[%ld]", k);
+        assert_close(y[k], yg[k], 1e-8, 1e-7 * syg[k]);
+        assert_close(sy[k], syg[k], 1e-8, 0);
+    }
+    for (long j = 0; j < P->nF - 1; j++) {
+        test_context("F[%ld]", j);
+        assert_close(F[j], xg[fcol[j]], 1e-8, 1e-7 * sxg[fcol[j]]);
+        assert_close(sF[j], sxg[fcol[j]], 1e-8, 0);
+    }
+    test_context(NULL);
+
+    /* again: the same bits */
+    double x2[2 * MAXS], y2[NG * MAXS * 3], F2[256];
+    synth_start(P, x2, ydummy, F2);
+    plane_start(P, Q, y2);
+    db_elm_result res2;
+    assert_int_equal(db_elm_fit(&pr, &o, x2, y2, F2, NULL, NULL, NULL, NULL, &res2, &err), DB_OK);
+    assert_bits_equal(res2.cost, res.cost);
+    for (long k = 0; k < ny; k++) assert_bits_equal(y2[k], y[k]);
+    for (long j = 0; j < P->nF; j++) assert_bits_equal(F2[j], F[j]);
+
+    /* a start outside the bounds is refused, naming the still */
+    y2[3 * (3 * NG)] = -1.0;
+    assert_int_equal(db_elm_fit(&pr, &o, x2, y2, F2, NULL, NULL, NULL, NULL, &res2, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(res2.bad_still, 3);
+    free(gg);
+    free(Q);
+    free(P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_noise_free),        cmocka_unit_test(test_dense_equivalence),
         cmocka_unit_test(test_partition_bits),    cmocka_unit_test(test_sigma_dense_fisher),
         cmocka_unit_test(test_untouched_column),  cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_coverage),          cmocka_unit_test(test_bounds_dense),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
