@@ -620,7 +620,17 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     }
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
 
-    db_elm_problem P = {(int)S, es, nF, evaluate, &E, 0.0, refine_F};
+    db_elm_problem P = {.nstills = (int)S, .stills = es, .nF = nF, .evaluate = evaluate, .user = &E,
+                        .variance_offset = 0.0, .F_even = refine_F};
+    if (refine_F) { /* F enters as F^2 unless some still interpolates (on any rank) */
+        double interp = 0.0;
+        for (long s = first; s < last; s++) {
+            db_geometry g;
+            if (!db_sim_geometry(E.st[s].sim, &g) && g.interpolate) interp = 1.0;
+        }
+        if (comm && size > 1) comm->max(comm->user, &interp, 1);
+        P.F_squared = interp == 0.0;
+    }
     if (refine_F && !(E.F_abs = (double *)malloc(sizeof(double) * (size_t)(nF > 0 ? nF : 1)))) goto nomem;
     db_elm_options lo;
     db_elm_default_options(&lo);

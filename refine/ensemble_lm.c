@@ -37,7 +37,8 @@ struct db_elm_block {
     long n;
     int p, G, q, nz;      /* nz = p + G q: the still's dense unknowns z = (x_s, y_s) */
     double *model, *mu;   /* [n] model without / with the local terms */
-    double *w, *e;        /* [n] Fisher weights 1/mu', gradients d cost / d mu */
+    double *w, *wf, *e;   /* [n] the steps' weights (objective.c's floored observed curvature), the Fisher weights
+                           * 1/mu' (the uncertainties'), gradients d cost / d mu */
     double *J;            /* [n*p] */
     db_csr JF;
     int have_pattern;
@@ -46,7 +47,10 @@ struct db_elm_block {
     long loc_cap;
     double *A, *B, *C;    /* [nz*nz], [nz*m] (column a: B[a*nz + k]), [m*m] lower (C[b*m + a], a >= b) */
     double *gz, *gF;      /* [nz], [m] */
-    double *Dz2;          /* [nz] squared scaling: the largest diagonal of A seen (1 where it is 0) */
+    double *Dz2;          /* [nz] squared scaling: the largest diagonal of A with Fisher weights seen (1 where 0) */
+    double *dzf, *dCf;    /* [nz], [m]: the diagonals of A and C with the Fisher weights (the scalings': the
+                           * observed curvature obs/mu^2 of a count on a mean near 0 is huge, and a scaling that
+                           * remembers it ended fits on "relative step below tolerance" far from the optimum) */
     double *L, *Y, *t;    /* damped factor of A [nz*nz] (lower, column-major), L^-1 B [nz*m], L^-1 gz [nz] */
     double *Sc, *rc;      /* [m*m] lower: C - Y^T Y; [m]: gF - Y^T t */
     double cost;
@@ -72,6 +76,7 @@ void db_elm_block_free(db_elm_block *b)
     free(b->model);
     free(b->mu);
     free(b->w);
+    free(b->wf);
     free(b->e);
     free(b->J);
     db_csr_free(&b->JF);
@@ -83,6 +88,8 @@ void db_elm_block_free(db_elm_block *b)
     free(b->gz);
     free(b->gF);
     free(b->Dz2);
+    free(b->dzf);
+    free(b->dCf);
     free(b->L);
     free(b->Y);
     free(b->t);
@@ -147,6 +154,7 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
     b->model = (double *)malloc(n * sizeof(double));
     b->mu = (double *)malloc(n * sizeof(double));
     b->w = (double *)malloc(n * sizeof(double));
+    b->wf = (double *)malloc(n * sizeof(double));
     b->e = (double *)malloc(n * sizeof(double));
     b->J = (double *)malloc(n * (size_t)(b->p ? b->p : 1) * sizeof(double));
     b->A = (double *)calloc(nz * nz + 1, sizeof(double));
@@ -154,7 +162,9 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
     b->gz = (double *)calloc(nz + 1, sizeof(double));
     b->t = (double *)calloc(nz + 1, sizeof(double));
     b->Dz2 = (double *)calloc(nz + 1, sizeof(double));
-    int bad = !b->model || !b->mu || !b->w || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t || !b->Dz2;
+    b->dzf = (double *)calloc(nz + 1, sizeof(double));
+    int bad = !b->model || !b->mu || !b->w || !b->wf || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t ||
+              !b->Dz2 || !b->dzf;
     if (b->G > 0 && st->nbounds > 0) {
         b->nb = st->nbounds;
         b->bounds = st->bounds;
@@ -244,9 +254,10 @@ static int fix_pattern(db_elm_block *b, db_error *err)
     b->C = (double *)calloc(mm * mm, sizeof(double));
     b->Sc = (double *)calloc(mm * mm, sizeof(double));
     b->gF = (double *)calloc(mm, sizeof(double));
+    b->dCf = (double *)calloc(mm, sizeof(double));
     b->rc = (double *)calloc(mm, sizeof(double));
     if (b->na_cap) b->Z = (double *)calloc((size_t)b->na_cap * mm, sizeof(double));
-    if (!b->B || !b->Y || !b->C || !b->Sc || !b->gF || !b->rc || (b->na_cap && !b->Z))
+    if (!b->B || !b->Y || !b->C || !b->Sc || !b->gF || !b->dCf || !b->rc || (b->na_cap && !b->Z))
         return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d's %ld structure factors", b->still, m);
     b->have_pattern = 1;
     return DB_OK;
@@ -275,9 +286,11 @@ static int check_jf(const db_elm_block *b, db_error *err)
     return DB_OK;
 }
 
-/* The cost at mu (with local terms); infinity outside the objective's domain. When w/e are not NULL also the Fisher
- * weights and the gradients. */
-static double still_cost(const db_elm_block *b, const double *mu, double *w, double *e)
+/* The cost at mu (with local terms); infinity outside the objective's domain. When w/wf/e are not NULL also the
+ * steps' weights (the floored observed curvature, as lm.c: Fisher scoring's 1/mu overstates the curvature where the
+ * optimum holds means near zero, and the ensemble's weak stills with background planes crept along at rho 0.2-0.4),
+ * the Fisher weights and the gradients. */
+static double still_cost(const db_elm_block *b, const double *mu, double *w, double *wf, double *e)
 {
     const db_elm_still *st = b->st;
     double c = 0.0;
@@ -286,54 +299,21 @@ static double still_cost(const db_elm_block *b, const double *mu, double *w, dou
         if (!db_term_eval(DB_LM_POISSON, st->obs[i], mu[i], b->P->variance_offset, &t)) return INFINITY;
         c += t.cost;
         if (w) {
-            w[i] = t.fisher;
+            w[i] = t.curvature;
+            wf[i] = t.fisher;
             e[i] = t.grad;
         }
     }
     return isfinite(c) ? c : INFINITY;
 }
 
-int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err)
+/* A = Jz^T W Jz, B = Jz^T W JF, C = JF^T W JF and the gradients g_z, g_F from the still's Jacobians with weights w */
+static void build_normal(db_elm_block *b, const double *w)
 {
-    const db_elm_problem *P = b->P;
     const db_elm_still *st = b->st;
+    const db_csr *M = &b->JF;
     const long n = b->n;
     const int p = b->p, q = b->q, nz = b->nz;
-    int rc = P->evaluate(P->user, b->still, x_s, F, b->model, b->J, &b->JF, err);
-    if (rc == DB_LM_INFEASIBLE)
-        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's model refuses the parameters it is linearised at",
-                       b->still);
-    if (rc) return rc;
-    if ((rc = check_jf(b, err))) return rc;
-    add_local(b, b->model, y_s, b->mu);
-    b->cost = still_cost(b, b->mu, b->w, b->e);
-    if (b->cost == INFINITY) {
-        for (long i = 0; i < n; i++) {
-            db_term t;
-            if (!db_term_eval(DB_LM_POISSON, st->obs[i], b->mu[i], P->variance_offset, &t))
-                return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's model is %g at observation %ld: the Poisson "
-                                                     "likelihood needs a positive mean", b->still, b->mu[i], i);
-        }
-        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's cost is not finite", b->still);
-    }
-    for (long k = 0; k < (long)n * p; k++)
-        if (!isfinite(b->J[k]))
-            return db_fail(err, DB_ERR_GEOMETRY, "ensemble: still %d: d mu / d x[%ld] is not finite at observation %ld",
-                           b->still, k / n, k % n);
-    if (!b->have_pattern && (rc = fix_pattern(b, err))) return rc;
-    const db_csr *M = &b->JF;
-    if (M->nnz > b->loc_cap) {
-        long *l = (long *)realloc(b->loc, sizeof(long) * (size_t)M->nnz);
-        if (!l) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-        b->loc = l;
-        b->loc_cap = M->nnz;
-    }
-    for (long k = 0; k < M->nnz; k++) {
-        b->loc[k] = find_long(b->cols, b->m, M->col[k]);
-        if (b->loc[k] < 0 && M->val[k] != 0.0)
-            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian has a nonzero in column %ld, outside its "
-                                                 "pattern at the start (the pattern must not grow)", b->still, M->col[k]);
-    }
     const long m = b->m;
     memset(b->A, 0, sizeof(double) * (size_t)nz * (size_t)nz);
     memset(b->gz, 0, sizeof(double) * (size_t)nz);
@@ -345,7 +325,7 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
     double zr[DB_LM_MAX_PARAMS + DB_LM_MAX_LOCAL]; /* the row of Jz: x part, then the group's q basis values */
     int zi[DB_LM_MAX_PARAMS + DB_LM_MAX_LOCAL];    /* their columns in z */
     for (long i = 0; i < n; i++) {
-        const double wi = b->w[i], ei = b->e[i];
+        const double wi = w[i], ei = b->e[i];
         int len = 0;
         for (int j = 0; j < p; j++) {
             zr[len] = b->J[(size_t)j * (size_t)n + (size_t)i];
@@ -381,12 +361,86 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
     }
     for (int a = 0; a < nz; a++)
         for (int c = a + 1; c < nz; c++) b->A[(size_t)c * (size_t)nz + (size_t)a] = b->A[(size_t)a * (size_t)nz + (size_t)c];
-    for (int k = 0; k < nz; k++) {
-        double d = b->A[(size_t)k * (size_t)nz + (size_t)k];
-        if (d > b->Dz2[k]) b->Dz2[k] = d;
+}
+
+/* The diagonals of A and C with the Fisher weights (the scalings'; duplicate columns within a row, which C's
+ * diagonal would pair, are counted singly: a scaling needs the size, not the bits) */
+static void fisher_diagonals(db_elm_block *b)
+{
+    const db_elm_still *st = b->st;
+    const db_csr *M = &b->JF;
+    const long n = b->n;
+    const int p = b->p, q = b->q;
+    memset(b->dzf, 0, sizeof(double) * (size_t)b->nz);
+    if (b->m) memset(b->dCf, 0, sizeof(double) * (size_t)b->m);
+    for (long i = 0; i < n; i++) {
+        const double wi = b->wf[i];
+        for (int j = 0; j < p; j++) {
+            const double v = b->J[(size_t)j * (size_t)n + (size_t)i];
+            b->dzf[j] += wi * v * v;
+        }
+        const int g = b->G ? st->group[i] : -1;
+        if (g >= 0)
+            for (int k = 0; k < q; k++) {
+                const double v = st->basis[i * q + k];
+                b->dzf[p + g * q + k] += wi * v * v;
+            }
+        for (long k = M->row_ptr[i]; k < M->row_ptr[i + 1]; k++)
+            if (b->loc[k] >= 0) b->dCf[b->loc[k]] += wi * M->val[k] * M->val[k];
     }
+}
+
+int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err)
+{
+    const db_elm_problem *P = b->P;
+    const db_elm_still *st = b->st;
+    const long n = b->n;
+    const int p = b->p;
+    int rc = P->evaluate(P->user, b->still, x_s, F, b->model, b->J, &b->JF, err);
+    if (rc == DB_LM_INFEASIBLE)
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's model refuses the parameters it is linearised at",
+                       b->still);
+    if (rc) return rc;
+    if ((rc = check_jf(b, err))) return rc;
+    add_local(b, b->model, y_s, b->mu);
+    b->cost = still_cost(b, b->mu, b->w, b->wf, b->e);
+    if (b->cost == INFINITY) {
+        for (long i = 0; i < n; i++) {
+            db_term t;
+            if (!db_term_eval(DB_LM_POISSON, st->obs[i], b->mu[i], P->variance_offset, &t))
+                return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's model is %g at observation %ld: the Poisson "
+                                                     "likelihood needs a positive mean", b->still, b->mu[i], i);
+        }
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's cost is not finite", b->still);
+    }
+    for (long k = 0; k < (long)n * p; k++)
+        if (!isfinite(b->J[k]))
+            return db_fail(err, DB_ERR_GEOMETRY, "ensemble: still %d: d mu / d x[%ld] is not finite at observation %ld",
+                           b->still, k / n, k % n);
+    if (!b->have_pattern && (rc = fix_pattern(b, err))) return rc;
+    const db_csr *M = &b->JF;
+    if (M->nnz > b->loc_cap) {
+        long *l = (long *)realloc(b->loc, sizeof(long) * (size_t)M->nnz);
+        if (!l) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        b->loc = l;
+        b->loc_cap = M->nnz;
+    }
+    for (long k = 0; k < M->nnz; k++) {
+        b->loc[k] = find_long(b->cols, b->m, M->col[k]);
+        if (b->loc[k] < 0 && M->val[k] != 0.0)
+            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian has a nonzero in column %ld, outside its "
+                                                 "pattern at the start (the pattern must not grow)", b->still, M->col[k]);
+    }
+    build_normal(b, b->w);
+    fisher_diagonals(b);
+    for (int k = 0; k < b->nz; k++)
+        if (b->dzf[k] > b->Dz2[k]) b->Dz2[k] = b->dzf[k];
     return DB_OK;
 }
+
+/* The still's normal matrices with the Fisher weights instead of the steps' (the uncertainties'), from the Jacobians
+ * of its last linearisation; the gradients are the same with either. */
+static void use_fisher_weights(db_elm_block *b) { build_normal(b, b->wf); }
 
 /* In-place Cholesky of the lower triangle of the column-major nz x nz matrix L (A = L L^T). 0 when not positive
  * definite. */
@@ -711,6 +765,11 @@ struct db_elm_reduced {
     long *diag;            /* [nR] position of each diagonal entry */
     double *acc;           /* [nnz + 3 nR]: S's values, r, g_F, diag(sum C) */
     double *DF2;           /* [nR] squared scaling of F */
+    /* the steps' second-order F term (db_elm_problem.F_squared): the point it is taken at (NULL: none, as for the
+     * uncertainties), how many leading global columns are structure factors, and the term per column [nR] */
+    const double *F_at;
+    long nF_squared;
+    double *F2nd;
 };
 
 void db_elm_reduced_free(db_elm_reduced *R)
@@ -726,6 +785,7 @@ void db_elm_reduced_free(db_elm_reduced *R)
     free(R->diag);
     free(R->acc);
     free(R->DF2);
+    free(R->F2nd);
     free(R);
 }
 
@@ -763,11 +823,12 @@ int db_elm_reduced_new(long nF, int nstills, const long *counts, const long *con
     R->gidx = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
     R->diag = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
     R->DF2 = (double *)calloc((size_t)(nR ? nR : 1), sizeof(double));
+    R->F2nd = (double *)calloc((size_t)(nR ? nR : 1), sizeof(double));
     inc_ptr = (long *)calloc((size_t)nR + 1, sizeof(long));
     inc = (long *)malloc(sizeof(long) * (size_t)(total ? total : 1));
     mark = (long *)malloc(sizeof(long) * (size_t)(nR ? nR : 1));
     colcount = (long *)calloc((size_t)nR + 1, sizeof(long));
-    if (!R->gidx || !R->diag || !R->DF2 || !inc_ptr || !inc || !mark || !colcount) goto nomem;
+    if (!R->gidx || !R->diag || !R->DF2 || !R->F2nd || !inc_ptr || !inc || !mark || !colcount) goto nomem;
     for (long j = 0; j < nF; j++)
         if (R->ridx[j] >= 0) R->gidx[R->ridx[j]] = j;
     /* the stills touching each reduced column (column -> stills incidence) */
@@ -885,11 +946,37 @@ void db_elm_reduced_add(db_elm_reduced *R, const db_elm_block *b)
         }
         r[jc] += b->rc[c];
         g[jc] += b->gF[c];
-        dC[jc] += b->C[(size_t)c * (size_t)m + (size_t)c];
+        dC[jc] += b->dCf[c];
     }
 }
 
 /* Factors S + lambda D_F; 1, 0 when not positive definite, -1 on an error. */
+/* Where a pixel's mean is a + c F_k^2 in each F_k (the nearest-hkl lookup), the cost's exact F_k F_k curvature is
+ * the Gauss-Newton one plus sum_i e_i d2mu_i/dF_k^2 = sum_i e_i 2 c_ik = g_F,k / F_k (e_i = d cost / d mu_i, no
+ * cross terms between different F). Gauss-Newton drops it, and that is what made the ensemble creep: where the data
+ * want |F| smaller (a weak reflection, g_F / F > 0) the Gauss-Newton curvature 4 F^2 sum w c^2 vanishes as F -> 0,
+ * each step overshot through 0 and the damping rose to ~1 and stayed (rho 0.3-0.5 for 100 iterations). Its positive
+ * part is added to the steps' matrix (a negative one would break positive definiteness; that side is Gauss-Newton's
+ * as before) and to the Fisher matrix of the uncertainties (at an interior optimum g_F = 0 and it adds nothing; at
+ * an F the data pull to 0 it is the curvature the Fisher information has lost). */
+static void second_order_F(db_elm_reduced *R)
+{
+    const double *g = R->acc + R->nnz + R->nR;
+    for (long j = 0; j < R->nR; j++) {
+        const long k = R->gidx[j];
+        if (!R->F_at || k >= R->nF_squared) {
+            R->F2nd[j] = 0.0;
+            continue;
+        }
+        /* an F the data pull to 0 gets there fast (each step multiplies it by about 4 F^2 b / a, the Gauss-Newton
+         * curvature over this term) and ends at 0 or a denormal, where g_F = 2 F sum e c is 0 (underflow) and the
+         * term cannot be formed: the last one formed stays (F2nd keeps it) */
+        const double t = g[j] / R->F_at[k];
+        if (R->F_at[k] == 0.0 || g[j] == 0.0 || !isnormal(t)) continue;
+        R->F2nd[j] = t > 0.0 ? t : 0.0;
+    }
+}
+
 static int reduced_factor(db_elm_reduced *R, double lambda, int update_scaling, db_error *err)
 {
     const long nR = R->nR;
@@ -900,7 +987,8 @@ static int reduced_factor(db_elm_reduced *R, double lambda, int update_scaling, 
             if (dC[j] > R->DF2[j]) R->DF2[j] = dC[j];
     double *x = (double *)R->S->x;
     memcpy(x, R->acc, sizeof(double) * (size_t)R->nnz);
-    for (long j = 0; j < nR; j++) x[R->diag[j]] += lambda * (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0);
+    second_order_F(R);
+    for (long j = 0; j < nR; j++) x[R->diag[j]] += lambda * (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0) + R->F2nd[j];
     cholmod_l_factorize(R->S, R->L, &R->c);
     if (R->c.status == CHOLMOD_NOT_POSDEF || R->L->minor < R->L->n) return 0;
     if (R->c.status < 0) {
@@ -1102,7 +1190,7 @@ static int trial_cost(fit *f, const double *x, const double *y, const double *F,
                       double *scratch, double *per_still, db_error *err)
 {
     const db_elm_problem *P = f->P;
-    for (long j = 0; !P->F_even && j < P->nF; j++)
+    for (long j = 0; !P->F_even && j < P->nF - P->n_shared; j++)
         if (!(F[j] >= 0.0)) {
             *cost = INFINITY;
             return DB_OK;
@@ -1122,7 +1210,7 @@ static int trial_cost(fit *f, const double *x, const double *y, const double *F,
             break;
         }
         add_local(b, scratch, y ? y + f->yoff[s] : NULL, scratch);
-        per_still[s] = still_cost(b, scratch, NULL, NULL);
+        per_still[s] = still_cost(b, scratch, NULL, NULL, NULL);
         if (per_still[s] == INFINITY) break;
     }
     if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
@@ -1139,6 +1227,9 @@ static int check_problem(const db_elm_problem *P, const db_elm_options *o, db_er
     if (!P) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no problem");
     if (P->nstills < 1 || !P->stills) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: %d stills", P->nstills);
     if (P->nF < 0) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: %ld structure factors", P->nF);
+    if (P->n_shared < 0 || P->n_shared > P->nF)
+        return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: %ld shared parameters among %ld global ones", P->n_shared,
+                       P->nF);
     if (!P->evaluate) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no evaluate callback");
     if (!(P->variance_offset >= 0.0) || !isfinite(P->variance_offset))
         return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: the variance offset must be finite and >= 0");
@@ -1386,6 +1477,8 @@ agree_setup:
         if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
     }
     const long nR = f.R->nR;
+    f.R->F_at = P->F_squared ? F : NULL; /* F is the linearisation point throughout (updated in place) */
+    f.R->nF_squared = nF - P->n_shared;
     res->nF_refined = nR;
     res->dof = nobs - nzt - nR;
     res->start_cost = cost;
@@ -1460,6 +1553,7 @@ agree_setup:
             gd = acc3[0];
             dDd = acc3[1];
             quad = acc3[2];
+            for (long j = 0; j < nR; j++) quad += f.R->F2nd[j] * dF[f.R->gidx[j]] * dF[f.R->gidx[j]];
         }
         /* the scaled step and parameters: |D delta| and |D p| with D^2 the largest diagonals seen */
         double norm2 = 0.0;
@@ -1544,10 +1638,13 @@ agree_setup:
     res->stop_reason = stop;
     if (F_refined) db_elm_reduced_refined(f.R, F_refined);
     if (sigma_x || sigma_y || sigma_F) {
-        /* the undamped Fisher matrix at the optimum */
+        /* the undamped Fisher matrix at the optimum, plus second_order_F's term: where the data pull an F to 0 the
+         * Fisher information 4 F^2 sum w c^2 vanishes with F and the likelihood's curvature there is that term (at
+         * an interior optimum g_F = 0 and it is 0) */
         double all_bad = 0.0;
         for (int s = f.first; s < f.last; s++) {
             f.blk[s]->na = 0; /* the unconstrained Fisher matrix (as lm.c) */
+            use_fisher_weights(f.blk[s]);
             block_ok[s] = db_elm_block_eliminate(f.blk[s], 0.0);
             if (!block_ok[s]) all_bad = 1.0;
             /* an undetermined still: its share is left out and every uncertainty is marked undetermined */
@@ -1603,7 +1700,7 @@ agree_setup:
             db_elm_comm_allgather(comm, arr[k], off);
         }
     }
-    for (long j = 0; P->F_even && j < nF; j++) F[j] = fabs(F[j]); /* the sign of an even model's F means nothing */
+    for (long j = 0; P->F_even && j < nF - P->n_shared; j++) F[j] = fabs(F[j]); /* the sign of an even model's F means nothing */
     rc = DB_OK;
 done:
     if (rc && bad >= 0) res->bad_still = bad;

@@ -65,6 +65,16 @@ typedef struct db_elm_problem {
      * no step is refused for an F < 0 (a bound the model does not have); the result reports |F|. 0: a trial with
      * any F < 0 is infeasible. */
     int F_even;
+    /* the last n_shared of the nF global parameters are not structure factors but parameters every still shares
+     * (detector distance, beam centre: -refine_shared): F_even and the F >= 0 feasibility leave them alone.
+     * 0 <= n_shared <= nF; 0 for none */
+    long n_shared;
+    /* 1: each mean depends on each structure factor F_k as a + c F_k^2 (the nearest-hkl lookup; not tricubic
+     * interpolation, which mixes neighbours). The steps then add the cost's exact second-order F term where it is
+     * positive (ensemble_lm.c second_order_F), without which a weak reflection's F overshoots through 0 step after
+     * step. The optimum does not depend on it; the uncertainties gain it where the optimum is at F = 0 (where the
+     * Fisher information in F vanishes). 0: Gauss-Newton in F. */
+    int F_squared;
 } db_elm_problem;
 
 typedef struct db_elm_options {
@@ -153,7 +163,8 @@ typedef struct db_elm_block db_elm_block;
 int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_error *err);
 void db_elm_block_free(db_elm_block *b); /* b may be NULL */
 
-/* Evaluates at (x_s, y_s, F) with Jacobians: the cost, A = Jz^T W Jz over z = (x_s, y_s), B = Jz^T W JF and
+/* Evaluates at (x_s, y_s, F) with Jacobians (W: the steps' weights, the floored observed curvature of objective.c;
+ * the uncertainties use the Fisher weights): the cost, A = Jz^T W Jz over z = (x_s, y_s), B = Jz^T W JF and
  * C = JF^T W JF over the F the still touches (compact, ascending global columns), gradients g_z and g_F. The first
  * call fixes the still's F columns (the nonzeros of JF); a later nonzero outside them is DB_ERR_ARGUMENT. */
 int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err);
