@@ -37,6 +37,7 @@ struct db_elm_block {
     long n;
     int p, G, q, nz;      /* nz = p + G q: the still's dense unknowns z = (x_s, y_s) */
     double *model, *mu;   /* [n] model without / with the local terms */
+    double *trial;        /* [n] the mean at a trial point */
     double *w, *wf, *e;   /* [n] the steps' weights (objective.c's floored observed curvature), the Fisher weights
                            * 1/mu' (the uncertainties'), gradients d cost / d mu */
     double *J;            /* [n*p] */
@@ -75,6 +76,7 @@ void db_elm_block_free(db_elm_block *b)
     if (!b) return;
     free(b->model);
     free(b->mu);
+    free(b->trial);
     free(b->w);
     free(b->wf);
     free(b->e);
@@ -153,6 +155,7 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
     size_t n = (size_t)b->n, nz = (size_t)b->nz;
     b->model = (double *)malloc(n * sizeof(double));
     b->mu = (double *)malloc(n * sizeof(double));
+    b->trial = (double *)malloc(n * sizeof(double));
     b->w = (double *)malloc(n * sizeof(double));
     b->wf = (double *)malloc(n * sizeof(double));
     b->e = (double *)malloc(n * sizeof(double));
@@ -163,7 +166,7 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
     b->t = (double *)calloc(nz + 1, sizeof(double));
     b->Dz2 = (double *)calloc(nz + 1, sizeof(double));
     b->dzf = (double *)calloc(nz + 1, sizeof(double));
-    int bad = !b->model || !b->mu || !b->w || !b->wf || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t ||
+    int bad = !b->model || !b->mu || !b->trial || !b->w || !b->wf || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t ||
               !b->Dz2 || !b->dzf;
     if (b->G > 0 && st->nbounds > 0) {
         b->nb = st->nbounds;
@@ -1112,6 +1115,7 @@ typedef struct fit {
     db_elm_reduced *R;
     int bounded;             /* some still (on some rank) has bounds on its local terms */
     int max_rounds;          /* of the active-set method: 4 q + 4 */
+    int threads;             /* the stills run on OpenMP threads (db_elm_problem.concurrent_stills) */
 } fit;
 
 static void fit_free(fit *f)
@@ -1125,15 +1129,71 @@ static void fit_free(fit *f)
     db_elm_reduced_free(f->R);
 }
 
+/* Runs still_fn for every owned still, on OpenMP threads when f->threads (each still's work touches only its own
+ * block and its own evaluation; a still's rendering then runs on one thread: many small renders side by side beat
+ * one small render's threads, whose start and barrier cost more than the render on a busy machine). Returns what the
+ * serial loop would: DB_OK, or the lowest failing still's code with its error in err and *bad = that still. */
+typedef int (*still_fn)(fit *f, int s, void *ctx, db_error *err);
+static int for_each_still(fit *f, still_fn fn, void *ctx, int *bad, db_error *err)
+{
+    if (!f->threads) {
+        for (int s = f->first; s < f->last; s++) {
+            int rc = fn(f, s, ctx, err);
+            if (rc) {
+                *bad = s;
+                return rc;
+            }
+        }
+        return DB_OK;
+    }
+    int first_bad = f->last, first_rc = DB_OK;
+#ifdef _OPENMP
+#pragma omp parallel
+#endif
+    {
+        db_error terr = {0};
+        int my_bad = f->last, my_rc = DB_OK;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int s = f->first; s < f->last; s++) {
+            if (s > my_bad) continue; /* a lower still of this thread failed (its chunks ascend): terr keeps it */
+            int rc = fn(f, s, ctx, &terr);
+            if (rc && s < my_bad) {
+                my_bad = s;
+                my_rc = rc;
+            }
+        }
+#ifdef _OPENMP
+#pragma omp critical(db_elm_first_bad)
+#endif
+        if (my_rc && my_bad < first_bad) {
+            first_bad = my_bad;
+            first_rc = my_rc;
+            if (err) *err = terr;
+        }
+    }
+    if (first_rc) *bad = first_bad;
+    return first_rc;
+}
+
+typedef struct point {
+    const double *x, *y, *F;
+    double *per_still; /* trial costs */
+} point;
+
+static int linearise_one(fit *f, int s, void *ctx, db_error *err)
+{
+    const point *pt = (const point *)ctx;
+    return db_elm_block_linearise(f->blk[s], pt->x + f->xoff[s], pt->y ? pt->y + f->yoff[s] : NULL, pt->F, err);
+}
+
 /* linearise every owned still at (x, y, F); the total cost summed in still order over the ranks */
 static int linearise_all(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
                          db_error *err)
 {
-    int rc = DB_OK;
-    for (int s = f->first; s < f->last && !rc; s++) {
-        rc = db_elm_block_linearise(f->blk[s], x + f->xoff[s], y ? y + f->yoff[s] : NULL, F, err);
-        if (rc) *bad = s;
-    }
+    point pt = {x, y, F, NULL};
+    int rc = for_each_still(f, linearise_one, &pt, bad, err);
     if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
     double c = 0.0;
     chain_in(f->comm, &c, (long)sizeof c);
@@ -1162,12 +1222,12 @@ static int assemble(fit *f, double bad)
  * not positive definite */
 static int eliminate_all(fit *f, double lambda)
 {
-    double bad = 0.0;
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 4) reduction(| : bad) if (f->threads)
+#endif
     for (int s = f->first; s < f->last; s++)
-        if (!db_elm_block_eliminate(f->blk[s], lambda)) {
-            bad = 1.0;
-            break;
-        }
+        if (!db_elm_block_eliminate(f->blk[s], lambda)) bad = 1;
     return assemble(f, bad);
 }
 
@@ -1185,9 +1245,25 @@ static int reeliminate_changed(fit *f)
     return assemble(f, bad);
 }
 
+static int trial_one(fit *f, int s, void *ctx, db_error *err)
+{
+    const point *pt = (const point *)ctx;
+    db_elm_block *b = f->blk[s];
+    int rc = f->P->evaluate(f->P->user, s, pt->x + f->xoff[s], pt->F, b->trial, NULL, NULL, err);
+    if (rc == DB_LM_INFEASIBLE) {
+        db_error_clear(err);
+        pt->per_still[s] = INFINITY;
+        return DB_OK;
+    }
+    if (rc) return rc;
+    add_local(b, b->trial, pt->y ? pt->y + f->yoff[s] : NULL, b->trial);
+    pt->per_still[s] = still_cost(b, b->trial, NULL, NULL, NULL);
+    return DB_OK;
+}
+
 /* the cost at the trial point; INFINITY when infeasible (F < 0, the model's refusal, a mean outside the domain) */
 static int trial_cost(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
-                      double *scratch, double *per_still, db_error *err)
+                      double *per_still, db_error *err)
 {
     const db_elm_problem *P = f->P;
     for (long j = 0; !P->F_even && j < P->nF - P->n_shared; j++)
@@ -1195,24 +1271,8 @@ static int trial_cost(fit *f, const double *x, const double *y, const double *F,
             *cost = INFINITY;
             return DB_OK;
         }
-    int rc = DB_OK;
-    for (int s = f->first; s < f->last; s++) {
-        db_elm_block *b = f->blk[s];
-        rc = P->evaluate(P->user, s, x + f->xoff[s], F, scratch, NULL, NULL, err);
-        if (rc == DB_LM_INFEASIBLE) {
-            db_error_clear(err);
-            rc = DB_OK;
-            per_still[s] = INFINITY;
-            break;
-        }
-        if (rc) {
-            *bad = s;
-            break;
-        }
-        add_local(b, scratch, y ? y + f->yoff[s] : NULL, scratch);
-        per_still[s] = still_cost(b, scratch, NULL, NULL, NULL);
-        if (per_still[s] == INFINITY) break;
-    }
+    point pt = {x, y, F, per_still};
+    int rc = for_each_still(f, trial_one, &pt, bad, err);
     if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
     double c = 0.0;
     chain_in(f->comm, &c, (long)sizeof c);
@@ -1353,15 +1413,16 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
     f.P = P;
     f.comm = comm;
     f.S = P->nstills;
+    f.threads = P->concurrent_stills != 0;
     const int S = f.S;
     db_elm_comm_range(S, size, rank, &f.first, &f.last);
     const long nF = P->nF;
-    double *xt = NULL, *yt = NULL, *Ft = NULL, *dz = NULL, *dF = NULL, *scratch = NULL, *sz = NULL, *sF = NULL;
+    double *xt = NULL, *yt = NULL, *Ft = NULL, *dz = NULL, *dF = NULL, *sz = NULL, *sF = NULL;
     double *per_still = NULL, *bs_g = NULL, *bs_q = NULL;
     long *counts = NULL, *cbuf = NULL, *off = NULL;
     const long **cols = NULL;
     int *block_ok = NULL;
-    long nmax = 1, nobs = 0, nx = 0, ny = 0, nzt = 0;
+    long nobs = 0, nx = 0, ny = 0, nzt = 0;
     f.blk = (db_elm_block **)calloc((size_t)S, sizeof *f.blk);
     f.xoff = (long *)calloc((size_t)S + 1, sizeof(long));
     f.yoff = (long *)calloc((size_t)S + 1, sizeof(long));
@@ -1376,7 +1437,6 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
         f.xoff[s + 1] = f.xoff[s] + st->p;
         f.yoff[s + 1] = f.yoff[s] + (st->ngroups ? (long)st->ngroups * st->q : 0);
         f.zoff[s + 1] = f.zoff[s] + st->p + (st->ngroups ? (long)st->ngroups * st->q : 0);
-        if (s >= f.first && s < f.last && st->n > nmax) nmax = st->n;
         nobs += st->n;
     }
     nx = f.xoff[S];
@@ -1423,14 +1483,13 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
     Ft = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
     dF = (double *)calloc((size_t)(nF + 3), sizeof(double));
     dz = (double *)calloc((size_t)(nzt + 1), sizeof(double));
-    scratch = (double *)malloc(sizeof(double) * (size_t)nmax);
     per_still = (double *)calloc((size_t)S, sizeof(double));
     bs_g = (double *)calloc((size_t)S, sizeof(double));
     bs_q = (double *)calloc((size_t)S, sizeof(double));
     block_ok = (int *)calloc((size_t)S, sizeof(int));
     counts = (long *)calloc((size_t)S, sizeof(long));
     cols = (const long **)calloc((size_t)S, sizeof(long *));
-    if (!xt || !yt || !Ft || !dF || !dz || !scratch || !per_still || !bs_g || !bs_q || !block_ok || !counts || !cols)
+    if (!xt || !yt || !Ft || !dF || !dz || !per_still || !bs_g || !bs_q || !block_ok || !counts || !cols)
         rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
 agree_setup:
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
@@ -1520,6 +1579,9 @@ agree_setup:
             }
             fresh = 0;
             if (!ok) break;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 4) if (f.threads)
+#endif
             for (int s = f.first; s < f.last; s++) {
                 db_elm_block *b = f.blk[s];
                 bs_g[s] = bs_q[s] = 0.0;
@@ -1580,7 +1642,7 @@ agree_setup:
         }
         for (long j = 0; j < nF; j++) Ft[j] = F[j] + dF[j];
         double tc;
-        if ((rc = trial_cost(&f, xt, yt, Ft, &tc, &bad, scratch, per_still, err))) goto done;
+        if ((rc = trial_cost(&f, xt, yt, Ft, &tc, &bad, per_still, err))) goto done;
         res->evaluations += S;
         /* the quadratic model's decrease L(0) - L(delta) for delta solving (H + lambda D) delta = -g */
         /* with bounds the step solves (H + lambda D) delta = -g only on the free directions: the decrease of the
@@ -1709,7 +1771,6 @@ done:
     free(Ft);
     free(dF);
     free(dz);
-    free(scratch);
     free(per_still);
     free(bs_g);
     free(bs_q);

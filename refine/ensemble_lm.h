@@ -75,6 +75,11 @@ typedef struct db_elm_problem {
      * step. The optimum does not depend on it; the uncertainties gain it where the optimum is at F = 0 (where the
      * Fisher information in F vanishes). 0: Gauss-Newton in F. */
     int F_squared;
+    /* 1: evaluate may run for different stills at the same time (each still's state is its own): the stills'
+     * evaluations, eliminations and back-substitutions then run on OpenMP threads, one still per thread. The bits
+     * are the same as with 0 (every sum over stills stays in still order; the lowest failing still's error is the
+     * one returned). 0: one still after another. */
+    int concurrent_stills;
 } db_elm_problem;
 
 typedef struct db_elm_options {
