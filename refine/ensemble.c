@@ -32,15 +32,37 @@ typedef struct still_data {
     int nentries, ngroups;
     int *entry_box, *entry_group;
     double *bounds;                       /* [ngroups * NBOUNDS * Q]: each plane >= 0 at its box's corners */
+    double *F_abs;                        /* [nF] with -refine_F: |F| for the simulation (the fit's F may be < 0) */
 } still_data;
 
 typedef struct ensemble {
     still_data *st;
     long nstills;
-    long nF;
+    long nF;       /* structure factors: the global vector is (F[nF], the shared parameters' values[nshared]) */
     int refine_F;
-    double *F_abs; /* [nF]: |F| for the simulation (the fit's F may be negative: db_elm_problem.F_even) */
+    int nshared;
+    int shared[DB_ENSEMBLE_MAX_PARAMS];
 } ensemble;
+
+/* The flags of a still's line that give a parameter its value directly (config.c's spellings): one of them on a
+ * line refuses the parameter in -refine_shared by name. Other ways (an -img header, another detector size moving
+ * the default beam centre) are caught by comparing the stills' start values. */
+static const struct own_flags {
+    const char *param;
+    const char *flags[6];
+} OWN_FLAGS[] = {
+    {"a", {"-cell", "-mat", "-matrix"}}, {"b", {"-cell", "-mat", "-matrix"}}, {"c", {"-cell", "-mat", "-matrix"}},
+    {"alpha", {"-cell", "-mat", "-matrix"}}, {"beta", {"-cell", "-mat", "-matrix"}},
+    {"gamma", {"-cell", "-mat", "-matrix"}}, {"misset_x", {"-misset", "-misset_seed"}},
+    {"misset_y", {"-misset", "-misset_seed"}}, {"misset_z", {"-misset", "-misset_seed"}}, {"phi0", {"-phi"}},
+    {"osc", {"-osc", "-phistep"}}, {"distance", {"-distance", "-close_distance"}},
+    {"xbeam", {"-Xbeam", "-Xclose", "-ORGX"}}, {"ybeam", {"-Ybeam", "-Yclose", "-ORGY"}},
+    {"orgx", {"-ORGX", "-Xclose", "-Xbeam"}}, {"orgy", {"-ORGY", "-Yclose", "-Ybeam"}},
+    {"lambda", {"-lambda", "-wave", "-energy"}}, {"na", {"-N", "-Na"}}, {"nb", {"-N", "-Nb"}}, {"nc", {"-N", "-Nc"}},
+    {"mosaic", {"-mosaic", "-mosaici", "-mosaicity", "-mosaic_spr", "-mosaic_spread"}},
+    {"fluence", {"-fluence", "-flux", "-exposure", "-beamsize"}}, {"detector_rotx", {"-detector_rotx"}},
+    {"detector_roty", {"-detector_roty"}}, {"detector_rotz", {"-detector_rotz"}}, {"twotheta", {"-twotheta"}},
+};
 
 void db_ensemble_default_options(db_ensemble_options *o)
 {
@@ -105,40 +127,93 @@ static int argv_has(int argc, const char *const *argv, const char *flag)
     return 0;
 }
 
-/* The model (no background) and optionally J and JF of still s at x_s and F. */
-static int evaluate(void *user, int s, const double *x_s, const double *F, double *mu, double *J, db_csr *JF,
+/* JF as n empty rows of cols columns (no F refined). */
+static int jf_empty(db_csr *JF, long n, long cols, db_error *err)
+{
+    if (JF->row_cap < n || !JF->row_ptr) {
+        long *rp = (long *)realloc(JF->row_ptr, sizeof(long) * (size_t)(n + 1));
+        if (!rp) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        JF->row_ptr = rp;
+        JF->row_cap = n;
+    }
+    memset(JF->row_ptr, 0, sizeof(long) * (size_t)(n + 1));
+    JF->rows = n;
+    JF->cols = cols;
+    JF->nnz = 0;
+    return DB_OK;
+}
+
+/* Appends the k shared parameters' derivatives (column-major dS[j*n + i]) to every row of JF as columns nF + j:
+ * in place, from the last row back (each row moves up by k entries per earlier row, never over a row not yet
+ * moved), so a row stays ascending. The entries are dense, zeros included: the solver's pattern is that of the
+ * first evaluation's nonzeros, and a shared parameter touches every still (one without effect is refused). */
+static int jf_append_shared(db_csr *JF, const double *dS, long n, int k, long nF, db_error *err)
+{
+    const long old = JF->nnz, total = old + n * (long)k;
+    if (JF->nnz_cap < total || !JF->col || !JF->val) {
+        const size_t cap = (size_t)(total > 0 ? total : 1);
+        long *col = (long *)realloc(JF->col, sizeof(long) * cap);
+        if (col) JF->col = col;
+        double *val = col ? (double *)realloc(JF->val, sizeof(double) * cap) : NULL;
+        if (!col || !val) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for the shared derivatives");
+        JF->val = val;
+        JF->nnz_cap = (long)cap;
+    }
+    for (long i = n - 1; i >= 0; i--) {
+        const long a = JF->row_ptr[i], b = JF->row_ptr[i + 1], to = a + i * k;
+        memmove(JF->col + to, JF->col + a, sizeof(long) * (size_t)(b - a));
+        memmove(JF->val + to, JF->val + a, sizeof(double) * (size_t)(b - a));
+        for (int j = 0; j < k; j++) {
+            JF->col[to + (b - a) + j] = nF + j;
+            JF->val[to + (b - a) + j] = dS[(size_t)j * (size_t)n + (size_t)i];
+        }
+        JF->row_ptr[i + 1] = b + (i + 1) * k;
+    }
+    JF->nnz = total;
+    JF->cols = nF + k;
+    return DB_OK;
+}
+
+/* The model (no background) and optionally J and JF of still s at x_s and G = (F, the shared values). */
+static int evaluate(void *user, int s, const double *x_s, const double *G, double *mu, double *J, db_csr *JF,
                     db_error *err)
 {
     ensemble *e = (ensemble *)user;
     still_data *d = &e->st[s];
     db_error terr;
     db_error *ue = J ? err : &terr;
-    if (d->p && db_sim_set_params(d->sim, d->params, x_s, d->p, ue)) return J ? err->code : DB_LM_INFEASIBLE;
+    const int p = d->p, k = e->nshared, m = p + k;
+    /* the still's own parameters and the shared ones, set and differentiated together */
+    int names[2 * DB_ENSEMBLE_MAX_PARAMS];
+    double values[2 * DB_ENSEMBLE_MAX_PARAMS];
+    for (int j = 0; j < p; j++) names[j] = d->params[j], values[j] = x_s[j];
+    for (int j = 0; j < k; j++) names[p + j] = e->shared[j], values[p + j] = G[e->nF + j];
+    if (m && db_sim_set_params(d->sim, names, values, m, ue)) return J ? err->code : DB_LM_INFEASIBLE;
     if (e->refine_F) {
-        /* the pixel sees F^2 only: the simulation gets |F|, and d/dF of F^2 changes sign with F */
-        for (long j = 0; j < e->nF; j++) e->F_abs[j] = fabs(F[j]);
-        if (db_sim_set_structure_factors(d->sim, e->F_abs, e->nF, ue)) return J ? err->code : DB_LM_INFEASIBLE;
+        /* the pixel sees F^2 only: the simulation gets |F| (in the still's own buffer: stills run side by side),
+         * and d/dF of F^2 changes sign with F */
+        for (long j = 0; j < e->nF; j++) d->F_abs[j] = fabs(G[j]);
+        if (db_sim_set_structure_factors(d->sim, d->F_abs, e->nF, ue)) return J ? err->code : DB_LM_INFEASIBLE;
     }
+    /* with shared parameters one render's derivatives are split into J and JF: a buffer of the call's own (not one
+     * in e: evaluate may run for several stills at once, db_elm_problem.concurrent_stills) */
+    double *jac = J;
+    if (J && k && !(jac = (double *)malloc(sizeof(double) * (size_t)d->n * (size_t)m)))
+        return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d's derivatives", s);
     int rc;
     if (J && e->refine_F) {
-        rc = db_sim_run_selected_F(d->sim, d->params, d->p, mu, J, JF, err);
-        for (long k = 0; !rc && k < JF->nnz; k++)
-            if (F[JF->col[k]] < 0.0) JF->val[k] = -JF->val[k];
+        rc = db_sim_run_selected_F(d->sim, names, m, mu, jac, JF, err);
+        for (long q = 0; !rc && q < JF->nnz; q++)
+            if (G[JF->col[q]] < 0.0) JF->val[q] = -JF->val[q];
     } else {
-        rc = db_sim_run_selected(d->sim, d->params, J ? d->p : 0, mu, J, ue);
-        if (!rc && J) { /* no F refined: an empty F Jacobian (n rows, nF columns) */
-            if (JF->row_cap < d->n || !JF->row_ptr) {
-                long *rp = (long *)realloc(JF->row_ptr, sizeof(long) * (size_t)(d->n + 1));
-                if (!rp) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-                JF->row_ptr = rp;
-                JF->row_cap = d->n;
-            }
-            memset(JF->row_ptr, 0, sizeof(long) * (size_t)(d->n + 1));
-            JF->rows = d->n;
-            JF->cols = e->nF;
-            JF->nnz = 0;
-        }
+        rc = db_sim_run_selected(d->sim, names, J ? m : 0, mu, jac, ue);
+        if (!rc && J) rc = jf_empty(JF, d->n, e->nF, err); /* no F refined: no F entries */
     }
+    if (!rc && J && k) {
+        memcpy(J, jac, sizeof(double) * (size_t)d->n * (size_t)p);
+        rc = jf_append_shared(JF, jac + (size_t)d->n * (size_t)p, d->n, k, e->nF, err);
+    }
+    if (jac != J) free(jac);
     if (rc) return J ? rc : DB_LM_INFEASIBLE;
     return DB_OK;
 }
@@ -257,16 +332,31 @@ static void still_free(still_data *d)
     free(d->entry_box);
     free(d->entry_group);
     free(d->bounds);
+    free(d->F_abs);
 }
 
 /* Still i: its simulation, observed counts on its chosen pixels, background groups. */
 static int setup_still(const db_stills *S, long i, int shared_argc, const char *const *shared_argv,
-                       const db_ensemble_options *o, int shared_boxes, still_data *d, db_error *err)
+                       const db_ensemble_options *o, int shared_boxes, const ensemble *e, still_data *d,
+                       db_error *err)
 {
     const db_still_line *l = &S->s[i];
     db_config *cfg = NULL;
     double *img = NULL;
     int rc;
+    for (int j = 0; j < e->nshared; j++) {
+        const char *name = db_param_name(e->shared[j]);
+        for (size_t t = 0; t < sizeof OWN_FLAGS / sizeof OWN_FLAGS[0]; t++) {
+            if (strcmp(OWN_FLAGS[t].param, name)) continue;
+            for (int f = 0; f < 6 && OWN_FLAGS[t].flags[f]; f++)
+                if (line_has(l, OWN_FLAGS[t].flags[f])) {
+                    db_fail(err, DB_ERR_ARGUMENT, "-refine_shared: %s is shared by every still, but this still gives "
+                            "its own %s (one value for all: give it once, with the shared flags, or refine %s per "
+                            "still with -refine_still)", name, OWN_FLAGS[t].flags[f], name);
+                    return still_fail(err, S, i, DB_ERR_ARGUMENT);
+                }
+        }
+    }
     if (line_has(l, "-hkl")) {
         db_fail(err, DB_ERR_ARGUMENT, "a still cannot give its own -hkl: the structure factors are shared by every "
                                       "still (give -hkl once, with the shared flags)");
@@ -439,9 +529,28 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         np = db_param_parse_list_for("-refine_still", refine_still, params, err);
         if (np < 0) return err->code;
     }
-    if (np == 0 && !refine_F)
-        return db_fail(err, DB_ERR_ARGUMENT, "nothing to refine: give per-still parameters (-refine_still LIST) "
-                                             "and/or the structure factors (-refine_F)");
+    int shared[DB_ENSEMBLE_MAX_PARAMS];
+    int nsh = 0;
+    if (o->refine_shared && *o->refine_shared) {
+        nsh = db_param_parse_list_for("-refine_shared", o->refine_shared, shared, err);
+        if (nsh < 0) return err->code;
+    }
+    for (int j = 0; j < nsh; j++) {
+        for (int i = 0; i < np; i++)
+            if (params[i] == shared[j])
+                return db_fail(err, DB_ERR_ARGUMENT, "-refine_shared: %s is also in -refine_still: a parameter is "
+                               "either each still's own or one value every still shares, not both",
+                               db_param_name(shared[j]));
+        if (refine_F && shared[j] == db_param_from_name("fluence"))
+            return db_fail(err, DB_ERR_ARGUMENT, "-refine_shared: fluence with -refine_F: the intensity is fluence "
+                           "x F^2, so one fluence every still shares and the structure factors are one scale "
+                           "(F times t and the fluence over t^2 change no pixel); refine F at the given fluence, or "
+                           "fluence per still (-refine_still, where the first still's is held)");
+    }
+    if (np == 0 && nsh == 0 && !refine_F)
+        return db_fail(err, DB_ERR_ARGUMENT, "nothing to refine: give per-still parameters (-refine_still LIST), "
+                                             "shared ones (-refine_shared LIST) and/or the structure factors "
+                                             "(-refine_F)");
     const int shared_boxes = argv_has(shared_argc, shared_argv, "-boxes");
     if (o->spots && shared_boxes)
         return db_fail(err, DB_ERR_ARGUMENT, "-spots makes boxes around the spots when no -boxes FILE is given; give "
@@ -469,11 +578,22 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     const int size = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
     int first, last, bad = -1;
     db_elm_comm_range((int)S, size, rank, &first, &last);
+    int owner0 = 0; /* the rank that owns still 0: not rank 0 when there are more ranks than stills */
+    for (int q = 0; q < size; q++) {
+        int a, b;
+        db_elm_comm_range((int)S, size, q, &a, &b);
+        if (a == 0 && b > 0) {
+            owner0 = q;
+            break;
+        }
+    }
     long *rec = (long *)calloc((size_t)S * 4 + 1, sizeof(long)), *goff = (long *)calloc((size_t)size + 1, sizeof(long));
     ensemble E;
     memset(&E, 0, sizeof E);
     E.nstills = S;
     E.refine_F = refine_F;
+    E.nshared = nsh;
+    memcpy(E.shared, shared, sizeof(int) * (size_t)nsh);
     E.st = (still_data *)calloc((size_t)S, sizeof(still_data));
     db_elm_still *es = (db_elm_still *)calloc((size_t)S, sizeof(db_elm_still));
     double *x = NULL, *y = NULL, *sx = NULL, *sy = NULL, *F = NULL, *model = NULL, *J = NULL;
@@ -487,6 +607,8 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     r->nparams = np;
     memcpy(r->params, params, sizeof(int) * (size_t)np);
     r->refine_F = refine_F;
+    r->nshared = nsh;
+    memcpy(r->shared, shared, sizeof(int) * (size_t)nsh);
     r->fluence_fixed_still = fixed_still;
     const double t0 = db_now_seconds();
 
@@ -494,7 +616,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     long nmax = 0;
     for (long s = first; s < last && !rc; s++) {
         still_data *d = &E.st[s];
-        if ((rc = setup_still(stills, s, shared_argc, shared_argv, o, shared_boxes, d, err))) {
+        if ((rc = setup_still(stills, s, shared_argc, shared_argv, o, shared_boxes, &E, d, err))) {
             bad = (int)s;
             break;
         }
@@ -525,13 +647,13 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     }
     db_elm_comm_allgather(comm, rec, goff);
     E.nF = r->nF = rec[3];
-    if (comm && rank != 0 && E.nF > 0) {
+    if (comm && rank != owner0 && E.nF > 0) {
         r->hkl = (int *)xcalloc(3 * (size_t)E.nF, sizeof(int));
         r->F_start = (double *)xcalloc((size_t)E.nF, sizeof(double));
     }
     if (comm && E.nF > 0) {
-        comm->bcast(comm->user, 0, r->hkl, (long)sizeof(int) * 3 * E.nF);
-        comm->bcast(comm->user, 0, r->F_start, (long)sizeof(double) * E.nF);
+        comm->bcast(comm->user, owner0, r->hkl, (long)sizeof(int) * 3 * E.nF);
+        comm->bcast(comm->user, owner0, r->F_start, (long)sizeof(double) * E.nF);
     }
     for (long s = 0; s < S; s++) { /* every rank alike */
         if (rec[4 * s + 3] != E.nF) {
@@ -544,19 +666,49 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         yoff[s + 1] = yoff[s] + rec[4 * s + 2] * Q;
         r->pixels += rec[4 * s];
     }
-    const long nF = E.nF;
-    F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
+    const long nF = E.nF, nG = nF + nsh; /* the global vector: F, then the shared parameters */
+    F = (double *)malloc(sizeof(double) * (size_t)(nG + 1));
     r->F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
-    r->sigma_F = (double *)malloc(sizeof(double) * (size_t)(nF + 1));
-    r->F_refined = (unsigned char *)calloc((size_t)nF + 1, 1);
+    r->sigma_F = (double *)malloc(sizeof(double) * (size_t)(nG + 1));
+    r->F_refined = (unsigned char *)calloc((size_t)nG + 1, 1);
     x = (double *)malloc(sizeof(double) * (size_t)(xoff[S] + 1));
     sx = (double *)malloc(sizeof(double) * (size_t)(xoff[S] + 1));
     y = (double *)calloc((size_t)(yoff[S] + 1), sizeof(double));
     sy = (double *)calloc((size_t)(yoff[S] + 1), sizeof(double));
     model = (double *)malloc(sizeof(double) * (size_t)(nmax + 1));
-    J = (double *)malloc(sizeof(double) * (size_t)(nmax + 1) * (size_t)(np + 1));
+    J = (double *)malloc(sizeof(double) * (size_t)(nmax + 1) * (size_t)(np + nsh + 1));
     if (!F || !r->F || !r->sigma_F || !r->F_refined || !x || !sx || !y || !sy || !model || !J) goto nomem;
     if (nF) memcpy(F, r->F_start, sizeof(double) * (size_t)nF);
+
+    /* the shared parameters start at the first still's values, on every rank; each still must start at the same
+     * bits (a flag of its own that OWN_FLAGS does not list would otherwise make its start the still's, not the
+     * shared flags') */
+    if (nsh) {
+        if (rank == owner0) rc = db_sim_get_params(E.st[0].sim, shared, r->shared_start, nsh, err);
+        if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
+        if (comm) comm->bcast(comm->user, owner0, r->shared_start, (long)sizeof(double) * nsh);
+        for (long s = first; s < last && !rc; s++) {
+            double v[DB_ENSEMBLE_MAX_PARAMS];
+            if ((rc = db_sim_get_params(E.st[s].sim, shared, v, nsh, err))) {
+                rc = still_fail(err, stills, s, rc);
+                bad = (int)s;
+                break;
+            }
+            for (int j = 0; j < nsh; j++)
+                if (!(v[j] == r->shared_start[j])) {
+                    const char *name = db_param_name(shared[j]), *unit = db_param_unit(shared[j]);
+                    db_fail(err, DB_ERR_ARGUMENT, "-refine_shared: %s is shared by every still, but this still's flags "
+                            "start it at %.17g %s and the first still's (line %ld) at %.17g %s: give it once, with the "
+                            "shared flags, or refine %s per still with -refine_still", name, v[j], unit,
+                            stills->s[0].line, r->shared_start[j], unit, name);
+                    rc = still_fail(err, stills, s, DB_ERR_ARGUMENT);
+                    bad = (int)s;
+                    break;
+                }
+        }
+        if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
+        memcpy(F + nF, r->shared_start, sizeof(double) * (size_t)nsh);
+    }
 
     for (long s = 0; s < S; s++) { /* the sizes of every still; the data of the owned ones */
         es[s].n = rec[4 * s];
@@ -573,15 +725,18 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         if ((rc = db_sim_get_params(d->sim, params, sr->start, np, err))) goto fail_still;
         for (int j = 0; j < np; j++) sr->values[j] = sr->start[j];
         for (int k = 0; k < d->p; k++) x[xoff[s] + k] = sr->start[d->col[k]];
-        if ((rc = db_sim_run_selected(d->sim, d->params, d->p, model, J, err))) goto fail_still;
-        for (int k = 0; k < d->p; k++) {
-            const double *c = J + (size_t)k * (size_t)d->n;
+        int names[2 * DB_ENSEMBLE_MAX_PARAMS];
+        memcpy(names, d->params, sizeof(int) * (size_t)d->p);
+        memcpy(names + d->p, shared, sizeof(int) * (size_t)nsh);
+        if ((rc = db_sim_run_selected(d->sim, names, d->p + nsh, model, J, err))) goto fail_still;
+        for (int c = 0; c < d->p + nsh; c++) {
+            const double *col = J + (size_t)c * (size_t)d->n;
             long i = 0;
-            while (i < d->n && c[i] == 0.0) i++;
+            while (i < d->n && col[i] == 0.0) i++;
             if (i == d->n) {
-                db_fail(err, DB_ERR_ARGUMENT, "-refine_still: %s has no effect on this still's %ld fitted pixels at "
-                        "the start (its derivative is 0 on every one): it cannot be refined",
-                        db_param_name(d->params[k]), d->n);
+                db_fail(err, DB_ERR_ARGUMENT, "%s: %s has no effect on this still's %ld fitted pixels at the start "
+                        "(its derivative is 0 on every one): it cannot be refined",
+                        c < d->p ? "-refine_still" : "-refine_shared", db_param_name(names[c]), d->n);
                 rc = DB_ERR_ARGUMENT;
                 goto fail_still;
             }
@@ -620,8 +775,8 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     }
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto fail;
 
-    db_elm_problem P = {.nstills = (int)S, .stills = es, .nF = nF, .evaluate = evaluate, .user = &E,
-                        .variance_offset = 0.0, .F_even = refine_F};
+    db_elm_problem P = {.nstills = (int)S, .stills = es, .nF = nG, .evaluate = evaluate, .user = &E,
+                        .variance_offset = 0.0, .F_even = refine_F, .n_shared = nsh};
     if (refine_F) { /* F enters as F^2 unless some still interpolates (on any rank) */
         double interp = 0.0;
         for (long s = first; s < last; s++) {
@@ -631,7 +786,9 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         if (comm && size > 1) comm->max(comm->user, &interp, 1);
         P.F_squared = interp == 0.0;
     }
-    if (refine_F && !(E.F_abs = (double *)malloc(sizeof(double) * (size_t)(nF > 0 ? nF : 1)))) goto nomem;
+    for (long s = first; refine_F && s < last; s++)
+        if (!(E.st[s].F_abs = (double *)malloc(sizeof(double) * (size_t)(nF > 0 ? nF : 1)))) goto nomem;
+    P.concurrent_stills = 1; /* evaluate touches only the still's own simulation and buffers */
     db_elm_options lo;
     db_elm_default_options(&lo);
     lo.max_iterations = o->max_iterations;
@@ -649,13 +806,18 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         if (er.bad_still >= 0) still_fail(err, stills, er.bad_still, rc);
         goto fail;
     }
-    r->nF_refined = er.nF_refined;
-    if (refine_F && er.nF_refined == 0) {
+    r->nF_refined = 0; /* the solver's count holds the shared parameters too */
+    for (long j = 0; j < nF; j++) r->nF_refined += r->F_refined[j];
+    if (refine_F && r->nF_refined == 0) {
         rc = db_fail(err, DB_ERR_ARGUMENT, "-refine_F: no fitted pixel of any still touches a listed reflection "
                                            "(nothing to refine in F)");
         goto fail;
     }
     if (nF) memcpy(r->F, F, sizeof(double) * (size_t)nF);
+    for (int j = 0; j < nsh; j++) {
+        r->shared_value[j] = F[nF + j];
+        r->shared_sigma[j] = r->sigma_F[nF + j];
+    }
     r->start_cost = er.start_cost;
     r->cost = er.cost;
     r->deviance = er.deviance;
@@ -733,7 +895,6 @@ fail:
 done:
     for (long s = 0; E.st && s < S; s++) still_free(&E.st[s]);
     free(E.st);
-    free(E.F_abs);
     free(es);
     free(xoff);
     free(yoff);

@@ -30,17 +30,27 @@
  * others keep their start and are reported unrefined, sigma NaN); without it F stays at the table's values.
  * An F that starts at 0 stays there (the intensity goes as F^2: its derivative is 0).
  *
+ * SHARED PARAMETERS (options.refine_shared, -refine_shared): parameters every still shares (the detector distance,
+ * the beam centre), one value each, fitted with the stills: the last entries of the solver's global vector, after
+ * the structure factors (db_elm_problem.n_shared). Each starts at the shared flags' value, which every still then
+ * has. Refused, naming -refine_shared and the parameter: an unknown or repeated name; a name also in refine_still;
+ * fluence with refine_F (a fluence every still shares and F are one scale: no still's fluence is left to hold); a
+ * still line that gives one a value of its own, named with the line: a flag that sets it directly (-distance or
+ * -close_distance for distance, -Xbeam, -Xclose or -ORGX for xbeam, ...; ensemble.c OWN_FLAGS), or any other way
+ * that leaves its start unlike the first still's (an -img header, another detector size moving the default beam
+ * centre); a shared parameter without effect on a still's fitted pixels at the start (as for refine_still).
+ *
  * THE SCALE RULE. The intensity is fluence x F^2: scaling every F by t and every fluence by 1/t^2 changes no
  * pixel. When fluence is refined per still AND F is refined, the first still of the file (still 0) keeps its
  * fluence at its given value (its -fluence, or the shared one) and every other still's fluence and every F are
  * refined relative to it. Its fluence is reported with sigma NaN and fixed = 1.
  *
  * Refused (DB_ERR_ARGUMENT, naming what): an unknown or repeated parameter name; nothing to refine (no
- * parameter and F not refined); refine_F without a structure-factor table (-hkl); a still line giving its own
- * -hkl (F is shared: give -hkl once, on the shared command line); a refined parameter that has no effect on a
- * still's fitted pixels at the start (its derivative is 0 on every one: it cannot be determined), named with the
- * still's line; refine_F when no fitted pixel touches a listed reflection. Other degeneracies that only show at
- * the optimum come out as sigma -1 (undetermined).
+ * parameter, no shared parameter and F not refined); the shared parameters' refusals above; refine_F without a
+ * structure-factor table (-hkl); a still line giving its own -hkl (F is shared: give -hkl once, on the shared
+ * command line); a refined parameter that has no effect on a still's fitted pixels at the start (its derivative
+ * is 0 on every one: it cannot be determined), named with the still's line; refine_F when no fitted pixel touches
+ * a listed reflection. Other degeneracies that only show at the optimum come out as sigma -1 (undetermined).
  *
  * Errors about one still are prefixed "-stills FILE:LINE: ". Determinism: the stills are rendered and reduced in
  * file order, so two runs give the same bits. */
@@ -74,6 +84,9 @@ typedef struct db_ensemble_options {
     double obs_adc;         /* -obs_adc; default 40 (SMV images) */
     double gain;            /* -gain; default 1 */
     int obs_float64;        /* -obs_float64; default 0 */
+    /* a comma list of parameter names every still shares, refined as one value each (-refine_shared
+     * "distance,xbeam,ybeam"); NULL (the default) or "" for none */
+    const char *refine_shared;
     void (*progress)(void *user, const db_ensemble_iteration *it); /* per trial step, or NULL */
     void *progress_user;
 } db_ensemble_options;
@@ -99,10 +112,14 @@ typedef struct db_ensemble_result {
     int nparams;
     int params[DB_ENSEMBLE_MAX_PARAMS];        /* the refined per-still parameters, as listed */
     int refine_F;
+    int nshared;                               /* the shared parameters (options.refine_shared), as listed */
+    int shared[DB_ENSEMBLE_MAX_PARAMS];
+    double shared_start[DB_ENSEMBLE_MAX_PARAMS], shared_value[DB_ENSEMBLE_MAX_PARAMS];
+    double shared_sigma[DB_ENSEMBLE_MAX_PARAMS]; /* -1: undetermined */
     int fluence_fixed_still;                   /* the still whose fluence the scale rule holds, or -1 */
     long nF, nF_refined;
     int *hkl;                                  /* [3*nF] the table's list */
-    double *F_start, *F, *sigma_F;             /* [nF]; sigma_F NaN where not refined (-1: undetermined) */
+    double *F_start, *F, *sigma_F;             /* [nF] (sigma_F may be longer); NaN where not refined (-1: undetermined) */
     unsigned char *F_refined;                  /* [nF] */
     double start_cost, cost, deviance;         /* summed over stills (half the deviance; deviance = 2 cost) */
     long pixels, dof;

@@ -29,11 +29,13 @@ typedef struct ens_args {
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: " PROG " -stills FILE [-refine_still LIST] [-refine_F] [shared dualbragg flags: -cell, -hkl FILE,\n"
-            "       detector, beam, -boxes FILE ...] [-spots N] [-spot_size S] [-obs_adc ADC] [-gain G] [-obs_float64]\n"
-            "       [-max_iterations N] [-damping D] [-hklout FILE] [-json FILE] [-noprogress]\n"
+            "usage: " PROG " -stills FILE [-refine_still LIST] [-refine_shared LIST] [-refine_F] [shared dualbragg\n"
+            "       flags: -cell, -hkl FILE, detector, beam, -boxes FILE ...] [-spots N] [-spot_size S] [-obs_adc ADC]\n"
+            "       [-gain G] [-obs_float64] [-max_iterations N] [-damping D] [-hklout FILE] [-json FILE] [-noprogress]\n"
             "  -stills FILE       one still a line: IMAGE [its own dualbragg flags, -spots, -boxes, -obs_adc ...]\n"
             "  -refine_still LIST per-still parameters (misset_x,misset_y,misset_z,a,b,c,fluence,...)\n"
+            "  -refine_shared LIST one value every still shares (distance,xbeam,ybeam,...), started at the shared\n"
+            "                     flags' value; no still line may give it its own, and not fluence with -refine_F\n"
             "  -refine_F          refine the structure factors of the -hkl table that fitted pixels touch\n"
             "  scale rule: with fluence in -refine_still and -refine_F, the first still's fluence is held at its\n"
             "  given value (fluence x F^2 is one degeneracy); see README.md \"Ensemble refinement\"\n"
@@ -67,6 +69,7 @@ static int parse_args(int argc, char **argv, ens_args *a)
         const char **str = NULL;
         if (!strcmp(f, "-stills")) str = &a->stills;
         else if (!strcmp(f, "-refine_still")) str = &a->refine_still;
+        else if (!strcmp(f, "-refine_shared")) str = &a->o.refine_shared;
         else if (!strcmp(f, "-hklout")) str = &a->hklout;
         else if (!strcmp(f, "-json")) str = &a->json;
         if (str) {
@@ -197,6 +200,20 @@ static int write_json(const char *path, const ens_args *a, const db_stills *st, 
     fputs(", \"mean_relative_change\": ", o);
     db_json_number(o, nrel ? rel / (double)nrel : NAN);
     fputs("},\n", o);
+    if (r->nshared) { /* only then: a run without -refine_shared writes the JSON it always did */
+        fputs("  \"shared\": {", o);
+        for (int j = 0; j < r->nshared; j++) {
+            fprintf(o, "%s\n    \"%s\": {\"unit\": \"%s\", \"start\": ", j ? "," : "", db_param_name(r->shared[j]),
+                    db_param_unit(r->shared[j]));
+            db_json_number(o, r->shared_start[j]);
+            fputs(", \"value\": ", o);
+            db_json_number(o, r->shared_value[j]);
+            fputs(", \"sigma\": ", o);
+            db_json_number(o, r->shared_sigma[j] < 0 ? NAN : r->shared_sigma[j]); /* undetermined: null */
+            fputc('}', o);
+        }
+        fputs("\n  },\n", o);
+    }
     const char *keys[] = {"start_cost", "cost", "deviance"};
     const double vals[] = {r->start_cost, r->cost, r->deviance};
     for (int k = 0; k < 3; k++) {
@@ -251,6 +268,15 @@ static void print_results(const db_ensemble_result *r)
                 else printf(" %24.15g %12.4g", sr->values[j], sr->sigma[j]);
             }
             printf("\n");
+        }
+    }
+    if (r->nshared) {
+        printf("\nshared by every still:\n");
+        for (int j = 0; j < r->nshared; j++) {
+            printf("%-14s %24.15g (start %.15g) %s", db_param_name(r->shared[j]), r->shared_value[j],
+                   r->shared_start[j], db_param_unit(r->shared[j]));
+            if (r->shared_sigma[j] < 0) printf("  undetermined\n");
+            else printf("  sigma %.4g\n", r->shared_sigma[j]);
         }
     }
     if (r->refine_F) printf("\nstructure factors: %ld of %ld listed refined (the others keep their start)\n",
@@ -318,9 +344,12 @@ static int run(int argc, char **argv)
     fputs(db_config_warnings(cfg), stderr);
 
     if (!a.noprogress) a.o.progress = show_iteration;
-    printf(PROG ": %ld stills from '%s', refining %s%s%s\n", stills.n, a.stills,
+    printf(PROG ": %ld stills from '%s', refining %s%s%s", stills.n, a.stills,
            a.refine_still && *a.refine_still ? a.refine_still : "", a.refine_still && *a.refine_still && a.refine_F ? " and " : "",
            a.refine_F ? "the structure factors" : "");
+    if (a.o.refine_shared && *a.o.refine_shared)
+        printf("%sshared %s", (a.refine_still && *a.refine_still) || a.refine_F ? ", " : "", a.o.refine_shared);
+    printf("\n");
     fflush(stdout);
     rc = 1;
     if (db_ensemble_refine(a.nrest, a.rest, &stills, a.refine_still, a.refine_F, &a.o, &res, &err)) goto fail;
@@ -365,8 +394,14 @@ done:
  * for any number of ranks); every rank parses the same flags and finds the same errors, a still's error stops every
  * rank with one message; only rank 0 prints (the other ranks' stdout and stderr go to /dev/null) and writes the
  * outputs. Without mpirun, MPI_Init makes a one-rank world: the one-process run. */
+void openblas_set_num_threads(int num_threads); /* OpenBLAS's (cblas.h), declared here: its header's folder varies */
+
 int main(int argc, char **argv)
 {
+    /* CHOLMOD's supernodal BLAS on one thread: the reduced system is small (one row per structure factor) and
+     * threaded BLAS rounds differently for each thread count, which made the fitted values' last bits depend on
+     * OMP_NUM_THREADS; the stills themselves run on the OpenMP threads (db_elm_problem.concurrent_stills) */
+    openblas_set_num_threads(1);
 #ifdef DB_HAVE_MPI
     MPI_Init(&argc, &argv);
     int rank = 0;
