@@ -67,11 +67,13 @@ static const struct own_flags {
 void db_ensemble_default_options(db_ensemble_options *o)
 {
     if (!o) return;
+    db_refine_options one; /* the solver's defaults are one still's (db_refine: its damping's reasons are there) */
+    db_refine_default_options(&one);
     memset(o, 0, sizeof *o);
-    o->max_iterations = 100;
-    o->cost_tolerance = 1e-12;
-    o->step_tolerance = 1e-10;
-    o->initial_damping = 1e-2;
+    o->max_iterations = one.max_iterations;
+    o->cost_tolerance = one.cost_tolerance;
+    o->step_tolerance = one.step_tolerance;
+    o->initial_damping = one.initial_damping;
     o->spot_size = 15;
     o->obs_adc = 40.0;
     o->gain = 1.0;

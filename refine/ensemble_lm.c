@@ -14,18 +14,18 @@
 #include <string.h>
 #include <time.h>
 
-/* Beyond this damping (relative to the scaled diagonal) a step is shorter than any rounding of the parameters. */
-#define MAX_DAMPING 1e32
 /* right-hand sides per CHOLMOD solve when the uncertainties are computed (BLAS-3 work in the supernodal solve) */
 #define SOLVE_BATCH 64
 
 void db_elm_default_options(db_elm_options *o)
 {
+    db_lm_options one; /* the defaults of one still's fit (lm.c) */
+    db_lm_default_options(&one);
     memset(o, 0, sizeof *o);
-    o->max_iterations = 100;
-    o->cost_tolerance = 1e-12;
-    o->step_tolerance = 1e-10;
-    o->initial_damping = 1e-3;
+    o->max_iterations = one.max_iterations;
+    o->cost_tolerance = one.cost_tolerance;
+    o->step_tolerance = one.step_tolerance;
+    o->initial_damping = one.initial_damping;
 }
 
 /* ======================================================================== one still */
@@ -1136,19 +1136,10 @@ static void fit_free(fit *f)
 typedef int (*still_fn)(fit *f, int s, void *ctx, db_error *err);
 static int for_each_still(fit *f, still_fn fn, void *ctx, int *bad, db_error *err)
 {
-    if (!f->threads) {
-        for (int s = f->first; s < f->last; s++) {
-            int rc = fn(f, s, ctx, err);
-            if (rc) {
-                *bad = s;
-                return rc;
-            }
-        }
-        return DB_OK;
-    }
     int first_bad = f->last, first_rc = DB_OK;
+    /* without threads one thread runs the stills in order and skips the rest after a failure: the serial loop */
 #ifdef _OPENMP
-#pragma omp parallel
+#pragma omp parallel if (f->threads)
 #endif
     {
         db_error terr = {0};
@@ -1549,7 +1540,7 @@ agree_setup:
             stop = DB_STOP_MAXITER;
             break;
         }
-        if (lambda > MAX_DAMPING) {
+        if (lambda > DB_LM_MAX_DAMPING) {
             stop = DB_STOP_NO_PROGRESS;
             break;
         }

@@ -23,8 +23,6 @@
 /* A parameter whose change by its own size (at least 1) moves the model by less than this fraction of the model's
  * norm has no effect: below the rounding of a float image (6e-8), an effect the data cannot hold. */
 #define NO_EFFECT 1e-9
-/* Beyond this damping (relative to the scaled diagonal) a step is shorter than any rounding of the parameters. */
-#define MAX_DAMPING 1e32
 
 void db_lm_default_options(db_lm_options *o)
 {
@@ -903,7 +901,7 @@ int db_lm_fit(const db_lm_problem *P, const db_lm_options *opt, double *x, doubl
             stop = DB_STOP_MAXITER;
             break;
         }
-        if (lambda > MAX_DAMPING) {
+        if (lambda > DB_LM_MAX_DAMPING) {
             stop = DB_STOP_NO_PROGRESS;
             break;
         }

@@ -57,6 +57,10 @@ typedef struct db_lm_iteration {
     double cost, damping, step, seconds; /* cost after the step when accepted; step = |D delta| / |D x| */
 } db_lm_iteration;
 
+/* Beyond this damping (relative to the scaled diagonal) a step is shorter than any rounding of the parameters: the
+ * Levenberg-Marquardt drivers (lm.c, ensemble_lm.c) stop there with "no progress". */
+#define DB_LM_MAX_DAMPING 1e32
+
 typedef struct db_lm_options {
     int max_iterations;           /* trial steps (accepted or not); default 100 */
     double cost_tolerance;        /* relative decrease of an accepted step that ends the fit; default 1e-12 */
