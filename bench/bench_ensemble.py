@@ -87,6 +87,10 @@ def parse_args(argv=None):
     p.add_argument("--box", type=int, default=9, help="spot box edge in pixels, odd (default 9)")
     p.add_argument("--misset_start_sd", type=float, default=0.05,
                    help="sd in degrees of the refinement's start misset about the truth (default 0.05)")
+    p.add_argument("--misset_prior", choices=("start_sd", "none"), default="start_sd",
+                   help="'start_sd': -prior_still with each misset angle's prior sd = --misset_start_sd about the "
+                        "still's start (the indexing precision the simulation gives the starts); 'none': no prior "
+                        "(default start_sd)")
     p.add_argument("--max_iterations", type=int, default=100, help="dualbragg-ensemble -max_iterations (default 100)")
     p.add_argument("--start", choices=("constant", "truth"), default="constant",
                    help="refinement start: 'constant' (every F the truth's mean F, missets perturbed; the bench) or "
@@ -345,6 +349,8 @@ def refine(a, prog, rng, stills, hkl, F_true):
                                       "-refine_still", "misset_x,misset_y,misset_z", "-refine_F",
                                       "-max_iterations", str(a.max_iterations), "-hklout", out_hkl,
                                       "-json", out_json]
+    if a.misset_prior == "start_sd":
+        cmd += ["-prior_still", ",".join("misset_%s=%.17g" % (c, a.misset_start_sd) for c in "xyz")]
     print("  " + " ".join(cmd), flush=True)
     t0 = time.time()
     iters = []

@@ -33,6 +33,7 @@ typedef struct still_data {
     int *entry_box, *entry_group;
     double *bounds;                       /* [ngroups * NBOUNDS * Q]: each plane >= 0 at its box's corners */
     double *F_abs;                        /* [nF] with -refine_F: |F| for the simulation (the fit's F may be < 0) */
+    double *prior_mean, *prior_sd;        /* [p] with -prior_still: its start values and the sds (INFINITY: none) */
 } still_data;
 
 typedef struct ensemble {
@@ -335,6 +336,8 @@ static void still_free(still_data *d)
     free(d->entry_group);
     free(d->bounds);
     free(d->F_abs);
+    free(d->prior_mean);
+    free(d->prior_sd);
 }
 
 /* Still i: its simulation, observed counts on its chosen pixels, background groups. */
@@ -503,6 +506,59 @@ static void *xcalloc(size_t n, size_t k) /* inside a collective step: no way bac
     return p;
 }
 
+/* options.prior_still ("name=sd,name=sd"): sd[j] for each refined parameter params[j] named there (in its command-line
+ * units; INFINITY for the others). Returns the count, or -1 with err set naming -prior_still. */
+static int parse_priors(const char *list, const int *params, int np, double *sd, db_error *err)
+{
+    for (int j = 0; j < np; j++) sd[j] = INFINITY;
+    int count = 0;
+    const char *p = list;
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[128];
+        if (len == 0 || len >= sizeof item) {
+            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: expected NAME=SD items separated by commas, got \"%s\"", list);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: \"%s\" is not NAME=SD (a parameter of -refine_still and the "
+                    "standard deviation of its prior, in the parameter's units)", item);
+            return -1;
+        }
+        *eq = '\0';
+        const int id = db_param_from_name(item);
+        int j = 0;
+        while (j < np && params[j] != id) j++;
+        if (id < 0 || j == np) {
+            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: %s is not a parameter of -refine_still (a prior restrains "
+                    "a still's own refined parameter)", item);
+            return -1;
+        }
+        char *tail;
+        const double v = strtod(eq + 1, &tail);
+        if (tail == eq + 1 || *tail || !(v > 0.0) || !isfinite(v)) {
+            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: %s's sd \"%s\" is not a number > 0", item, eq + 1);
+            return -1;
+        }
+        if (isfinite(sd[j])) {
+            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: %s is given twice", item);
+            return -1;
+        }
+        sd[j] = v;
+        count++;
+        p = end ? end + 1 : NULL;
+        if (end && !*p) {
+            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: \"%s\" ends with a comma", list);
+            return -1;
+        }
+    }
+    return count;
+}
+
 int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db_stills *stills,
                        const char *refine_still, int refine_F, const db_ensemble_options *options,
                        db_ensemble_result *result, db_error *err)
@@ -531,6 +587,11 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         np = db_param_parse_list_for("-refine_still", refine_still, params, err);
         if (np < 0) return err->code;
     }
+    double prior_sd[DB_ENSEMBLE_MAX_PARAMS];
+    const int nprior = o->prior_still && *o->prior_still ? parse_priors(o->prior_still, params, np, prior_sd, err) : 0;
+    if (nprior < 0) return err->code;
+    if (!nprior)
+        for (int j = 0; j < np; j++) prior_sd[j] = INFINITY;
     int shared[DB_ENSEMBLE_MAX_PARAMS];
     int nsh = 0;
     if (o->refine_shared && *o->refine_shared) {
@@ -608,6 +669,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     if (!r->stills) goto nomem;
     r->nparams = np;
     memcpy(r->params, params, sizeof(int) * (size_t)np);
+    memcpy(r->prior_sd, prior_sd, sizeof(double) * (size_t)np);
     r->refine_F = refine_F;
     r->nshared = nsh;
     memcpy(r->shared, shared, sizeof(int) * (size_t)nsh);
@@ -770,6 +832,20 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         es[s].basis = d->ngroups ? d->basis : NULL;
         es[s].nbounds = d->ngroups ? NBOUNDS : 0;
         es[s].bounds = d->ngroups ? d->bounds : NULL;
+        if (nprior && d->p) { /* the prior is centred on the still's start (its orientation from indexing) */
+            d->prior_mean = (double *)malloc(sizeof(double) * (size_t)d->p);
+            d->prior_sd = (double *)malloc(sizeof(double) * (size_t)d->p);
+            if (!d->prior_mean || !d->prior_sd) {
+                rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+                break;
+            }
+            for (int k = 0; k < d->p; k++) {
+                d->prior_mean[k] = sr->start[d->col[k]];
+                d->prior_sd[k] = prior_sd[d->col[k]];
+            }
+            es[s].prior_mean = d->prior_mean;
+            es[s].prior_sd = d->prior_sd;
+        }
         continue;
     fail_still:
         rc = still_fail(err, stills, s, rc);
@@ -886,6 +962,11 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
             comm->bcast(comm->user, q, sr->background, (long)sizeof(double) * 3 * sr->nboxes);
             comm->bcast(comm->user, q, sr->background_sigma, (long)sizeof(double) * 3 * sr->nboxes);
         }
+    }
+    if (nprior) { /* the deviance is the data's: the cost less the priors' terms */
+        double dev = 0.0;
+        for (long s = 0; s < S; s++) dev += 2.0 * r->stills[s].cost;
+        r->deviance = dev;
     }
     r->seconds = db_now_seconds() - t0;
     rc = DB_OK;

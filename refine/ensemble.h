@@ -87,6 +87,12 @@ typedef struct db_ensemble_options {
     /* a comma list of parameter names every still shares, refined as one value each (-refine_shared
      * "distance,xbeam,ybeam"); NULL (the default) or "" for none */
     const char *refine_shared;
+    /* Gaussian priors on the stills' own refined parameters, "name=sd,..." (-prior_still "misset_x=0.05,
+     * misset_y=0.05,misset_z=0.05": sd in the parameter's command-line units, degrees for the missets), each centred
+     * on the still's start value (its orientation from indexing, say, whose precision the sd states). Each named
+     * parameter must be in refine_still. The cost then gains ((value - start) / sd)^2 / 2 per still and parameter,
+     * and the sigmas are the posterior's. NULL (the default) or "" for none */
+    const char *prior_still;
     void (*progress)(void *user, const db_ensemble_iteration *it); /* per trial step, or NULL */
     void *progress_user;
 } db_ensemble_options;
@@ -103,7 +109,8 @@ typedef struct db_ensemble_still_result {
     int *boxes;                                /* [4*nboxes] xmin xmax ymin ymax */
     double *background;                        /* [3*nboxes] a b c (NaN: a box without pixels of its own) */
     double *background_sigma;                  /* [3*nboxes] */
-    double start_cost, cost;                   /* this still's half deviance at the start and at the end */
+    double start_cost, cost;                   /* this still's half deviance at the start and at the end (the
+                                                * data's alone: a prior's term is in the run's cost) */
 } db_ensemble_still_result;
 
 typedef struct db_ensemble_result {
@@ -111,6 +118,7 @@ typedef struct db_ensemble_result {
     db_ensemble_still_result *stills;          /* [nstills], in file order */
     int nparams;
     int params[DB_ENSEMBLE_MAX_PARAMS];        /* the refined per-still parameters, as listed */
+    double prior_sd[DB_ENSEMBLE_MAX_PARAMS];   /* each one's prior sd (options.prior_still), INFINITY for none */
     int refine_F;
     int nshared;                               /* the shared parameters (options.refine_shared), as listed */
     int shared[DB_ENSEMBLE_MAX_PARAMS];
@@ -121,7 +129,9 @@ typedef struct db_ensemble_result {
     int *hkl;                                  /* [3*nF] the table's list */
     double *F_start, *F, *sigma_F;             /* [nF] (sigma_F may be longer); NaN where not refined (-1: undetermined) */
     unsigned char *F_refined;                  /* [nF] */
-    double start_cost, cost, deviance;         /* summed over stills (half the deviance; deviance = 2 cost) */
+    double start_cost, cost, deviance;         /* summed over stills (half the deviance, plus the priors' terms
+                                                * with options.prior_still; deviance: the data's alone, 2 cost
+                                                * without priors) */
     long pixels, dof;
     int iterations, evaluations, stop_reason;  /* stop_reason: db_stop_reason (db_stop_reason_text) */
     double seconds;

@@ -24,6 +24,7 @@ void db_elm_default_options(db_elm_options *o)
     memset(o, 0, sizeof *o);
     o->max_iterations = one.max_iterations;
     o->cost_tolerance = one.cost_tolerance;
+    o->cost_decrease_tolerance = one.cost_decrease_tolerance;
     o->step_tolerance = one.step_tolerance;
     o->initial_damping = one.initial_damping;
 }
@@ -41,6 +42,7 @@ struct db_elm_block {
     double *w, *wf, *e;   /* [n] the steps' weights (objective.c's floored observed curvature), the Fisher weights
                            * 1/mu' (the uncertainties'), gradients d cost / d mu */
     double *J;            /* [n*p] */
+    double *x;            /* [p] the own parameters of the last linearisation (the prior's gradient needs them) */
     db_csr JF;
     int have_pattern;
     long m, *cols;        /* the still's F columns (ascending global indices) */
@@ -81,6 +83,7 @@ void db_elm_block_free(db_elm_block *b)
     free(b->wf);
     free(b->e);
     free(b->J);
+    free(b->x);
     db_csr_free(&b->JF);
     free(b->cols);
     free(b->loc);
@@ -130,6 +133,13 @@ static int check_still(const db_elm_problem *P, int s, db_error *err)
     }
     if (st->nbounds < 0 || (st->nbounds > 0 && st->ngroups > 0 && !st->bounds))
         return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's %d bounds need their rows", s, st->nbounds);
+    if (!st->prior_mean != !st->prior_sd)
+        return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's prior needs both its means and its sds", s);
+    for (int j = 0; st->prior_sd && j < st->p; j++)
+        if (!(st->prior_sd[j] > 0.0) || !isfinite(st->prior_mean[j]))
+            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's prior on parameter %d has sd %g and mean %g "
+                                                 "(an sd > 0, INFINITY for none, and a finite mean)", s, j,
+                           st->prior_sd[j], st->prior_mean[j]);
     return DB_OK;
 }
 
@@ -160,13 +170,14 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
     b->wf = (double *)malloc(n * sizeof(double));
     b->e = (double *)malloc(n * sizeof(double));
     b->J = (double *)malloc(n * (size_t)(b->p ? b->p : 1) * sizeof(double));
+    b->x = (double *)calloc((size_t)b->p + 1, sizeof(double));
     b->A = (double *)calloc(nz * nz + 1, sizeof(double));
     b->L = (double *)calloc(nz * nz + 1, sizeof(double));
     b->gz = (double *)calloc(nz + 1, sizeof(double));
     b->t = (double *)calloc(nz + 1, sizeof(double));
     b->Dz2 = (double *)calloc(nz + 1, sizeof(double));
     b->dzf = (double *)calloc(nz + 1, sizeof(double));
-    int bad = !b->model || !b->mu || !b->trial || !b->w || !b->wf || !b->e || !b->J || !b->A || !b->L || !b->gz || !b->t ||
+    int bad = !b->model || !b->mu || !b->trial || !b->w || !b->wf || !b->e || !b->J || !b->x || !b->A || !b->L || !b->gz || !b->t ||
               !b->Dz2 || !b->dzf;
     if (b->G > 0 && st->nbounds > 0) {
         b->nb = st->nbounds;
@@ -310,6 +321,18 @@ static double still_cost(const db_elm_block *b, const double *mu, double *w, dou
     return isfinite(c) ? c : INFINITY;
 }
 
+/* the prior's term of the cost at the own parameters x_s (db_elm_still.prior_sd; 0 without one) */
+static double prior_cost(const db_elm_block *b, const double *x_s)
+{
+    const db_elm_still *st = b->st;
+    double c = 0.0;
+    for (int j = 0; st->prior_sd && j < b->p; j++) {
+        const double r = (x_s[j] - st->prior_mean[j]) / st->prior_sd[j];
+        c += 0.5 * r * r;
+    }
+    return c;
+}
+
 /* A = Jz^T W Jz, B = Jz^T W JF, C = JF^T W JF and the gradients g_z, g_F from the still's Jacobians with weights w */
 static void build_normal(db_elm_block *b, const double *w)
 {
@@ -362,6 +385,11 @@ static void build_normal(db_elm_block *b, const double *w)
             }
         }
     }
+    for (int j = 0; st->prior_sd && j < p; j++) { /* the prior's curvature and gradient (it is quadratic) */
+        const double v = 1.0 / (st->prior_sd[j] * st->prior_sd[j]);
+        b->A[(size_t)j * (size_t)nz + (size_t)j] += v;
+        b->gz[j] += (b->x[j] - st->prior_mean[j]) * v;
+    }
     for (int a = 0; a < nz; a++)
         for (int c = a + 1; c < nz; c++) b->A[(size_t)c * (size_t)nz + (size_t)a] = b->A[(size_t)a * (size_t)nz + (size_t)c];
 }
@@ -391,6 +419,7 @@ static void fisher_diagonals(db_elm_block *b)
         for (long k = M->row_ptr[i]; k < M->row_ptr[i + 1]; k++)
             if (b->loc[k] >= 0) b->dCf[b->loc[k]] += wi * M->val[k] * M->val[k];
     }
+    for (int j = 0; st->prior_sd && j < p; j++) b->dzf[j] += 1.0 / (st->prior_sd[j] * st->prior_sd[j]);
 }
 
 int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err)
@@ -406,7 +435,9 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
     if (rc) return rc;
     if ((rc = check_jf(b, err))) return rc;
     add_local(b, b->model, y_s, b->mu);
+    if (p) memcpy(b->x, x_s, sizeof(double) * (size_t)p);
     b->cost = still_cost(b, b->mu, b->w, b->wf, b->e);
+    if (b->cost != INFINITY) b->cost += prior_cost(b, x_s);
     if (b->cost == INFINITY) {
         for (long i = 0; i < n; i++) {
             db_term t;
@@ -1248,7 +1279,8 @@ static int trial_one(fit *f, int s, void *ctx, db_error *err)
     }
     if (rc) return rc;
     add_local(b, b->trial, pt->y ? pt->y + f->yoff[s] : NULL, b->trial);
-    pt->per_still[s] = still_cost(b, b->trial, NULL, NULL, NULL);
+    const double c = still_cost(b, b->trial, NULL, NULL, NULL);
+    pt->per_still[s] = c == INFINITY ? c : c + prior_cost(b, pt->x + f->xoff[s]);
     return DB_OK;
 }
 
@@ -1284,7 +1316,8 @@ static int check_problem(const db_elm_problem *P, const db_elm_options *o, db_er
     if (!P->evaluate) return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: no evaluate callback");
     if (!(P->variance_offset >= 0.0) || !isfinite(P->variance_offset))
         return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: the variance offset must be finite and >= 0");
-    if (o->max_iterations < 1 || !(o->cost_tolerance >= 0) || !(o->step_tolerance >= 0) || !(o->initial_damping > 0) ||
+    if (o->max_iterations < 1 || !(o->cost_tolerance >= 0) || !(o->step_tolerance >= 0) ||
+        !(o->cost_decrease_tolerance >= 0) || !(o->initial_damping > 0) ||
         !isfinite(o->initial_damping))
         return db_fail(err, DB_ERR_ARGUMENT, "db_elm_fit: bad options (max_iterations >= 1, tolerances >= 0, "
                                              "initial_damping > 0)");
@@ -1667,7 +1700,8 @@ agree_setup:
                 lambda *= shrink > 1.0 / 3.0 ? shrink : 1.0 / 3.0;
                 nu = 2.0;
                 if (cost == 0.0) stop = DB_STOP_EXACT;
-                else if (old - cost <= o->cost_tolerance * old) stop = DB_STOP_COST;
+                else if (old - cost <= o->cost_tolerance * old || old - cost < o->cost_decrease_tolerance)
+                    stop = DB_STOP_COST;
             }
         } else if (last) {
             stop = DB_STOP_STEP;

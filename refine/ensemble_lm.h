@@ -52,6 +52,11 @@ typedef struct db_elm_still {
      * still's elimination (see db_elm_fit) */
     int nbounds;
     const double *bounds;
+    /* a Gaussian prior (restraint) on the own parameters: the cost gains sum_j ((x_j - prior_mean[j]) / prior_sd[j])^2 / 2,
+     * and the steps' and the uncertainties' matrices its 1 / prior_sd^2 on the diagonal (the sigmas are then the
+     * posterior's). prior_sd[j] > 0; INFINITY for none on x_j. Both NULL: no prior. What it is for: an orientation
+     * known from indexing to a stated precision, which a weak still's few spots determine worse (ensemble.h) */
+    const double *prior_mean, *prior_sd;
 } db_elm_still;
 
 typedef struct db_elm_problem {
@@ -85,6 +90,10 @@ typedef struct db_elm_problem {
 typedef struct db_elm_options {
     int max_iterations;     /* trial steps (accepted or not); default 100 */
     double cost_tolerance;  /* relative decrease of an accepted step that ends the fit; default 1e-12 */
+    /* an accepted step that lowers the cost by less than this (absolute, in the cost's units) ends the fit; default 0
+     * (lm.h's rule of the same name: for a log-likelihood, 1e-6 per parameter is a change of about 1.4e-3 of each
+     * parameter's standard uncertainty) */
+    double cost_decrease_tolerance;
     double step_tolerance;  /* scaled step relative to the scaled parameters that ends the fit; default 1e-10 */
     double initial_damping; /* relative to the scaled diagonal (1 at the start); default 1e-3 */
     void (*progress)(void *user, const db_lm_iteration *it); /* per trial step, or NULL */
@@ -93,7 +102,7 @@ typedef struct db_elm_options {
 void db_elm_default_options(db_elm_options *o);
 
 typedef struct db_elm_result {
-    double start_cost, cost;  /* half the deviance */
+    double start_cost, cost;  /* half the deviance, plus the priors' terms where stills have them */
     int iterations, evaluations, stop_reason; /* stop_reason: db_stop_reason */
     long dof;                 /* sum n_s - sum (p_s + ngroups_s q_s) - refined F */
     long nF_refined;          /* F columns some observation touches (the others keep their start) */

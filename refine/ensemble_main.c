@@ -31,12 +31,16 @@ static int usage(void)
     fprintf(stderr,
             "usage: " PROG " -stills FILE [-refine_still LIST] [-refine_shared LIST] [-refine_F] [shared dualbragg\n"
             "       flags: -cell, -hkl FILE, detector, beam, -boxes FILE ...] [-spots N] [-spot_size S] [-obs_adc ADC]\n"
-            "       [-gain G] [-obs_float64] [-max_iterations N] [-damping D] [-hklout FILE] [-json FILE] [-noprogress]\n"
+            "       [-gain G] [-obs_float64] [-max_iterations N] [-damping D] [-prior_still NAME=SD,...] [-hklout FILE]\n"
+            "       [-json FILE] [-noprogress]\n"
             "  -stills FILE       one still a line: IMAGE [its own dualbragg flags, -spots, -boxes, -obs_adc ...]\n"
             "  -refine_still LIST per-still parameters (misset_x,misset_y,misset_z,a,b,c,fluence,...)\n"
             "  -refine_shared LIST one value every still shares (distance,xbeam,ybeam,...), started at the shared\n"
             "                     flags' value; no still line may give it its own, and not fluence with -refine_F\n"
             "  -refine_F          refine the structure factors of the -hkl table that fitted pixels touch\n"
+            "  -prior_still NAME=SD,... a Gaussian prior on a -refine_still parameter of every still, centred on the\n"
+            "                     still's start (its indexed orientation), SD in the parameter's units (degrees for\n"
+            "                     the missets): misset_x=0.05,misset_y=0.05,misset_z=0.05\n"
             "  scale rule: with fluence in -refine_still and -refine_F, the first still's fluence is held at its\n"
             "  given value (fluence x F^2 is one degeneracy); see README.md \"Ensemble refinement\"\n"
             "  -hklout FILE       'h k l F sigF' for every listed reflection (sigF nan: not refined)\n");
@@ -70,6 +74,7 @@ static int parse_args(int argc, char **argv, ens_args *a)
         if (!strcmp(f, "-stills")) str = &a->stills;
         else if (!strcmp(f, "-refine_still")) str = &a->refine_still;
         else if (!strcmp(f, "-refine_shared")) str = &a->o.refine_shared;
+        else if (!strcmp(f, "-prior_still")) str = &a->o.prior_still;
         else if (!strcmp(f, "-hklout")) str = &a->hklout;
         else if (!strcmp(f, "-json")) str = &a->json;
         if (str) {
@@ -148,7 +153,19 @@ static int write_json(const char *path, const ens_args *a, const db_stills *st, 
     fprintf(o, "],\n  \"refine_F\": %s,\n  \"units\": {", r->refine_F ? "true" : "false");
     for (int j = 0; j < r->nparams; j++)
         fprintf(o, "%s\"%s\": \"%s\"", j ? ", " : "", db_param_name(r->params[j]), db_param_unit(r->params[j]));
-    fputs("},\n  \"fluence_fixed_still\": ", o);
+    fputs("},\n", o);
+    int priors = 0;
+    for (int j = 0; j < r->nparams; j++) priors += isfinite(r->prior_sd[j]);
+    if (priors) { /* only then: a run without -prior_still writes the JSON it always did */
+        fputs("  \"prior_sd\": {", o);
+        for (int j = 0, k = 0; j < r->nparams; j++)
+            if (isfinite(r->prior_sd[j])) {
+                fprintf(o, "%s\"%s\": ", k++ ? ", " : "", db_param_name(r->params[j]));
+                db_json_number(o, r->prior_sd[j]);
+            }
+        fputs("},\n", o);
+    }
+    fputs("  \"fluence_fixed_still\": ", o);
     if (r->fluence_fixed_still >= 0) fprintf(o, "%d", r->fluence_fixed_still);
     else fputs("null", o);
     fputs(",\n  \"stills\": [", o);

@@ -14,7 +14,9 @@
  *    program (with -refine_F from 1.3 x F) recover both to 1e-8 relative with finite sigmas > 0, the JSON's
  *    "shared" object holds them and -hklout only F; each refusal names -refine_shared and the parameter (and the
  *    still's line where a line gives its own value), exit 2; under MPI the same bytes for 1 to 4 ranks (4 > the
- *    3 stills: a rank without a still). */
+ *    3 stills: a rank without a still);
+ *  - -prior_still: refusals by name; a tight prior holds the missets at their starts with sigma below its sd, the
+ *    JSON names it; a wide one leaves the noise-free optimum where it was. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -469,7 +471,8 @@ static void test_mpi_ranks(void **state)
     (void)state;
     char args[2048], a[4200], b[4200];
     for (int k = 1; k <= 3; k++) {
-        snprintf(args, sizeof args, CLI_FIT "-noprogress -hklout m%d.hkl -json m%d.json", k, k);
+        snprintf(args, sizeof args, CLI_FIT "-noprogress -prior_still misset_x=0.01,misset_y=0.01,misset_z=0.01 "
+                 "-hklout m%d.hkl -json m%d.json", k, k);
         char log[64];
         snprintf(log, sizeof log, "mpi%d.log", k);
         int rc = run_mpi(k, args, log);
@@ -736,6 +739,99 @@ static void test_cli_shared_refusals(void **state)
     assert_int_not_equal(access(p, F_OK), 0);
 }
 
+/* -prior_still: its refusals (exit 2, the flag named, no output); a prior of 1e-9 degrees holds every misset at its
+ * start (to 1e-8 degrees: the data, which put the truth up to 0.05 degrees away, pull with a force the prior answers
+ * with a displacement of about (0.05 / sigma_data^2) 1e-18, far below 1e-8), with a sigma below the prior's sd; the
+ * JSON names the priors; a wide prior (1e3 degrees) changes the noise-free optimum by less than 1e-6 degrees */
+static void test_cli_prior(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *prior, *msg;
+    } cases[] = {
+        {"misset_q=0.1", "-prior_still: misset_q is not a parameter of -refine_still"},
+        {"a=0.1", "-prior_still: a is not a parameter of -refine_still"},
+        {"misset_x", "-prior_still: \"misset_x\" is not NAME=SD"},
+        {"misset_x=0", "-prior_still: misset_x's sd \"0\" is not a number > 0"},
+        {"misset_x=-1", "-prior_still: misset_x's sd \"-1\" is not a number > 0"},
+        {"misset_x=0.1x", "-prior_still: misset_x's sd \"0.1x\" is not a number > 0"},
+        {"misset_x=nan", "-prior_still: misset_x's sd \"nan\" is not a number > 0"},
+        {"misset_x=0.1,misset_x=0.2", "-prior_still: misset_x is given twice"},
+        {"misset_x=0.1,", "ends with a comma"},
+        {"misset_x=0.1,,misset_y=0.1", "expected NAME=SD items"},
+    };
+    char args[4096], p[4200];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        snprintf(args, sizeof args, CLI_FIT "-noprogress -json never.json -prior_still %s", cases[c].prior);
+        char *log = run_cli(args, 2);
+        test_context("case %zu: '%s' in\n%s", c, cases[c].msg, log);
+        assert_non_null(strstr(log, cases[c].msg));
+        test_context("%s", "");
+        free(log);
+    }
+    path_in(p, sizeof p, "never.json");
+    assert_int_not_equal(access(p, F_OK), 0);
+
+    /* a tight prior holds the missets at their starts */
+    free(run_cli(CLI_FIT "-noprogress -json tight.json -prior_still misset_x=1e-9,misset_y=1e-9,misset_z=1e-9", 0));
+    path_in(p, sizeof p, "tight.json");
+    char *js = harness_read_text(p);
+    assert_non_null(js);
+    const char *ps = strstr(js, "\"prior_sd\": {\"misset_x\": ");
+    assert_non_null(ps);
+    assert_true(strtod(ps + strlen("\"prior_sd\": {\"misset_x\": "), NULL) == 1e-9);
+    assert_non_null(strstr(ps, "\"misset_z\": "));
+    const char *at = js;
+    static const char *const name[3] = {"misset_x", "misset_y", "misset_z"};
+    for (int s = 0; s < NSTILLS; s++, at++) {
+        at = strstr(at, "\"values\": {");
+        assert_non_null(at);
+        for (int k = 0; k < 3; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "\"%s\": ", name[k]);
+            const char *v = strstr(at, key);
+            assert_non_null(v);
+            test_context("still %d %s", s, name[k]);
+            assert_close(strtod(v + strlen(key), NULL), START[s][k], 0, 1e-8);
+            const char *sg = strstr(at, "\"sigma\": {");
+            assert_non_null(sg);
+            sg = strstr(sg, key);
+            const double sigma = strtod(sg + strlen(key), NULL);
+            assert_true(sigma > 0 && sigma <= 1e-9);
+            test_context("%s", "");
+        }
+    }
+    free(js);
+    free(run_cli(CLI_FIT "-noprogress -json wide.json -prior_still misset_x=1e3,misset_y=1e3,misset_z=1e3", 0));
+    free(run_cli(CLI_FIT "-noprogress -json none.json", 0));
+    char wp[4200], np[4200];
+    path_in(wp, sizeof wp, "wide.json");
+    path_in(np, sizeof np, "none.json");
+    char *w = harness_read_text(wp), *n = harness_read_text(np);
+    assert_non_null(w);
+    assert_non_null(n);
+    const char *aw = w, *an = n;
+    for (int s = 0; s < NSTILLS; s++) {
+        aw = strstr(aw, "\"values\": {");
+        an = strstr(an, "\"values\": {");
+        assert_non_null(aw);
+        assert_non_null(an);
+        for (int k = 0; k < 3; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "\"%s\": ", name[k]);
+            const double vw = strtod(strstr(aw, key) + strlen(key), NULL), vn = strtod(strstr(an, key) + strlen(key), NULL);
+            test_context("still %d %s: %.12g, %.12g", s, name[k], vw, vn);
+            assert_close(vw, vn, 0, 1e-6);
+            assert_close(vn, MISSET[s][k], 0, 1e-6);
+        }
+        aw++;
+        an++;
+    }
+    test_context("%s", "");
+    free(w);
+    free(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -747,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_api_shared),
         cmocka_unit_test(test_cli_shared),
         cmocka_unit_test(test_cli_shared_refusals),
+        cmocka_unit_test(test_cli_prior),
 #ifdef DB_MPIEXEC
         cmocka_unit_test(test_mpi_ranks),
         cmocka_unit_test(test_mpi_shared),

@@ -33,7 +33,11 @@
  *     relative, the F at 0 below 1e-3 of the mean F, below 1e-8 with the term); every sigma is finite and > 0 and
  *     equals the square root of the diagonal of the inverse of the dense Fisher matrix plus diag(t_k), t_k = 2 sum_i
  *     e_i c_ik (the term, computed here), so 1/sqrt(t_k) at an F at 0; the interior sigmas are never above the
- *     F_squared = 0 fit's (which are marginal over the absent intensities); two fits, same bits. */
+ *     F_squared = 0 fit's (which are marginal over the absent intensities); two fits, same bits;
+ * 10. a Gaussian prior on the stills' own parameters: the optimum is a stationary point of data + prior (the data's
+ *     gradient computed here), the cost includes the prior's term, the sigmas are the inverse dense Fisher matrix
+ *     plus the prior's diagonal, bad sds are refused, and the coverage over 100 seeds whose prior means are drawn
+ *     from the prior is nominal (test_prior's comment has the figures). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -197,7 +201,7 @@ static void synth_counts(synth *P, uint64_t noise_seed)
         }
         nx += P->p[s];
         P->st[s] = (db_elm_still){n, P->p[s], P->obs + P->off[s], NG, 1, P->grp + P->off[s], P->basis + P->off[s],
-                                  0, NULL};
+                                  0, NULL, NULL, NULL};
     }
 }
 
@@ -817,7 +821,7 @@ static void plane_make(synth *P, plane_problem *Q, uint64_t noise_seed)
         }
         nx += P->p[s];
         Q->st[s] = (db_elm_still){P->n[s], P->p[s], P->obs + P->off[s], NG, 3, P->grp + P->off[s],
-                                  Q->basis + (size_t)P->off[s] * 3, NB8, Q->bounds + (size_t)s * NG * NB8 * 3};
+                                  Q->basis + (size_t)P->off[s] * 3, NB8, Q->bounds + (size_t)s * NG * NB8 * 3, NULL, NULL};
     }
 }
 
@@ -1145,6 +1149,141 @@ static void test_F_squared(void **state)
     free(P);
 }
 
+/* ---- 10. a Gaussian prior on the stills' own parameters (db_elm_still.prior_mean, prior_sd) */
+
+/* the data's cost (half the Poisson deviance) and its gradient over (x, y, F[0 .. nF-2]) at (x, y, F), computed here
+ * from synth's model (independent of ensemble_lm.c's assembly) */
+static double data_cost_gradient(const synth *P, const double *x, const double *y, const double *F, double *g)
+{
+    const long nx = synth_nx(P), ny = (long)P->S * NG, np = nx + ny + P->nF - 1;
+    memset(g, 0, sizeof(double) * (size_t)np);
+    double c = 0.0;
+    long xo = 0;
+    for (int s = 0; s < P->S; s++) {
+        const long n = P->n[s];
+        double mu[MAXOBS], Js[2 * MAXOBS];
+        db_csr JF = {0};
+        model_still(P, s, x + xo, F, mu, Js, &JF);
+        for (long i = 0; i < n; i++) {
+            const long o = P->off[s] + i;
+            const double m = mu[i] + y[s * NG + P->grp[o]], k = P->obs[o];
+            c += m - k + (k > 0.0 ? k * log(k / m) : 0.0);
+            const double e = 1.0 - k / m;
+            for (int j = 0; j < P->p[s]; j++) g[xo + j] += Js[j * n + i] * e;
+            g[nx + s * NG + P->grp[o]] += e;
+            for (long q = JF.row_ptr[i]; q < JF.row_ptr[i + 1]; q++) g[nx + ny + JF.col[q]] += JF.val[q] * e;
+        }
+        db_csr_free(&JF);
+        xo += P->p[s];
+    }
+    return c;
+}
+
+static double rng_normal(uint64_t *r) /* Box-Muller */
+{
+    const double u = 1.0 - rng_uniform(r), v = rng_uniform(r);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* Asserted: (a) at the optimum the whole gradient (the data's, computed here, plus the prior's (x - m)/sd^2) is 0 to
+ * 1e-7 of 1/sigma per parameter (1e-7 sigma of a parameter's position: rounding leaves ~1e-9), while the prior's part
+ * alone is not (> 0.1/sigma on some parameter: the prior pulls against the data); the cost is the data's plus the
+ * prior's term to 1e-12; the sigmas are the square roots of the diagonal of the inverse of the dense Fisher matrix
+ * plus diag(1/sd^2) on x, 1e-8 as test 4. (b) Refusals: an sd of 0 or NaN, a mean without sds. (c) Coverage over 100
+ * seeds where each still's prior mean is its truth plus a draw of the prior (sd 0.15 on the scale, 0.1 on the
+ * decay: the prior is as informative as the data here), bands as test 7. */
+static void test_prior(void **state)
+{
+    (void)state;
+    synth *P = new_synth();
+    synth_make(P, 3, 9, 40, 21, 777);
+    db_elm_problem pr = synth_problem(P);
+    const long nx = synth_nx(P), ny = (long)P->S * NG, nFr = P->nF - 1, np = nx + ny + nFr;
+    double x[2 * MAXS], y[NG * MAXS], F[256], sx[2 * MAXS], sy[NG * MAXS], sF[256];
+    db_elm_options o;
+    tight(&o);
+    db_elm_result res;
+    db_error err = {0};
+    synth_start(P, x, y, F);
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, sx, NULL, NULL, NULL, &res, &err), DB_OK);
+    /* (a) priors as wide as the data's sigmas, centred one sd off the truth (alternating sides) */
+    double pm[2 * MAXS], psd[2 * MAXS];
+    for (long k = 0; k < nx; k++) {
+        psd[k] = sx[k];
+        pm[k] = P->xt[k] + (k % 2 ? -1.0 : 1.0) * psd[k];
+    }
+    for (int s = 0, xo = 0; s < P->S; xo += P->p[s], s++) {
+        P->st[s].prior_mean = P->p[s] ? pm + xo : NULL;
+        P->st[s].prior_sd = P->p[s] ? psd + xo : NULL;
+    }
+    synth_start(P, x, y, F);
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, sx, sy, sF, NULL, &res, &err), DB_OK);
+    double *g = (double *)malloc(sizeof(double) * (size_t)np);
+    assert_non_null(g);
+    double cost = data_cost_gradient(P, x, y, F, g), pulled = 0.0;
+    double *M = dense_fisher(P, x, y, F);
+    for (long k = 0; k < nx; k++) {
+        const double r = (x[k] - pm[k]) / psd[k];
+        cost += 0.5 * r * r;
+        g[k] += r / psd[k];
+        pulled = fmax(pulled, fabs(r / psd[k]) * sx[k]);
+        M[k * np + k] += 1.0 / (psd[k] * psd[k]);
+    }
+    assert_close(res.cost, cost, 1e-12, 0);
+    assert_true(pulled > 0.1);
+    assert_true(chol_inverse(M, (int)np));
+    for (long k = 0; k < np; k++) {
+        const double sk = sqrt(M[k * np + k]);
+        const double got = k < nx ? sx[k] : k < nx + ny ? sy[k - nx] : sF[k - nx - ny];
+        test_context("parameter %ld", k);
+        assert_true(fabs(g[k]) * sk < 1e-7);
+        assert_close(got, sk, 1e-8, 0);
+    }
+    test_context(NULL);
+    free(M);
+    free(g);
+    /* (b) refusals */
+    psd[1] = 0.0;
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, NULL, NULL, NULL, NULL, &res, &err), DB_ERR_ARGUMENT);
+    psd[1] = NAN;
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, NULL, NULL, NULL, NULL, &res, &err), DB_ERR_ARGUMENT);
+    psd[1] = 1.0;
+    P->st[1].prior_sd = NULL;
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, NULL, NULL, NULL, NULL, &res, &err), DB_ERR_ARGUMENT);
+    /* (c) coverage */
+    long in1 = 0, in2 = 0, cnt = 0;
+    uint64_t r = 99;
+    for (uint64_t seed = 1; seed <= 100; seed++) {
+        synth_make(P, 3, 9, 40, 21, 2000 + seed);
+        for (long k = 0; k < nx; k++) {
+            psd[k] = k % 2 ? 0.1 : 0.15;
+            pm[k] = P->xt[k] + psd[k] * rng_normal(&r);
+        }
+        for (int s = 0, xo = 0; s < P->S; xo += P->p[s], s++) {
+            P->st[s].prior_mean = P->p[s] ? pm + xo : NULL;
+            P->st[s].prior_sd = P->p[s] ? psd + xo : NULL;
+        }
+        pr = synth_problem(P);
+        synth_start(P, x, y, F);
+        assert_int_equal(db_elm_fit(&pr, NULL, x, y, F, sx, NULL, sF, NULL, &res, &err), DB_OK);
+        for (long j = 0; j < nFr; j++, cnt++) {
+            const double z = fabs(F[j] - P->Ft[j]) / sF[j];
+            in1 += z <= 1.0;
+            in2 += z <= 2.0;
+        }
+        for (long k = 0; k < nx; k++, cnt++) {
+            const double z = fabs(x[k] - P->xt[k]) / sx[k];
+            in1 += z <= 1.0;
+            in2 += z <= 2.0;
+        }
+    }
+    const double f1 = (double)in1 / (double)cnt, f2 = (double)in2 / (double)cnt;
+    print_message("prior: coverage over %ld estimates: %.3f within 1 sigma, %.3f within 2\n", cnt, f1, f2);
+    assert_true(f1 > 0.62 && f1 < 0.75);
+    assert_true(f2 > 0.92 && f2 < 0.98);
+    free(P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1152,7 +1291,7 @@ int main(void)
         cmocka_unit_test(test_partition_bits),    cmocka_unit_test(test_sigma_dense_fisher),
         cmocka_unit_test(test_untouched_column),  cmocka_unit_test(test_errors),
         cmocka_unit_test(test_coverage),          cmocka_unit_test(test_bounds_dense),
-        cmocka_unit_test(test_F_squared),
+        cmocka_unit_test(test_F_squared),         cmocka_unit_test(test_prior),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
