@@ -871,6 +871,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     db_elm_default_options(&lo);
     lo.max_iterations = o->max_iterations;
     lo.cost_tolerance = o->cost_tolerance;
+    lo.cost_decrease_tolerance = DB_LM_POISSON_COST_DECREASE; /* as db_refine's Poisson fits */
     lo.step_tolerance = o->step_tolerance;
     lo.initial_damping = o->initial_damping;
     db_elm_result er;

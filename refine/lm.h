@@ -61,6 +61,11 @@ typedef struct db_lm_iteration {
  * Levenberg-Marquardt drivers (lm.c, ensemble_lm.c) stop there with "no progress". */
 #define DB_LM_MAX_DAMPING 1e32
 
+/* cost_decrease_tolerance of a Poisson fit (db_refine's and the ensemble's): the cost is a negative log-likelihood,
+ * and a decrease below 1e-6 moves no parameter by more than about 1e-3 of its uncertainty, while the last quadratic
+ * steps below it (1e-9 to 1e-12 of the cost) cost renders */
+#define DB_LM_POISSON_COST_DECREASE 1e-6
+
 typedef struct db_lm_options {
     int max_iterations;           /* trial steps (accepted or not); default 100 */
     double cost_tolerance;        /* relative decrease of an accepted step that ends the fit; default 1e-12 */

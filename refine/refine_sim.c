@@ -390,9 +390,7 @@ int db_refine(db_sim *sim, const int *params, int nparams, const double *observe
     lo.initial_damping = o->initial_damping;
     lo.typical_step = o->typical_step;
     lo.refuse_inseparable = 1;
-    /* the Poisson cost is a negative log-likelihood: a decrease below 1e-6 moves no parameter by more than about
-     * 1e-3 of its uncertainty, and the last quadratic steps below it (1e-9 to 1e-12 of the cost) cost runs */
-    if (poisson) lo.cost_decrease_tolerance = 1e-6;
+    if (poisson) lo.cost_decrease_tolerance = DB_LM_POISSON_COST_DECREASE;
     if (o->progress) {
         lo.progress = progress;
         lo.progress_user = (void *)o;

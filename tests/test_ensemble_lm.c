@@ -37,7 +37,8 @@
  * 10. a Gaussian prior on the stills' own parameters: the optimum is a stationary point of data + prior (the data's
  *     gradient computed here), the cost includes the prior's term, the sigmas are the inverse dense Fisher matrix
  *     plus the prior's diagonal, bad sds are refused, and the coverage over 100 seeds whose prior means are drawn
- *     from the prior is nominal (test_prior's comment has the figures). */
+ *     from the prior is nominal (test_prior's comment has the figures);
+ * 11. cost_decrease_tolerance ends the fit after the first accepted step that lowers the cost by less. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1284,6 +1285,55 @@ static void test_prior(void **state)
     free(P);
 }
 
+/* ---- 11. cost_decrease_tolerance (lm.h's rule): an accepted step lowering the cost by less ends the fit. On test 4's
+ * Poisson problem with tolerance 1e-3: the fit stops on the cost (DB_STOP_COST) right after the first accepted step
+ * whose decrease is below 1e-3, and every earlier accepted step lowered it by more; with 0 the same fit goes on to
+ * more trial steps (the default's tight tolerances) */
+static double decr_costs[256];
+static int decr_n;
+static void record_accepted(void *u, const db_lm_iteration *it)
+{
+    (void)u;
+    if (it->accepted && decr_n < 256) decr_costs[decr_n++] = it->cost;
+}
+
+static void test_cost_decrease(void **state)
+{
+    (void)state;
+    synth *P = new_synth();
+    synth_make(P, 3, 9, 40, 21, 777);
+    db_elm_problem pr = synth_problem(P);
+    double x[2 * MAXS], y[NG * MAXS], F[256];
+    db_elm_options o;
+    db_elm_default_options(&o);
+    o.progress = record_accepted;
+    db_elm_result r1, r0;
+    db_error err = {0};
+    synth_start(P, x, y, F);
+    decr_n = 0;
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, NULL, NULL, NULL, NULL, &r0, &err), DB_OK);
+    o.cost_decrease_tolerance = 1e-3;
+    synth_start(P, x, y, F);
+    decr_n = 0;
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, NULL, NULL, NULL, NULL, &r1, &err), DB_OK);
+    print_message("cost_decrease_tolerance 1e-3: %d trial steps (stop %d), 0: %d (stop %d)\n", r1.iterations,
+                  r1.stop_reason, r0.iterations, r0.stop_reason);
+    assert_int_equal(r1.stop_reason, DB_STOP_COST);
+    assert_true(decr_n >= 2);
+    double prev = r1.start_cost;
+    for (int k = 0; k < decr_n; k++) {
+        test_context("accepted step %d: cost %.17g after %.17g", k, decr_costs[k], prev);
+        if (k < decr_n - 1) assert_true(prev - decr_costs[k] >= 1e-3);
+        else assert_true(prev - decr_costs[k] < 1e-3);
+        prev = decr_costs[k];
+    }
+    test_context(NULL);
+    assert_true(r0.iterations > r1.iterations);
+    o.cost_decrease_tolerance = -1.0;
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, NULL, NULL, NULL, NULL, &r1, &err), DB_ERR_ARGUMENT);
+    free(P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1292,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_untouched_column),  cmocka_unit_test(test_errors),
         cmocka_unit_test(test_coverage),          cmocka_unit_test(test_bounds_dense),
         cmocka_unit_test(test_F_squared),         cmocka_unit_test(test_prior),
+        cmocka_unit_test(test_cost_decrease),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
