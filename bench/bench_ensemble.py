@@ -26,7 +26,7 @@ What it does (every random choice from one seeded numpy generator, --seed):
    `dualbragg-ensemble <shared flags> -hkl start.hkl -stills stills.txt -refine_still misset_x,misset_y,misset_z
    -refine_F -hklout refined.hkl -json refined.json`. Reported: CC and R of the refined F (over the refined
    reflections), the misset coverage (fraction of |fitted - true| / sigma within 1 and 2; ideal 0.683 and 0.954),
-   the mean and rms of z = (fitted - true) / sigma, the time per iteration (the JSON's seconds over its iterations)
+   the mean and rms of z = (fitted - true) / sigma, the time per iteration (the solver's seconds over its iterations)
    and in all, and the sum over the N stills of one derivative run each (misset x y z and the F-Jacobian on the
    boxes, through the package) beside it.
 5. Figures against the truth: CC is Pearson's correlation of F; R = sum |k F_est - F_true| / sum F_true with the
@@ -34,7 +34,9 @@ What it does (every random choice from one seeded numpy generator, --seed):
    F are sqrt(photons)). Each estimate over its own measured reflections, and all of them over the reflections that
    all of them measured. Seconds for generating, merging and refining.
 
-   The time per iteration is the JSON's "seconds" over its "iterations" (LM trial steps, accepted or not).
+   The time per iteration is the last progress line's "seconds" (the solver's time: its first linearisation through
+   the last trial step) over the JSON's "iterations" (LM trial steps, accepted or not); the derivative runs' sum is
+   the median of 5 passes.
    `--start truth` starts F and the missets at the truth instead: where the fit ends from there shows where the
    optimum lies, and its cost beside the bench's says whether the bench's fit stopped short of it.
 
@@ -314,18 +316,22 @@ def find_ensemble(a):
     return shutil.which("dualbragg-ensemble")
 
 
-def derivative_runs(a, stills, start_hkl):
-    """Seconds of one derivative run per still (misset x y z and the F-Jacobian on its boxes), summed."""
+def derivative_runs(a, stills, start_hkl, repeats=5):
+    """Seconds of one derivative run per still (misset x y z and the F-Jacobian on its boxes), summed over the
+    stills: the median of `repeats` passes (the machine is shared; one pass varied by 3x)."""
     sim = dualbragg.Simulation(shared_flags(a) + ["-hkl", start_hkl])
-    total = 0.0
-    for st in stills:
-        sim.set_params(misset_dict(st["misset"]))
-        sim.select_boxes(st["boxes"])
-        t = time.perf_counter()
-        sim.run_selected(["misset_x", "misset_y", "misset_z"], structure_factors=True)
-        total += time.perf_counter() - t
+    totals = []
+    for _ in range(repeats):
+        total = 0.0
+        for st in stills:
+            sim.set_params(misset_dict(st["misset"]))
+            sim.select_boxes(st["boxes"])
+            t = time.perf_counter()
+            sim.run_selected(["misset_x", "misset_y", "misset_z"], structure_factors=True)
+            total += time.perf_counter() - t
+        totals.append(total)
     sim.close()
-    return total
+    return float(np.median(totals))
 
 
 def refine(a, prog, rng, stills, hkl, F_true):
@@ -386,6 +392,10 @@ def refine(a, prog, rng, stills, hkl, F_true):
     res["z"], res["z0"] = np.array(z), np.array(z0)
     res["sigma_misset"] = [s for sj in js.get("stills", []) for s in sj.get("sigma", {}).values() if s]
     res["deriv_sum"] = derivative_runs(a, stills, start_hkl)
+    # the solver's own time (its first linearisation through the last trial step): the progress line's "seconds";
+    # the JSON's "seconds" adds reading and setting up the stills and the final uncertainties
+    secs = [float(l.split(" seconds ")[1].split()[0]) for l in iters if " seconds " in l]
+    res["fit_seconds"] = secs[-1] if secs else None
     return res
 
 
@@ -458,13 +468,15 @@ def main(argv=None):
     for name, n, mult, cc, r, k in rows:
         print(f"{name:28s} {n:11d} {mult:9.2f} {cc:8.4f} {r:8.4f} {k:10.4g}")
     common = sets["N"] & sets["4N"] & sets.get("ref", np.ones(len(hkl), bool))
+    summary = {"n": N, "seed": a.seed, "common_reflections": int(common.sum())}
     print(f"\nover the {int(common.sum())} reflections that {'all three' if 'ref' in sets else 'both'} measured:")
-    ests = [(f"MC merging, {N} stills", mc["N"][0]), (f"MC merging, {N4} stills", mc["4N"][0])]
+    ests = [(f"MC merging, {N} stills", mc["N"][0], "mc_N"), (f"MC merging, {N4} stills", mc["4N"][0], "mc_4N")]
     if F_ref is not None:
-        ests.append((f"refined, {N} stills", F_ref))
-    for name, est in ests:
+        ests.append((f"refined, {N} stills", F_ref, "refined"))
+    for name, est, key in ests:
         cc, r, k, n = figures(est[common], F_true[common])
         print(f"{name:28s} {n:11d} {'':9s} {cc:8.4f} {r:8.4f} {k:10.4g}")
+        summary[key] = {"CC": cc, "R": r}
 
     if ref is not None:
         print()
@@ -485,10 +497,12 @@ def main(argv=None):
                       f"within 2 (ideal 0.683, 0.954); z mean {z.mean():+.3f}, rms {np.sqrt(np.mean(z * z)):.3f} "
                       f"over {len(z)} angles (the start's: rms {np.sqrt(np.mean(ref['z0'] ** 2)):.3f}; median "
                       f"sigma {np.median(ref['sigma_misset']):.4f} deg)")
-            if secs is not None and it:
-                print(f"time: {secs / it:.3f} s per iteration ({secs:.2f} s in the program's JSON, {ref['wall']:.2f} s wall); "
+            fit_secs = ref.get("fit_seconds")
+            if fit_secs is not None and it:
+                print(f"time: {fit_secs / it:.3f} s per iteration ({fit_secs:.2f} s in the solver's last progress line, "
+                      f"{secs:.2f} s in the program's JSON with the setup and the sigmas, {ref['wall']:.2f} s wall); "
                       f"the {N} stills' derivative runs (misset x y z + F-Jacobian on the boxes) sum to "
-                      f"{ref['deriv_sum']:.3f} s: ratio {secs / it / ref['deriv_sum']:.2f}")
+                      f"{ref['deriv_sum']:.3f} s (median of 5 passes): ratio {fit_secs / it / ref['deriv_sum']:.2f}")
     else:
         why = "--no_refine given" if a.no_refine else (
             "dualbragg-ensemble not found (looked beside the dualbragg CLI in " + str(a.build) +
@@ -497,6 +511,18 @@ def main(argv=None):
 
     print(f"\nseconds: generating {t_gen:.1f}, merging {t_merge:.2f}" +
           (f", refining {t_ref:.1f}" if t_ref is not None else ", refining (not run)"))
+    if ref is not None and "error" not in ref:
+        z, it, fit_secs = ref["z"], ref["json"].get("iterations") or 0, ref.get("fit_seconds")
+        summary.update({"coverage_1": float(np.mean(np.abs(z) <= 1)) if len(z) else None,
+                        "coverage_2": float(np.mean(np.abs(z) <= 2)) if len(z) else None,
+                        "z_mean": float(z.mean()) if len(z) else None, "iterations": it,
+                        "stop_reason": ref["json"].get("stop_reason"), "exit": ref["rc"],
+                        "seconds_per_iteration": fit_secs / it if fit_secs is not None and it else None,
+                        "derivative_runs_seconds": ref["deriv_sum"]})
+    # the figures as JSON (bench/bench_ensemble_seeds.py gathers them over seeds); written then renamed
+    with open(os.path.join(a.workdir, "figures.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(os.path.join(a.workdir, "figures.json.tmp"), os.path.join(a.workdir, "figures.json"))
     return 0
 
 
