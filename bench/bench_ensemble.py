@@ -89,16 +89,22 @@ def parse_args(argv=None):
     p.add_argument("--box", type=int, default=9, help="spot box edge in pixels, odd (default 9)")
     p.add_argument("--misset_start_sd", type=float, default=0.05,
                    help="sd in degrees of the refinement's start misset about the truth (default 0.05)")
-    p.add_argument("--misset_prior", choices=("start_sd", "none"), default="start_sd",
+    p.add_argument("--misset_prior", choices=("start_sd", "none"), default=None,
                    help="'start_sd': -prior_still with each misset angle's prior sd = --misset_start_sd about the "
                         "still's start (the indexing precision the simulation gives the starts); 'none': no prior "
-                        "(default start_sd)")
+                        "(default: start_sd with --start constant, none with --start truth, where a prior would sit "
+                        "on the truth and move the optimum that run is meant to locate)")
     p.add_argument("--max_iterations", type=int, default=100, help="dualbragg-ensemble -max_iterations (default 100)")
     p.add_argument("--start", choices=("constant", "truth"), default="constant",
                    help="refinement start: 'constant' (every F the truth's mean F, missets perturbed; the bench) or "
                         "'truth' (F and missets at the truth: a check of where the optimum lies; default constant)")
     p.add_argument("--no_refine", action="store_true", help="skip the refinement even if the program is found")
     a = p.parse_args(argv)
+    if a.misset_prior is None:
+        a.misset_prior = "start_sd" if a.start == "constant" else "none"
+    elif a.misset_prior == "start_sd" and a.start == "truth":
+        p.error("--misset_prior start_sd with --start truth would centre the prior on the truth; give "
+                "--misset_prior none (the default with --start truth)")
     if a.n < 1:
         p.error("--n must be at least 1")
     if a.box < 5 or a.box % 2 == 0:

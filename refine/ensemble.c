@@ -506,8 +506,8 @@ static void *xcalloc(size_t n, size_t k) /* inside a collective step: no way bac
     return p;
 }
 
-/* options.prior_still ("name=sd,name=sd"): sd[j] for each refined parameter params[j] named there (in its command-line
- * units; INFINITY for the others). Returns the count, or -1 with err set naming -prior_still. */
+/* options.prior_still ("name=sd,name=sd"; NULL or "" for none): sd[j] for each refined parameter params[j] named there
+ * (in its command-line units; INFINITY for the others). Returns the count, or -1 with err set naming -prior_still. */
 static int parse_priors(const char *list, const int *params, int np, double *sd, db_error *err)
 {
     for (int j = 0; j < np; j++) sd[j] = INFINITY;
@@ -588,10 +588,8 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
         if (np < 0) return err->code;
     }
     double prior_sd[DB_ENSEMBLE_MAX_PARAMS];
-    const int nprior = o->prior_still && *o->prior_still ? parse_priors(o->prior_still, params, np, prior_sd, err) : 0;
+    const int nprior = parse_priors(o->prior_still, params, np, prior_sd, err); /* NULL or "": none */
     if (nprior < 0) return err->code;
-    if (!nprior)
-        for (int j = 0; j < np; j++) prior_sd[j] = INFINITY;
     int shared[DB_ENSEMBLE_MAX_PARAMS];
     int nsh = 0;
     if (o->refine_shared && *o->refine_shared) {
