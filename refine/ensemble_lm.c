@@ -45,6 +45,7 @@ struct db_elm_block {
     double *x;            /* [p] the own parameters of the last linearisation (the prior's gradient needs them) */
     db_csr JF;
     int have_pattern;
+    int grew;             /* a linearisation added columns since the reduced system was built (update_pattern) */
     long m, *cols;        /* the still's F columns (ascending global indices) */
     long *loc;            /* [JF nnz] compact index of each JF entry (-1: an explicit zero outside the pattern) */
     long loc_cap;
@@ -247,32 +248,55 @@ static int cmp_long(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The still's F columns from the first Jacobian: those with a nonzero entry. */
-static int fix_pattern(db_elm_block *b, db_error *err)
+/* m-sized workspaces for m F columns (their contents are rebuilt at every linearisation and elimination) */
+static int alloc_columns(db_elm_block *b, long m)
+{
+    size_t nz = (size_t)b->nz, mm = (size_t)(m ? m : 1);
+    double **arr[7] = {&b->B, &b->Y, &b->C, &b->Sc, &b->gF, &b->dCf, &b->rc};
+    size_t len[7] = {nz * mm + 1, nz * mm + 1, mm * mm, mm * mm, mm, mm, mm};
+    for (int k = 0; k < 7; k++) {
+        free(*arr[k]);
+        *arr[k] = (double *)calloc(len[k], sizeof(double));
+    }
+    free(b->Z);
+    b->Z = b->na_cap ? (double *)calloc((size_t)b->na_cap * mm, sizeof(double)) : NULL;
+    return b->B && b->Y && b->C && b->Sc && b->gF && b->dCf && b->rc && (!b->na_cap || b->Z);
+}
+
+/* The still's F columns: every column its Jacobians have had a nonzero in, over all its linearisations. As a
+ * still's orientation moves, a pixel's nearest hkl can change to one the start did not touch: that column joins
+ * (b->grew is set, and db_elm_fit rebuilds the reduced system's pattern); a column once in stays in, its later
+ * entries explicit zeros where they are 0. */
+static int update_pattern(db_elm_block *b, db_error *err)
 {
     const db_csr *M = &b->JF;
     long cnt = 0;
-    long *tmp = (long *)malloc(sizeof(long) * (size_t)(M->nnz ? M->nnz : 1));
-    if (!tmp) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+    long *add = (long *)malloc(sizeof(long) * (size_t)(M->nnz ? M->nnz : 1));
+    if (!add) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
     for (long k = 0; k < M->nnz; k++)
-        if (M->val[k] != 0.0) tmp[cnt++] = M->col[k];
-    qsort(tmp, (size_t)cnt, sizeof(long), cmp_long);
-    long m = 0;
-    for (long k = 0; k < cnt; k++)
-        if (m == 0 || tmp[m - 1] != tmp[k]) tmp[m++] = tmp[k];
+        if (M->val[k] != 0.0 && find_long(b->cols, b->m, M->col[k]) < 0) add[cnt++] = M->col[k];
+    if (b->have_pattern && cnt == 0) {
+        free(add);
+        return DB_OK;
+    }
+    qsort(add, (size_t)cnt, sizeof(long), cmp_long);
+    long *merged = (long *)malloc(sizeof(long) * (size_t)(b->m + cnt + 1));
+    if (!merged) {
+        free(add);
+        return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+    }
+    long m = 0, i = 0, j = 0; /* the union of two ascending lists, duplicates of add dropped */
+    while (i < b->m || j < cnt) {
+        long v = j >= cnt || (i < b->m && b->cols[i] <= add[j]) ? b->cols[i++] : add[j++];
+        if (m == 0 || merged[m - 1] != v) merged[m++] = v;
+    }
+    free(add);
+    free(b->cols);
+    b->cols = merged;
     b->m = m;
-    b->cols = tmp;
-    size_t nz = (size_t)b->nz, mm = (size_t)(m ? m : 1);
-    b->B = (double *)calloc(nz * mm + 1, sizeof(double));
-    b->Y = (double *)calloc(nz * mm + 1, sizeof(double));
-    b->C = (double *)calloc(mm * mm, sizeof(double));
-    b->Sc = (double *)calloc(mm * mm, sizeof(double));
-    b->gF = (double *)calloc(mm, sizeof(double));
-    b->dCf = (double *)calloc(mm, sizeof(double));
-    b->rc = (double *)calloc(mm, sizeof(double));
-    if (b->na_cap) b->Z = (double *)calloc((size_t)b->na_cap * mm, sizeof(double));
-    if (!b->B || !b->Y || !b->C || !b->Sc || !b->gF || !b->dCf || !b->rc || (b->na_cap && !b->Z))
+    if (!alloc_columns(b, m))
         return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d's %ld structure factors", b->still, m);
+    if (b->have_pattern) b->grew = 1;
     b->have_pattern = 1;
     return DB_OK;
 }
@@ -451,7 +475,7 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
         if (!isfinite(b->J[k]))
             return db_fail(err, DB_ERR_GEOMETRY, "ensemble: still %d: d mu / d x[%ld] is not finite at observation %ld",
                            b->still, k / n, k % n);
-    if (!b->have_pattern && (rc = fix_pattern(b, err))) return rc;
+    if ((rc = update_pattern(b, err))) return rc;
     const db_csr *M = &b->JF;
     if (M->nnz > b->loc_cap) {
         long *l = (long *)realloc(b->loc, sizeof(long) * (size_t)M->nnz);
@@ -459,12 +483,7 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
         b->loc = l;
         b->loc_cap = M->nnz;
     }
-    for (long k = 0; k < M->nnz; k++) {
-        b->loc[k] = find_long(b->cols, b->m, M->col[k]);
-        if (b->loc[k] < 0 && M->val[k] != 0.0)
-            return db_fail(err, DB_ERR_ARGUMENT, "ensemble: still %d's F Jacobian has a nonzero in column %ld, outside its "
-                                                 "pattern at the start (the pattern must not grow)", b->still, M->col[k]);
-    }
+    for (long k = 0; k < M->nnz; k++) b->loc[k] = find_long(b->cols, b->m, M->col[k]); /* -1: a zero outside */
     build_normal(b, b->w);
     fisher_diagonals(b);
     for (int k = 0; k < b->nz; k++)
@@ -1144,6 +1163,7 @@ typedef struct fit {
     db_elm_block **blk;      /* [S]: NULL outside [first, last) */
     long *xoff, *yoff, *zoff; /* [S+1] */
     db_elm_reduced *R;
+    const double *F_at;      /* the reduced system's F_at (db_elm_problem.F_squared), kept across rebuilds */
     int bounded;             /* some still (on some rank) has bounds on its local terms */
     int max_rounds;          /* of the active-set method: 4 q + 4 */
     int threads;             /* the stills run on OpenMP threads (db_elm_problem.concurrent_stills) */
@@ -1265,6 +1285,79 @@ static int reeliminate_changed(fit *f)
         if (!project(b)) bad = 1.0;
     }
     return assemble(f, bad);
+}
+
+/* The reduced system over the union of every still's F columns (gathered to every rank). Built after the first
+ * linearisation, and again after a later one that brought some still new columns (update_pattern: a pixel's
+ * nearest hkl changed as the orientation moved), with a new CHOLMOD analysis; the scalings and second-order terms
+ * of the columns already refined carry over, so where nothing grew nothing changes. The ranks agree (max) on
+ * whether some still grew, and so rebuild together. */
+static int build_reduced(fit *f, int *bad, db_error *err)
+{
+    const db_elm_comm *comm = f->comm;
+    const int S = f->S, size = multi(comm) ? comm->size : 1, rank = multi(comm) ? comm->rank : 0;
+    double grew = f->R ? 0.0 : 1.0;
+    for (int s = f->first; s < f->last; s++)
+        if (f->blk[s]->grew) grew = 1.0;
+    if (multi(comm)) comm->max(comm->user, &grew, 1);
+    if (grew == 0.0) return DB_OK;
+    long *counts = (long *)calloc((size_t)S, sizeof(long)), *off = (long *)calloc((size_t)size + 1, sizeof(long));
+    const long **cols = (const long **)calloc((size_t)S, sizeof(long *));
+    long *cbuf = NULL;
+    db_elm_reduced *R = NULL;
+    int rc = counts && off && cols ? DB_OK : db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+    if ((rc = db_elm_comm_agree(comm, rc, err, bad))) goto done;
+    for (int s = f->first; s < f->last; s++) {
+        counts[s] = db_elm_block_columns(f->blk[s], &cols[s]);
+        f->blk[s]->grew = 0;
+    }
+    for (int r = 0; r <= size; r++) {
+        int a, b;
+        db_elm_comm_range(S, size, r < size ? r : size - 1, &a, &b);
+        off[r] = (long)sizeof(long) * (r < size ? a : b);
+    }
+    db_elm_comm_allgather(comm, counts, off);
+    if (multi(comm)) {
+        long total = 0;
+        for (int s = 0; s < S; s++) total += counts[s];
+        cbuf = (long *)malloc(sizeof(long) * (size_t)(total + 1));
+        rc = cbuf ? DB_OK : db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
+        if ((rc = db_elm_comm_agree(comm, rc, err, bad))) goto done;
+        long pos = 0;
+        for (int r = 0; r < size; r++) {
+            int a, b;
+            db_elm_comm_range(S, size, r, &a, &b);
+            off[r] = (long)sizeof(long) * pos;
+            for (int s = a; s < b; s++) {
+                if (r == rank && counts[s]) memcpy(cbuf + pos, cols[s], sizeof(long) * (size_t)counts[s]);
+                cols[s] = cbuf + pos;
+                pos += counts[s];
+            }
+        }
+        off[size] = (long)sizeof(long) * pos;
+        db_elm_comm_allgather(comm, cbuf, off);
+    }
+    rc = db_elm_reduced_new(f->P->nF, S, counts, (const long *const *)cols, &R, err);
+    if ((rc = db_elm_comm_agree(comm, rc, err, bad))) goto done;
+    R->F_at = f->F_at;
+    R->nF_squared = f->P->nF - f->P->n_shared;
+    if (f->R)
+        for (long j = 0; j < R->nR; j++) {
+            const long old = f->R->ridx[R->gidx[j]];
+            if (old < 0) continue;
+            R->DF2[j] = f->R->DF2[old];
+            R->F2nd[j] = f->R->F2nd[old];
+        }
+    db_elm_reduced_free(f->R);
+    f->R = R;
+    R = NULL;
+done:
+    db_elm_reduced_free(R);
+    free(counts);
+    free(off);
+    free(cols);
+    free(cbuf);
+    return rc;
 }
 
 static int trial_one(fit *f, int s, void *ctx, db_error *err)
@@ -1443,8 +1536,7 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
     const long nF = P->nF;
     double *xt = NULL, *yt = NULL, *Ft = NULL, *dz = NULL, *dF = NULL, *sz = NULL, *sF = NULL;
     double *per_still = NULL, *bs_g = NULL, *bs_q = NULL;
-    long *counts = NULL, *cbuf = NULL, *off = NULL;
-    const long **cols = NULL;
+    long *off = NULL;
     int *block_ok = NULL;
     long nobs = 0, nx = 0, ny = 0, nzt = 0;
     f.blk = (db_elm_block **)calloc((size_t)S, sizeof *f.blk);
@@ -1511,9 +1603,7 @@ int db_elm_fit_comm(const db_elm_problem *P, const db_elm_options *opt, const db
     bs_g = (double *)calloc((size_t)S, sizeof(double));
     bs_q = (double *)calloc((size_t)S, sizeof(double));
     block_ok = (int *)calloc((size_t)S, sizeof(int));
-    counts = (long *)calloc((size_t)S, sizeof(long));
-    cols = (const long **)calloc((size_t)S, sizeof(long *));
-    if (!xt || !yt || !Ft || !dF || !dz || !per_still || !bs_g || !bs_q || !block_ok || !counts || !cols)
+    if (!xt || !yt || !Ft || !dF || !dz || !per_still || !bs_g || !bs_q || !block_ok)
         rc = db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
 agree_setup:
     if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
@@ -1527,43 +1617,9 @@ agree_setup:
     double cost;
     if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
     res->evaluations = S;
-    {
-        /* every still's F columns on every rank (the reduced system's pattern is their union) */
-        for (int s = f.first; s < f.last; s++) counts[s] = db_elm_block_columns(f.blk[s], &cols[s]);
-        for (int r = 0; r <= size; r++) {
-            int a, b;
-            db_elm_comm_range(S, size, r < size ? r : size - 1, &a, &b);
-            off[r] = (long)sizeof(long) * (r < size ? a : b);
-        }
-        db_elm_comm_allgather(comm, counts, off);
-        long total = 0;
-        for (int s = 0; s < S; s++) total += counts[s];
-        if (comm) {
-            cbuf = (long *)malloc(sizeof(long) * (size_t)(total + 1));
-            rc = cbuf ? DB_OK : db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-            if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
-            long pos = 0;
-            for (int r = 0; r < size; r++) {
-                int a, b;
-                db_elm_comm_range(S, size, r, &a, &b);
-                off[r] = (long)sizeof(long) * pos;
-                for (int s = a; s < b; s++) {
-                    if (r == rank && counts[s]) memcpy(cbuf + pos, cols[s], sizeof(long) * (size_t)counts[s]);
-                    cols[s] = cbuf + pos;
-                    pos += counts[s];
-                }
-            }
-            off[size] = (long)sizeof(long) * pos;
-            db_elm_comm_allgather(comm, cbuf, off);
-        }
-        rc = db_elm_reduced_new(nF, S, counts, (const long *const *)cols, &f.R, err);
-        if ((rc = db_elm_comm_agree(comm, rc, err, &bad))) goto done;
-    }
-    const long nR = f.R->nR;
-    f.R->F_at = P->F_squared ? F : NULL; /* F is the linearisation point throughout (updated in place) */
-    f.R->nF_squared = nF - P->n_shared;
-    res->nF_refined = nR;
-    res->dof = nobs - nzt - nR;
+    if ((rc = build_reduced(&f, &bad, err))) goto done;
+    f.F_at = P->F_squared ? F : NULL; /* F is the linearisation point throughout (updated in place) */
+    f.R->F_at = f.F_at;
     res->start_cost = cost;
     double lambda = o->initial_damping, nu = 2.0;
     int stop = 0, it = 0, fresh = 1, linearised_at_x = 1;
@@ -1639,7 +1695,7 @@ agree_setup:
             gd = acc3[0];
             dDd = acc3[1];
             quad = acc3[2];
-            for (long j = 0; j < nR; j++) quad += f.R->F2nd[j] * dF[f.R->gidx[j]] * dF[f.R->gidx[j]];
+            for (long j = 0; j < f.R->nR; j++) quad += f.R->F2nd[j] * dF[f.R->gidx[j]] * dF[f.R->gidx[j]];
         }
         /* the scaled step and parameters: |D delta| and |D p| with D^2 the largest diagonals seen */
         double norm2 = 0.0;
@@ -1652,7 +1708,7 @@ agree_setup:
             }
         }
         chain_out(comm, &norm2, (long)sizeof norm2);
-        for (long j = 0; j < nR; j++) {
+        for (long j = 0; j < f.R->nR; j++) {
             double v = F[f.R->gidx[j]];
             norm2 += (f.R->DF2[j] > 0.0 ? f.R->DF2[j] : 1.0) * v * v;
         }
@@ -1693,6 +1749,7 @@ agree_setup:
                 double lin_cost;
                 if ((rc = linearise_all(&f, x, y, F, &lin_cost, &bad, err))) goto done;
                 res->evaluations += S;
+                if ((rc = build_reduced(&f, &bad, err))) goto done;
                 cost = lin_cost;
                 linearised_at_x = 1;
                 fresh = 1;
@@ -1717,8 +1774,12 @@ agree_setup:
     if (!linearised_at_x) {
         if ((rc = linearise_all(&f, x, y, F, &cost, &bad, err))) goto done;
         res->evaluations += S;
+        if ((rc = build_reduced(&f, &bad, err))) goto done;
         fresh = 1;
     }
+    const long nR = f.R->nR;
+    res->nF_refined = nR;
+    res->dof = nobs - nzt - nR;
     res->cost = cost;
     res->deviance = 2.0 * cost;
     res->iterations = it;
@@ -1802,9 +1863,6 @@ done:
     free(block_ok);
     free(sz);
     free(sF);
-    free(counts);
-    free(cols);
-    free(cbuf);
     free(off);
     fit_free(&f);
     return rc;

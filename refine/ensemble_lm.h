@@ -32,8 +32,9 @@ extern "C" {
 /* Still `still`'s model at (x_s, F): mu[n_s] without the local terms; when J is not NULL also J[j*n_s + i] =
  * d mu_i / d x_s[j] (column-major, p_s columns) and, in JF (n_s rows, nF columns, a db_csr the callback fills and
  * may reallocate: it is owned by the block and freed with db_csr_free), d mu_i / d F_k. J and JF are both NULL on a
- * trial evaluation (only mu is needed). The nonzero pattern of JF may shrink but must not grow beyond the one of
- * the first evaluation (explicit zeros are fine): the reduced system's pattern is analysed once. Returns DB_OK,
+ * trial evaluation (only mu is needed). The nonzero pattern of JF may change between linearisations (a pixel's
+ * nearest hkl changes as the orientation moves): a still's F columns are the union of its Jacobians' nonzero
+ * columns so far, and when they grow db_elm_fit analyses the reduced system's pattern again. Returns DB_OK,
  * DB_LM_INFEASIBLE (the trial is rejected), or an error code with err set (the fit stops with it). */
 typedef int (*db_elm_evaluate_fn)(void *user, int still, const double *x_s, const double *F, double *mu, double *J,
                                   db_csr *JF, db_error *err);
@@ -179,10 +180,11 @@ void db_elm_block_free(db_elm_block *b); /* b may be NULL */
 
 /* Evaluates at (x_s, y_s, F) with Jacobians (W: the steps' weights, the floored observed curvature of objective.c;
  * the uncertainties use the Fisher weights): the cost, A = Jz^T W Jz over z = (x_s, y_s), B = Jz^T W JF and
- * C = JF^T W JF over the F the still touches (compact, ascending global columns), gradients g_z and g_F. The first
- * call fixes the still's F columns (the nonzeros of JF); a later nonzero outside them is DB_ERR_ARGUMENT. */
+ * C = JF^T W JF over the F the still touches (compact, ascending global columns), gradients g_z and g_F. The still's
+ * F columns are the union of the nonzero columns of every JF it has linearised (a column once in stays in); a
+ * reduced system built before they grew no longer fits the block (db_elm_fit builds a new one). */
 int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s, const double *F, db_error *err);
-/* The still's F columns (ascending global indices) after the first linearise; returns their count. */
+/* The still's F columns (ascending global indices) after its linearisations so far; returns their count. */
 long db_elm_block_columns(const db_elm_block *b, const long **cols);
 double db_elm_block_cost(const db_elm_block *b);
 /* Eliminates z with damping lambda times the still's scaling (the largest diagonal of A seen) on A's diagonal:

@@ -38,7 +38,9 @@
  *     gradient computed here), the cost includes the prior's term, the sigmas are the inverse dense Fisher matrix
  *     plus the prior's diagonal, bad sds are refused, and the coverage over 100 seeds whose prior means are drawn
  *     from the prior is nominal (test_prior's comment has the figures);
- * 11. cost_decrease_tolerance ends the fit after the first accepted step that lowers the cost by less. */
+ * 11. cost_decrease_tolerance ends the fit after the first accepted step that lowers the cost by less;
+ * 12. a still's F pattern grows inside the fit (an observation switches to a reflection its start did not touch): the
+ *     fit takes the column in, reaches the truth, and its sigmas are the dense inverse Fisher matrix's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +75,12 @@ typedef struct synth {
     double xt[2 * MAXS], yt[NG * MAXS], Ft[256]; /* the truth: x concatenated (still 0 has none), y, F */
     int fail_still;                              /* evaluate fails for this still (-1: never) */
     int wrong_cols;                              /* evaluate returns a JF with a wrong column count */
+    /* a nearest-hkl switch (test 12): observation switch_obs of still switch_still reads column switch_col instead of
+     * its first one where that still's decay B < switch_B (switch_still 0: none, still 0 has no B) */
+    int switch_still;
+    long switch_obs, switch_col;
+    double switch_B;
+    long nF_dense;                               /* dense_fisher's leading F columns (0: nF - 1) */
     db_elm_still st[MAXS];
 } synth;
 
@@ -152,7 +160,10 @@ static void model_still(const synth *P, int s, const double *x_s, const double *
     for (long i = 0; i < n; i++) {
         const long o = P->off[s] + i;
         double sum = 0.0;
-        for (int e = 0; e < P->ne[o]; e++) sum += P->fa[o][e] * F[P->fj[o][e]] * F[P->fj[o][e]];
+        long fj[MAXE];
+        for (int e = 0; e < P->ne[o]; e++) fj[e] = P->fj[o][e];
+        if (P->switch_still > 0 && s == P->switch_still && o == P->switch_obs && B < P->switch_B) fj[0] = P->switch_col;
+        for (int e = 0; e < P->ne[o]; e++) sum += P->fa[o][e] * F[fj[e]] * F[fj[e]];
         const double decay = exp(-B * P->d[o]);
         mu[i] = k * decay * sum;
         if (J && P->p[s] == 2) {
@@ -161,8 +172,8 @@ static void model_still(const synth *P, int s, const double *x_s, const double *
         }
         if (JF) {
             for (int e = 0; e < P->ne[o]; e++) {
-                JF->col[nnz] = P->fj[o][e];
-                JF->val[nnz++] = k * decay * P->fa[o][e] * 2.0 * F[P->fj[o][e]];
+                JF->col[nnz] = fj[e];
+                JF->val[nnz++] = k * decay * P->fa[o][e] * 2.0 * F[fj[e]];
             }
             JF->row_ptr[i + 1] = nnz;
         }
@@ -582,11 +593,12 @@ static int chol_inverse(double *A, int n) /* A (n x n symmetric, column-major) :
     return 1;
 }
 
-/* The Fisher matrix J^T diag(1/mu) J over (x, y, F[0 .. nF-2]) (np = nx + ny + nF - 1, column-major; freed by the
+/* The Fisher matrix J^T diag(1/mu) J over (x, y, F[0 .. nF-2]) (F[0 .. nF_dense-1] when set) (np = nx + ny + nF - 1, column-major; freed by the
  * caller) of synth's model at (x, y, F), from a dense Jacobian built here */
 static double *dense_fisher(const synth *P, const double *x, const double *y, const double *F)
 {
-    const long nx = synth_nx(P), ny = (long)P->S * NG, nFr = P->nF - 1, np = nx + ny + nFr, ntot = P->off[P->S];
+    const long nx = synth_nx(P), ny = (long)P->S * NG, nFr = P->nF_dense ? P->nF_dense : P->nF - 1,
+               np = nx + ny + nFr, ntot = P->off[P->S];
     double *Jd = (double *)calloc((size_t)ntot * (size_t)np, sizeof(double));
     double *M = (double *)calloc((size_t)np * (size_t)np, sizeof(double)), *w = (double *)malloc(sizeof(double) * ntot);
     assert_non_null(Jd);
@@ -1334,6 +1346,82 @@ static void test_cost_decrease(void **state)
     free(P);
 }
 
+/* ---- 12. the F pattern grows: a still's orientation moves one of its observations onto a reflection its start did
+ * not touch (the nearest-hkl lookup's switch), here the column no other observation touches. The fit must take the
+ * new column in (a new CHOLMOD analysis) and reach the truth of noise-free counts; the column's F is then refined
+ * and its sigma, like every other, is the dense inverse Fisher matrix's over all nF columns (1e-8 as test 4) */
+static void test_pattern_growth(void **state)
+{
+    (void)state;
+    synth *P = new_synth();
+    synth_make(P, 6, 20, 60, 5, 0);
+    P->switch_still = 1;
+    P->switch_obs = P->off[1];
+    P->switch_col = P->nF - 1;
+    P->switch_B = P->xt[1] + 0.05; /* still 1's x is xt[0..1] (still 0 has none); the start's B is xt[1] + 0.1 */
+    synth_counts(P, 0);
+    db_elm_problem pr = synth_problem(P);
+    double x[2 * MAXS], y[NG * MAXS], F[256], sx[2 * MAXS], sy[NG * MAXS], sF[256];
+    unsigned char refined[256];
+    db_error err = {0};
+    synth_start(P, x, y, F);
+    /* the block: the column joins when a linearisation is past the switch, and the start's first column stays */
+    db_elm_block *b;
+    const long *cols;
+    assert_int_equal(db_elm_block_new(&pr, 1, &b, &err), DB_OK);
+    assert_int_equal(db_elm_block_linearise(b, x, y + NG, F, &err), DB_OK);
+    long m0 = db_elm_block_columns(b, &cols);
+    assert_true(m0 >= 1 && cols[m0 - 1] < P->nF - 1);
+    assert_int_equal(db_elm_block_linearise(b, P->xt, y + NG, F, &err), DB_OK);
+    long m1 = db_elm_block_columns(b, &cols);
+    assert_int_equal(m1, m0 + 1);
+    assert_int_equal(cols[m1 - 1], P->nF - 1);
+    db_elm_block_free(b);
+
+    db_elm_options o;
+    tight(&o);
+    db_elm_result res;
+    int rc = db_elm_fit(&pr, &o, x, y, F, sx, sy, sF, refined, &res, &err);
+    if (rc) fail_msg("%s", err.message);
+    assert_true(res.stop_reason != DB_STOP_MAXITER);
+    assert_int_equal(res.nF_refined, P->nF);
+    assert_int_equal(refined[P->nF - 1], 1);
+    assert_true(x[1] < P->switch_B);
+    const long nx = synth_nx(P), ny = (long)P->S * NG;
+    for (long k = 0; k < nx; k++) assert_close(x[k], P->xt[k], 1e-8, 0);
+    for (long k = 0; k < ny; k++) assert_close(y[k], P->yt[k], 1e-8, 0);
+    for (long j = 0; j < P->nF; j++) {
+        test_context("F[%ld]", j);
+        assert_close(F[j], P->Ft[j], 1e-8, 0);
+    }
+    P->nF_dense = P->nF;
+    const long np = nx + ny + P->nF;
+    double *M = dense_fisher(P, x, y, F);
+    assert_true(chol_inverse(M, (int)np));
+    for (long k = 0; k < nx; k++) {
+        test_context("sigma_x[%ld]", k);
+        assert_close(sx[k], sqrt(M[k * np + k]), 1e-8, 0);
+    }
+    for (long j = 0; j < P->nF; j++) {
+        test_context("sigma_F[%ld]", j);
+        assert_close(sF[j], sqrt(M[(nx + ny + j) * np + nx + ny + j]), 1e-8, 0);
+    }
+    test_context(NULL);
+    free(M);
+    /* on OpenMP threads: the same bits */
+    double xc[2 * MAXS], yc[NG * MAXS], Fc[256], sFc[256];
+    synth_start(P, xc, yc, Fc);
+    pr.concurrent_stills = 1;
+    db_elm_result rc2;
+    assert_int_equal(db_elm_fit(&pr, &o, xc, yc, Fc, NULL, NULL, sFc, NULL, &rc2, &err), DB_OK);
+    assert_int_equal(rc2.iterations, res.iterations);
+    for (long j = 0; j < P->nF; j++) {
+        assert_bits_equal(Fc[j], F[j]);
+        assert_bits_equal(sFc[j], sF[j]);
+    }
+    free(P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1342,7 +1430,7 @@ int main(void)
         cmocka_unit_test(test_untouched_column),  cmocka_unit_test(test_errors),
         cmocka_unit_test(test_coverage),          cmocka_unit_test(test_bounds_dense),
         cmocka_unit_test(test_F_squared),         cmocka_unit_test(test_prior),
-        cmocka_unit_test(test_cost_decrease),
+        cmocka_unit_test(test_cost_decrease),     cmocka_unit_test(test_pattern_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
