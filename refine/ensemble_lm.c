@@ -493,7 +493,28 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
 
 /* The still's normal matrices with the Fisher weights instead of the steps' (the uncertainties'), from the Jacobians
  * of its last linearisation; the gradients are the same with either. */
-static void use_fisher_weights(db_elm_block *b) { build_normal(b, b->wf); }
+/* A pixel's Fisher weight 1/mu grows without bound as its mean goes to 0. A background plane pinned to 0 by its
+ * bounds under a sharp spot's far tail gives means of 1e-289 at one pixel and 1e-20 at the next (the 20-cell
+ * bench's seed 3): one pixel's weight outweighs its box's others by more than 1/DBL_EPSILON, and in the still's
+ * Cholesky the plane's other directions cancel to exactly 0, so the block is "not positive definite" and every
+ * sigma of the fit came out undetermined. Such a pixel expects no count (P(count > 0) ~ mu); what it carries is the
+ * bound's information, pinning the plane. Its weight is capped at FISHER_CAP_RATIO over the still's mean pixel
+ * mean: the pinned direction keeps a variance ~1e-6 of a typical one (a near-constraint, as the bound is), the
+ * weights within a block then span at most ~1e6 over the typical one (well inside double precision), and no pixel
+ * with a mean above 1e-6 of the still's mean changes weight (tests/test_ensemble_lm.c test 13). */
+#define FISHER_CAP_RATIO 1e6
+static void use_fisher_weights(db_elm_block *b)
+{
+    double mean = 0.0;
+    for (long i = 0; i < b->n; i++) mean += b->mu[i] + b->P->variance_offset;
+    mean /= (double)b->n;
+    if (mean > 0.0) {
+        const double cap = FISHER_CAP_RATIO / mean;
+        for (long i = 0; i < b->n; i++)
+            if (b->wf[i] > cap) b->wf[i] = cap;
+    }
+    build_normal(b, b->wf);
+}
 
 /* In-place Cholesky of the lower triangle of the column-major nz x nz matrix L (A = L L^T). 0 when not positive
  * definite. */

@@ -40,7 +40,10 @@
  *     from the prior is nominal (test_prior's comment has the figures);
  * 11. cost_decrease_tolerance ends the fit after the first accepted step that lowers the cost by less;
  * 12. a still's F pattern grows inside the fit (an observation switches to a reflection its start did not touch): the
- *     fit takes the column in, reaches the truth, and its sigmas are the dense inverse Fisher matrix's. */
+ *     fit takes the column in, reaches the truth, and its sigmas are the dense inverse Fisher matrix's;
+ * 13. a plane pinned to 0 over Bragg means of 1e-20 with one of 1e-250 (Fisher weights differing by 1e230): every
+ *     sigma is finite, and all but the pinned plane's equal the dense Fisher matrix's with that plane held (the
+ *     test's comment has the reasoning). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1422,6 +1425,115 @@ static void test_pattern_growth(void **state)
     free(P);
 }
 
+/* ---- 13. a plane pinned to 0 under a Bragg tail whose means differ by 1e230 within the box. Still 2's group 1 holds
+ * no counts and starts and stays on its bounds at 0, and its Bragg model is scaled by 1e-20, but by 1e-250 at one
+ * pixel: that pixel's Fisher weight (1e250) outweighs the group's others by 1e230, as in the box of a sharp spot's
+ * far tail whose plane has gone to 1e-300 (the 20-cell bench's seed 3: weights 1e288). The still's matrix was then
+ * singular in double precision (after the dominant pixel's direction, the plane's other two cancel to 0 in its
+ * Cholesky) and every sigma of the fit came out undetermined (-1). With the capped weights (ensemble_lm.c
+ * use_fisher_weights) every sigma is finite; the pinned plane's are positive, and all others equal the inverse of
+ * the dense Fisher matrix built here with that plane held at 0 and its pixels left out, to 1e-8 (test 4's
+ * rounding): those pixels' x and F derivatives are 1e-20 of the others' or less, so whatever weight they get informs
+ * the plane alone (a capped weight changes the others' variances by (1e-20)^2 relative) */
+static double *pinned_fisher(const synth *P, const plane_problem *Q, const double *x, const double *y, const double *F,
+                             const unsigned char *tiny, long pinned, int held, long *np_out)
+{
+    const long nx = synth_nx(P), nyc = (long)P->S * NG * 3 - (held ? 3 : 0), nFr = P->nF - 1, ntot = P->off[P->S];
+    const long np = nx + nyc + nFr;
+    double *Jd = (double *)calloc((size_t)ntot * (size_t)np, sizeof(double));
+    double *M = (double *)calloc((size_t)np * (size_t)np, sizeof(double)), *w = (double *)calloc((size_t)ntot, sizeof(double));
+    assert_non_null(Jd);
+    assert_non_null(M);
+    assert_non_null(w);
+    long xo = 0;
+    for (int s = 0; s < P->S; s++) {
+        const long n = P->n[s];
+        double mu[MAXOBS], Js[2 * MAXOBS];
+        db_csr JF = {0};
+        model_still(P, s, x + xo, F, mu, Js, &JF);
+        for (long i = 0; i < n; i++) {
+            const long o2 = P->off[s] + i, gcol = (s * NG + P->grp[o2]) * 3;
+            if (tiny[o2]) continue; /* weight 0 */
+            const double *z = Q->basis + (size_t)o2 * 3;
+            w[o2] = 1.0 / (mu[i] + y[gcol] * z[0] + y[gcol + 1] * z[1] + y[gcol + 2] * z[2]);
+            for (int k = 0; k < P->p[s]; k++) Jd[(size_t)(xo + k) * ntot + o2] = Js[k * n + i];
+            if (!held || gcol != pinned)
+                for (int k = 0; k < 3; k++)
+                    Jd[(size_t)(nx + (held && gcol > pinned ? gcol - 3 : gcol) + k) * ntot + o2] = z[k];
+            for (long e = JF.row_ptr[i]; e < JF.row_ptr[i + 1]; e++) Jd[(size_t)(nx + nyc + JF.col[e]) * ntot + o2] += JF.val[e];
+        }
+        db_csr_free(&JF);
+        xo += P->p[s];
+    }
+    for (long a = 0; a < np; a++)
+        for (long b = 0; b < np; b++) {
+            double v = 0.0;
+            for (long i = 0; i < ntot; i++) v += Jd[a * ntot + i] * w[i] * Jd[b * ntot + i];
+            M[a * np + b] = v;
+        }
+    assert_true(chol_inverse(M, (int)np));
+    free(Jd);
+    free(w);
+    *np_out = np;
+    return M;
+}
+
+static void test_pinned_plane(void **state)
+{
+    (void)state;
+    synth *P = new_synth();
+    plane_problem *Q = (plane_problem *)calloc(1, sizeof *Q);
+    assert_non_null(Q);
+    synth_make(P, 4, 10, 30, 5, 0);
+    unsigned char tiny[MAXOBS] = {0};
+    for (long i = 0; i < P->n[2]; i++) {
+        const long o = P->off[2] + i;
+        if (P->grp[o] != 1) continue;
+        tiny[o] = 1;
+        const double scale = i == P->n[2] / 2 ? 1e-250 : 1e-20; /* one pixel's weight dominates the group's */
+        for (int e = 0; e < P->ne[o]; e++) P->fa[o][e] *= scale;
+    }
+    plane_make(P, Q, 4711); /* still 2's group 1: no counts */
+    db_elm_problem pr = {.nstills = P->S, .stills = Q->st, .nF = P->nF, .evaluate = synth_evaluate, .user = P};
+    const long nx = synth_nx(P), ny = (long)P->S * NG * 3, nFr = P->nF - 1;
+    double x[2 * MAXS], y[NG * MAXS * 3], F[256], sx[2 * MAXS], sy[NG * MAXS * 3], sF[256], ydummy[NG * MAXS];
+    synth_start(P, x, ydummy, F);
+    plane_start(P, Q, y);
+    const long pinned = (2 * NG + 1) * 3; /* still 2's group 1's plane in y */
+    y[pinned] = 0.0; /* on its bounds from the start */
+    db_elm_options o;
+    tight(&o);
+    db_elm_result res;
+    db_error err = {0};
+    int rc = db_elm_fit(&pr, &o, x, y, F, sx, sy, sF, NULL, &res, &err);
+    if (rc) fail_msg("%s", err.message);
+    const double *yp = y + pinned;
+    assert_true(fabs(yp[0]) <= 1e-12 && fabs(yp[1]) <= 1e-12 && fabs(yp[2]) <= 1e-12);
+    long nph;
+    double *Mh = pinned_fisher(P, Q, x, y, F, tiny, pinned, 1, &nph);
+#define DIAG(d) sqrt(Mh[(d) * nph + (d)])
+    print_message("pinned plane %.3g %.3g %.3g: sigma %.4g %.4g %.4g; sigma_x[2] %.10g (held plane's %.10g)\n", yp[0],
+                  yp[1], yp[2], sy[pinned], sy[pinned + 1], sy[pinned + 2], sx[2], DIAG(2));
+    for (long k = 0; k < nx; k++) {
+        test_context("sigma_x[%ld]", k);
+        assert_close(sx[k], DIAG(k), 1e-8, 0);
+    }
+    for (long k = 0; k < ny; k++) {
+        test_context("sigma_y[%ld]", k);
+        if (k >= pinned && k < pinned + 3) assert_true(sy[k] > 0.0 && isfinite(sy[k]));
+        else assert_close(sy[k], DIAG(nx + (k > pinned ? k - 3 : k)), 1e-8, 0);
+    }
+    for (long j = 0; j < nFr; j++) {
+        test_context("sigma_F[%ld]", j);
+        assert_close(sF[j], DIAG(nx + ny - 3 + j), 1e-8, 0);
+    }
+#undef DIAG
+    test_context(NULL);
+    free(Mh);
+    free(Q);
+    free(P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1431,6 +1543,7 @@ int main(void)
         cmocka_unit_test(test_coverage),          cmocka_unit_test(test_bounds_dense),
         cmocka_unit_test(test_F_squared),         cmocka_unit_test(test_prior),
         cmocka_unit_test(test_cost_decrease),     cmocka_unit_test(test_pattern_growth),
+        cmocka_unit_test(test_pinned_plane),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
