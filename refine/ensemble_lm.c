@@ -263,10 +263,24 @@ static int alloc_columns(db_elm_block *b, long m)
     return b->B && b->Y && b->C && b->Sc && b->gF && b->dCf && b->rc && (!b->na_cap || b->Z);
 }
 
+/* Each JF entry's compact column (b->loc, -1 outside the still's columns); returns how many nonzero entries fall
+ * outside. */
+static long locate_entries(db_elm_block *b)
+{
+    const db_csr *M = &b->JF;
+    long outside = 0;
+    for (long k = 0; k < M->nnz; k++) {
+        b->loc[k] = find_long(b->cols, b->m, M->col[k]);
+        if (b->loc[k] < 0 && M->val[k] != 0.0) outside++;
+    }
+    return outside;
+}
+
 /* The still's F columns: every column its Jacobians have had a nonzero in, over all its linearisations. As a
  * still's orientation moves, a pixel's nearest hkl can change to one the start did not touch: that column joins
  * (b->grew is set, and db_elm_fit rebuilds the reduced system's pattern); a column once in stays in, its later
- * entries explicit zeros where they are 0. */
+ * entries explicit zeros where they are 0. Called after locate_entries found nonzeros outside (or at the first
+ * linearisation); the entries are located again here. */
 static int update_pattern(db_elm_block *b, db_error *err)
 {
     const db_csr *M = &b->JF;
@@ -274,11 +288,7 @@ static int update_pattern(db_elm_block *b, db_error *err)
     long *add = (long *)malloc(sizeof(long) * (size_t)(M->nnz ? M->nnz : 1));
     if (!add) return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
     for (long k = 0; k < M->nnz; k++)
-        if (M->val[k] != 0.0 && find_long(b->cols, b->m, M->col[k]) < 0) add[cnt++] = M->col[k];
-    if (b->have_pattern && cnt == 0) {
-        free(add);
-        return DB_OK;
-    }
+        if (M->val[k] != 0.0 && b->loc[k] < 0) add[cnt++] = M->col[k];
     qsort(add, (size_t)cnt, sizeof(long), cmp_long);
     long *merged = (long *)malloc(sizeof(long) * (size_t)(b->m + cnt + 1));
     if (!merged) {
@@ -298,6 +308,7 @@ static int update_pattern(db_elm_block *b, db_error *err)
         return db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory for still %d's %ld structure factors", b->still, m);
     if (b->have_pattern) b->grew = 1;
     b->have_pattern = 1;
+    locate_entries(b);
     return DB_OK;
 }
 
@@ -475,7 +486,6 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
         if (!isfinite(b->J[k]))
             return db_fail(err, DB_ERR_GEOMETRY, "ensemble: still %d: d mu / d x[%ld] is not finite at observation %ld",
                            b->still, k / n, k % n);
-    if ((rc = update_pattern(b, err))) return rc;
     const db_csr *M = &b->JF;
     if (M->nnz > b->loc_cap) {
         long *l = (long *)realloc(b->loc, sizeof(long) * (size_t)M->nnz);
@@ -483,7 +493,7 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
         b->loc = l;
         b->loc_cap = M->nnz;
     }
-    for (long k = 0; k < M->nnz; k++) b->loc[k] = find_long(b->cols, b->m, M->col[k]); /* -1: a zero outside */
+    if ((locate_entries(b) > 0 || !b->have_pattern) && (rc = update_pattern(b, err))) return rc;
     build_normal(b, b->w);
     fisher_diagonals(b);
     for (int k = 0; k < b->nz; k++)
