@@ -67,6 +67,43 @@ static void write_text(const char *name, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
+/* The NSTILLS stills at the true missets, rendered noise-free with MODEL plus geometry (flags, or "") into
+ * <render>N.bin, plus BACKGROUND, written as <obs>N.bin, and listed with their start missets and fluences in list
+ * (after the comment line). 0, or -1 on a failure. */
+static int render_stills(const char *geometry, char render, char obs, const char *comment, const char *list)
+{
+    char p[4200], text[2048];
+    snprintf(text, sizeof text, "%s", comment);
+    for (int s = 0; s < NSTILLS; s++) {
+        harness_args a = {0};
+        char extra[512];
+        snprintf(extra, sizeof extra, MODEL "%s -hkl small.hkl -misset %g %g %g -floatfile %c%d.bin -nopgm -nonoise "
+                 "-noprogress", geometry, MISSET[s][0], MISSET[s][1], MISSET[s][2], render, s);
+        harness_split(&a, extra);
+        int rc = harness_run(DB_CLI_PATH, dir, &a, 0);
+        harness_args_free(&a);
+        if (rc) return -1;
+        char name[64];
+        snprintf(name, sizeof name, "%c%d.bin", render, s);
+        path_in(p, sizeof p, name);
+        size_t len;
+        unsigned char *b = harness_read(p, &len);
+        if (!b || len != 128 * 128 * 4) return -1;
+        float *v = (float *)b;
+        for (size_t i = 0; i < len / 4; i++) v[i] += (float)BACKGROUND; /* plus a constant background */
+        snprintf(name, sizeof name, "%c%d.bin", obs, s);
+        path_in(p, sizeof p, name);
+        FILE *o = fopen(p, "wb");
+        if (!o || fwrite(b, 1, len, o) != len || fclose(o)) return -1;
+        free(b);
+        size_t at = strlen(text);
+        snprintf(text + at, sizeof text - at, "%c%d.bin -misset %.17g %.17g %.17g -fluence %.17g\n", obs, s,
+                 START[s][0], START[s][1], START[s][2], FLUENCE_START[s]);
+    }
+    write_text(list, text);
+    return 0;
+}
+
 /* The stills, once: small.hkl (the truth), start.hkl (the truth times FSCALE), o0..o2.bin, stills.txt. */
 static int setup(void **state)
 {
@@ -94,64 +131,11 @@ static int setup(void **state)
         }
     fclose(in);
     if (fclose(o1) || fclose(o2)) return -1;
-    char stills[2048] = "# three noise-free stills\n";
-    for (int s = 0; s < NSTILLS; s++) {
-        harness_args a = {0};
-        char extra[512];
-        snprintf(extra, sizeof extra, MODEL " -hkl small.hkl -misset %g %g %g -floatfile s%d.bin -nopgm -nonoise "
-                 "-noprogress", MISSET[s][0], MISSET[s][1], MISSET[s][2], s);
-        harness_split(&a, extra);
-        int rc = harness_run(DB_CLI_PATH, dir, &a, 0);
-        harness_args_free(&a);
-        if (rc) return -1;
-        /* plus a constant background */
-        char name[64];
-        snprintf(name, sizeof name, "s%d.bin", s);
-        path_in(p, sizeof p, name);
-        size_t len;
-        unsigned char *b = harness_read(p, &len);
-        if (!b || len != 128 * 128 * 4) return -1;
-        float *v = (float *)b;
-        for (size_t i = 0; i < len / 4; i++) v[i] += (float)BACKGROUND;
-        snprintf(name, sizeof name, "o%d.bin", s);
-        path_in(p, sizeof p, name);
-        FILE *o = fopen(p, "wb");
-        if (!o || fwrite(b, 1, len, o) != len || fclose(o)) return -1;
-        free(b);
-        size_t at = strlen(stills);
-        snprintf(stills + at, sizeof stills - at, "o%d.bin -misset %.17g %.17g %.17g -fluence %.17g\n", s,
-                 START[s][0], START[s][1], START[s][2], FLUENCE_START[s]);
-    }
-    write_text("stills.txt", stills);
+    if (render_stills("", 's', 'o', "# three noise-free stills\n", "stills.txt")) return -1;
     /* -refine_shared's stills: the same missets and background, another distance and beam centre */
-    char gstills[2048] = "# three noise-free stills at distance 100.3 mm, xbeam 6.5 mm\n";
-    for (int s = 0; s < NSTILLS; s++) {
-        harness_args a = {0};
-        char extra[512];
-        snprintf(extra, sizeof extra, MODEL " " GEOMETRY_TRUE " -hkl small.hkl -misset %g %g %g -floatfile t%d.bin "
-                 "-nopgm -nonoise -noprogress", MISSET[s][0], MISSET[s][1], MISSET[s][2], s);
-        harness_split(&a, extra);
-        int rc = harness_run(DB_CLI_PATH, dir, &a, 0);
-        harness_args_free(&a);
-        if (rc) return -1;
-        char name[64];
-        snprintf(name, sizeof name, "t%d.bin", s);
-        path_in(p, sizeof p, name);
-        size_t len;
-        unsigned char *b = harness_read(p, &len);
-        if (!b || len != 128 * 128 * 4) return -1;
-        float *v = (float *)b;
-        for (size_t i = 0; i < len / 4; i++) v[i] += (float)BACKGROUND;
-        snprintf(name, sizeof name, "g%d.bin", s);
-        path_in(p, sizeof p, name);
-        FILE *o = fopen(p, "wb");
-        if (!o || fwrite(b, 1, len, o) != len || fclose(o)) return -1;
-        free(b);
-        size_t at = strlen(gstills);
-        snprintf(gstills + at, sizeof gstills - at, "g%d.bin -misset %.17g %.17g %.17g -fluence %.17g\n", s,
-                 START[s][0], START[s][1], START[s][2], FLUENCE_START[s]);
-    }
-    write_text("gstills.txt", gstills);
+    if (render_stills(" " GEOMETRY_TRUE, 't', 'g', "# three noise-free stills at distance 100.3 mm, xbeam 6.5 mm\n",
+                      "gstills.txt"))
+        return -1;
     return 0;
 }
 
