@@ -433,6 +433,19 @@ static int run_mpi(int np, const char *args, const char *log)
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* run_mpi, which must exit 0; on a failure the log is shown */
+static void run_mpi_ok(int np, const char *args, const char *log)
+{
+    char p[4200];
+    int rc = run_mpi(np, args, log);
+    path_in(p, sizeof p, log);
+    char *text = harness_read_text(p);
+    test_context("mpirun -np %d: exit %d, log:\n%s", np, rc, text ? text : "(none)");
+    assert_int_equal(rc, 0);
+    test_context("%s", "");
+    free(text);
+}
+
 static char *json_head(const char *name) /* the JSON up to "seconds", its -hklout name's digit made 'K' */
 {
     char p[4200];
@@ -459,13 +472,7 @@ static void test_mpi_ranks(void **state)
                  "-hklout m%d.hkl -json m%d.json", k, k);
         char log[64];
         snprintf(log, sizeof log, "mpi%d.log", k);
-        int rc = run_mpi(k, args, log);
-        path_in(a, sizeof a, log);
-        char *text = harness_read_text(a);
-        test_context("mpirun -np %d: exit %d, log:\n%s", k, rc, text ? text : "(none)");
-        assert_int_equal(rc, 0);
-        test_context("%s", "");
-        free(text);
+        run_mpi_ok(k, args, log);
     }
     char *j1 = json_head("m1.json");
     for (int k = 2; k <= 3; k++) {
@@ -509,13 +516,7 @@ static void test_mpi_shared(void **state)
         snprintf(args, sizeof args, CLI_SHARED "-noprogress -hklout n%d.hkl -json n%d.json", k, k);
         char log[64];
         snprintf(log, sizeof log, "mpis%d.log", k);
-        int rc = run_mpi(k, args, log);
-        path_in(a, sizeof a, log);
-        char *text = harness_read_text(a);
-        test_context("mpirun -np %d: exit %d, log:\n%s", k, rc, text ? text : "(none)");
-        assert_int_equal(rc, 0);
-        test_context("%s", "");
-        free(text);
+        run_mpi_ok(k, args, log);
     }
     char *j[5];
     for (int k = 1; k <= 4; k++) {
