@@ -5,7 +5,7 @@
 #include "ensemble_lm.h"
 #include "error.h"
 #include "observed.h"
-#include "params.h" /* db_param_parse_list_for */
+#include "params.h" /* db_param_parse_list_for, db_list_next_item */
 
 #include <math.h>
 #include <stdio.h>
@@ -512,17 +512,16 @@ static int parse_priors(const char *list, const int *params, int np, double *sd,
 {
     for (int j = 0; j < np; j++) sd[j] = INFINITY;
     int count = 0;
-    const char *p = list;
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *p = list && *list ? list : NULL; /* NULL and "": no prior */
+    while (p) {
         char item[128];
-        if (len == 0 || len >= sizeof item) {
-            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: expected NAME=SD items separated by commas, got \"%s\"", list);
+        if (!db_list_next_item(&p, item, sizeof item)) {
+            if (p > list && !*p) /* the empty item after the last comma */
+                db_fail(err, DB_ERR_ARGUMENT, "-prior_still: \"%s\" ends with a comma", list);
+            else
+                db_fail(err, DB_ERR_ARGUMENT, "-prior_still: expected NAME=SD items separated by commas, got \"%s\"", list);
             return -1;
         }
-        memcpy(item, p, len);
-        item[len] = '\0';
         char *eq = strchr(item, '=');
         if (!eq) {
             db_fail(err, DB_ERR_ARGUMENT, "-prior_still: \"%s\" is not NAME=SD (a parameter of -refine_still and the "
@@ -550,11 +549,6 @@ static int parse_priors(const char *list, const int *params, int np, double *sd,
         }
         sd[j] = v;
         count++;
-        p = end ? end + 1 : NULL;
-        if (end && !*p) {
-            db_fail(err, DB_ERR_ARGUMENT, "-prior_still: \"%s\" ends with a comma", list);
-            return -1;
-        }
     }
     return count;
 }

@@ -68,6 +68,17 @@ int db_param_from_name(const char *name)
     return -1;
 }
 
+int db_list_next_item(const char **cursor, char *item, size_t cap)
+{
+    const char *s = *cursor, *e = strchr(s, ',');
+    const size_t len = e ? (size_t)(e - s) : strlen(s);
+    if (len == 0 || len >= cap) return 0;
+    memcpy(item, s, len);
+    item[len] = '\0';
+    *cursor = e ? e + 1 : NULL;
+    return 1;
+}
+
 int db_param_parse_list_for(const char *flag, const char *list, int *params, db_error *err)
 {
     if (!list || !params) return db_fail(err, DB_ERR_ARGUMENT, "%s: no parameter list", flag), -1;
@@ -77,16 +88,12 @@ int db_param_parse_list_for(const char *flag, const char *list, int *params, db_
     }
     int n = 0;
     const char *s = list;
-    for (;;) {
-        const char *e = strchr(s, ',');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
+    while (s) {
         char name[32];
-        if (len == 0 || len >= sizeof name) {
+        if (!db_list_next_item(&s, name, sizeof name)) { /* a trailing comma leaves an empty name */
             db_fail(err, DB_ERR_ARGUMENT, "%s: empty or overlong parameter name in '%s'", flag, list);
             return -1;
         }
-        memcpy(name, s, len);
-        name[len] = '\0';
         int p = db_param_from_name(name);
         if (p < 0) {
             char known[512] = "";
@@ -104,8 +111,6 @@ int db_param_parse_list_for(const char *flag, const char *list, int *params, db_
                 return -1;
             }
         params[n++] = p;
-        if (!e) break;
-        s = e + 1; /* a trailing comma leaves an empty name: refused above */
     }
     return n;
 }

@@ -29,6 +29,10 @@ typedef struct db_param_info {
 } db_param_info;
 
 const db_param_info *db_param_info_of(int param); /* NULL when out of range */
+/* The next item of a comma-separated list: copies it into item[cap] and advances *cursor past it and its comma
+ * (to NULL after the last item). Returns 1, or 0 when the item is empty (two commas, a leading or trailing comma)
+ * or does not fit, *cursor then left at that item. The splitting of every list flag (-refine, -grad, -prior_still). */
+int db_list_next_item(const char **cursor, char *item, size_t cap);
 /* db_param_parse_list with messages that name flag, the option the user typed ("-refine", "-grad"). */
 int db_param_parse_list_for(const char *flag, const char *list, int *params, db_error *err);
 /* Every index known and none twice (the rule of every call that takes a parameter list). */
