@@ -896,6 +896,11 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     r->iterations = er.iterations;
     r->evaluations = er.evaluations;
     r->stop_reason = er.stop_reason;
+    r->seconds_linearise = er.seconds_linearise;
+    r->seconds_trial = er.seconds_trial;
+    r->seconds_stills = er.seconds_stills;
+    r->seconds_reduced = er.seconds_reduced;
+    r->reduced_solves = er.reduced_solves;
     /* per still: the fitted values, the background entries, and the simulation left at the fit (and its cost) */
     for (long s = first; s < last && !rc; s++) {
         still_data *d = &E.st[s];

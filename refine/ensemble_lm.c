@@ -61,17 +61,17 @@ struct db_elm_block {
     int eliminated_ok;
     /* bounds of the local terms (db_elm_fit's active-set method): the active ones are equality constraints E dz = e
      * of the elimination. With M = L L^T the damped block and H = L^-1 E^T, H^T H = R R^T and Q = H R^-T (orthonormal
-     * columns), the constrained elimination is the unconstrained one with the projection I - Q Q^T inside L^-1 */
+     * columns, never formed), the constrained elimination is the unconstrained one with the projection I - Q Q^T
+     * inside L^-1 (constrain) */
     int nb;               /* bounds per group (0: none) */
     const double *bounds; /* the still's rows (db_elm_still.bounds) */
     int na, na_cap;       /* active bounds now; at most G min(q, nb) */
     int changed;          /* the active set changed in this round */
     int *act;             /* [na_cap] g nb + b of each active bound */
     double *ev;           /* [na_cap] e: c . dy_g = e lands on the bound (e = -c . y_g) */
-    double *Q, *Rf;       /* [nz*na_cap] Q column by column, [na_cap^2] R (lower, column-major) */
-    double *Z, *wv;       /* [na_cap*m] Q^T Y (column c of Y: Z[c*na + a]), [na_cap] Q^T t + R^-1 e */
+    double *H, *Rf;       /* [nz*na_cap] H column by column, [na_cap^2] R (lower, column-major) */
+    double *Z, *wv;       /* [na_cap*m] Q^T Y (column c of Y: Z[c*na + a]), [na_cap] w = Q^T t + R^-1 e */
     double *mult;         /* [na_cap] the active bounds' Lagrange multipliers at the last back-substitution */
-    double *scr;          /* [nz + na_cap + 1] scratch */
 };
 
 void db_elm_block_free(db_elm_block *b)
@@ -103,12 +103,11 @@ void db_elm_block_free(db_elm_block *b)
     free(b->rc);
     free(b->act);
     free(b->ev);
-    free(b->Q);
+    free(b->H);
     free(b->Rf);
     free(b->Z);
     free(b->wv);
     free(b->mult);
-    free(b->scr);
     free(b);
 }
 
@@ -187,12 +186,11 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
         size_t nc = (size_t)b->na_cap;
         b->act = (int *)calloc(nc, sizeof(int));
         b->ev = (double *)calloc(nc, sizeof(double));
-        b->Q = (double *)calloc(nz * nc, sizeof(double));
+        b->H = (double *)calloc(nz * nc, sizeof(double));
         b->Rf = (double *)calloc(nc * nc, sizeof(double));
         b->wv = (double *)calloc(nc, sizeof(double));
         b->mult = (double *)calloc(nc, sizeof(double));
-        b->scr = (double *)calloc(nz + nc + 1, sizeof(double));
-        bad = bad || !b->act || !b->ev || !b->Q || !b->Rf || !b->wv || !b->mult || !b->scr;
+        bad = bad || !b->act || !b->ev || !b->H || !b->Rf || !b->wv || !b->mult;
     }
     if (bad) {
         db_elm_block_free(b);
@@ -563,55 +561,81 @@ static void backward(const double *L, int nz, double *v) /* v = L^-T v */
     }
 }
 
-/* The still's share of the reduced system from the damped factor (L, t, Y), with the active bounds (b->na of them)
- * as equality constraints E dz = e: K = M^-1 - M^-1 E^T (E M^-1 E^T)^-1 E M^-1 = L^-T (I - Q Q^T) L^-1 and
- * k0 = M^-1 E^T (E M^-1 E^T)^-1 e = L^-T Q R^-1 e, so C - B^T K B = C - Y^T Y + Z^T Z and
- * g_F - B^T (K g_z - k0) = g_F - Y^T t + Z^T w with Z = Q^T Y and w = Q^T t + R^-1 e. Without active bounds the
- * plain Schur complement, operation for operation. 0 when the active rows are dependent (never made so). */
-static int project(db_elm_block *b)
+/* v = L^-1 v for a v that is 0 before index `from` (a bound's row touches only its group's terms) */
+static void forward_from(const double *L, int nz, int from, double *v)
+{
+    for (int i = from; i < nz; i++) {
+        double s = v[i];
+        for (int k = from; k < i; k++) s -= L[(size_t)k * nz + i] * v[k];
+        v[i] = s / L[(size_t)i * nz + i];
+    }
+}
+
+/* where active bound a's column of H starts (its group's first local term) */
+static int h_start(const db_elm_block *b, int a) { return b->p + (b->act[a] / b->nb) * b->q; }
+
+/* The active bounds (b->na of them) as equality constraints E dz = e of the still's elimination with the damped
+ * factor M = L L^T: H = L^-1 E^T, H^T H = R R^T and w = R^-1 (H^T t + e). With Q = H R^-T (orthonormal columns)
+ * K = M^-1 - M^-1 E^T (E M^-1 E^T)^-1 E M^-1 = L^-T (I - Q Q^T) L^-1 and k0 = M^-1 E^T (E M^-1 E^T)^-1 e =
+ * L^-T Q R^-1 e; Q is never formed (Q^T x = R^-1 H^T x). The active bounds are kept in group order, so that H's
+ * column a is 0 above h_start(a) and every product with it starts there. 0 when the active rows are dependent
+ * (never made so). */
+static int constrain(db_elm_block *b)
 {
     const int nz = b->nz, na = b->na, q = b->q, p = b->p;
+    if (na <= 0) return 1;
+    for (int a = 1; a < na; a++) /* insertion sort by (group, bound): the sets are small and nearly sorted */
+        for (int c = a; c > 0 && b->act[c - 1] > b->act[c]; c--) {
+            const int ta = b->act[c];
+            const double te = b->ev[c];
+            b->act[c] = b->act[c - 1];
+            b->ev[c] = b->ev[c - 1];
+            b->act[c - 1] = ta;
+            b->ev[c - 1] = te;
+        }
+    for (int a = 0; a < na; a++) {
+        double *Ha = b->H + (size_t)a * nz;
+        const int g = b->act[a] / b->nb, from = p + g * q;
+        const double *c = b->bounds + (size_t)b->act[a] * q;
+        memset(Ha, 0, sizeof(double) * (size_t)nz);
+        for (int k = 0; k < q; k++) Ha[from + k] = c[k];
+        forward_from(b->L, nz, from, Ha);
+    }
+    for (int c = 0; c < na; c++) /* H^T H, lower triangle: column a >= c starts at or after column c */
+        for (int a = c; a < na; a++) {
+            const double *Ha = b->H + (size_t)a * nz, *Hc = b->H + (size_t)c * nz;
+            double v = 0.0;
+            for (int k = h_start(b, a); k < nz; k++) v += Ha[k] * Hc[k];
+            b->Rf[(size_t)c * na + a] = v;
+        }
+    if (!cholesky(b->Rf, na)) return 0;
+    for (int a = 0; a < na; a++) {
+        const double *Ha = b->H + (size_t)a * nz;
+        double v = b->ev[a];
+        for (int k = h_start(b, a); k < nz; k++) v += Ha[k] * b->t[k];
+        b->wv[a] = v;
+    }
+    forward(b->Rf, na, b->wv);
+    return 1;
+}
+
+/* The still's share of the reduced system from the damped factor (L, t, Y) and constrain()'s H, R and w:
+ * C - B^T K B = C - Y^T Y + Z^T Z and g_F - B^T (K g_z - k0) = g_F - Y^T t + Z^T w with Z = Q^T Y = R^-1 H^T Y.
+ * Without active bounds the plain Schur complement. */
+static void reduce_share(db_elm_block *b)
+{
+    const int nz = b->nz, na = b->na;
     const long m = b->m;
-    if (na > 0) {
-        double *x = b->scr;
-        for (int a = 0; a < na; a++) { /* H = L^-1 E^T, column by column (into Q's place) */
-            double *Qa = b->Q + (size_t)a * nz;
-            const int g = b->act[a] / b->nb;
-            const double *c = b->bounds + (size_t)b->act[a] * q;
-            memset(Qa, 0, sizeof(double) * (size_t)nz);
-            for (int k = 0; k < q; k++) Qa[p + g * q + k] = c[k];
-            forward(b->L, nz, Qa);
-        }
-        for (int c = 0; c < na; c++) /* H^T H, lower triangle */
-            for (int a = c; a < na; a++) {
-                const double *Ha = b->Q + (size_t)a * nz, *Hc = b->Q + (size_t)c * nz;
-                double v = 0.0;
-                for (int k = 0; k < nz; k++) v += Ha[k] * Hc[k];
-                b->Rf[(size_t)c * na + a] = v;
-            }
-        if (!cholesky(b->Rf, na)) return 0;
-        for (int k = 0; k < nz; k++) { /* Q = H R^-T: row k of Q is R^-1 (row k of H) */
-            for (int a = 0; a < na; a++) x[a] = b->Q[(size_t)a * nz + k];
-            forward(b->Rf, na, x);
-            for (int a = 0; a < na; a++) b->Q[(size_t)a * nz + k] = x[a];
-        }
-        for (int a = 0; a < na; a++) x[a] = b->ev[a];
-        forward(b->Rf, na, x); /* R^-1 e */
+    for (long c = 0; c < m && na > 0; c++) {
+        const double *Yc = b->Y + (size_t)c * (size_t)nz;
+        double *Zc = b->Z + (size_t)c * na;
         for (int a = 0; a < na; a++) {
-            const double *Qa = b->Q + (size_t)a * nz;
-            double v = x[a];
-            for (int k = 0; k < nz; k++) v += Qa[k] * b->t[k];
-            b->wv[a] = v;
+            const double *Ha = b->H + (size_t)a * nz;
+            double v = 0.0;
+            for (int k = h_start(b, a); k < nz; k++) v += Ha[k] * Yc[k];
+            Zc[a] = v;
         }
-        for (long c = 0; c < m; c++) {
-            const double *Yc = b->Y + (size_t)c * (size_t)nz;
-            for (int a = 0; a < na; a++) {
-                const double *Qa = b->Q + (size_t)a * nz;
-                double v = 0.0;
-                for (int k = 0; k < nz; k++) v += Qa[k] * Yc[k];
-                b->Z[(size_t)c * na + a] = v;
-            }
-        }
+        forward(b->Rf, na, Zc);
     }
     for (long c = 0; c < m; c++) {
         const double *Yc = b->Y + (size_t)c * (size_t)nz;
@@ -633,6 +657,12 @@ static int project(db_elm_block *b)
             b->Sc[(size_t)c * (size_t)m + (size_t)a] = v;
         }
     }
+}
+
+static int project(db_elm_block *b)
+{
+    if (!constrain(b)) return 0;
+    reduce_share(b);
     return 1;
 }
 
@@ -658,8 +688,10 @@ int db_elm_block_eliminate(db_elm_block *b, double lambda)
 }
 
 /* dz (the damping is the last elimination's); mult[na] (may be NULL) gets the active bounds' Lagrange multipliers:
- * with v = L^-1 (g_z + B dF) and c = Q^T v + R^-1 e = w + Z dF, dz = -L^-T (v - Q c) and mult = R^-T c (from
- * M dz + g_z + B dF = E^T mult) */
+ * with v = L^-1 (g_z + B dF) = t + Y dF, mult = (H^T H)^-1 (H^T v + e) = R^-T R^-1 (H^T v + e) and
+ * dz = -L^-T (v - H mult) (from M dz + g_z + B dF = E^T mult and E dz = e). Needs constrain()'s H and R, not
+ * reduce_share()'s Z, so that a still can try active sets against a fixed dF without forming its share of the
+ * reduced system. */
 static void back_substitute(const db_elm_block *b, const double *dF, double *dz, double *mult, double *gd, double *dDd)
 {
     const int nz = b->nz, na = b->na;
@@ -674,22 +706,26 @@ static void back_substitute(const db_elm_block *b, const double *dF, double *dz,
         return;
     }
     for (int k = 0; k < nz; k++) v[k] = b->t[k];
-    for (int a = 0; a < na; a++) cm[a] = b->wv[a];
     for (long a = 0; a < b->m; a++) {
         const double d = dF[b->cols[a]];
         if (d == 0.0) continue;
         const double *Ya = b->Y + (size_t)a * (size_t)nz;
         for (int k = 0; k < nz; k++) v[k] += Ya[k] * d;
-        if (na > 0) {
-            const double *Za = b->Z + (size_t)a * na;
-            for (int l = 0; l < na; l++) cm[l] += Za[l] * d;
+    }
+    if (na > 0) {
+        for (int a = 0; a < na; a++) {
+            const double *Ha = b->H + (size_t)a * nz;
+            double c = b->ev[a];
+            for (int k = h_start(b, a); k < nz; k++) c += Ha[k] * v[k];
+            cm[a] = c;
+        }
+        forward(b->Rf, na, cm);
+        backward(b->Rf, na, cm); /* the multipliers */
+        for (int a = 0; a < na; a++) {
+            const double *Ha = b->H + (size_t)a * nz;
+            for (int k = h_start(b, a); k < nz; k++) v[k] -= Ha[k] * cm[a];
         }
     }
-    for (int a = 0; a < na; a++) {
-        const double *Qa = b->Q + (size_t)a * nz;
-        for (int k = 0; k < nz; k++) v[k] -= Qa[k] * cm[a];
-    }
-    if (na > 0) backward(b->Rf, na, cm); /* the multipliers */
     if (cm != mult) free(cm);
     backward(b->L, nz, v);
     double g = 0.0, q = 0.0;
@@ -1187,6 +1223,8 @@ static void chain_out(const db_elm_comm *c, void *buf, long bytes)
 
 /* ======================================================================== the driver */
 
+enum { PHASE_LINEARISE, PHASE_TRIAL, PHASE_STILLS, PHASE_REDUCED, PHASES };
+
 typedef struct fit {
     const db_elm_problem *P;
     const db_elm_comm *comm;
@@ -1198,7 +1236,16 @@ typedef struct fit {
     int bounded;             /* some still (on some rank) has bounds on its local terms */
     int max_rounds;          /* of the active-set method: 4 q + 4 */
     int threads;             /* the stills run on OpenMP threads (db_elm_problem.concurrent_stills) */
+    double seconds[PHASES];  /* the solver's time by phase (db_elm_result's seconds_*) */
 } fit;
+
+/* adds the seconds since t to *acc; returns now */
+static double lap(double *acc, double t)
+{
+    const double now = db_now_seconds();
+    *acc += now - t;
+    return now;
+}
 
 static void fit_free(fit *f)
 {
@@ -1265,8 +1312,10 @@ static int linearise_one(fit *f, int s, void *ctx, db_error *err)
 static int linearise_all(fit *f, const double *x, const double *y, const double *F, double *cost, int *bad,
                          db_error *err)
 {
+    const double t = db_now_seconds();
     point pt = {x, y, F, NULL};
     int rc = for_each_still(f, linearise_one, &pt, bad, err);
+    lap(&f->seconds[PHASE_LINEARISE], t);
     if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
     double c = 0.0;
     chain_in(f->comm, &c, (long)sizeof c);
@@ -1280,6 +1329,7 @@ static int linearise_all(fit *f, const double *x, const double *y, const double 
  * some rank (a still's block not positive definite) */
 static int assemble(fit *f, double bad)
 {
+    const double t = db_now_seconds();
     if (multi(f->comm)) f->comm->max(f->comm->user, &bad, 1);
     if (bad != 0.0) return 0;
     long count;
@@ -1288,6 +1338,7 @@ static int assemble(fit *f, double bad)
     chain_in(f->comm, acc, count * (long)sizeof(double));
     for (int s = f->first; s < f->last; s++) db_elm_reduced_add(f->R, f->blk[s]);
     chain_out(f->comm, acc, count * (long)sizeof(double));
+    lap(&f->seconds[PHASE_REDUCED], t);
     return 1;
 }
 
@@ -1295,26 +1346,60 @@ static int assemble(fit *f, double bad)
  * not positive definite */
 static int eliminate_all(fit *f, double lambda)
 {
+    const double t = db_now_seconds();
     int bad = 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 4) reduction(| : bad) if (f->threads)
 #endif
     for (int s = f->first; s < f->last; s++)
         if (!db_elm_block_eliminate(f->blk[s], lambda)) bad = 1;
+    lap(&f->seconds[PHASE_STILLS], t);
     return assemble(f, bad);
 }
 
-/* the stills whose active sets changed are eliminated again (the damped factor stays: only the constraints
- * changed) and the reduced system is summed anew in still order */
-static int reeliminate_changed(fit *f)
+/* Against the reduced system's last dF, each still with bounds settles its own active set: the active-set method's
+ * rounds (release the bound with the most negative multiplier in a group, or land on the bounds the step crosses)
+ * with dF held, each a small constrained factor (constrain) and a back-substitution, no reduced solve. The global
+ * rounds then count the coupling through F rather than every change of every still (one change of one still a
+ * global round made 8 of them a step on sharp spots). Returns 1 when some still's set changed (b->changed); *bad
+ * = 1 when a still's active rows came out dependent (never made so). */
+static int settle_active(fit *f, const double *dF, const double *y, double *dz, int *bad)
 {
-    double bad = 0.0;
+    int changed = 0, failed = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : changed, failed) if (f->threads)
+#endif
+    for (int s = f->first; s < f->last; s++) {
+        db_elm_block *b = f->blk[s];
+        if (b->nb <= 0) continue;
+        for (int r = 0; r < f->max_rounds && update_active(b, y + f->yoff[s], dz + f->zoff[s] + b->p); r++) {
+            b->changed = changed = 1;
+            if (!constrain(b)) {
+                failed = 1;
+                break;
+            }
+            back_substitute(b, dF, dz + f->zoff[s], b->mult, NULL, NULL);
+        }
+    }
+    *bad = failed;
+    return changed;
+}
+
+/* the stills whose active sets changed (settle_active: their constrained factors are current) form their shares
+ * again, and the reduced system is summed anew in still order */
+static int reeliminate_changed(fit *f, int bad)
+{
+    const double t = db_now_seconds();
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) if (f->threads)
+#endif
     for (int s = f->first; s < f->last; s++) {
         db_elm_block *b = f->blk[s];
         if (!b->changed) continue;
         b->changed = 0;
-        if (!project(b)) bad = 1.0;
+        if (!bad) reduce_share(b);
     }
+    lap(&f->seconds[PHASE_STILLS], t);
     return assemble(f, bad);
 }
 
@@ -1325,13 +1410,17 @@ static int reeliminate_changed(fit *f)
  * whether some still grew, and so rebuild together. */
 static int build_reduced(fit *f, int *bad, db_error *err)
 {
+    const double t = db_now_seconds();
     const db_elm_comm *comm = f->comm;
     const int S = f->S, size = multi(comm) ? comm->size : 1, rank = multi(comm) ? comm->rank : 0;
     double grew = f->R ? 0.0 : 1.0;
     for (int s = f->first; s < f->last; s++)
         if (f->blk[s]->grew) grew = 1.0;
     if (multi(comm)) comm->max(comm->user, &grew, 1);
-    if (grew == 0.0) return DB_OK;
+    if (grew == 0.0) {
+        lap(&f->seconds[PHASE_REDUCED], t);
+        return DB_OK;
+    }
     long *counts = (long *)calloc((size_t)S, sizeof(long)), *off = (long *)calloc((size_t)size + 1, sizeof(long));
     const long **cols = (const long **)calloc((size_t)S, sizeof(long *));
     long *cbuf = NULL;
@@ -1388,6 +1477,7 @@ done:
     free(off);
     free(cols);
     free(cbuf);
+    lap(&f->seconds[PHASE_REDUCED], t);
     return rc;
 }
 
@@ -1418,8 +1508,10 @@ static int trial_cost(fit *f, const double *x, const double *y, const double *F,
             *cost = INFINITY;
             return DB_OK;
         }
+    const double t = db_now_seconds();
     point pt = {x, y, F, per_still};
     int rc = for_each_still(f, trial_one, &pt, bad, err);
+    lap(&f->seconds[PHASE_TRIAL], t);
     if ((rc = db_elm_comm_agree(f->comm, rc, err, bad))) return rc;
     double c = 0.0;
     chain_in(f->comm, &c, (long)sizeof c);
@@ -1675,7 +1767,9 @@ agree_setup:
             gd = 0.0;
             dDd = 0.0;
             /* every rank factors the same sum (its scaling and factor stay those of rank 0); rank 0's step rules */
+            double t = db_now_seconds();
             ok = db_elm_reduced_solve(f.R, lambda, fresh, dF, &gd, &dDd, err);
+            res->reduced_solves++;
             if ((rc = db_elm_comm_agree(comm, ok < 0 ? (err && err->code ? err->code : DB_ERR_INTERNAL) : DB_OK, err,
                                         &bad)))
                 goto done;
@@ -1688,6 +1782,7 @@ agree_setup:
                 dDd = dF[nF + 1];
                 ok = (int)dF[nF + 2];
             }
+            t = lap(&f.seconds[PHASE_REDUCED], t);
             fresh = 0;
             if (!ok) break;
 #ifdef _OPENMP
@@ -1698,15 +1793,16 @@ agree_setup:
                 bs_g[s] = bs_q[s] = 0.0;
                 back_substitute(b, dF, dz + f.zoff[s], b->mult, &bs_g[s], &bs_q[s]);
             }
-            if (!f.bounded || round + 1 >= f.max_rounds) break;
-            double changed = 0.0;
-            for (int s = f.first; s < f.last; s++) {
-                db_elm_block *b = f.blk[s];
-                if (b->nb > 0 && update_active(b, y + f.yoff[s], dz + f.zoff[s] + b->p)) changed = b->changed = 1;
+            if (!f.bounded || round + 1 >= f.max_rounds) {
+                lap(&f.seconds[PHASE_STILLS], t);
+                break;
             }
+            int failed = 0;
+            double changed = settle_active(&f, dF, y, dz, &failed);
             if (multi(comm)) comm->max(comm->user, &changed, 1);
+            lap(&f.seconds[PHASE_STILLS], t);
             if (changed == 0.0) break;
-            ok = reeliminate_changed(&f);
+            ok = reeliminate_changed(&f, failed);
         }
         if (!ok) { /* not positive definite: more damping */
             lambda *= nu;
@@ -1808,6 +1904,10 @@ agree_setup:
         if ((rc = build_reduced(&f, &bad, err))) goto done;
         fresh = 1;
     }
+    res->seconds_linearise = f.seconds[PHASE_LINEARISE];
+    res->seconds_trial = f.seconds[PHASE_TRIAL];
+    res->seconds_stills = f.seconds[PHASE_STILLS];
+    res->seconds_reduced = f.seconds[PHASE_REDUCED];
     const long nR = f.R->nR;
     res->nF_refined = nR;
     res->dof = nobs - nzt - nR;

@@ -109,6 +109,13 @@ typedef struct db_elm_result {
     long nF_refined;          /* F columns some observation touches (the others keep their start) */
     double deviance;          /* 2 cost at the optimum */
     int bad_still;            /* on an error about one still: it; else -1 */
+    /* the solver's seconds by phase, this rank's (their sum is within a few percent of the fit's time; the rest is
+     * the steps' bookkeeping): the stills' linearisations (their derivative runs and normal equations), the trial
+     * points' evaluations, the stills' own linear algebra (eliminations, active sets, back-substitutions), and the
+     * reduced system (its sums in still order, CHOLMOD's analysis, factors and solves, the broadcasts); and how
+     * many reduced solves (a step makes one more for each round of its active sets) */
+    double seconds_linearise, seconds_trial, seconds_stills, seconds_reduced;
+    int reduced_solves;
 } db_elm_result;
 
 /* Fits x (all x_s concatenated in still order), y (all y_s concatenated: still s's ngroups_s*q_s terms) and F[nF]
