@@ -509,6 +509,11 @@ def main(argv=None):
                       f"{secs:.2f} s in the program's JSON with the setup and the sigmas, {ref['wall']:.2f} s wall); "
                       f"the {N} stills' derivative runs (misset x y z + F-Jacobian on the boxes) sum to "
                       f"{ref['deriv_sum']:.3f} s (median of 5 passes): ratio {fit_secs / it / ref['deriv_sum']:.2f}")
+            ph = js.get("seconds_by_phase")
+            if ph:
+                print("time by phase, per iteration (ratio to the derivative runs): " +
+                      ", ".join(f"{k} {v / it:.4f} s ({v / it / ref['deriv_sum']:.2f})" for k, v in ph.items()) +
+                      f"; {js.get('reduced_solves')} reduced solves ({js.get('reduced_solves', 0) / it:.1f} an iteration)")
     else:
         why = "--no_refine given" if a.no_refine else (
             "dualbragg-ensemble not found (looked beside the dualbragg CLI in " + str(a.build) +
@@ -524,7 +529,9 @@ def main(argv=None):
                         "z_mean": float(z.mean()) if len(z) else None, "iterations": it,
                         "stop_reason": ref["json"].get("stop_reason"), "exit": ref["rc"],
                         "seconds_per_iteration": fit_secs / it if fit_secs is not None and it else None,
-                        "derivative_runs_seconds": ref["deriv_sum"]})
+                        "derivative_runs_seconds": ref["deriv_sum"],
+                        "seconds_by_phase": ref["json"].get("seconds_by_phase"),
+                        "reduced_solves": ref["json"].get("reduced_solves")})
     # the figures as JSON (bench/bench_ensemble_seeds.py gathers them over seeds); written then renamed
     with open(os.path.join(a.workdir, "figures.json.tmp"), "w") as f:
         json.dump(summary, f, indent=1)

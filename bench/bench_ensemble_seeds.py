@@ -63,7 +63,7 @@ def main(argv=None):
         sys.exit("bench_ensemble_seeds: no seed's refinement finished")
     print(f"\nN = {a.n}: CC / R over the reflections all three measured, per seed")
     print(f"{'seed':>5s} {'hkl':>5s} {'MC at N':>15s} {'MC at 4N':>15s} {'refined at N':>15s} {'beats 4N':>9s} "
-          f"{'cover 1/2 sigma':>16s} {'iter':>5s} {'s/iter':>7s} {'ratio':>6s}")
+          f"{'cover 1/2 sigma':>16s} {'iter':>5s} {'s/iter':>7s} {'ratio':>6s} {'solves/iter':>11s}")
     wins = 0
     for r in rows:
         win = r["refined"]["CC"] > r["mc_4N"]["CC"] and r["refined"]["R"] < r["mc_4N"]["R"]
@@ -72,7 +72,7 @@ def main(argv=None):
         print(f"{r['seed']:5d} {r['common_reflections']:5d} "
               + " ".join(f"{r[k]['CC']:7.4f}/{r[k]['R']:.4f}" for k in ("mc_N", "mc_4N", "refined"))
               + f" {'yes' if win else 'no':>9s} {r['coverage_1']:7.3f}/{r['coverage_2']:.3f} {r['iterations']:5d} "
-              f"{spi:7.3f} {spi / dr:6.2f}")
+              f"{spi:7.3f} {spi / dr:6.2f} {(r.get('reduced_solves') or 0) / max(r['iterations'], 1):11.1f}")
     mean = {k: {m: sum(r[k][m] for r in rows) / len(rows) for m in ("CC", "R")} for k in ("mc_N", "mc_4N", "refined")}
     c1 = sum(r["coverage_1"] for r in rows) / len(rows)
     c2 = sum(r["coverage_2"] for r in rows) / len(rows)

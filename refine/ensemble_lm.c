@@ -55,23 +55,30 @@ struct db_elm_block {
     double *dzf, *dCf;    /* [nz], [m]: the diagonals of A and C with the Fisher weights (the scalings': the
                            * observed curvature obs/mu^2 of a count on a mean near 0 is huge, and a scaling that
                            * remembers it ended fits on "relative step below tolerance" far from the optimum) */
-    double *L, *Y, *t;    /* damped factor of A [nz*nz] (lower, column-major), L^-1 B [nz*m], L^-1 gz [nz] */
-    double *Sc, *rc;      /* [m*m] lower: C - Y^T Y; [m]: gF - Y^T t */
+    double *L, *Y, *t;    /* the factor of T^T M T with M = A + lambda D2 [nzr*nzr] (lower, column-major), L^-1 T^T B
+                           * [nz*m, column stride nz], L^-1 T^T (gz + M z0) [nzr] */
+    double *Sc, *rc;      /* [m*m] lower: C - Y^T Y; [m]: gF + B^T z0 - Y^T t */
     double cost;
     int eliminated_ok;
     /* bounds of the local terms (db_elm_fit's active-set method): the active ones are equality constraints E dz = e
-     * of the elimination. With M = L L^T the damped block and H = L^-1 E^T, H^T H = R R^T and Q = H R^-T (orthonormal
-     * columns, never formed), the constrained elimination is the unconstrained one with the projection I - Q Q^T
-     * inside L^-1 (constrain) */
+     * of the elimination, removed with the variables they fix. In a group with k active bounds, rows c_1..c_k,
+     * c_j . dy_g = e_j, and E_g^T = Q1 R1 (Q1 orthonormal, q x k), dy_g = y0_g + N_g u_g with y0_g = Q1 R1^-T e_g and
+     * N_g the q - k columns that complete Q1 to an orthonormal basis. So dz = z0 + T w over the free unknowns w
+     * (nzr of them: the x_s, then each group's u_g); the still's block is T^T M T, factored (a group with q active
+     * bounds leaves no unknown and no conditioning to lose). Without active bounds T = I: the plain elimination. */
     int nb;               /* bounds per group (0: none) */
     const double *bounds; /* the still's rows (db_elm_still.bounds) */
     int na, na_cap;       /* active bounds now; at most G min(q, nb) */
     int changed;          /* the active set changed in this round */
-    int *act;             /* [na_cap] g nb + b of each active bound */
+    int *act;             /* [na_cap] g nb + b of each active bound, in ascending order (so by group) */
     double *ev;           /* [na_cap] e: c . dy_g = e lands on the bound (e = -c . y_g) */
-    double *H, *Rf;       /* [nz*na_cap] H column by column, [na_cap^2] R (lower, column-major) */
-    double *Z, *wv;       /* [na_cap*m] Q^T Y (column c of Y: Z[c*na + a]), [na_cap] w = Q^T t + R^-1 e */
     double *mult;         /* [na_cap] the active bounds' Lagrange multipliers at the last back-substitution */
+    int *kg, *gs;         /* [G] active bounds of each group, and where they start in act */
+    double *Qg, *R1;      /* [G q q] per group with kg > 0: [Q1 N_g] (column-major q x q), R1 (k x k upper, stride q) */
+    double *z0;           /* [nz] the particular solution (0 outside the groups with active bounds) */
+    int nzr;              /* free unknowns: nz less the active bounds */
+    int *wz, *wg;         /* [nz] free unknown j: its first z index, and its group's basis column (-1: a unit) */
+    double lambda;        /* the damping of the last factor */
 };
 
 void db_elm_block_free(db_elm_block *b)
@@ -103,10 +110,13 @@ void db_elm_block_free(db_elm_block *b)
     free(b->rc);
     free(b->act);
     free(b->ev);
-    free(b->H);
-    free(b->Rf);
-    free(b->Z);
-    free(b->wv);
+    free(b->kg);
+    free(b->gs);
+    free(b->Qg);
+    free(b->R1);
+    free(b->z0);
+    free(b->wz);
+    free(b->wg);
     free(b->mult);
     free(b);
 }
@@ -186,11 +196,17 @@ int db_elm_block_new(const db_elm_problem *P, int still, db_elm_block **out, db_
         size_t nc = (size_t)b->na_cap;
         b->act = (int *)calloc(nc, sizeof(int));
         b->ev = (double *)calloc(nc, sizeof(double));
-        b->H = (double *)calloc(nz * nc, sizeof(double));
-        b->Rf = (double *)calloc(nc * nc, sizeof(double));
-        b->wv = (double *)calloc(nc, sizeof(double));
         b->mult = (double *)calloc(nc, sizeof(double));
-        bad = bad || !b->act || !b->ev || !b->H || !b->Rf || !b->wv || !b->mult;
+        const size_t G = (size_t)b->G, qq = (size_t)b->q * (size_t)b->q;
+        b->kg = (int *)calloc(G, sizeof(int));
+        b->gs = (int *)calloc(G, sizeof(int));
+        b->Qg = (double *)calloc(G * qq, sizeof(double));
+        b->R1 = (double *)calloc(G * qq, sizeof(double));
+        b->z0 = (double *)calloc(nz, sizeof(double));
+        b->wz = (int *)calloc(nz, sizeof(int));
+        b->wg = (int *)calloc(nz, sizeof(int));
+        bad = bad || !b->act || !b->ev || !b->mult || !b->kg || !b->gs || !b->Qg || !b->R1 || !b->z0 || !b->wz ||
+              !b->wg;
     }
     if (bad) {
         db_elm_block_free(b);
@@ -256,9 +272,7 @@ static int alloc_columns(db_elm_block *b, long m)
         free(*arr[k]);
         *arr[k] = (double *)calloc(len[k], sizeof(double));
     }
-    free(b->Z);
-    b->Z = b->na_cap ? (double *)calloc((size_t)b->na_cap * mm, sizeof(double)) : NULL;
-    return b->B && b->Y && b->C && b->Sc && b->gF && b->dCf && b->rc && (!b->na_cap || b->Z);
+    return b->B && b->Y && b->C && b->Sc && b->gF && b->dCf && b->rc;
 }
 
 /* Each JF entry's compact column (b->loc, -1 outside the still's columns); returns how many nonzero entries fall
@@ -561,30 +575,19 @@ static void backward(const double *L, int nz, double *v) /* v = L^-T v */
     }
 }
 
-/* v = L^-1 v for a v that is 0 before index `from` (a bound's row touches only its group's terms) */
-static void forward_from(const double *L, int nz, int from, double *v)
-{
-    for (int i = from; i < nz; i++) {
-        double s = v[i];
-        for (int k = from; k < i; k++) s -= L[(size_t)k * nz + i] * v[k];
-        v[i] = s / L[(size_t)i * nz + i];
-    }
-}
+static double damping_weight(const db_elm_block *b, int k) { return b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0; }
 
-/* where active bound a's column of H starts (its group's first local term) */
-static int h_start(const db_elm_block *b, int a) { return b->p + (b->act[a] / b->nb) * b->q; }
-
-/* The active bounds (b->na of them) as equality constraints E dz = e of the still's elimination with the damped
- * factor M = L L^T: H = L^-1 E^T, H^T H = R R^T and w = R^-1 (H^T t + e). With Q = H R^-T (orthonormal columns)
- * K = M^-1 - M^-1 E^T (E M^-1 E^T)^-1 E M^-1 = L^-T (I - Q Q^T) L^-1 and k0 = M^-1 E^T (E M^-1 E^T)^-1 e =
- * L^-T Q R^-1 e; Q is never formed (Q^T x = R^-1 H^T x). The active bounds are kept in group order, so that H's
- * column a is 0 above h_start(a) and every product with it starts there. 0 when the active rows are dependent
- * (never made so). */
-static int constrain(db_elm_block *b)
+/* The active bounds' groups and the free unknowns (the null-space form above): sorts act (with ev) by (group,
+ * bound), and per group with k active bounds builds Q1 R1 = E_g^T by Gram-Schmidt (twice: the rows are nearly
+ * parallel only when activate's test lets them, and then one pass loses orthogonality), completes Q1 with the unit
+ * vectors that stay largest once projected off, and sets y0_g = Q1 R1^-T e_g. Without active bounds nzr = nz and
+ * T = I. */
+static void group_bases(db_elm_block *b)
 {
-    const int nz = b->nz, na = b->na, q = b->q, p = b->p;
-    if (na <= 0) return 1;
-    for (int a = 1; a < na; a++) /* insertion sort by (group, bound): the sets are small and nearly sorted */
+    const int p = b->p, q = b->q, na = b->na;
+    b->nzr = b->nz;
+    if (!b->nb) return;
+    for (int a = 1; a < na; a++) /* insertion sort: the sets are small and nearly sorted */
         for (int c = a; c > 0 && b->act[c - 1] > b->act[c]; c--) {
             const int ta = b->act[c];
             const double te = b->ev[c];
@@ -593,150 +596,285 @@ static int constrain(db_elm_block *b)
             b->act[c - 1] = ta;
             b->ev[c - 1] = te;
         }
-    for (int a = 0; a < na; a++) {
-        double *Ha = b->H + (size_t)a * nz;
-        const int g = b->act[a] / b->nb, from = p + g * q;
-        const double *c = b->bounds + (size_t)b->act[a] * q;
-        memset(Ha, 0, sizeof(double) * (size_t)nz);
-        for (int k = 0; k < q; k++) Ha[from + k] = c[k];
-        forward_from(b->L, nz, from, Ha);
+    memset(b->kg, 0, sizeof(int) * (size_t)b->G);
+    memset(b->z0, 0, sizeof(double) * (size_t)b->nz);
+    for (int a = na - 1; a >= 0; a--) {
+        const int g = b->act[a] / b->nb;
+        b->kg[g]++;
+        b->gs[g] = a;
     }
-    for (int c = 0; c < na; c++) /* H^T H, lower triangle: column a >= c starts at or after column c */
-        for (int a = c; a < na; a++) {
-            const double *Ha = b->H + (size_t)a * nz, *Hc = b->H + (size_t)c * nz;
-            double v = 0.0;
-            for (int k = h_start(b, a); k < nz; k++) v += Ha[k] * Hc[k];
-            b->Rf[(size_t)c * na + a] = v;
+    int j = 0;
+    for (; j < p; j++) {
+        b->wz[j] = j;
+        b->wg[j] = -1;
+    }
+    for (int g = 0; g < b->G; g++) {
+        const int k = b->kg[g];
+        if (k == 0) {
+            for (int l = 0; l < q; l++, j++) {
+                b->wz[j] = p + g * q + l;
+                b->wg[j] = -1;
+            }
+            continue;
         }
-    if (!cholesky(b->Rf, na)) return 0;
-    for (int a = 0; a < na; a++) {
-        const double *Ha = b->H + (size_t)a * nz;
-        double v = b->ev[a];
-        for (int k = h_start(b, a); k < nz; k++) v += Ha[k] * b->t[k];
-        b->wv[a] = v;
+        double *Qm = b->Qg + (size_t)g * q * q, *R = b->R1 + (size_t)g * q * q;
+        memset(R, 0, sizeof(double) * (size_t)q * q);
+        for (int c = 0; c < k; c++) { /* Q1 column c and R1 column c from the bound's row */
+            const double *row = b->bounds + (size_t)b->act[b->gs[g] + c] * q;
+            double *qc = Qm + (size_t)c * q;
+            for (int l = 0; l < q; l++) qc[l] = row[l];
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < c; i++) {
+                    const double *qi = Qm + (size_t)i * q;
+                    double d = 0.0;
+                    for (int l = 0; l < q; l++) d += qi[l] * qc[l];
+                    for (int l = 0; l < q; l++) qc[l] -= d * qi[l];
+                    R[c * q + i] += d;
+                }
+            double nrm = 0.0;
+            for (int l = 0; l < q; l++) nrm += qc[l] * qc[l];
+            nrm = sqrt(nrm);
+            R[c * q + c] = nrm;
+            for (int l = 0; l < q; l++) qc[l] /= nrm;
+        }
+        for (int c = k; c < q; c++) { /* N_g: the unit vector left largest by the projection, one at a time */
+            double *qc = Qm + (size_t)c * q, best = -1.0;
+            double cand[DB_LM_MAX_LOCAL];
+            for (int u = 0; u < q; u++) {
+                for (int l = 0; l < q; l++) cand[l] = l == u;
+                for (int pass = 0; pass < 2; pass++)
+                    for (int i = 0; i < c; i++) {
+                        const double *qi = Qm + (size_t)i * q;
+                        double d = 0.0;
+                        for (int l = 0; l < q; l++) d += qi[l] * cand[l];
+                        for (int l = 0; l < q; l++) cand[l] -= d * qi[l];
+                    }
+                double nrm = 0.0;
+                for (int l = 0; l < q; l++) nrm += cand[l] * cand[l];
+                if (nrm > best) {
+                    best = nrm;
+                    for (int l = 0; l < q; l++) qc[l] = cand[l];
+                }
+            }
+            best = sqrt(best);
+            for (int l = 0; l < q; l++) qc[l] /= best;
+            b->wz[j] = p + g * q;
+            b->wg[j++] = c;
+        }
+        double sv[DB_LM_MAX_LOCAL]; /* R1^T s = e (forward), y0 = Q1 s */
+        for (int c = 0; c < k; c++) {
+            double v = b->ev[b->gs[g] + c];
+            for (int i = 0; i < c; i++) v -= R[c * q + i] * sv[i];
+            sv[c] = v / R[c * q + c];
+        }
+        for (int l = 0; l < q; l++) {
+            double v = 0.0;
+            for (int c = 0; c < k; c++) v += Qm[(size_t)c * q + l] * sv[c];
+            b->z0[p + g * q + l] = v;
+        }
     }
-    forward(b->Rf, na, b->wv);
-    return 1;
+    b->nzr = j;
 }
 
-/* The still's share of the reduced system from the damped factor (L, t, Y) and constrain()'s H, R and w:
- * C - B^T K B = C - Y^T Y + Z^T Z and g_F - B^T (K g_z - k0) = g_F - Y^T t + Z^T w with Z = Q^T Y = R^-1 H^T Y.
- * Without active bounds the plain Schur complement. */
+/* free unknown j's column of T: its z indices and values (1 entry for a unit, q for a group's basis column) */
+static int t_column(const db_elm_block *b, int j, int *idx, double *val)
+{
+    if (b->nzr == b->nz && b->na == 0) {
+        idx[0] = j;
+        val[0] = 1.0;
+        return 1;
+    }
+    if (b->wg[j] < 0) {
+        idx[0] = b->wz[j];
+        val[0] = 1.0;
+        return 1;
+    }
+    const int q = b->q, g = (b->wz[j] - b->p) / q;
+    const double *col = b->Qg + ((size_t)g * q + b->wg[j]) * q;
+    for (int l = 0; l < q; l++) {
+        idx[l] = b->wz[j] + l;
+        val[l] = col[l];
+    }
+    return q;
+}
+
+/* out[nzr] = T^T v[nz] */
+static void t_transpose(const db_elm_block *b, const double *v, double *out)
+{
+    int idx[DB_LM_MAX_LOCAL];
+    double val[DB_LM_MAX_LOCAL];
+    for (int j = 0; j < b->nzr; j++) {
+        const int len = t_column(b, j, idx, val);
+        double s = 0.0;
+        for (int l = 0; l < len; l++) s += val[l] * v[idx[l]];
+        out[j] = s;
+    }
+}
+
+/* (M v)_i = (A v)_i + lambda D2_i v_i for the rows i of [i0, i1) (A is stored whole) */
+static void damped_product(const db_elm_block *b, const double *v, int i0, int i1, double *out)
+{
+    const int nz = b->nz;
+    for (int i = i0; i < i1; i++) {
+        double s = b->lambda * damping_weight(b, i) * v[i];
+        for (int k = 0; k < nz; k++) s += b->A[(size_t)k * nz + i] * v[k];
+        out[i - i0] = s;
+    }
+}
+
+/* The factor of T^T M T, M = A + lambda D2 (with the active set's T: group_bases first); 0 when not positive
+ * definite. Without active bounds it is M's factor, operation for operation as before the bounds. */
+static int factor(db_elm_block *b, double lambda)
+{
+    const int nz = b->nz, nr = b->nzr;
+    b->lambda = lambda;
+    if (nr == nz && b->na == 0) {
+        for (int j = 0; j < nz; j++)
+            for (int i = j; i < nz; i++) b->L[(size_t)j * nz + i] = b->A[(size_t)j * nz + i];
+        for (int j = 0; j < nz; j++) b->L[(size_t)j * nz + j] += lambda * damping_weight(b, j);
+        return cholesky(b->L, nz);
+    }
+    int ia[DB_LM_MAX_LOCAL], ib[DB_LM_MAX_LOCAL];
+    double va[DB_LM_MAX_LOCAL], vb[DB_LM_MAX_LOCAL];
+    for (int j = 0; j < nr; j++) {
+        const int lb = t_column(b, j, ib, vb);
+        for (int i = j; i < nr; i++) {
+            const int la = t_column(b, i, ia, va);
+            double s = 0.0;
+            for (int x = 0; x < la; x++)
+                for (int y = 0; y < lb; y++) {
+                    double m = b->A[(size_t)ib[y] * nz + ia[x]];
+                    if (ia[x] == ib[y]) m += lambda * damping_weight(b, ia[x]);
+                    s += va[x] * m * vb[y];
+                }
+            b->L[(size_t)j * nr + i] = s;
+        }
+    }
+    return cholesky(b->L, nr);
+}
+
+/* The still's share of the reduced system from the factor: with t = L^-1 T^T (g_z + M z0) and Y = L^-1 T^T B,
+ * C - Y^T Y and g_F + B^T z0 - Y^T t (the Schur complement of the free unknowns, z0's gradient added). */
 static void reduce_share(db_elm_block *b)
 {
-    const int nz = b->nz, na = b->na;
+    const int nz = b->nz, nr = b->nzr;
     const long m = b->m;
-    for (long c = 0; c < m && na > 0; c++) {
-        const double *Yc = b->Y + (size_t)c * (size_t)nz;
-        double *Zc = b->Z + (size_t)c * na;
-        for (int a = 0; a < na; a++) {
-            const double *Ha = b->H + (size_t)a * nz;
-            double v = 0.0;
-            for (int k = h_start(b, a); k < nz; k++) v += Ha[k] * Yc[k];
-            Zc[a] = v;
-        }
-        forward(b->Rf, na, Zc);
+    const int plain = nr == nz && b->na == 0;
+    double buf[DB_LM_MAX_PARAMS + 1];
+    double *u = nz <= DB_LM_MAX_PARAMS ? buf : (double *)malloc(sizeof(double) * (size_t)nz);
+    if (!u) { /* cannot happen for small blocks; a large one's failed malloc leaves no share (the step fails) */
+        b->eliminated_ok = 0;
+        return;
+    }
+    if (plain) memcpy(b->t, b->gz, sizeof(double) * (size_t)nz);
+    else {
+        damped_product(b, b->z0, 0, nz, u);
+        for (int k = 0; k < nz; k++) u[k] += b->gz[k];
+        t_transpose(b, u, b->t);
+    }
+    forward(b->L, nr, b->t);
+    for (long a = 0; a < m; a++) {
+        double *Ya = b->Y + (size_t)a * (size_t)nz;
+        const double *Ba = b->B + (size_t)a * (size_t)nz;
+        if (plain) memcpy(Ya, Ba, sizeof(double) * (size_t)nz);
+        else t_transpose(b, Ba, Ya);
+        forward(b->L, nr, Ya);
     }
     for (long c = 0; c < m; c++) {
         const double *Yc = b->Y + (size_t)c * (size_t)nz;
         double r = b->gF[c];
-        for (int k = 0; k < nz; k++) r -= Yc[k] * b->t[k];
-        if (na > 0) {
-            const double *Zc = b->Z + (size_t)c * na;
-            for (int a = 0; a < na; a++) r += Zc[a] * b->wv[a];
+        if (!plain) {
+            const double *Bc = b->B + (size_t)c * (size_t)nz;
+            for (int k = b->p; k < nz; k++) r += Bc[k] * b->z0[k];
         }
+        for (int k = 0; k < nr; k++) r -= Yc[k] * b->t[k];
         b->rc[c] = r;
         for (long a = c; a < m; a++) {
             const double *Ya = b->Y + (size_t)a * (size_t)nz;
             double v = b->C[(size_t)c * (size_t)m + (size_t)a];
-            for (int k = 0; k < nz; k++) v -= Ya[k] * Yc[k];
-            if (na > 0) {
-                const double *Za = b->Z + (size_t)a * na, *Zc = b->Z + (size_t)c * na;
-                for (int l = 0; l < na; l++) v += Za[l] * Zc[l];
-            }
+            for (int k = 0; k < nr; k++) v -= Ya[k] * Yc[k];
             b->Sc[(size_t)c * (size_t)m + (size_t)a] = v;
         }
     }
-}
-
-static int project(db_elm_block *b)
-{
-    if (!constrain(b)) return 0;
-    reduce_share(b);
-    return 1;
+    if (u != buf) free(u);
 }
 
 int db_elm_block_eliminate(db_elm_block *b, double lambda)
 {
-    const int nz = b->nz;
-    const long m = b->m;
     b->eliminated_ok = 0;
-    for (int j = 0; j < nz; j++)
-        for (int i = j; i < nz; i++) b->L[(size_t)j * nz + i] = b->A[(size_t)j * nz + i];
-    for (int j = 0; j < nz; j++) b->L[(size_t)j * nz + j] += lambda * (b->Dz2[j] > 0.0 ? b->Dz2[j] : 1.0);
-    if (!cholesky(b->L, nz)) return 0;
-    memcpy(b->t, b->gz, sizeof(double) * (size_t)nz);
-    forward(b->L, nz, b->t);
-    for (long a = 0; a < m; a++) {
-        double *Ya = b->Y + (size_t)a * (size_t)nz;
-        memcpy(Ya, b->B + (size_t)a * (size_t)nz, sizeof(double) * (size_t)nz);
-        forward(b->L, nz, Ya);
-    }
-    if (!project(b)) return 0;
+    group_bases(b);
+    if (!factor(b, lambda)) return 0;
     b->eliminated_ok = 1;
-    return 1;
+    reduce_share(b);
+    return b->eliminated_ok;
 }
 
-/* dz (the damping is the last elimination's); mult[na] (may be NULL) gets the active bounds' Lagrange multipliers:
- * with v = L^-1 (g_z + B dF) = t + Y dF, mult = (H^T H)^-1 (H^T v + e) = R^-T R^-1 (H^T v + e) and
- * dz = -L^-T (v - H mult) (from M dz + g_z + B dF = E^T mult and E dz = e). Needs constrain()'s H and R, not
- * reduce_share()'s Z, so that a still can try active sets against a fixed dF without forming its share of the
- * reduced system. */
+/* dz (the damping is the last factor's) and, when mult (may be NULL), the active bounds' Lagrange multipliers:
+ * with r = g_z + M z0 + B dF, w = -(T^T M T)^-1 T^T r and dz = z0 + T w; then M dz + g_z + B dF = E^T mult on each
+ * group with active bounds, so mult_g = R1^-1 Q1^T (M dz + g_z + B dF)_g. Needs only the factor (not
+ * reduce_share's Y and t), so that a still can try active sets against a held dF cheaply. */
 static void back_substitute(const db_elm_block *b, const double *dF, double *dz, double *mult, double *gd, double *dDd)
 {
-    const int nz = b->nz, na = b->na;
+    const int nz = b->nz, nr = b->nzr, p = b->p, q = b->q;
     if (!nz) return;
-    double u[DB_LM_MAX_PARAMS + 1];
-    double *v = nz <= DB_LM_MAX_PARAMS ? u : (double *)malloc(sizeof(double) * (size_t)nz);
-    double *cm = na > 0 ? (mult ? mult : (double *)malloc(sizeof(double) * (size_t)na)) : NULL;
-    if (!v || (na > 0 && !cm)) { /* cannot happen for small blocks; for large ones malloc failure leaves dz at 0 */
+    const int plain = nr == nz && b->na == 0;
+    double buf[3 * (DB_LM_MAX_PARAMS + 1)];
+    double *r = nz <= DB_LM_MAX_PARAMS ? buf : (double *)malloc(sizeof(double) * 3 * (size_t)nz), *w = r + nz,
+           *bd = w + nz;
+    if (!r) { /* cannot happen for small blocks; for large ones malloc failure leaves dz at 0 */
         memset(dz, 0, sizeof(double) * (size_t)nz);
-        if (v != u) free(v);
-        if (cm != mult) free(cm);
         return;
     }
-    for (int k = 0; k < nz; k++) v[k] = b->t[k];
+    memset(bd, 0, sizeof(double) * (size_t)nz); /* B dF */
     for (long a = 0; a < b->m; a++) {
         const double d = dF[b->cols[a]];
         if (d == 0.0) continue;
-        const double *Ya = b->Y + (size_t)a * (size_t)nz;
-        for (int k = 0; k < nz; k++) v[k] += Ya[k] * d;
+        const double *Ba = b->B + (size_t)a * (size_t)nz;
+        for (int k = 0; k < nz; k++) bd[k] += Ba[k] * d;
     }
-    if (na > 0) {
-        for (int a = 0; a < na; a++) {
-            const double *Ha = b->H + (size_t)a * nz;
-            double c = b->ev[a];
-            for (int k = h_start(b, a); k < nz; k++) c += Ha[k] * v[k];
-            cm[a] = c;
-        }
-        forward(b->Rf, na, cm);
-        backward(b->Rf, na, cm); /* the multipliers */
-        for (int a = 0; a < na; a++) {
-            const double *Ha = b->H + (size_t)a * nz;
-            for (int k = h_start(b, a); k < nz; k++) v[k] -= Ha[k] * cm[a];
+    if (plain) {
+        for (int k = 0; k < nz; k++) w[k] = b->gz[k] + bd[k];
+    } else {
+        damped_product(b, b->z0, 0, nz, r);
+        for (int k = 0; k < nz; k++) r[k] += b->gz[k] + bd[k];
+        t_transpose(b, r, w);
+    }
+    forward(b->L, nr, w);
+    backward(b->L, nr, w);
+    if (plain)
+        for (int k = 0; k < nz; k++) dz[k] = -w[k];
+    else {
+        memcpy(dz, b->z0, sizeof(double) * (size_t)nz);
+        int idx[DB_LM_MAX_LOCAL];
+        double val[DB_LM_MAX_LOCAL];
+        for (int j = 0; j < nr; j++) {
+            const int len = t_column(b, j, idx, val);
+            for (int l = 0; l < len; l++) dz[idx[l]] -= val[l] * w[j];
         }
     }
-    if (cm != mult) free(cm);
-    backward(b->L, nz, v);
-    double g = 0.0, q = 0.0;
+    for (int g = 0; mult && g < b->G && b->na > 0; g++) {
+        const int k = b->kg[g], i0 = p + g * q;
+        if (!k) continue;
+        double rg[DB_LM_MAX_LOCAL], cm[DB_LM_MAX_LOCAL];
+        damped_product(b, dz, i0, i0 + q, rg);
+        for (int l = 0; l < q; l++) rg[l] += b->gz[i0 + l] + bd[i0 + l];
+        const double *Qm = b->Qg + (size_t)g * q * q, *R = b->R1 + (size_t)g * q * q;
+        for (int c = k - 1; c >= 0; c--) { /* R1 cm = Q1^T r_g (back substitution: R1 is upper) */
+            double v = 0.0;
+            for (int l = 0; l < q; l++) v += Qm[(size_t)c * q + l] * rg[l];
+            for (int i = c + 1; i < k; i++) v -= R[i * q + c] * cm[i];
+            cm[c] = v / R[c * q + c];
+        }
+        for (int c = 0; c < k; c++) mult[b->gs[g] + c] = cm[c];
+    }
+    double g = 0.0, qd = 0.0;
     for (int k = 0; k < nz; k++) {
-        dz[k] = -v[k];
         g += b->gz[k] * dz[k];
-        q += (b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0) * dz[k] * dz[k];
+        qd += damping_weight(b, k) * dz[k] * dz[k];
     }
     if (gd) *gd += g;
-    if (dDd) *dDd += q;
-    if (v != u) free(v);
+    if (dDd) *dDd += qd;
+    if (r != buf) free(r);
 }
 
 void db_elm_block_back_substitute(const db_elm_block *b, const double *dF, double *dz, double *gd, double *dDd)
@@ -1359,10 +1497,10 @@ static int eliminate_all(fit *f, double lambda)
 
 /* Against the reduced system's last dF, each still with bounds settles its own active set: the active-set method's
  * rounds (release the bound with the most negative multiplier in a group, or land on the bounds the step crosses)
- * with dF held, each a small constrained factor (constrain) and a back-substitution, no reduced solve. The global
+ * with dF held, each a factor of the still's free unknowns and a back-substitution, no reduced solve. The global
  * rounds then count the coupling through F rather than every change of every still (one change of one still a
  * global round made 8 of them a step on sharp spots). Returns 1 when some still's set changed (b->changed); *bad
- * = 1 when a still's active rows came out dependent (never made so). */
+ * = 1 when a still's constrained block was not positive definite. */
 static int settle_active(fit *f, const double *dF, const double *y, double *dz, int *bad)
 {
     int changed = 0, failed = 0;
@@ -1374,7 +1512,8 @@ static int settle_active(fit *f, const double *dF, const double *y, double *dz, 
         if (b->nb <= 0) continue;
         for (int r = 0; r < f->max_rounds && update_active(b, y + f->yoff[s], dz + f->zoff[s] + b->p); r++) {
             b->changed = changed = 1;
-            if (!constrain(b)) {
+            group_bases(b);
+            if (!factor(b, b->lambda)) {
                 failed = 1;
                 break;
             }
@@ -1385,7 +1524,7 @@ static int settle_active(fit *f, const double *dF, const double *y, double *dz, 
     return changed;
 }
 
-/* the stills whose active sets changed (settle_active: their constrained factors are current) form their shares
+/* the stills whose active sets changed (settle_active: their factors are current) form their shares
  * again, and the reduced system is summed anew in still order */
 static int reeliminate_changed(fit *f, int bad)
 {
