@@ -1130,6 +1130,7 @@ int db_elm_reduced_new(long nF, int nstills, const long *counts, const long *con
             R->started = 1;
             R->c.print = 0; /* failures come back as return values, told through db_error */
             R->c.supernodal = CHOLMOD_AUTO;
+            R->c.supernodal_switch = 200.0;
             R->S = cholmod_l_allocate_sparse((size_t)nR, (size_t)nR, (size_t)(pos ? pos : 1), 1, 1, -1, CHOLMOD_REAL,
                                              &R->c);
             if (!R->S) goto nomem;
