@@ -577,6 +577,24 @@ static void backward(const double *L, int nz, double *v) /* v = L^-T v */
 
 static double damping_weight(const db_elm_block *b, int k) { return b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0; }
 
+/* v less its projections on the c orthonormal columns of Qm (q long), twice (Gram-Schmidt's second pass restores
+ * the orthogonality the first loses for nearly parallel rows); the coefficients are added to coef[c] when coef.
+ * Returns |v|^2 after. */
+static double project_off(const double *Qm, int c, int q, double *v, double *coef)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < c; i++) {
+            const double *qi = Qm + (size_t)i * q;
+            double d = 0.0;
+            for (int l = 0; l < q; l++) d += qi[l] * v[l];
+            for (int l = 0; l < q; l++) v[l] -= d * qi[l];
+            if (coef) coef[i] += d;
+        }
+    double n2 = 0.0;
+    for (int l = 0; l < q; l++) n2 += v[l] * v[l];
+    return n2;
+}
+
 /* The active bounds' groups and the free unknowns (the null-space form above): sorts act (with ev) by (group,
  * bound), and per group with k active bounds builds Q1 R1 = E_g^T by Gram-Schmidt (twice: the rows are nearly
  * parallel only when activate's test lets them, and then one pass loses orthogonality), completes Q1 with the unit
@@ -623,17 +641,7 @@ static void group_bases(db_elm_block *b)
             const double *row = b->bounds + (size_t)b->act[b->gs[g] + c] * q;
             double *qc = Qm + (size_t)c * q;
             for (int l = 0; l < q; l++) qc[l] = row[l];
-            for (int pass = 0; pass < 2; pass++)
-                for (int i = 0; i < c; i++) {
-                    const double *qi = Qm + (size_t)i * q;
-                    double d = 0.0;
-                    for (int l = 0; l < q; l++) d += qi[l] * qc[l];
-                    for (int l = 0; l < q; l++) qc[l] -= d * qi[l];
-                    R[c * q + i] += d;
-                }
-            double nrm = 0.0;
-            for (int l = 0; l < q; l++) nrm += qc[l] * qc[l];
-            nrm = sqrt(nrm);
+            const double nrm = sqrt(project_off(Qm, c, q, qc, R + c * q));
             R[c * q + c] = nrm;
             for (int l = 0; l < q; l++) qc[l] /= nrm;
         }
@@ -642,15 +650,7 @@ static void group_bases(db_elm_block *b)
             double cand[DB_LM_MAX_LOCAL];
             for (int u = 0; u < q; u++) {
                 for (int l = 0; l < q; l++) cand[l] = l == u;
-                for (int pass = 0; pass < 2; pass++)
-                    for (int i = 0; i < c; i++) {
-                        const double *qi = Qm + (size_t)i * q;
-                        double d = 0.0;
-                        for (int l = 0; l < q; l++) d += qi[l] * cand[l];
-                        for (int l = 0; l < q; l++) cand[l] -= d * qi[l];
-                    }
-                double nrm = 0.0;
-                for (int l = 0; l < q; l++) nrm += cand[l] * cand[l];
+                const double nrm = project_off(Qm, c, q, cand, NULL);
                 if (nrm > best) {
                     best = nrm;
                     for (int l = 0; l < q; l++) qc[l] = cand[l];
