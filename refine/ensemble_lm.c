@@ -577,6 +577,9 @@ static void backward(const double *L, int nz, double *v) /* v = L^-T v */
 
 static double damping_weight(const db_elm_block *b, int k) { return b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0; }
 
+/* no active bound: T = I and nzr = nz (group_bases), the plain elimination */
+static int unconstrained(const db_elm_block *b) { return b->na == 0; }
+
 /* v less its projections on the c orthonormal columns of Qm (q long), twice (Gram-Schmidt's second pass restores
  * the orthogonality the first loses for nearly parallel rows); the coefficients are added to coef[c] when coef.
  * Returns |v|^2 after. */
@@ -679,7 +682,7 @@ static void group_bases(db_elm_block *b)
 /* free unknown j's column of T: its z indices and values (1 entry for a unit, q for a group's basis column) */
 static int t_column(const db_elm_block *b, int j, int *idx, double *val)
 {
-    if (b->nzr == b->nz && b->na == 0) {
+    if (unconstrained(b)) {
         idx[0] = j;
         val[0] = 1.0;
         return 1;
@@ -728,7 +731,7 @@ static int factor(db_elm_block *b, double lambda)
 {
     const int nz = b->nz, nr = b->nzr;
     b->lambda = lambda;
-    if (nr == nz && b->na == 0) {
+    if (unconstrained(b)) {
         for (int j = 0; j < nz; j++)
             for (int i = j; i < nz; i++) b->L[(size_t)j * nz + i] = b->A[(size_t)j * nz + i];
         for (int j = 0; j < nz; j++) b->L[(size_t)j * nz + j] += lambda * damping_weight(b, j);
@@ -759,7 +762,7 @@ static void reduce_share(db_elm_block *b)
 {
     const int nz = b->nz, nr = b->nzr;
     const long m = b->m;
-    const int plain = nr == nz && b->na == 0;
+    const int plain = unconstrained(b);
     double buf[DB_LM_MAX_PARAMS + 1];
     double *u = nz <= DB_LM_MAX_PARAMS ? buf : (double *)malloc(sizeof(double) * (size_t)nz);
     if (!u) { /* cannot happen for small blocks; a large one's failed malloc leaves no share (the step fails) */
@@ -817,7 +820,7 @@ static void back_substitute(const db_elm_block *b, const double *dF, double *dz,
 {
     const int nz = b->nz, nr = b->nzr, p = b->p, q = b->q;
     if (!nz) return;
-    const int plain = nr == nz && b->na == 0;
+    const int plain = unconstrained(b);
     double buf[3 * (DB_LM_MAX_PARAMS + 1)];
     double *r = nz <= DB_LM_MAX_PARAMS ? buf : (double *)malloc(sizeof(double) * 3 * (size_t)nz), *w = r + nz,
            *bd = w + nz;
@@ -1971,7 +1974,7 @@ agree_setup:
             const db_elm_block *b = f.blk[s];
             for (int k = 0; k < b->nz; k++) {
                 double v = k < b->p ? x[f.xoff[s] + k] : y[f.yoff[s] + k - b->p];
-                norm2 += (b->Dz2[k] > 0.0 ? b->Dz2[k] : 1.0) * v * v;
+                norm2 += damping_weight(b, k) * v * v;
             }
         }
         chain_out(comm, &norm2, (long)sizeof norm2);
