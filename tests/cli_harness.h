@@ -147,6 +147,7 @@ static inline int harness_run(const char *cli, const char *dir, const harness_ar
     }
     int status;
     if (waitpid(pid, &status, 0) < 0) return -1;
+    if (WIFSIGNALED(status)) fprintf(stderr, "harness: %s was killed by signal %d (%s)\n", cli, WTERMSIG(status), strsignal(WTERMSIG(status)));
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
