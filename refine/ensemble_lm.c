@@ -527,13 +527,21 @@ int db_elm_block_linearise(db_elm_block *b, const double *x_s, const double *y_s
 #define FISHER_CAP_RATIO 1e6
 static void use_fisher_weights(db_elm_block *b)
 {
+    const db_elm_still *st = b->st;
     double mean = 0.0;
     for (long i = 0; i < b->n; i++) mean += b->mu[i] + b->P->variance_offset;
     mean /= (double)b->n;
     if (mean > 0.0) {
         const double cap = FISHER_CAP_RATIO / mean;
-        for (long i = 0; i < b->n; i++)
+        for (long i = 0; i < b->n; i++) {
             if (b->wf[i] > cap) b->wf[i] = cap;
+            /* the limit of a mean going to 0 (1/mu capped): an empty pixel whose mean the bounds hold at exactly 0
+             * (db_term_eval gives it no weight) pins its plane as its neighbours at 1e-300 do. Without it a box
+             * with no count and no spot, its plane 0 at every corner, has no information on its plane at all, and
+             * its still's block, hence every sigma of the fit, came out undetermined (seed 5, N = 300) */
+            if (b->nb > 0 && b->G && st->group[i] >= 0 && st->obs[i] == 0.0 && b->mu[i] + b->P->variance_offset == 0.0)
+                b->wf[i] = cap;
+        }
     }
     build_normal(b, b->wf);
 }

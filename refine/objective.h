@@ -14,6 +14,9 @@ typedef struct db_term {
 /* One observation's term. obs and mu are the raw values; for POISSON obs' = max(obs + s2, 0) and
  * mu' = mu + s2 (s2 = readout variance), for LSQ `scale` is the weight w. Returns 0 when mu is outside the
  * objective's domain (POISSON: mu' < 0, mu' = 0 with obs' > 0, or not finite), 1 otherwise. */
+/* POISSON: an empty pixel (obs' = 0) whose mean mu' is below this gets the weights of this mean (1/mu' would
+ * overflow the normal matrices: weights up to 1e200 times squared derivatives stay far inside the double range) */
+#define DB_TERM_WEIGHT_MEAN 1e-200
 int db_term_eval(int objective, double obs, double mu, double scale, db_term *t);
 
 /* Pearson's (obs - mu)^2 / variance of one observation (variance 1/w for LSQ, mu' for POISSON). */
