@@ -56,6 +56,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1681,6 +1682,180 @@ static void test_empty_boxes(void **state)
     free(Pr);
 }
 
+/* ---- 16. ranks with a growing pattern: test 12's problem over K = 2 and 3 ranks, each a thread here, talking through
+ * a db_elm_comm of mailboxes and barriers (what MPI carries in dualbragg-ensemble). Still 1's new column appears on
+ * one rank only; the ranks must agree to rebuild the reduced system together (build_reduced) and end with the
+ * single process's bits: x, y, F, every sigma, the cost and the iteration count. The MPI program's own K-rank test
+ * (test_ensemble) has no still whose pattern grows. */
+#define TC_MAXK 3
+typedef struct tcomm {
+    int K;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_barrier_t bar;
+    void *box[TC_MAXK][TC_MAXK]; /* [from][to]: a sent message not yet received */
+    long boxn[TC_MAXK][TC_MAXK];
+    void *bbuf;                  /* the broadcast root's buffer */
+    double *maxv[TC_MAXK];
+} tcomm;
+typedef struct tcomm_rank {
+    tcomm *c;
+    int rank;
+} tcomm_rank;
+
+static void tc_send(void *user, int to, const void *buf, long bytes)
+{
+    tcomm_rank *r = (tcomm_rank *)user;
+    tcomm *c = r->c;
+    void *copy = malloc(bytes > 0 ? (size_t)bytes : 1);
+    assert_non_null(copy);
+    memcpy(copy, buf, (size_t)bytes);
+    pthread_mutex_lock(&c->mu);
+    while (c->box[r->rank][to]) pthread_cond_wait(&c->cv, &c->mu);
+    c->box[r->rank][to] = copy;
+    c->boxn[r->rank][to] = bytes;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void tc_recv(void *user, int from, void *buf, long bytes)
+{
+    tcomm_rank *r = (tcomm_rank *)user;
+    tcomm *c = r->c;
+    pthread_mutex_lock(&c->mu);
+    while (!c->box[from][r->rank]) pthread_cond_wait(&c->cv, &c->mu);
+    void *m = c->box[from][r->rank];
+    const long n = c->boxn[from][r->rank];
+    c->box[from][r->rank] = NULL;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (n != bytes) abort(); /* a protocol error: the ranks disagree on a message's size */
+    memcpy(buf, m, (size_t)bytes);
+    free(m);
+}
+
+static void tc_bcast(void *user, int root, void *buf, long bytes)
+{
+    tcomm_rank *r = (tcomm_rank *)user;
+    tcomm *c = r->c;
+    pthread_barrier_wait(&c->bar);
+    if (r->rank == root) c->bbuf = buf;
+    pthread_barrier_wait(&c->bar);
+    if (r->rank != root) memcpy(buf, c->bbuf, (size_t)bytes);
+    pthread_barrier_wait(&c->bar);
+}
+
+static void tc_max(void *user, double *v, int n)
+{
+    tcomm_rank *r = (tcomm_rank *)user;
+    tcomm *c = r->c;
+    double *m = (double *)malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    if (!m) abort();
+    c->maxv[r->rank] = v;
+    pthread_barrier_wait(&c->bar);
+    for (int i = 0; i < n; i++) {
+        m[i] = v[i];
+        for (int k = 0; k < c->K; k++)
+            if (c->maxv[k][i] > m[i]) m[i] = c->maxv[k][i];
+    }
+    pthread_barrier_wait(&c->bar);
+    memcpy(v, m, sizeof(double) * (size_t)n);
+    free(m);
+    pthread_barrier_wait(&c->bar);
+}
+
+typedef struct rank_fit {
+    tcomm_rank tr;
+    const db_elm_problem *pr;
+    const synth *P;
+    double x[2 * MAXS], y[NG * MAXS], F[256], sx[2 * MAXS], sy[NG * MAXS], sF[256];
+    db_elm_result res;
+    int rc;
+} rank_fit;
+
+static void *rank_main(void *arg)
+{
+    rank_fit *f = (rank_fit *)arg;
+    db_elm_comm comm = {f->tr.rank, f->tr.c->K, &f->tr, tc_bcast, tc_send, tc_recv, tc_max};
+    db_elm_options o;
+    tight(&o);
+    db_error err = {0};
+    synth_start(f->P, f->x, f->y, f->F);
+    f->rc = db_elm_fit_comm(f->pr, &o, &comm, f->x, f->y, f->F, f->sx, f->sy, f->sF, NULL, &f->res, &err);
+    return NULL;
+}
+
+static void test_ranks_pattern_growth(void **state)
+{
+    (void)state;
+    synth *P = new_synth();
+    synth_make(P, 6, 20, 60, 5, 0);
+    /* still 4: rank 1 of 2 ([3, 6)) and rank 2 of 3 ([4, 6)) own it, so the growth is not rank 0's */
+    long xo4 = 0;
+    for (int s4 = 0; s4 < 4; s4++) xo4 += P->p[s4];
+    assert_int_equal(P->p[4], 2);
+    P->switch_still = 4;
+    P->switch_obs = P->off[4];
+    P->switch_col = P->nF - 1;
+    P->switch_B = P->xt[xo4 + 1] + 0.05; /* the start's B is the truth's + 0.1 */
+    synth_counts(P, 0);
+    db_elm_problem pr = synth_problem(P);
+    double x[2 * MAXS], y[NG * MAXS], F[256], sx[2 * MAXS], sy[NG * MAXS], sF[256];
+    db_error err = {0};
+    synth_start(P, x, y, F);
+    db_elm_options o;
+    tight(&o);
+    db_elm_result res;
+    unsigned char refined[256];
+    assert_int_equal(db_elm_fit(&pr, &o, x, y, F, sx, sy, sF, refined, &res, &err), DB_OK);
+    assert_int_equal(refined[P->nF - 1], 1); /* the column joined on the way */
+    assert_true(x[xo4 + 1] < P->switch_B);
+    const long nx = synth_nx(P), ny = (long)P->S * NG;
+    for (int K = 2; K <= TC_MAXK; K++) {
+        tcomm c;
+        memset(&c, 0, sizeof c);
+        c.K = K;
+        pthread_mutex_init(&c.mu, NULL);
+        pthread_cond_init(&c.cv, NULL);
+        pthread_barrier_init(&c.bar, NULL, (unsigned)K);
+        rank_fit *rf = (rank_fit *)calloc((size_t)K, sizeof *rf);
+        assert_non_null(rf);
+        pthread_t th[TC_MAXK];
+        for (int r = 0; r < K; r++) {
+            rf[r].tr = (tcomm_rank){&c, r};
+            rf[r].pr = &pr;
+            rf[r].P = P;
+            assert_int_equal(pthread_create(&th[r], NULL, rank_main, &rf[r]), 0);
+        }
+        for (int r = 0; r < K; r++) pthread_join(th[r], NULL);
+        for (int r = 0; r < K; r++) {
+            test_context("K = %d, rank %d", K, r);
+            assert_int_equal(rf[r].rc, DB_OK);
+            assert_int_equal(rf[r].res.iterations, res.iterations);
+            assert_bits_equal(rf[r].res.cost, res.cost);
+            for (long k = 0; k < nx; k++) {
+                assert_bits_equal(rf[r].x[k], x[k]);
+                assert_bits_equal(rf[r].sx[k], sx[k]);
+            }
+            for (long k = 0; k < ny; k++) {
+                assert_bits_equal(rf[r].y[k], y[k]);
+                assert_bits_equal(rf[r].sy[k], sy[k]);
+            }
+            for (long j = 0; j < P->nF; j++) {
+                assert_bits_equal(rf[r].F[j], F[j]);
+                assert_bits_equal(rf[r].sF[j], sF[j]);
+            }
+        }
+        test_context(NULL);
+        print_message("K = %d ranks: %d iterations, the single process's bits\n", K, rf[0].res.iterations);
+        free(rf);
+        pthread_barrier_destroy(&c.bar);
+        pthread_cond_destroy(&c.cv);
+        pthread_mutex_destroy(&c.mu);
+    }
+    free(P);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1691,7 +1866,7 @@ int main(void)
         cmocka_unit_test(test_F_squared),         cmocka_unit_test(test_prior),
         cmocka_unit_test(test_cost_decrease),     cmocka_unit_test(test_pattern_growth),
         cmocka_unit_test(test_pinned_plane),      cmocka_unit_test(test_pinned_planes_step),
-        cmocka_unit_test(test_empty_boxes),
+        cmocka_unit_test(test_empty_boxes),       cmocka_unit_test(test_ranks_pattern_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
