@@ -573,7 +573,7 @@ static void use_fisher_weights(db_elm_block *b)
              * (db_term_eval gives it no weight) pins its plane as its neighbours at 1e-300 do. Without it a box
              * with no count and no spot, its plane 0 at every corner, has no information on its plane at all, and
              * its still's block, hence every sigma of the fit, came out undetermined (seed 5, N = 300) */
-            if (b->nb > 0 && b->G && st->group[i] >= 0 && st->obs[i] == 0.0 && b->mu[i] + b->P->variance_offset == 0.0)
+            if (b->nb > 0 && st->group[i] >= 0 && st->obs[i] == 0.0 && b->mu[i] + b->P->variance_offset == 0.0)
                 b->wf[i] = cap;
         }
     }
@@ -1675,8 +1675,8 @@ static int trial_one(fit *f, int s, void *ctx, db_error *err)
     const point *pt = (const point *)ctx;
     db_elm_block *b = f->blk[s];
     double *model = pt->speculate ? b->model_s : b->trial;
-    int rc = pt->speculate ? f->P->evaluate(f->P->user, s, pt->x + f->xoff[s], pt->F, model, b->J_s, &b->JF_s, err)
-                           : f->P->evaluate(f->P->user, s, pt->x + f->xoff[s], pt->F, model, NULL, NULL, err);
+    int rc = f->P->evaluate(f->P->user, s, pt->x + f->xoff[s], pt->F, model, pt->speculate ? b->J_s : NULL,
+                            pt->speculate ? &b->JF_s : NULL, err);
     if (rc == DB_LM_INFEASIBLE) {
         db_error_clear(err);
         pt->per_still[s] = INFINITY;

@@ -32,8 +32,9 @@ int db_term_eval(int objective, double obs, double mu, double scale, db_term *t)
     t->grad = 1.0 - o / m;
     /* an empty pixel's mean can be as small as a spot's far tail under a background plane pinned to 0 makes it:
      * the 20-cell ensemble bench's seed 5 (N = 300) met 1.4e-310, whose 1/mu is infinite, and 3.2e-308, whose
-     * weight times a squared derivative overflowed; either refused that still's block at every damping. Its
-     * weights are those of the mean DB_TERM_WEIGHT_MEAN (still a near-constraint on the plane, as the bound is) */
+     * weight times a squared derivative overflowed the damping's scale (the step's norm came out NaN); the first
+     * refused that still's block at every damping. Its weights are those of the mean DB_TERM_WEIGHT_MEAN (still
+     * a near-constraint on the plane, as the bound is) */
     t->fisher = 1.0 / (o == 0.0 && m < DB_TERM_WEIGHT_MEAN ? DB_TERM_WEIGHT_MEAN : m);
     /* the observed curvature of the cost, obs/mu^2, steers the steps: where the optimum holds means near zero
      * (a background fitted to an image without one) the Fisher weight 1/mu overstates it, and Fisher scoring

@@ -11,14 +11,15 @@ typedef struct db_term {
     double curvature; /* the normal-matrix weight of the steps: w, or obs'/mu'^2 floored at 1% of 1/mu' */
 } db_term;
 
-/* One observation's term. obs and mu are the raw values; for POISSON obs' = max(obs + s2, 0) and
- * mu' = mu + s2 (s2 = readout variance), for LSQ `scale` is the weight w. Returns 0 when mu is outside the
- * objective's domain (POISSON: mu' < 0, mu' = 0 with obs' > 0, or not finite), 1 otherwise. */
 /* POISSON: an empty pixel (obs' = 0) whose mean mu' is below this gets the weights of this mean (1/mu' would
  * overflow the normal matrices: weights up to 1e290 times squared derivatives up to 1e16 stay inside the double
  * range; a higher floor, 1e-200, held the steps too loosely where means of 1e-289 need theirs, and the 20-cell
  * bench's seed 2 then made 5 reduced solves a step instead of 3 and stopped at a cost 0.23 higher) */
 #define DB_TERM_WEIGHT_MEAN 1e-290
+
+/* One observation's term. obs and mu are the raw values; for POISSON obs' = max(obs + s2, 0) and
+ * mu' = mu + s2 (s2 = readout variance), for LSQ `scale` is the weight w. Returns 0 when mu is outside the
+ * objective's domain (POISSON: mu' < 0, mu' = 0 with obs' > 0, or not finite), 1 otherwise. */
 int db_term_eval(int objective, double obs, double mu, double scale, db_term *t);
 
 /* Pearson's (obs - mu)^2 / variance of one observation (variance 1/w for LSQ, mu' for POISSON). */
