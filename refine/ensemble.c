@@ -901,6 +901,8 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     r->seconds_stills = er.seconds_stills;
     r->seconds_reduced = er.seconds_reduced;
     r->reduced_solves = er.reduced_solves;
+    r->reduced_factors = er.reduced_factors;
+    r->reduced_cg_iterations = er.reduced_cg_iterations;
     /* per still: the fitted values, the background entries, and the simulation left at the fit (and its cost) */
     for (long s = first; s < last && !rc; s++) {
         still_data *d = &E.st[s];

@@ -136,9 +136,11 @@ typedef struct db_ensemble_result {
     int iterations, evaluations, stop_reason;  /* stop_reason: db_stop_reason (db_stop_reason_text) */
     double seconds;
     /* the solver's seconds by phase on rank 0 (db_elm_result's): the stills' linearisations, the trial points'
-     * renders, the stills' own linear algebra, the reduced system; and its count of reduced solves */
+     * renders, the stills' own linear algebra, the reduced system; and its count of reduced solves, of the
+     * factorizations among them, and of the re-solves' conjugate-gradient iterations */
     double seconds_linearise, seconds_trial, seconds_stills, seconds_reduced;
-    int reduced_solves;
+    int reduced_solves, reduced_factors;
+    long reduced_cg_iterations;
 } db_ensemble_result;
 void db_ensemble_result_free(db_ensemble_result *r); /* r may be NULL; leaves it zeroed */
 

@@ -16,6 +16,12 @@
 
 /* right-hand sides per CHOLMOD solve when the uncertainties are computed (BLAS-3 work in the supernodal solve) */
 #define SOLVE_BATCH 64
+/* The later rounds of a step's active sets change a few stills' shares: conjugate gradients preconditioned by the
+ * first round's factor converge in 1-4 iterations there (bench, 300 stills), each a triangular solve and a product
+ * (about 0.2 ms against 3.5 ms a factor). The tolerance is far below what the step's acceptance can tell (it
+ * judges the cost at the step), and past DB_ELM_RESOLVE_MAX iterations a new factor is cheaper. */
+#define DB_ELM_RESOLVE_TOL 1e-12
+#define DB_ELM_RESOLVE_MAX 12
 
 void db_elm_default_options(db_elm_options *o)
 {
@@ -1073,6 +1079,13 @@ struct db_elm_reduced {
     const double *F_at;
     long nF_squared;
     double *F2nd;
+    /* the present factor is of S + lambda D_F at factored_lambda (factored: a good one exists); what the later
+     * rounds of a step re-solve against (db_elm_reduced_resolve) */
+    int factored;
+    double factored_lambda;
+    double *work;          /* [4 nR] the re-solve's vectors */
+    long pcg_iterations;   /* re-solves' iterations and their fallbacks to a new factor, for the reports */
+    int refactors;
 };
 
 void db_elm_reduced_free(db_elm_reduced *R)
@@ -1089,6 +1102,7 @@ void db_elm_reduced_free(db_elm_reduced *R)
     free(R->acc);
     free(R->DF2);
     free(R->F2nd);
+    free(R->work);
     free(R);
 }
 
@@ -1176,6 +1190,18 @@ int db_elm_reduced_new(long nF, int nstills, const long *counts, const long *con
             R->c.print = 0; /* failures come back as return values, told through db_error */
             R->c.supernodal = CHOLMOD_AUTO;
             R->c.supernodal_switch = 200.0;
+            /* The reduced system fills in to nearly dense (bench, 300 stills: L holds 215k of the 211k entries of
+             * a dense 650 x 650 triangle), and CHOLMOD's default amalgamation (nrelax 4/16/48, zrelax
+             * 0.8/0.1/0.05) left it in 54 supernodes of about 12 columns, whose small BLAS calls ran at 4
+             * GFlop/s: 6.0 ms a factor. Merging supernodes while the result stays at least half nonzero (and
+             * unconditionally up to 16 columns) gives 27 larger ones: 3.5 ms. A merge that is half zeros at most
+             * doubles that supernode's work, so a sparser system stays sparse. */
+            R->c.nrelax[0] = 16;
+            R->c.nrelax[1] = 64;
+            R->c.nrelax[2] = 256;
+            R->c.zrelax[0] = 0.8;
+            R->c.zrelax[1] = 0.5;
+            R->c.zrelax[2] = 0.3;
             R->S = cholmod_l_allocate_sparse((size_t)nR, (size_t)nR, (size_t)(pos ? pos : 1), 1, 1, -1, CHOLMOD_REAL,
                                              &R->c);
             if (!R->S) goto nomem;
@@ -1187,7 +1213,8 @@ int db_elm_reduced_new(long nF, int nstills, const long *counts, const long *con
     }
     memset(R->S->x, 0, sizeof(double) * (size_t)(R->nnz ? R->nnz : 1));
     R->acc = (double *)calloc((size_t)(R->nnz + 3 * nR + 1), sizeof(double));
-    if (!R->acc) goto nomem;
+    R->work = (double *)malloc(sizeof(double) * (size_t)(4 * nR + 1));
+    if (!R->acc || !R->work) goto nomem;
     if (nR) {
         R->L = cholmod_l_analyze(R->S, &R->c);
         if (!R->L) {
@@ -1281,24 +1308,34 @@ static void second_order_F(db_elm_reduced *R)
     }
 }
 
+/* S->x = the accumulated S + lambda D_F + the second-order F term: the matrix that is factored or re-solved */
+static void load_matrix(db_elm_reduced *R, double lambda)
+{
+    double *x = (double *)R->S->x;
+    memcpy(x, R->acc, sizeof(double) * (size_t)R->nnz);
+    second_order_F(R);
+    for (long j = 0; j < R->nR; j++) x[R->diag[j]] += lambda * (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0) + R->F2nd[j];
+}
+
 static int reduced_factor(db_elm_reduced *R, double lambda, int update_scaling, db_error *err)
 {
     const long nR = R->nR;
+    R->factored = 0;
     if (!nR) return 1;
     const double *dC = R->acc + R->nnz + 2 * nR;
     if (update_scaling)
         for (long j = 0; j < nR; j++)
             if (dC[j] > R->DF2[j]) R->DF2[j] = dC[j];
-    double *x = (double *)R->S->x;
-    memcpy(x, R->acc, sizeof(double) * (size_t)R->nnz);
-    second_order_F(R);
-    for (long j = 0; j < nR; j++) x[R->diag[j]] += lambda * (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0) + R->F2nd[j];
+    load_matrix(R, lambda);
     cholmod_l_factorize(R->S, R->L, &R->c);
+    R->refactors++;
     if (R->c.status == CHOLMOD_NOT_POSDEF || R->L->minor < R->L->n) return 0;
     if (R->c.status < 0) {
         db_fail(err, DB_ERR_INTERNAL, "ensemble: CHOLMOD's factorization failed (status %d)", R->c.status);
         return -1;
     }
+    R->factored = 1;
+    R->factored_lambda = lambda;
     return 1;
 }
 
@@ -1318,6 +1355,20 @@ static int reduced_solve_dense(db_elm_reduced *R, double *X, long k, db_error *e
     return DB_OK;
 }
 
+/* dF from the reduced solution v[nR]; *gd and *dDd gain g_F.dF and dF.D_F.dF */
+static void scatter_step(const db_elm_reduced *R, const double *v, double *dF, double *gd, double *dDd)
+{
+    const double *g = R->acc + R->nnz + R->nR;
+    double a = 0.0, q = 0.0;
+    for (long j = 0; j < R->nR; j++) {
+        dF[R->gidx[j]] = v[j];
+        a += g[j] * v[j];
+        q += (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0) * v[j] * v[j];
+    }
+    if (gd) *gd += a;
+    if (dDd) *dDd += q;
+}
+
 int db_elm_reduced_solve(db_elm_reduced *R, double lambda, int update_scaling, double *dF, double *gd, double *dDd,
                          db_error *err)
 {
@@ -1326,27 +1377,92 @@ int db_elm_reduced_solve(db_elm_reduced *R, double lambda, int update_scaling, d
     int ok = reduced_factor(R, lambda, update_scaling, err);
     if (ok <= 0) return ok;
     if (!nR) return 1;
-    double *v = (double *)malloc(sizeof(double) * (size_t)nR);
-    if (!v) {
-        db_fail(err, DB_ERR_NOMEM, "ensemble: out of memory");
-        return -1;
-    }
-    const double *r = R->acc + R->nnz, *g = r + nR;
+    double *v = R->work;
+    const double *r = R->acc + R->nnz;
     for (long j = 0; j < nR; j++) v[j] = -r[j];
-    if (reduced_solve_dense(R, v, 1, err)) {
-        free(v);
-        return -1;
-    }
-    double a = 0.0, q = 0.0;
-    for (long j = 0; j < nR; j++) {
-        dF[R->gidx[j]] = v[j];
-        a += g[j] * v[j];
-        q += (R->DF2[j] > 0.0 ? R->DF2[j] : 1.0) * v[j] * v[j];
-    }
-    if (gd) *gd += a;
-    if (dDd) *dDd += q;
-    free(v);
+    if (reduced_solve_dense(R, v, 1, err)) return -1;
+    scatter_step(R, v, dF, gd, dDd);
     return 1;
+}
+
+/* y = S x for the lower triangle held in S->x */
+static void symmetric_product(const db_elm_reduced *R, const double *x, double *y)
+{
+    const long *Sp = (const long *)R->S->p, *Si = (const long *)R->S->i;
+    const double *a = (const double *)R->S->x;
+    for (long j = 0; j < R->nR; j++) y[j] = 0.0;
+    for (long j = 0; j < R->nR; j++) {
+        double yj = 0.0;
+        for (long p = Sp[j]; p < Sp[j + 1]; p++) {
+            const long i = Si[p];
+            y[i] += a[p] * x[j];
+            if (i != j) yj += a[p] * x[i];
+        }
+        y[j] += yj;
+    }
+}
+
+/* Conjugate gradients on (S + lambda D_F) v = -r preconditioned by the present factor (of the same damping, with
+ * the previous active sets): 1 when |residual| <= DB_ELM_RESOLVE_TOL |r| within DB_ELM_RESOLVE_MAX iterations, 0
+ * when not (or when the matrix shows itself indefinite: the caller factors, which tells), -1 on an error. */
+static int preconditioned_cg(db_elm_reduced *R, double *v, db_error *err)
+{
+    const long n = R->nR;
+    double *res = R->work + n, *z = res + n, *dir = z + n;
+    const double *r = R->acc + R->nnz;
+    double bnorm = 0.0;
+    for (long j = 0; j < n; j++) {
+        v[j] = -r[j];
+        bnorm += r[j] * r[j];
+    }
+    bnorm = sqrt(bnorm);
+    if (reduced_solve_dense(R, v, 1, err)) return -1; /* the start: the solution under the previous active sets */
+    symmetric_product(R, v, res);
+    for (long j = 0; j < n; j++) res[j] = -r[j] - res[j];
+    double rz = 0.0;
+    for (int it = 0;; it++) {
+        double rnorm = 0.0;
+        for (long j = 0; j < n; j++) rnorm += res[j] * res[j];
+        if (sqrt(rnorm) <= DB_ELM_RESOLVE_TOL * bnorm) return 1;
+        if (it == DB_ELM_RESOLVE_MAX) return 0;
+        R->pcg_iterations++;
+        memcpy(z, res, sizeof(double) * (size_t)n);
+        if (reduced_solve_dense(R, z, 1, err)) return -1;
+        double rz_new = 0.0;
+        for (long j = 0; j < n; j++) rz_new += res[j] * z[j];
+        if (it == 0) memcpy(dir, z, sizeof(double) * (size_t)n);
+        else
+            for (long j = 0; j < n; j++) dir[j] = z[j] + rz_new / rz * dir[j];
+        rz = rz_new;
+        double *q = z; /* z is spent: it holds the product now */
+        symmetric_product(R, dir, q);
+        double curv = 0.0;
+        for (long j = 0; j < n; j++) curv += dir[j] * q[j];
+        if (!(curv > 0.0) || !(rz > 0.0)) return 0;
+        const double alpha = rz / curv;
+        for (long j = 0; j < n; j++) {
+            v[j] += alpha * dir[j];
+            res[j] -= alpha * q[j];
+        }
+    }
+}
+
+int db_elm_reduced_resolve(db_elm_reduced *R, double lambda, double *dF, double *gd, double *dDd, db_error *err)
+{
+    if (!R->factored || lambda != R->factored_lambda || !R->nR) return db_elm_reduced_solve(R, lambda, 0, dF, gd, dDd, err);
+    for (long j = 0; j < R->nF; j++) dF[j] = 0.0;
+    load_matrix(R, lambda);
+    const int ok = preconditioned_cg(R, R->work, err);
+    if (ok < 0) return -1;
+    if (!ok) return db_elm_reduced_solve(R, lambda, 0, dF, gd, dDd, err);
+    scatter_step(R, R->work, dF, gd, dDd);
+    return 1;
+}
+
+void db_elm_reduced_counts(const db_elm_reduced *R, int *factors, long *cg_iterations)
+{
+    if (factors) *factors = R->refactors;
+    if (cg_iterations) *cg_iterations = R->pcg_iterations;
 }
 
 /* ======================================================================== the ranks */
@@ -1963,8 +2079,15 @@ agree_setup:
             dDd = 0.0;
             /* every rank factors the same sum (its scaling and factor stay those of rank 0); rank 0's step rules */
             double t = db_now_seconds();
-            ok = db_elm_reduced_solve(f.R, lambda, fresh, dF, &gd, &dDd, err);
+            int factors0, factors1;
+            long cg0, cg1;
+            db_elm_reduced_counts(f.R, &factors0, &cg0);
+            ok = round ? db_elm_reduced_resolve(f.R, lambda, dF, &gd, &dDd, err)
+                       : db_elm_reduced_solve(f.R, lambda, fresh, dF, &gd, &dDd, err);
+            db_elm_reduced_counts(f.R, &factors1, &cg1);
             res->reduced_solves++;
+            res->reduced_factors += factors1 - factors0;
+            res->reduced_cg_iterations += cg1 - cg0;
             if ((rc = db_elm_comm_agree(comm, ok < 0 ? (err && err->code ? err->code : DB_ERR_INTERNAL) : DB_OK, err,
                                         &bad)))
                 goto done;

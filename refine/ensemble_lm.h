@@ -113,9 +113,12 @@ typedef struct db_elm_result {
      * the steps' bookkeeping): the stills' linearisations (their derivative runs and normal equations), the trial
      * points' evaluations, the stills' own linear algebra (eliminations, active sets, back-substitutions), and the
      * reduced system (its sums in still order, CHOLMOD's analysis, factors and solves, the broadcasts); and how
-     * many reduced solves (a step makes one more for each round of its active sets) */
+     * many reduced solves (a step makes one more for each round of its active sets), how many of them factored the
+     * reduced system (the later rounds re-solve with the first round's factor: db_elm_reduced_resolve) and the
+     * re-solves' conjugate-gradient iterations */
     double seconds_linearise, seconds_trial, seconds_stills, seconds_reduced;
-    int reduced_solves;
+    int reduced_solves, reduced_factors;
+    long reduced_cg_iterations;
 } db_elm_result;
 
 /* Fits x (all x_s concatenated in still order), y (all y_s concatenated: still s's ngroups_s*q_s terms) and F[nF]
@@ -226,6 +229,13 @@ double *db_elm_reduced_values(db_elm_reduced *R, long *count);
  * or -1 on a CHOLMOD failure with err set. *gd and *dDd gain g_F.dF and dF.D_F.dF. */
 int db_elm_reduced_solve(db_elm_reduced *R, double lambda, int update_scaling, double *dF, double *gd, double *dDd,
                          db_error *err);
+/* The same solve after a few stills' shares changed (a later round of a step's active sets) at the lambda and
+ * scaling of the present factor: conjugate gradients preconditioned by that factor, to a residual 1e-12 of |r|;
+ * falls back to db_elm_reduced_solve (a new factor) when they do not converge in a few iterations, and when there
+ * is no good factor at this lambda. Same returns. */
+int db_elm_reduced_resolve(db_elm_reduced *R, double lambda, double *dF, double *gd, double *dDd, db_error *err);
+/* how many factorizations R made, and the re-solves' conjugate-gradient iterations (either may be NULL) */
+void db_elm_reduced_counts(const db_elm_reduced *R, int *factors, long *cg_iterations);
 
 #ifdef __cplusplus
 }

@@ -246,7 +246,8 @@ static int write_json(const char *path, const ens_args *a, const db_stills *st, 
     fprintf(o, ",\n  \"seconds\": %.3f,\n", r->seconds);
     fprintf(o, "  \"seconds_by_phase\": {\"linearise\": %.3f, \"trial\": %.3f, \"stills\": %.3f, \"reduced\": %.3f},\n",
             r->seconds_linearise, r->seconds_trial, r->seconds_stills, r->seconds_reduced);
-    fprintf(o, "  \"reduced_solves\": %d\n}\n", r->reduced_solves);
+    fprintf(o, "  \"reduced_solves\": %d,\n  \"reduced_factors\": %d,\n  \"reduced_cg_iterations\": %ld\n}\n",
+            r->reduced_solves, r->reduced_factors, r->reduced_cg_iterations);
     int bad = ferror(o);
     bad |= fclose(o) != 0;
     if (bad) return db_fail(err, DB_ERR_IO, "cannot write '%s' (disk full?)", path);
