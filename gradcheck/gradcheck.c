@@ -6,14 +6,13 @@
 #include "fileio.h"
 #include "physics.h"
 #include "sim.h"
+#include "units.h"
 
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RTD (180.0 * M_1_PI)
 
 void db_gc_default_options(db_gc_options *o)
 {
@@ -69,7 +68,7 @@ static int fd_values(db_sim *sim, const db_values *base, double base_phistep, in
     if (p == DB_P_OSC) {
         db_geometry g;
         db_sim_geometry(sim, &g);
-        db_sim_force_phistep(sim, 1, base_phistep + delta / RTD / g.phisteps);
+        db_sim_force_phistep(sim, 1, base_phistep + delta / DB_RTD / g.phisteps);
         rc = db_sim_run_selected(sim, NULL, 0, out, NULL, err);
         db_sim_force_phistep(sim, 0, 0.0);
         return rc;

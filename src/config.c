@@ -6,6 +6,7 @@
 #include "error.h"
 #include "params.h"
 #include "smv.h"
+#include "units.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -13,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RTD (180.0 * M_1_PI)
 
 static void vec3_set(double v[3], double x, double y, double z)
 {
@@ -289,19 +288,19 @@ static int apply_smv_header(db_config *c, const char *path, int is_mask, db_erro
     double v;
     c->fpixels = img.fpixels;
     c->spixels = img.spixels;
-    if (db_smv_header_double(&img, "PIXEL_SIZE", &v)) c->pixel_size = v / 1000.0;
+    if (db_smv_header_double(&img, "PIXEL_SIZE", &v)) c->pixel_size = v / DB_MM_PER_M;
     c->detsize_f = c->pixel_size * c->fpixels;
     c->detsize_s = c->pixel_size * c->spixels;
-    if (db_smv_header_double(&img, "DISTANCE", &v)) c->distance = v / 1000.0;
-    if (db_smv_header_double(&img, "CLOSE_DISTANCE", &v)) c->close_distance = v / 1000.0;
-    if (db_smv_header_double(&img, "WAVELENGTH", &v)) c->lambda0 = v / 1e10;
-    if (db_smv_header_double(&img, "BEAM_CENTER_X", &v)) c->Xbeam = v / 1000.0;
+    if (db_smv_header_double(&img, "DISTANCE", &v)) c->distance = db_param_to_internal(DB_P_DISTANCE, v);
+    if (db_smv_header_double(&img, "CLOSE_DISTANCE", &v)) c->close_distance = v / DB_MM_PER_M;
+    if (db_smv_header_double(&img, "WAVELENGTH", &v)) c->lambda0 = db_param_to_internal(DB_P_LAMBDA, v);
+    if (db_smv_header_double(&img, "BEAM_CENTER_X", &v)) c->Xbeam = db_param_to_internal(DB_P_XBEAM, v);
     /* the reference flips Y for a mask but not for an -img header */
-    if (db_smv_header_double(&img, "BEAM_CENTER_Y", &v)) c->Ybeam = is_mask ? c->detsize_s - v / 1000.0 : v / 1000.0;
+    if (db_smv_header_double(&img, "BEAM_CENTER_Y", &v)) c->Ybeam = is_mask ? c->detsize_s - db_param_to_internal(DB_P_YBEAM, v) : db_param_to_internal(DB_P_YBEAM, v);
     if (db_smv_header_double(&img, "XDS_ORGX", &v)) c->ORGX = v;
     if (db_smv_header_double(&img, "XDS_ORGY", &v)) c->ORGY = v;
-    if (db_smv_header_double(&img, "PHI", &v)) c->phi0 = v / RTD;
-    if (db_smv_header_double(&img, "OSC_RANGE", &v)) c->osc = v / RTD;
+    if (db_smv_header_double(&img, "PHI", &v)) c->phi0 = db_param_to_internal(DB_P_PHI0, v);
+    if (db_smv_header_double(&img, "OSC_RANGE", &v)) c->osc = db_param_to_internal(DB_P_OSC, v);
     if (is_mask) {
         size_t n = (size_t)img.fpixels * (size_t)img.spixels;
         free(c->mask);
@@ -364,9 +363,9 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->cell_a = v[0];
         c->cell_b = v[1];
         c->cell_c = v[2];
-        c->cell_alpha = v[3] / RTD;
-        c->cell_beta = v[4] / RTD;
-        c->cell_gamma = v[5] / RTD;
+        c->cell_alpha = db_param_to_internal(DB_P_ALPHA, v[3]);
+        c->cell_beta = db_param_to_internal(DB_P_BETA, v[4]);
+        c->cell_gamma = db_param_to_internal(DB_P_GAMMA, v[5]);
         used = k;
         break;
     }
@@ -383,7 +382,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (rc) return rc;
         c->misset_random = 0;
         c->misset_given = 1;
-        for (int k = 0; k < 3; k++) c->misset[k] = v3[k] / RTD;
+        for (int k = 0; k < 3; k++) c->misset[k] = db_param_to_internal(DB_P_MISSET_X + k, v3[k]);
         used = 3;
         break;
     case F_MISSET_SEED: rc = take_int(cur, "a seed", &n); c->misset_seed = -n; c->misset_seed_given = 1; used = 1; break;
@@ -404,10 +403,10 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (id == F_N || id == F_NC) c->Nc = d;
         used = 1;
         break;
-    case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / 1000; used = 1; break;
-    case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / 1000; used = 1; break;
-    case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / 1000; used = 1; break;
-    case F_SAMPLE_Z: rc = take_double(cur, "a size in mm", &d); c->sample_z = d / 1000; used = 1; break;
+    case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / DB_MM_PER_M; used = 1; break;
+    case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / DB_MM_PER_M; used = 1; break;
+    case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / DB_MM_PER_M; used = 1; break;
+    case F_SAMPLE_Z: rc = take_double(cur, "a size in mm", &d); c->sample_z = d / DB_MM_PER_M; used = 1; break;
     case F_IGNORED_1:
         rc = take_double(cur, "a number", &d);
         add_warning(c, "warning: %s is accepted for compatibility but has no effect\n", flag);
@@ -419,7 +418,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         add_warning(c, "warning: %s is accepted for compatibility but has no effect (it belongs to nonBragg)\n", flag);
         used = 1;
         break;
-    case F_LAMBDA: rc = take_double(cur, "a wavelength in Angstrom", &d); c->lambda0 = d / 1.0e10; used = 1; break;
+    case F_LAMBDA: rc = take_double(cur, "a wavelength in Angstrom", &d); c->lambda0 = db_param_to_internal(DB_P_LAMBDA, d); used = 1; break;
     case F_ENERGY:
         rc = take_double(cur, "a photon energy in eV", &d);
         if (!rc && !(d > 0.0)) return db_fail(cur->err, DB_ERR_GEOMETRY, "-energy must be positive (got %g eV)", d);
@@ -433,11 +432,11 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->dispsteps = (int)n;
         used = 1;
         break;
-    case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / 1000.0; used = 1; break;
-    case F_HDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = d / 1000.0; used = 1; break;
-    case F_VDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->vdivrange = d / 1000.0; used = 1; break;
-    case F_HDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->hdivstep = d / 1000.0; used = 1; break;
-    case F_VDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->vdivstep = d / 1000.0; used = 1; break;
+    case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / DB_MRAD_PER_RAD; used = 1; break;
+    case F_HDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = d / DB_MRAD_PER_RAD; used = 1; break;
+    case F_VDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->vdivrange = d / DB_MRAD_PER_RAD; used = 1; break;
+    case F_HDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->hdivstep = d / DB_MRAD_PER_RAD; used = 1; break;
+    case F_VDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->vdivstep = d / DB_MRAD_PER_RAD; used = 1; break;
     case F_HDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = (int)n; used = 1; break;
     case F_VDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->vdivsteps = (int)n; used = 1; break;
     case F_DIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = c->vdivsteps = (int)n; used = 1; break;
@@ -452,13 +451,13 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         break;
     case F_FLUX: rc = take_double(cur, "a flux in photons/s", &c->flux); used = 1; break;
     case F_EXPOSURE: rc = take_double(cur, "a time in s", &c->exposure); used = 1; break;
-    case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / 1000; used = 1; break;
+    case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / DB_MM_PER_M; used = 1; break;
     case F_MOSAIC:
         rc = take_double(cur, "a spread in degrees", &d);
         if (!rc && d > DB_MAX_MOSAIC_DEG) /* config.h: rounded to float as in the reference */
             return db_fail(cur->err, DB_ERR_GEOMETRY, "%s expects a spread of at most %g degrees, got %s", flag,
                            DB_MAX_MOSAIC_DEG, cur->argv[cur->i + 1]);
-        c->mosaic_spread = d / RTD;
+        c->mosaic_spread = db_param_to_internal(DB_P_MOSAIC, d);
         used = 1;
         break;
     case F_MOSAIC_DOM:
@@ -468,9 +467,9 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         used = 1;
         break;
     case F_MOSAIC_SEED: rc = take_int(cur, "a seed", &n); c->mosaic_seed = -n; used = 1; break;
-    case F_PHI: rc = take_double(cur, "an angle in degrees", &d); c->phi0 = d / RTD; used = 1; break;
-    case F_OSC: rc = take_double(cur, "an angle in degrees", &d); c->osc = d / RTD; used = 1; break;
-    case F_PHISTEP: rc = take_double(cur, "an angle in degrees", &d); c->phistep = d / RTD; used = 1; break;
+    case F_PHI: rc = take_double(cur, "an angle in degrees", &d); c->phi0 = db_param_to_internal(DB_P_PHI0, d); used = 1; break;
+    case F_OSC: rc = take_double(cur, "an angle in degrees", &d); c->osc = db_param_to_internal(DB_P_OSC, d); used = 1; break;
+    case F_PHISTEP: rc = take_double(cur, "an angle in degrees", &d); c->phistep = d / DB_RTD; used = 1; break;
     case F_PHISTEPS:
         rc = take_int(cur, "a number of steps", &n);
         if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-phisteps must be a positive number of steps (got %ld)", n);
@@ -478,12 +477,12 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         used = 1;
         break;
     case F_SPINDLE: rc = take_vec3(cur, "a vector x y z", c->spindle); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->distance = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
-    case F_CLOSE_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->close_distance = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
-    case F_PIXEL: rc = take_double(cur, "a pixel size in mm", &d); c->pixel_size = d / 1000.0; used = 1; break;
-    case F_DETSIZE: rc = take_double(cur, "a size in mm", &d); c->detsize_f = c->detsize_s = d / 1000.0; used = 1; break;
-    case F_DETSIZE_F: rc = take_double(cur, "a size in mm", &d); c->detsize_f = d / 1000.0; used = 1; break;
-    case F_DETSIZE_S: rc = take_double(cur, "a size in mm", &d); c->detsize_s = d / 1000.0; used = 1; break;
+    case F_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->distance = db_param_to_internal(DB_P_DISTANCE, d); c->pivot = DB_PIVOT_BEAM; used = 1; break;
+    case F_CLOSE_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->close_distance = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_PIXEL: rc = take_double(cur, "a pixel size in mm", &d); c->pixel_size = d / DB_MM_PER_M; used = 1; break;
+    case F_DETSIZE: rc = take_double(cur, "a size in mm", &d); c->detsize_f = c->detsize_s = d / DB_MM_PER_M; used = 1; break;
+    case F_DETSIZE_F: rc = take_double(cur, "a size in mm", &d); c->detsize_f = d / DB_MM_PER_M; used = 1; break;
+    case F_DETSIZE_S: rc = take_double(cur, "a size in mm", &d); c->detsize_s = d / DB_MM_PER_M; used = 1; break;
     case F_DETPIXELS:
     case F_DETPIXELS_F:
     case F_DETPIXELS_S:
@@ -495,10 +494,10 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (id != F_DETPIXELS_F) c->spixels = (int)n;
         used = 1;
         break;
-    case F_XBEAM: rc = take_double(cur, "a position in mm", &d); c->Xbeam = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
-    case F_YBEAM: rc = take_double(cur, "a position in mm", &d); c->Ybeam = d / 1000.0; c->pivot = DB_PIVOT_BEAM; used = 1; break;
-    case F_XCLOSE: rc = take_double(cur, "a position in mm", &d); c->Xclose = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
-    case F_YCLOSE: rc = take_double(cur, "a position in mm", &d); c->Yclose = d / 1000.0; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_XBEAM: rc = take_double(cur, "a position in mm", &d); c->Xbeam = db_param_to_internal(DB_P_XBEAM, d); c->pivot = DB_PIVOT_BEAM; used = 1; break;
+    case F_YBEAM: rc = take_double(cur, "a position in mm", &d); c->Ybeam = db_param_to_internal(DB_P_YBEAM, d); c->pivot = DB_PIVOT_BEAM; used = 1; break;
+    case F_XCLOSE: rc = take_double(cur, "a position in mm", &d); c->Xclose = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_YCLOSE: rc = take_double(cur, "a position in mm", &d); c->Yclose = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
     case F_ORGX: rc = take_double(cur, "a position in pixels", &c->ORGX); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
     case F_ORGY: rc = take_double(cur, "a position in pixels", &c->ORGY); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
     case F_MOSFLM: c->convention = DB_CONV_MOSFLM; c->pivot = DB_PIVOT_BEAM; break;
@@ -526,10 +525,10 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         else return db_fail(cur->err, DB_ERR_ARGUMENT, "-pivot expects 'sample' or 'beam', got '%s'", cur->argv[cur->i + 1]);
         used = 1;
         break;
-    case F_ROTX: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotx = d / RTD; used = 1; break;
-    case F_ROTY: rc = take_double(cur, "an angle in degrees", &d); c->detector_roty = d / RTD; used = 1; break;
-    case F_ROTZ: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotz = d / RTD; used = 1; break;
-    case F_TWOTHETA: rc = take_double(cur, "an angle in degrees", &d); c->detector_twotheta = d / RTD; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_ROTX: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotx = db_param_to_internal(DB_P_ROTX, d); used = 1; break;
+    case F_ROTY: rc = take_double(cur, "an angle in degrees", &d); c->detector_roty = db_param_to_internal(DB_P_ROTY, d); used = 1; break;
+    case F_ROTZ: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotz = db_param_to_internal(DB_P_ROTZ, d); used = 1; break;
+    case F_TWOTHETA: rc = take_double(cur, "an angle in degrees", &d); c->detector_twotheta = db_param_to_internal(DB_P_TWOTHETA, d); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
     case F_CURVED: c->curved_detector = 1; break;
     case F_POINT_PIXEL: c->point_pixel = 1; break;
     case F_DET_ABS:
@@ -675,7 +674,7 @@ static void convention_warnings(db_config *c)
     if (c->beamsize >= 0 && (c->beamsize < c->sample_y || c->beamsize < c->sample_z)) {
         char msg[256];
         snprintf(msg, sizeof msg, "warning: clipping the sample (%g x %g mm in y, z) with the beam (%g mm)\n",
-                 c->sample_y * 1000, c->sample_z * 1000, c->beamsize * 1000);
+                 c->sample_y * DB_MM_PER_M, c->sample_z * DB_MM_PER_M, c->beamsize * DB_MM_PER_M);
         add_warning(c, "%s", msg);
     }
     static const char *const names[] = {"MOSFLM", "DENZO", "ADXV", "XDS", "DIALS", "CUSTOM"};
@@ -843,17 +842,26 @@ static void cross3(const double x[3], const double y[3], double z[3])
     z[2] = x[0] * y[1] - x[1] * y[0];
 }
 
+int db_fluence_from_flux(const db_config *c) { return c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0; }
+
+int db_cells_from_size(const db_plan *p, int axis)
+{
+    return (axis == 0 ? p->sample_x : axis == 1 ? p->sample_y : p->sample_z) > 0;
+}
+
 int db_make_plan(const db_config *c, db_plan *p, db_error *err)
 {
     memset(p, 0, sizeof *p);
     if (!(c->pixel_size > 0.0))
-        return db_fail(err, DB_ERR_GEOMETRY, "-pixel must be positive (got %g mm)", c->pixel_size * 1000.0);
-    if (!(c->distance > 0.0) && isnan(c->close_distance))
-        return db_fail(err, DB_ERR_GEOMETRY, "-distance must be positive (got %g mm)", c->distance * 1000.0);
+        return db_fail(err, DB_ERR_GEOMETRY, "-pixel must be positive (got %g mm)", c->pixel_size * DB_MM_PER_M);
+    int rc;
+    if (isnan(c->close_distance) &&
+        (rc = db_param_check_value(DB_P_DISTANCE, db_param_from_internal(DB_P_DISTANCE, c->distance), NULL, err)))
+        return rc;
     if (!isnan(c->close_distance) && !(c->close_distance > 0.0))
-        return db_fail(err, DB_ERR_GEOMETRY, "-close_distance must be positive (got %g mm)", c->close_distance * 1000.0);
-    if (!(c->lambda0 > 0.0) || !isfinite(c->lambda0))
-        return db_fail(err, DB_ERR_GEOMETRY, "-lambda must be positive (got %g A)", c->lambda0 * 1e10);
+        return db_fail(err, DB_ERR_GEOMETRY, "-close_distance must be positive (got %g mm)", c->close_distance * DB_MM_PER_M);
+    if (!isfinite(c->lambda0)) return db_fail(err, DB_ERR_GEOMETRY, "-lambda: must be finite (got %g A)", c->lambda0 * DB_A_PER_M);
+    if ((rc = db_param_check_value(DB_P_LAMBDA, db_param_from_internal(DB_P_LAMBDA, c->lambda0), NULL, err))) return rc;
 
     p->detsize_f = c->fpixels ? c->pixel_size * c->fpixels : c->detsize_f;
     p->detsize_s = c->spixels ? c->pixel_size * c->spixels : c->detsize_s;
@@ -875,7 +883,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         return db_fail(err, DB_ERR_GEOMETRY, "-printout_pixel %d %d is outside the %d x %d detector", c->printout_fpixel,
                        c->printout_spixel, p->fpixels, p->spixels);
     p->fluence = c->fluence;
-    if (c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
+    if (db_fluence_from_flux(c)) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
     p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
     p->sample_x = c->sample_x;
     p->sample_y = c->beamsize >= 0 && c->beamsize < c->sample_y ? c->beamsize : c->sample_y;
@@ -1007,7 +1015,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
         if (phisteps == 0) phisteps = 1;
         if (osc < 0.0) {
             if (phistep <= 0.0) {
-                osc = 1.0 / RTD;
+                osc = 1.0 / DB_RTD;
                 phistep = osc / phisteps;
             } else {
                 osc = phistep;

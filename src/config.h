@@ -134,6 +134,13 @@ typedef struct db_plan {
 
 int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
 
+/* What the configuration fixes instead of leaving free, each rule once: values.c refuses to set these, and the
+ * table builder seeds no derivative for them. The fluence when -flux, -exposure and -beamsize give it (spec: the
+ * flux then wins over -fluence); the cell count along axis 0..2 (a, b, c) when a crystal size gives it (the plan's
+ * sizes, clipped to the beam). */
+int db_fluence_from_flux(const db_config *cfg);
+int db_cells_from_size(const db_plan *plan, int axis);
+
 /* Bounds on values that the arithmetic turns into integers or floats (issue 18: a value past them was undefined
  * behaviour, not an error). Each covers every physical use with a wide margin:
  * - DB_MAX_CELLS, unit cells per crystal edge (-N, -Na, -Nb, -Nc, and those a crystal size gives): the lattice

@@ -2,44 +2,68 @@
 #include "params.h"
 #include "config.h"
 #include "error.h"
+#include "units.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define RTD (180.0 * M_1_PI)
 #define FIELD(f) offsetof(db_config, f)
 
 static const db_param_info TABLE[DB_P_COUNT] = {
-    {"a", "A", 1.0, FIELD(cell_a)},
-    {"b", "A", 1.0, FIELD(cell_b)},
-    {"c", "A", 1.0, FIELD(cell_c)},
-    {"alpha", "deg", RTD, FIELD(cell_alpha)},
-    {"beta", "deg", RTD, FIELD(cell_beta)},
-    {"gamma", "deg", RTD, FIELD(cell_gamma)},
-    {"misset_x", "deg", RTD, FIELD(misset[0])},
-    {"misset_y", "deg", RTD, FIELD(misset[1])},
-    {"misset_z", "deg", RTD, FIELD(misset[2])},
-    {"phi0", "deg", RTD, FIELD(phi0)},
-    {"osc", "deg", RTD, FIELD(osc)},
-    {"distance", "mm", 1000.0, FIELD(distance)},
-    {"xbeam", "mm", 1000.0, FIELD(Xbeam)},
-    {"ybeam", "mm", 1000.0, FIELD(Ybeam)},
-    {"orgx", "pixel", 1.0, FIELD(ORGX)},
-    {"orgy", "pixel", 1.0, FIELD(ORGY)},
-    {"lambda", "A", 1.0e10, FIELD(lambda0)},
-    {"na", "cells", 1.0, FIELD(Na)},
-    {"nb", "cells", 1.0, FIELD(Nb)},
-    {"nc", "cells", 1.0, FIELD(Nc)},
-    {"mosaic", "deg", RTD, FIELD(mosaic_spread)},
-    {"fluence", "photons/m^2", 1.0, FIELD(fluence)},
-    {"detector_rotx", "deg", RTD, FIELD(detector_rotx)},
-    {"detector_roty", "deg", RTD, FIELD(detector_roty)},
-    {"detector_rotz", "deg", RTD, FIELD(detector_rotz)},
-    {"twotheta", "deg", RTD, FIELD(detector_twotheta)},
+    {"a", "-cell", "A", 1.0, FIELD(cell_a), DB_RULE_POSITIVE},
+    {"b", "-cell", "A", 1.0, FIELD(cell_b), DB_RULE_POSITIVE},
+    {"c", "-cell", "A", 1.0, FIELD(cell_c), DB_RULE_POSITIVE},
+    {"alpha", "-cell", "deg", DB_RTD, FIELD(cell_alpha), DB_RULE_ANGLE_0_180},
+    {"beta", "-cell", "deg", DB_RTD, FIELD(cell_beta), DB_RULE_ANGLE_0_180},
+    {"gamma", "-cell", "deg", DB_RTD, FIELD(cell_gamma), DB_RULE_ANGLE_0_180},
+    {"misset_x", "-misset", "deg", DB_RTD, FIELD(misset[0]), DB_RULE_ANY},
+    {"misset_y", "-misset", "deg", DB_RTD, FIELD(misset[1]), DB_RULE_ANY},
+    {"misset_z", "-misset", "deg", DB_RTD, FIELD(misset[2]), DB_RULE_ANY},
+    {"phi0", "-phi", "deg", DB_RTD, FIELD(phi0), DB_RULE_ANY},
+    {"osc", "-osc", "deg", DB_RTD, FIELD(osc), DB_RULE_NONNEGATIVE},
+    {"distance", "-distance", "mm", DB_MM_PER_M, FIELD(distance), DB_RULE_POSITIVE},
+    {"xbeam", "-Xbeam", "mm", DB_MM_PER_M, FIELD(Xbeam), DB_RULE_ANY},
+    {"ybeam", "-Ybeam", "mm", DB_MM_PER_M, FIELD(Ybeam), DB_RULE_ANY},
+    {"orgx", "-ORGX", "pixel", 1.0, FIELD(ORGX), DB_RULE_ANY},
+    {"orgy", "-ORGY", "pixel", 1.0, FIELD(ORGY), DB_RULE_ANY},
+    {"lambda", "-lambda", "A", DB_A_PER_M, FIELD(lambda0), DB_RULE_POSITIVE},
+    {"na", "-Na", "cells", 1.0, FIELD(Na), DB_RULE_ANY},
+    {"nb", "-Nb", "cells", 1.0, FIELD(Nb), DB_RULE_ANY},
+    {"nc", "-Nc", "cells", 1.0, FIELD(Nc), DB_RULE_ANY},
+    {"mosaic", "-mosaic", "deg", DB_RTD, FIELD(mosaic_spread), DB_RULE_ANY},
+    {"fluence", "-fluence", "photons/m^2", 1.0, FIELD(fluence), DB_RULE_NONNEGATIVE},
+    {"detector_rotx", "-detector_rotx", "deg", DB_RTD, FIELD(detector_rotx), DB_RULE_ANY},
+    {"detector_roty", "-detector_roty", "deg", DB_RTD, FIELD(detector_roty), DB_RULE_ANY},
+    {"detector_rotz", "-detector_rotz", "deg", DB_RTD, FIELD(detector_rotz), DB_RULE_ANY},
+    {"twotheta", "-twotheta", "deg", DB_RTD, FIELD(detector_twotheta), DB_RULE_ANY},
 };
 
 const db_param_info *db_param_info_of(int p) { return p >= 0 && p < DB_P_COUNT ? &TABLE[p] : NULL; }
+
+double db_param_to_internal(int p, double value) { return value / TABLE[p].divisor; }
+
+double db_param_from_internal(int p, double internal) { return internal * TABLE[p].divisor; }
+
+int db_param_check_value(int p, double v, const char *label, db_error *err)
+{
+    const db_param_info *t = &TABLE[p];
+    if (!label) label = t->flag;
+    switch (t->rule) {
+    case DB_RULE_POSITIVE:
+        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "%s: must be positive (got %g %s)", label, v, t->unit);
+        break;
+    case DB_RULE_NONNEGATIVE:
+        if (!(v >= 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "%s: must be >= 0 (got %g %s)", label, v, t->unit);
+        break;
+    case DB_RULE_ANGLE_0_180:
+        if (!(v > 0.0 && v < 180.0))
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: a cell angle must lie between 0 and 180 degrees (got %g)", label, v);
+        break;
+    default: break;
+    }
+    return DB_OK;
+}
 
 int db_param_check_list(const int *params, int n, db_error *err)
 {

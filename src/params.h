@@ -20,15 +20,26 @@ typedef enum db_param {
 
 #define DB_MISSION_PARAMS 11 /* a..gamma, misset_x..z, phi0, osc: required on every configuration */
 
+/* what a value must satisfy, in the command line's unit (the checks that need more than the value, as the cell's
+ * closing or N's integer range, stay with their callers) */
+typedef enum db_param_rule { DB_RULE_ANY, DB_RULE_POSITIVE, DB_RULE_NONNEGATIVE, DB_RULE_ANGLE_0_180 } db_param_rule;
+
 typedef struct db_param_info {
-    const char *name, *unit;
-    /* internal = value / divisor, the very operation the command-line parser applies (so that a value set
-     * through the API is the bits a command line would give); the seed of a derivative is 1 / divisor */
+    const char *name, *flag, *unit; /* flag: the command line's spelling ("-cell" for its six values) */
+    /* internal = value / divisor, the operation the command-line parser applies (db_param_to_internal, so that a
+     * value set through the API is the bits a command line would give); the seed of a derivative is 1 / divisor */
     double divisor;
     size_t field;      /* offsetof(db_config, the double holding it) */
+    db_param_rule rule;
 } db_param_info;
 
 const db_param_info *db_param_info_of(int param); /* NULL when out of range */
+/* value (the command line's unit) / the parameter's divisor: the configuration's value; and back */
+double db_param_to_internal(int param, double value);
+double db_param_from_internal(int param, double internal);
+/* The parameter's rule on value (the command line's unit): DB_OK, or DB_ERR_GEOMETRY with a message that begins
+ * with label (the parameter's flag when NULL), says what was expected and what came. */
+int db_param_check_value(int param, double value, const char *label, db_error *err);
 /* The next item of a comma-separated list: copies it into item[cap] and advances *cursor past it and its comma
  * (to NULL after the last item). Returns 1, or 0 when the item is empty (two commas, a leading or trailing comma)
  * or does not fit, *cursor then left at that item. The splitting of every list flag (-refine, -grad, -prior_still). */

@@ -4,6 +4,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "smv.h"
+#include "units.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define RTD (180.0 * M_1_PI)
 
 /* -mat: nine finite numbers, row by row, and nothing else but white space (spec §3.8; the reference reads the
  * first nine with fscanf and ignores the rest, which hides a wrong or truncated file). At most 64 KiB: nine
@@ -158,6 +157,13 @@ static void umat_to_misset(const double U[9], double angles[3])
     }
 }
 
+const double *db_misset_in_force(const db_sim *sim)
+{
+    static const double zero[3] = {0, 0, 0};
+    const db_config *c = sim->cfg;
+    return !c->misset_given ? zero : c->misset_random ? sim->misset_random_angles : c->misset;
+}
+
 void db_decisions_free(db_decisions *d)
 {
     free(d->slot_normal);
@@ -300,13 +306,13 @@ int db_sim_geometry(const db_sim *sim, db_geometry *o)
     o->mosaic_domains = sim->plan.mosaic_domains;
     o->phisteps = sim->plan.phisteps;
     o->steps = sim->steps;
-    o->pixel_mm = sim->cfg->pixel_size * 1000.0;
-    o->distance_mm = g->distance * 1000.0;
-    o->close_distance_mm = g->close_distance * 1000.0;
-    o->Fbeam_mm = g->Fbeam * 1000.0;
-    o->Sbeam_mm = g->Sbeam * 1000.0;
-    o->Fclose_mm = g->Fclose * 1000.0;
-    o->Sclose_mm = g->Sclose * 1000.0;
+    o->pixel_mm = sim->cfg->pixel_size * DB_MM_PER_M;
+    o->distance_mm = g->distance * DB_MM_PER_M;
+    o->close_distance_mm = g->close_distance * DB_MM_PER_M;
+    o->Fbeam_mm = g->Fbeam * DB_MM_PER_M;
+    o->Sbeam_mm = g->Sbeam * DB_MM_PER_M;
+    o->Fclose_mm = g->Fclose * DB_MM_PER_M;
+    o->Sclose_mm = g->Sclose * DB_MM_PER_M;
     o->ORGX = g->ORGX;
     o->ORGY = g->ORGY;
     memcpy(o->pix0_m, g->pix0, sizeof o->pix0_m);
@@ -381,25 +387,25 @@ static void smv_header_values(const db_sim *sim, db_smv_header *h)
     memset(h, 0, sizeof *h);
     h->fpixels = p->fpixels;
     h->spixels = p->spixels;
-    h->pixel_size = c->pixel_size * 1000.0;
-    h->distance = g->distance * 1000.0;
-    h->wavelength = c->lambda0 * 1e10;
-    h->beam_center_x = p->Xbeam * 1000.0;
-    h->beam_center_y = p->Ybeam * 1000;
-    h->adxv_center_x = g->Fbeam * 1000.0;
-    h->adxv_center_y = (p->detsize_s - g->Sbeam) * 1000;
-    h->mosflm_center_x = (g->Sbeam - 0.5 * c->pixel_size) * 1000.0;
-    h->mosflm_center_y = (g->Fbeam - 0.5 * c->pixel_size) * 1000;
-    h->denzo_x_beam = (g->Sbeam - 0.0 * c->pixel_size) * 1000.0;
-    h->denzo_y_beam = (g->Fbeam - 0.0 * c->pixel_size) * 1000;
+    h->pixel_size = c->pixel_size * DB_MM_PER_M;
+    h->distance = g->distance * DB_MM_PER_M;
+    h->wavelength = c->lambda0 * DB_A_PER_M;
+    h->beam_center_x = p->Xbeam * DB_MM_PER_M;
+    h->beam_center_y = p->Ybeam * DB_MM_PER_M;
+    h->adxv_center_x = g->Fbeam * DB_MM_PER_M;
+    h->adxv_center_y = (p->detsize_s - g->Sbeam) * DB_MM_PER_M;
+    h->mosflm_center_x = (g->Sbeam - 0.5 * c->pixel_size) * DB_MM_PER_M;
+    h->mosflm_center_y = (g->Fbeam - 0.5 * c->pixel_size) * DB_MM_PER_M;
+    h->denzo_x_beam = (g->Sbeam - 0.0 * c->pixel_size) * DB_MM_PER_M;
+    h->denzo_y_beam = (g->Fbeam - 0.0 * c->pixel_size) * DB_MM_PER_M;
     memcpy(h->dials_origin, g->dials_origin, sizeof h->dials_origin);
     h->xds_orgx = g->ORGX;
     h->xds_orgy = g->ORGY;
-    h->close_distance = g->close_distance * 1000.0;
-    h->phi = c->phi0 * RTD;
-    h->osc_start = c->phi0 * RTD;
-    h->osc_range = p->osc * RTD;
-    h->twotheta = c->detector_twotheta * RTD;
+    h->close_distance = g->close_distance * DB_MM_PER_M;
+    h->phi = c->phi0 * DB_RTD;
+    h->osc_start = c->phi0 * DB_RTD;
+    h->osc_range = p->osc * DB_RTD;
+    h->twotheta = c->detector_twotheta * DB_RTD;
 }
 
 static db_roi sim_roi(const db_sim *sim)

@@ -134,6 +134,9 @@ struct db_sim {
 
 void db_decisions_free(db_decisions *d);
 int db_decisions_copy(db_decisions *dst, const db_decisions *src);
+/* The misset angles in force (rad), the one rule: the draw of -misset random, the given angles, or 0 without
+ * -misset (a rotation by zero angles changes no bit, and a derivative at 0 is still wanted). */
+const double *db_misset_in_force(const db_sim *sim);
 
 /* ---- structure factors as values (src/structure_factors.c) ---- */
 /* The grid entry (index into hkl.F) of list entry j. */

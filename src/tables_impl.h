@@ -10,6 +10,7 @@
 #include "error.h"
 #include "sim.h"
 #include "backend.h"
+#include "units.h"
 
 #include <float.h>
 #include <math.h>
@@ -22,8 +23,6 @@
 #define DB_CAT_(a, b) a##b
 #define DB_CAT(a, b) DB_CAT_(a, b)
 #define DB_SFX(name) DB_CAT(name, DB_ENGINE_SUFFIX)
-
-#define DB_RTD (180.0 * M_1_PI)
 
 /* A parameter's value with its tangent direction seeded: `factor` is d(internal value)/d(command-line value),
  * e.g. 1/RTD for an angle given in degrees and held in radians. */
@@ -310,8 +309,7 @@ static void DB_SFX(setup_crystal)(db_sim *sim, const db_pass *pass, ad_vec3 *a0,
     if (c->misset_given || misset_active) {
         /* without -misset the angles are 0: the rotation leaves the values exactly as they are, but the
          * derivative at 0 is still wanted */
-        static const double zero[3] = {0, 0, 0};
-        const double *m = !c->misset_given ? zero : c->misset_random ? sim->misset_random_angles : c->misset;
+        const double *m = db_misset_in_force(sim);
         ad_num mx = DB_SFX(seed)(pass, DB_P_MISSET_X, m[0]);
         ad_num my = DB_SFX(seed)(pass, DB_P_MISSET_Y, m[1]);
         ad_num mz = DB_SFX(seed)(pass, DB_P_MISSET_Z, m[2]);
@@ -660,9 +658,9 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     t->polarization = ad_const(c->polarization);
     t->fudge = ad_const(c->fudge);
     /* -Na/-Nb/-Nc have no effect when a crystal size sets N */
-    t->Na = p->sample_x > 0 ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na);
-    t->Nb = p->sample_y > 0 ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb);
-    t->Nc = p->sample_z > 0 ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc);
+    t->Na = db_cells_from_size(p, 0) ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na);
+    t->Nb = db_cells_from_size(p, 1) ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb);
+    t->Nc = db_cells_from_size(p, 2) ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc);
     t->lattice_dh = sim->lattice_dh_form;
     t->N_constant = 1;
 #if AD_N > 0
@@ -670,8 +668,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
 #endif
     const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
     /* with -flux the fluence is derived from it and -fluence has no effect */
-    ad_num fluence = c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0 ? ad_const(p->fluence)
-                                                                              : DB_SFX(seed)(pass, DB_P_FLUENCE, p->fluence);
+    ad_num fluence = db_fluence_from_flux(c) ? ad_const(p->fluence) : DB_SFX(seed)(pass, DB_P_FLUENCE, p->fluence);
     ad_num ws = ad_const(c->water_size);
     t->I_bg = ad_div_d(ad_mul_d(ad_mul_d(ad_mul(ad_mul(ad_mul(ad_mul(ad_const(2.57 * 2.57 * r_e_sqr), fluence), ws), ws), ws), 1e6),
                                 avogadro),

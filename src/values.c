@@ -4,22 +4,19 @@
  * source and domain counts, the draws), and rebuilds the derived geometry; the table blocks are dropped. */
 #include "sim.h"
 #include "error.h"
+#include "units.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define RTD (180.0 * M_1_PI)
-
 static double *field_of(db_config *c, int p) { return (double *)((char *)c + db_param_info_of(p)->field); }
-
-static int flux_sets_fluence(const db_config *c) { return c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0; }
 
 /* The cell parameter k (0..5) of a -mat crystal, in the command line's unit: the matrix's own cell (at the
  * current wavelength) plus what set_params moved it by. */
 static double mat_cell_value(const db_sim *sim, int k)
 {
-    return (k < 3 ? sim->xtal.mat_cell[k] : sim->xtal.mat_cell[k] * RTD) + sim->mat_cell_delta[k];
+    return (k < 3 ? sim->xtal.mat_cell[k] : sim->xtal.mat_cell[k] * DB_RTD) + sim->mat_cell_delta[k];
 }
 
 /* The value the configuration stands for, in the command line's unit. */
@@ -27,7 +24,6 @@ static int computed_one(const db_sim *sim, int p, double *out, db_error *err)
 {
     const db_config *c = sim->cfg;
     const db_plan *pl = &sim->plan;
-    const double div = db_param_info_of(p)->divisor;
     double v = *(const double *)((const char *)c + db_param_info_of(p)->field);
     switch (p) {
     case DB_P_A: case DB_P_B: case DB_P_C: case DB_P_ALPHA: case DB_P_BETA: case DB_P_GAMMA:
@@ -38,23 +34,22 @@ static int computed_one(const db_sim *sim, int p, double *out, db_error *err)
         if (v <= 0.0) v = p <= DB_P_C ? c->cell_a : M_PI / 2; /* absent: b = c = a, 90 degrees */
         break;
     case DB_P_MISSET_X: case DB_P_MISSET_Y: case DB_P_MISSET_Z:
-        if (c->misset_random) v = sim->misset_random_angles[p - DB_P_MISSET_X];
-        else if (!c->misset_given) v = 0.0;
+        v = db_misset_in_force(sim)[p - DB_P_MISSET_X];
         break;
     case DB_P_OSC: v = pl->phistep * pl->phisteps; break; /* the step count stays: osc moves the step */
     case DB_P_XBEAM: if (isnan(v)) v = pl->Xbeam; break;
     case DB_P_YBEAM: if (isnan(v)) v = pl->Ybeam; break;
     case DB_P_ORGX: if (isnan(v)) v = pl->Fclose / c->pixel_size + 0.5; break;
     case DB_P_ORGY: if (isnan(v)) v = pl->Sclose / c->pixel_size + 0.5; break;
-    case DB_P_NA: if (pl->sample_x > 0) v = sim->xtal.Na; break;
-    case DB_P_NB: if (pl->sample_y > 0) v = sim->xtal.Nb; break;
-    case DB_P_NC: if (pl->sample_z > 0) v = sim->xtal.Nc; break;
+    case DB_P_NA: if (db_cells_from_size(pl, 0)) v = sim->xtal.Na; break;
+    case DB_P_NB: if (db_cells_from_size(pl, 1)) v = sim->xtal.Nb; break;
+    case DB_P_NC: if (db_cells_from_size(pl, 2)) v = sim->xtal.Nc; break;
     case DB_P_MOSAIC: v = pl->mosaic_spread; break;
     case DB_P_FLUENCE: v = pl->fluence; break;
     default: break;
     }
     (void)err;
-    *out = v * div;
+    *out = db_param_from_internal(p, v);
     return DB_OK;
 }
 
@@ -87,12 +82,12 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
     const db_plan *pl = &sim->plan;
     const db_param_info *info = db_param_info_of(p);
     if (!isfinite(v)) return db_fail(err, DB_ERR_ARGUMENT, "%s: %g is not a finite value", info->name, v);
+    if (p == DB_P_FLUENCE && db_fluence_from_flux(c))
+        return db_fail(err, DB_ERR_ARGUMENT, "fluence: set by -flux, -exposure and -beamsize, not a free value");
+    int rc = db_param_check_value(p, v, info->name, err);
+    if (rc) return rc;
     switch (p) {
     case DB_P_A: case DB_P_B: case DB_P_C: case DB_P_ALPHA: case DB_P_BETA: case DB_P_GAMMA:
-        if (p <= DB_P_C && !(v > 0.0))
-            return db_fail(err, DB_ERR_GEOMETRY, "%s: a cell edge must be positive (got %g A)", info->name, v);
-        if (p >= DB_P_ALPHA && !(v > 0.0 && v < 180.0))
-            return db_fail(err, DB_ERR_GEOMETRY, "%s: a cell angle must lie between 0 and 180 degrees (got %g)", info->name, v);
         if (!c->user_cell) {
             sim->mat_cell_delta[p - DB_P_A] = v - (mat_cell_value(sim, p - DB_P_A) - sim->mat_cell_delta[p - DB_P_A]);
             return DB_OK;
@@ -105,25 +100,20 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         if (c->cell_gamma <= 0.0) c->cell_gamma = M_PI / 2;
         break;
     case DB_P_MISSET_X: case DB_P_MISSET_Y: case DB_P_MISSET_Z:
-        if (c->misset_random) memcpy(c->misset, sim->misset_random_angles, sizeof c->misset); /* the draw stays */
+    {
+        double in_force[3]; /* a drawn misset stays; zero angles (none given) rotate nothing, exactly */
+        memcpy(in_force, db_misset_in_force(sim), sizeof in_force);
+        memcpy(c->misset, in_force, sizeof in_force);
         c->misset_random = 0;
-        if (!c->misset_given) c->misset[0] = c->misset[1] = c->misset[2] = 0.0;
-        c->misset_given = 1; /* zero angles rotate nothing, exactly */
+        c->misset_given = 1;
         break;
+    }
     case DB_P_OSC:
-        if (v < 0.0) return db_fail(err, DB_ERR_GEOMETRY, "osc: the oscillation range must be >= 0 (got %g deg)", v);
         c->phisteps = pl->phisteps; /* phistep = osc / phisteps, the count held */
         c->phistep = -1.0;
         break;
-    case DB_P_DISTANCE:
-        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "distance: must be positive (got %g mm)", v);
-        break;
-    case DB_P_LAMBDA:
-        if (!(v > 0.0)) return db_fail(err, DB_ERR_GEOMETRY, "lambda: must be positive (got %g A)", v);
-        break;
     case DB_P_NA: case DB_P_NB: case DB_P_NC: {
-        double size = p == DB_P_NA ? pl->sample_x : p == DB_P_NB ? pl->sample_y : pl->sample_z;
-        if (size > 0)
+        if (db_cells_from_size(pl, p - DB_P_NA))
             return db_fail(err, DB_ERR_ARGUMENT, "%s: set by the crystal size (-xtal_size and the like), not a free value", info->name);
         if (!(v >= 1.0 && v <= DB_MAX_CELLS)) /* config.h: the lattice factor's integer arithmetic */
             return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be from 1 to %.0e (got %g)", info->name,
@@ -140,14 +130,9 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
                            DB_MAX_MOSAIC_DEG, v);
         c->mosaic_domains = pl->mosaic_domains;
         break;
-    case DB_P_FLUENCE:
-        if (flux_sets_fluence(c))
-            return db_fail(err, DB_ERR_ARGUMENT, "fluence: set by -flux, -exposure and -beamsize, not a free value");
-        if (v < 0.0) return db_fail(err, DB_ERR_GEOMETRY, "fluence: must be >= 0 (got %g)", v);
-        break;
     default: break;
     }
-    *field_of(c, p) = v / info->divisor;
+    *field_of(c, p) = db_param_to_internal(p, v);
     return DB_OK;
 }
 
@@ -163,7 +148,7 @@ static int check_cell(const db_config *c, db_error *err)
         return db_fail(err, DB_ERR_GEOMETRY,
                        "alpha beta gamma = %g %g %g deg: the cell does not close (each angle must be less than the sum of "
                        "the other two, and all three less than 360)",
-                       al * RTD, be * RTD, ga * RTD);
+                       al * DB_RTD, be * DB_RTD, ga * DB_RTD);
     return DB_OK;
 }
 
