@@ -780,8 +780,20 @@ static int ceil_to_int(double x)
     return (int)c;
 }
 
-/* The reference's (range, step, steps) logic for divergence and dispersion (spec §3.4). */
-static void resolve_range_steps(double *range, double *step, int *steps)
+/* The reference's (range, step, steps) rule, written once for its three uses: divergence and dispersion (spec
+ * §3.4), phi, and the detector's layers. How the three differ is data. */
+typedef struct sampling_quirks {
+    double default_range;     /* the range when only a count is given */
+    int range_alone_halves;   /* a range alone: two samples half a range apart (phi, layers), or a whole range apart */
+    int count_spans_range;    /* a range and a count: step = range / (count - 1), count at least 2 (divergence, layers),
+                               * or range / count (phi, whose step is then unset only below 0) */
+} sampling_quirks;
+
+static const sampling_quirks DIVERGENCE_SAMPLING = {1.0, 0, 1}, PHI_SAMPLING = {1.0 / DB_RTD, 1, 0},
+                             LAYER_SAMPLING = {0.5e-6, 1, 1};
+
+/* A count <= 0 is "not given" (-phisteps, which the parser refuses below 1, comes as -1 or >= 1) */
+static void resolve_sampling(const sampling_quirks *q, double *range, double *step, int *steps)
 {
     if (*steps <= 0) {
         if (*range < 0.0) {
@@ -793,28 +805,33 @@ static void resolve_range_steps(double *range, double *step, int *steps)
                 *range = *step;
                 *steps = 2;
             }
-        } else {
-            if (*step <= 0.0) {
-                *step = *range;
-                *steps = 2;
-            } else {
-                *steps = ceil_to_int(*range / *step);
-            }
-        }
-    } else {
-        if (*range < 0.0) {
-            if (*step <= 0.0) {
-                *range = 1.0;
-                *step = *range / *steps;
-            } else {
-                *range = *step;
-                *steps = 2;
-            }
         } else if (*step <= 0.0) {
-            if (*steps <= 1) *steps = 2;
-            *step = *range / (*steps - 1);
+            *steps = 2;
+            *step = q->range_alone_halves ? *range / *steps : *range;
+        } else {
+            *steps = ceil_to_int(*range / *step);
         }
+        return;
     }
+    if (*range < 0.0) {
+        if (*step <= 0.0) {
+            *range = q->default_range;
+            *step = *range / *steps;
+        } else {
+            *range = *step;
+            *steps = 2;
+        }
+    } else if (q->count_spans_range && *step <= 0.0) {
+        if (*steps <= 1) *steps = 2;
+        *step = *range / (*steps - 1);
+    } else if (!q->count_spans_range && *step < 0.0) {
+        *step = *range / *steps;
+    }
+}
+
+/* a zero range, step or count samples once, at 0 (divergence, dispersion, layers; not phi) */
+static void collapse_degenerate(double *range, double *step, int *steps)
+{
     if (*range <= 0.0 || *step <= 0.0 || *steps <= 0) {
         *steps = 1;
         *range = 0.0;
@@ -993,38 +1010,7 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     /* phi sampling */
     int phisteps = c->phisteps;
     double osc = c->osc, phistep = c->phistep;
-    if (phisteps < 0) {
-        if (osc < 0.0) {
-            if (phistep <= 0.0) {
-                phisteps = 1;
-                osc = 0.0;
-                phistep = 0.0;
-            } else {
-                osc = phistep;
-                phisteps = 2;
-            }
-        } else {
-            if (phistep <= 0.0) {
-                phisteps = 2;
-                phistep = osc / 2.0;
-            } else {
-                phisteps = ceil_to_int(osc / phistep);
-            }
-        }
-    } else {
-        if (phisteps == 0) phisteps = 1;
-        if (osc < 0.0) {
-            if (phistep <= 0.0) {
-                osc = 1.0 / DB_RTD;
-                phistep = osc / phisteps;
-            } else {
-                osc = phistep;
-                phisteps = 2;
-            }
-        } else if (phistep < 0.0) {
-            phistep = osc / phisteps;
-        }
-    }
+    resolve_sampling(&PHI_SAMPLING, &osc, &phistep, &phisteps);
     if (phisteps <= 0 || phisteps > 100000000)
         return db_fail(err, DB_ERR_ARGUMENT, "the phi sampling gives %d steps (check -osc, -phistep, -phisteps)", phisteps);
     p->phisteps = phisteps;
@@ -1034,16 +1020,19 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->hdivrange = c->hdivrange;
     p->hdivstep = c->hdivstep;
     p->hdivsteps = c->hdivsteps;
-    resolve_range_steps(&p->hdivrange, &p->hdivstep, &p->hdivsteps);
+    resolve_sampling(&DIVERGENCE_SAMPLING, &p->hdivrange, &p->hdivstep, &p->hdivsteps);
+    collapse_degenerate(&p->hdivrange, &p->hdivstep, &p->hdivsteps);
     p->vdivrange = c->vdivrange;
     p->vdivstep = c->vdivstep;
     p->vdivsteps = c->vdivsteps;
-    resolve_range_steps(&p->vdivrange, &p->vdivstep, &p->vdivsteps);
+    resolve_sampling(&DIVERGENCE_SAMPLING, &p->vdivrange, &p->vdivstep, &p->vdivsteps);
+    collapse_degenerate(&p->vdivrange, &p->vdivstep, &p->vdivsteps);
     /* -dispersion defaults to 0 (not "unset"), and no flag sets its step */
     p->dispersion = c->dispersion;
     p->dispstep = -1;
     p->dispsteps = c->dispsteps;
-    resolve_range_steps(&p->dispersion, &p->dispstep, &p->dispsteps);
+    resolve_sampling(&DIVERGENCE_SAMPLING, &p->dispersion, &p->dispstep, &p->dispsteps);
+    collapse_degenerate(&p->dispersion, &p->dispstep, &p->dispsteps);
     if (p->hdivsteps > 100000000 || p->vdivsteps > 100000000)
         return db_fail(err, DB_ERR_ARGUMENT, "the divergence sampling gives %d x %d steps (check -hdivrange/-vdivrange, -hdivstep/-vdivstep, -divsteps)",
                        p->hdivsteps, p->vdivsteps);
@@ -1058,45 +1047,10 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     /* detector layers */
     int tsteps = c->detector_thicksteps;
     double thick = c->detector_thick, tstep = c->detector_thickstep;
-    if (tsteps <= 0) {
-        if (thick < 0.0) {
-            if (tstep <= 0.0) {
-                tsteps = 1;
-                thick = 0.0;
-                tstep = 0.0;
-            } else {
-                thick = tstep;
-                tsteps = 2;
-            }
-        } else {
-            if (tstep <= 0.0) {
-                tsteps = 2;
-                tstep = thick / tsteps;
-            } else {
-                tsteps = ceil_to_int(thick / tstep);
-            }
-        }
-    } else {
-        if (thick < 0.0) {
-            if (tstep <= 0.0) {
-                thick = 0.5e-6;
-                tstep = thick / tsteps;
-            } else {
-                thick = tstep;
-                tsteps = 2;
-            }
-        } else if (tstep <= 0.0) {
-            if (tsteps <= 1) tsteps = 2;
-            tstep = thick / (tsteps - 1);
-        }
-    }
+    resolve_sampling(&LAYER_SAMPLING, &thick, &tstep, &tsteps);
     double mu = c->detector_mu;
-    if (thick > 0.0 && mu < 0.0) mu = 1.0 / thick;
-    if (thick <= 0.0 || tstep <= 0.0 || tsteps <= 0) {
-        tsteps = 1;
-        thick = 0.0;
-        tstep = 0.0;
-    }
+    if (thick > 0.0 && mu < 0.0) mu = 1.0 / thick; /* before the collapse: a thickness with no step still sets mu */
+    collapse_degenerate(&thick, &tstep, &tsteps);
     if (tsteps > 100000000)
         return db_fail(err, DB_ERR_ARGUMENT, "the detector sampling gives %d layers (check -detector_thick, -detector_thicksteps)", tsteps);
     p->thicksteps = tsteps;

@@ -993,6 +993,9 @@ static void test_phistep(void **state)
     result f = run_base("-phi 1 -osc 1 -phisteps 4");
     expect_identical(&e, &f, "-phisteps 4 alone vs -osc 1 -phisteps 4");
     assert_true(fabs(hdr_value(&e, "OSC_RANGE") - 1.0) < 1e-9);
+    result g = run_base("-phi 1 -osc 0.5"); /* range only: 2 steps half the range apart (phi = 1, 1.25) */
+    expect_identical(&g, &b, "-osc 0.5 alone vs -osc 0.5 -phisteps 2");
+    result_free(&g);
     result_free(&a);
     result_free(&b);
     result_free(&c);
@@ -1021,6 +1024,13 @@ static void test_detector_absorption_flags(void **state)
     expect_identical(&t2, &t1, "-thicksteps / -detector_absorb");
     expect_identical(&t3, &t1, "-detector_absorption");
     expect_different(&t1, &base, "sensor vs none");
+    /* a thickness alone: two layers half of it apart (phi's rule for a range alone, not the divergence's), the
+     * layers of half the thickness over 2 steps (a given count spans the thickness: step = thick / (steps - 1)) */
+    result t4 = run_base("-detector_thick 100 -detector_abs 50");
+    result t5 = run_base("-detector_thick 50 -detector_abs 50 -thicksteps 2");
+    expect_identical(&t4, &t5, "-detector_thick 100 alone vs -detector_thick 50 -thicksteps 2");
+    result_free(&t4);
+    result_free(&t5);
     result_free(&base);
     result_free(&t1);
     result_free(&t2);
