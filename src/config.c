@@ -642,13 +642,12 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         break;
     }
     case F_DEVICE: {
-        rc = need_args(cur, 1, "cpu, cuda or auto");
+        rc = need_args(cur, 1, DB_DEVICE_NAMES);
         if (rc) return rc;
         const char *v = cur->argv[cur->i + 1];
-        if (strcmp(v, "cpu") == 0) c->device = DB_DEVICE_CPU;
-        else if (strcmp(v, "cuda") == 0) c->device = DB_DEVICE_CUDA;
-        else if (strcmp(v, "auto") == 0) c->device = DB_DEVICE_AUTO;
-        else return db_fail(cur->err, DB_ERR_ARGUMENT, "-device expects cpu, cuda or auto, got '%s'", v);
+        const int id = db_device_from_name(v);
+        if (id < 0) return db_fail(cur->err, DB_ERR_ARGUMENT, "-device expects " DB_DEVICE_NAMES ", got '%s'", v);
+        c->device = id;
         used = 1;
         break;
     }

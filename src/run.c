@@ -736,15 +736,22 @@ int db_sim_use_device(db_sim *sim, int device, db_error *err)
     return DB_OK;
 }
 
+int db_device_from_name(const char *name)
+{
+    static const char *const names[] = {"cpu", "cuda", "auto", "emulate"};
+    static const int ids[] = {DB_DEVICE_CPU, DB_DEVICE_CUDA, DB_DEVICE_AUTO, DB_DEVICE_EMULATE};
+    for (int i = 0; name && i < 4; i++)
+        if (strcmp(name, names[i]) == 0) return ids[i];
+    return -1;
+}
+
 int db_sim_set_device(db_sim *sim, const char *device, db_error *err)
 {
     db_error_clear(err);
     if (!sim || !device) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_device: no simulation or no device name");
-    static const char *const names[] = {"cpu", "cuda", "auto", "emulate"};
-    static const int ids[] = {DB_DEVICE_CPU, DB_DEVICE_CUDA, DB_DEVICE_AUTO, DB_DEVICE_EMULATE};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(device, names[i]) == 0) return db_sim_use_device(sim, ids[i], err);
-    return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_device: expected cpu, cuda, auto or emulate, got '%s'", device);
+    const int id = db_device_from_name(device);
+    if (id < 0) return db_fail(err, DB_ERR_ARGUMENT, "db_sim_set_device: expected " DB_DEVICE_NAMES ", got '%s'", device);
+    return db_sim_use_device(sim, id, err);
 }
 
 const char *db_sim_device(const db_sim *sim) { return sim ? sim->device_name : ""; }

@@ -1092,7 +1092,7 @@ static void test_fdump_read_without_hkl(void **state)
 static void test_device(void **state)
 {
     (void)state;
-    EXPECT_FAILURE(BASE, "-device gpu", EXIT_ARG, "-device expects cpu, cuda or auto", "'gpu'");
+    EXPECT_FAILURE(BASE, "-device gpu", EXIT_ARG, "-device expects cpu, cuda, auto or emulate", "'gpu'");
     char name[128], why[256];
     if (db_cuda_usable(name, sizeof name, why, sizeof why)) {
         print_message("a usable GPU (%s) is here: the failure of -device cuda is not checked\n", name);

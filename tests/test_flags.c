@@ -1038,6 +1038,20 @@ static void test_detector_absorption_flags(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* -device takes the names db_sim_set_device takes (src/device.h, one table): emulate, the GPU thread's code run on
+ * the host, renders the CPU's image */
+
+static void test_device_names(void **state)
+{
+    (void)state;
+    result cpu = run_base("-misset 10 20 30");
+    result emu = run_base("-misset 10 20 30 -device emulate");
+    expect_identical(&emu, &cpu, "-device emulate vs cpu");
+    result_free(&cpu);
+    result_free(&emu);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* spot shape: -square_xtal, -binary_spots, -fudge (spec §3.16) */
 
 static void test_shape_flags(void **state)
@@ -1622,6 +1636,7 @@ int main(void)
         cmocka_unit_test(test_dispersion),
         cmocka_unit_test(test_flux_exposure_beamsize),
         cmocka_unit_test(test_phistep),
+        cmocka_unit_test(test_device_names),
         cmocka_unit_test(test_detector_absorption_flags),
         cmocka_unit_test(test_shape_flags),
         cmocka_unit_test(test_interpolate_flags),
