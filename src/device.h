@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 enum db_device { DB_DEVICE_CPU = 0, DB_DEVICE_CUDA = 1, DB_DEVICE_AUTO = 2, DB_DEVICE_EMULATE = 3 };
-/* The device names, once (src/run.c), for -device and db_sim_set_device alike: the enum's id, or -1 for an
+/* The device names, once (src/device.c), for -device and db_sim_set_device alike: the enum's id, or -1 for an
  * unknown name. DB_DEVICE_NAMES lists them for messages. */
 int db_device_from_name(const char *name);
 #define DB_DEVICE_NAMES "cpu, cuda, auto or emulate"

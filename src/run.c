@@ -713,6 +713,30 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
 static int have_avx2(void) { return __builtin_cpu_supports("avx2") && !getenv("DUALBRAGG_NO_AVX2"); }
 #endif
 
+/* ---- the decisions a run captures and gradcheck replays ---- */
+
+void db_decisions_free(db_decisions *d)
+{
+    free(d->slot_normal);
+    free(d->slot_first);
+    d->slot_normal = d->slot_first = NULL;
+}
+
+int db_decisions_copy(db_decisions *dst, const db_decisions *src)
+{
+    db_decisions_free(dst);
+    *dst = *src;
+    dst->slot_normal = dst->slot_first = NULL;
+    if (src->nphi > 0 && src->slot_normal && src->slot_first) {
+        dst->slot_normal = (int *)malloc((size_t)src->nphi * sizeof(int));
+        dst->slot_first = (int *)malloc((size_t)src->nphi * sizeof(int));
+        if (!dst->slot_normal || !dst->slot_first) return DB_ERR_NOMEM;
+        memcpy(dst->slot_normal, src->slot_normal, (size_t)src->nphi * sizeof(int));
+        memcpy(dst->slot_first, src->slot_first, (size_t)src->nphi * sizeof(int));
+    }
+    return DB_OK;
+}
+
 /* ---- the device ---- */
 
 int db_sim_use_device(db_sim *sim, int device, db_error *err)
@@ -734,15 +758,6 @@ int db_sim_use_device(db_sim *sim, int device, db_error *err)
     sim->device = device;
     snprintf(sim->device_name, sizeof sim->device_name, "%s", device == DB_DEVICE_CPU ? "cpu" : "emulate");
     return DB_OK;
-}
-
-int db_device_from_name(const char *name)
-{
-    static const char *const names[] = {"cpu", "cuda", "auto", "emulate"};
-    static const int ids[] = {DB_DEVICE_CPU, DB_DEVICE_CUDA, DB_DEVICE_AUTO, DB_DEVICE_EMULATE};
-    for (int i = 0; name && i < 4; i++)
-        if (strcmp(name, names[i]) == 0) return ids[i];
-    return -1;
 }
 
 int db_sim_set_device(db_sim *sim, const char *device, db_error *err)

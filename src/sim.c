@@ -164,28 +164,6 @@ const double *db_misset_in_force(const db_sim *sim)
     return !c->misset_given ? zero : c->misset_random ? sim->misset_random_angles : c->misset;
 }
 
-void db_decisions_free(db_decisions *d)
-{
-    free(d->slot_normal);
-    free(d->slot_first);
-    d->slot_normal = d->slot_first = NULL;
-}
-
-int db_decisions_copy(db_decisions *dst, const db_decisions *src)
-{
-    db_decisions_free(dst);
-    *dst = *src;
-    dst->slot_normal = dst->slot_first = NULL;
-    if (src->nphi > 0 && src->slot_normal && src->slot_first) {
-        dst->slot_normal = (int *)malloc((size_t)src->nphi * sizeof(int));
-        dst->slot_first = (int *)malloc((size_t)src->nphi * sizeof(int));
-        if (!dst->slot_normal || !dst->slot_first) return DB_ERR_NOMEM;
-        memcpy(dst->slot_normal, src->slot_normal, (size_t)src->nphi * sizeof(int));
-        memcpy(dst->slot_first, src->slot_first, (size_t)src->nphi * sizeof(int));
-    }
-    return DB_OK;
-}
-
 void db_sim_destroy(db_sim *sim)
 {
     if (!sim) return;

@@ -132,6 +132,7 @@ struct db_sim {
     long nlogs;
 };
 
+/* (src/run.c, the run layer, which captures and replays them) */
 void db_decisions_free(db_decisions *d);
 int db_decisions_copy(db_decisions *dst, const db_decisions *src);
 /* The misset angles in force (rad), the one rule: the draw of -misset random, the given angles, or 0 without
