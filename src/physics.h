@@ -392,7 +392,7 @@ AD_INLINE ad_vec3 db_scattering_vector(const db_tables *t, int source, ad_vec3 d
 
 #if AD_N > 0 && !defined(__CUDACC__)
 /* Plain-double geometry for passes whose derivatives never reach it (crystal parameters only): the same
- * functions above compiled with no tangent directions (src/engine_n0.c) over the primal table block, so that
+ * functions above compiled with no tangent directions (src/geometry_n0.c) over the primal table block, so that
  * no tangent is computed only to be zero. */
 void db_geo_subpixel_n0(const void *block0, int fpixel, int spixel, int subS, int subF, int thick_tic, double pos[3],
                         double diffracted[3], double *airpath);
