@@ -6,7 +6,7 @@
  * usable GPU. */
 #include "dualbragg.h"
 #include "device.h"
-#include "sim.h"
+#include "run_clients.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,14 +65,14 @@ static void time_runs(db_sim *sim, const int *params, int nparams, int runs, dou
     double k[RUNS + 2], t[RUNS + 2];
     db_error err;
     for (int r = 0; r < runs + 2; r++) {
-        double k0 = db_cuda_kernel_ms(sim->device_ctx), t0 = now();
+        double k0 = db_cuda_kernel_ms(db_sim_device_context(sim)), t0 = now();
         int rc = nparams ? db_sim_run_grad(sim, params, nparams, img, img64, grads, &err) : db_sim_run(sim, img, img64, &err);
         if (rc) {
             fprintf(stderr, "bench_gpu: %s\n", err.message);
             exit(1);
         }
         t[r] = 1e3 * (now() - t0);
-        k[r] = db_cuda_kernel_ms(sim->device_ctx) - k0;
+        k[r] = db_cuda_kernel_ms(db_sim_device_context(sim)) - k0;
     }
     *kernel_ms = median(k + 2, runs); /* after two warm-ups */
     *total_ms = median(t + 2, runs);
@@ -99,7 +99,7 @@ int main(void)
         db_sim *gpu = make(cases[c][1], "cuda");
         time_runs(gpu, NULL, 0, RUNS, &kms, &tms);
         printf("%-4s %-28s %12.3f %14.3f %12.1f %12.1f\n", cases[c][0], "forward", kms, tms,
-               db_cuda_context_bytes(gpu->device_ctx) / 1048576.0, cpu_t);
+               db_cuda_context_bytes(db_sim_device_context(gpu)) / 1048576.0, cpu_t);
         db_sim_destroy(gpu);
         double cpu_grad_t;
         time_runs(cpu, params, np, 1, &cpu_k, &cpu_grad_t);
@@ -112,7 +112,7 @@ int main(void)
             char what[64];
             snprintf(what, sizeof what, "forward + 11 derivs, %d/pass", chunks[q]);
             printf("%-4s %-28s %12.3f %14.3f %12.1f %12.1f\n", cases[c][0], what, kms, tms,
-                   db_cuda_context_bytes(gpu->device_ctx) / 1048576.0, q == 0 ? cpu_grad_t : 0.0);
+                   db_cuda_context_bytes(db_sim_device_context(gpu)) / 1048576.0, q == 0 ? cpu_grad_t : 0.0);
             db_sim_destroy(gpu);
         }
     }

@@ -5,7 +5,8 @@
 #include "error.h"
 #include "fileio.h"
 #include "physics.h"
-#include "sim.h"
+#include "params.h"
+#include "run_clients.h"
 #include "units.h"
 
 #include <float.h>
@@ -47,11 +48,12 @@ static int find_brightest(const db_config *c, const char *fdump, int box[4], db_
         box[1] = box[0] + 15 > F - 1 ? F - 1 : box[0] + 15;
         box[2] = sl - 8 < 0 ? 0 : sl - 8;
         box[3] = box[2] + 15 > S - 1 ? S - 1 : box[2] + 15;
-        const db_plan *p = &s->plan;
-        if (box[0] < p->roi_xmin) box[0] = p->roi_xmin;
-        if (box[1] > p->roi_xmax) box[1] = p->roi_xmax;
-        if (box[2] < p->roi_ymin) box[2] = p->roi_ymin;
-        if (box[3] > p->roi_ymax) box[3] = p->roi_ymax;
+        int roi[4];
+        db_sim_roi(s, roi);
+        if (box[0] < roi[0]) box[0] = roi[0];
+        if (box[1] > roi[1]) box[1] = roi[1];
+        if (box[2] < roi[2]) box[2] = roi[2];
+        if (box[3] > roi[3]) box[3] = roi[3];
     }
     free(img);
     db_sim_destroy(s);
@@ -162,7 +164,8 @@ static void csr_column(const db_csr *m, long col, double *out)
  * which no pixel depends through the list) would check nothing. */
 static int check_reflections(const db_sim *sim, const int *hkl, int nhkl, db_error *err)
 {
-    if (nhkl > 0 && !sim->have_hkl)
+    int ranges[6];
+    if (nhkl > 0 && !db_sim_hkl_ranges(sim, ranges))
         return db_fail(err, DB_ERR_ARGUMENT, "gradcheck: F(%d %d %d): the configuration has no structure-factor table "
                        "(-hkl FILE or an Fdump cache); -default_F alone is not a parameter", hkl[0], hkl[1], hkl[2]);
     for (int r = 0; r < nhkl; r++) {
@@ -171,7 +174,7 @@ static int check_reflections(const db_sim *sim, const int *hkl, int nhkl, db_err
             return db_fail(err, DB_ERR_ARGUMENT,
                            "gradcheck: F(%d %d %d) is not in the structure-factor table (its list has %ld reflections, "
                            "h %d..%d k %d..%d l %d..%d)", x[0], x[1], x[2], db_sim_structure_factor_count(sim),
-                           sim->hkl.h_min, sim->hkl.h_max, sim->hkl.k_min, sim->hkl.k_max, sim->hkl.l_min, sim->hkl.l_max);
+                           ranges[0], ranges[1], ranges[2], ranges[3], ranges[4], ranges[5]);
     }
     return DB_OK;
 }
@@ -202,7 +205,7 @@ static int check_F_rows(db_sim *sim, const int *hkl, int nhkl, const db_csr *fja
     for (int r = 0; !rc && r < nhkl; r++) {
         const int *x = hkl + 3 * r;
         long col = db_sim_structure_factor_index(sim, x[0], x[1], x[2]);
-        double F0 = db_sim_F(sim)[db_sf_grid_at(sim, col)];
+        double F0 = db_sim_structure_factor_at(sim, col);
         double h = cbrt(DBL_EPSILON) * fmax(1.0, fabs(F0));
         /* the setter refuses F < 0, and F - 2h would be below 0 for F < 2h: there both sides are taken at F = 2h,
          * the nearest point whose stencil stays >= 0 (a pixel is a quadratic in F, so its slope there is as
@@ -279,10 +282,12 @@ static int gradcheck_run(const db_config *cfg, const int *params, int nparams, c
         memcpy(rep->roi, box, sizeof box);
         rep->boxes = 1;
     } else {
-        rep->boxes = sim->nboxes;
+        int nboxes;
+        const int *boxes = db_sim_boxes(sim, &nboxes);
+        rep->boxes = nboxes;
         rep->roi[0] = F, rep->roi[1] = -1, rep->roi[2] = S, rep->roi[3] = -1; /* the boxes' bounding box */
-        for (int b = 0; b < sim->nboxes; b++) {
-            const int *x = sim->boxes + 4 * b;
+        for (int b = 0; b < nboxes; b++) {
+            const int *x = boxes + 4 * b;
             if (x[0] < rep->roi[0]) rep->roi[0] = x[0];
             if (x[1] > rep->roi[1]) rep->roi[1] = x[1];
             if (x[2] < rep->roi[2]) rep->roi[2] = x[2];

@@ -760,6 +760,14 @@ int db_sim_use_device(db_sim *sim, int device, db_error *err)
     return DB_OK;
 }
 
+void *db_sim_device_context(const db_sim *sim) { return sim->device_ctx; }
+
+const int *db_sim_boxes(const db_sim *sim, int *n)
+{
+    *n = sim->nboxes;
+    return sim->nboxes > 0 ? sim->boxes : NULL;
+}
+
 int db_sim_set_device(db_sim *sim, const char *device, db_error *err)
 {
     db_error_clear(err);

@@ -157,6 +157,22 @@ static void umat_to_misset(const double U[9], double angles[3])
     }
 }
 
+void db_sim_roi(const db_sim *sim, int roi[4])
+{
+    roi[0] = sim->plan.roi_xmin;
+    roi[1] = sim->plan.roi_xmax;
+    roi[2] = sim->plan.roi_ymin;
+    roi[3] = sim->plan.roi_ymax;
+}
+
+int db_sim_hkl_ranges(const db_sim *sim, int r[6])
+{
+    if (!sim->have_hkl) return 0;
+    r[0] = sim->hkl.h_min, r[1] = sim->hkl.h_max, r[2] = sim->hkl.k_min;
+    r[3] = sim->hkl.k_max, r[4] = sim->hkl.l_min, r[5] = sim->hkl.l_max;
+    return 1;
+}
+
 const double *db_misset_in_force(const db_sim *sim)
 {
     static const double zero[3] = {0, 0, 0};

@@ -1,5 +1,8 @@
 /* sim.h: one simulation: the configuration's plan, the loaded inputs (structure factors, matrix, sources),
- * the random state, the mosaic matrices, and what a run leaves behind (geometry report, statistics). */
+ * the random state, the mosaic matrices, and what a run leaves behind (geometry report, statistics). struct db_sim
+ * is for the files that own it (sim.c, run.c, values.c, structure_factors.c, geometry_n0.c and the table builders
+ * and engines); gradcheck, the benches and the tests read a simulation through run_clients.h (test_structure
+ * checks who includes which). */
 #ifndef DB_SIM_H
 #define DB_SIM_H
 
@@ -8,6 +11,7 @@
 #include "hkl.h"
 #include "params.h"
 #include "rng.h"
+#include "run_clients.h"
 
 #include <stdint.h>
 
@@ -16,22 +20,6 @@ typedef struct db_pass {
     int dir_of[DB_P_COUNT];
     int ndirs;
 } db_pass;
-
-/* The discrete decisions of a run that a finite-difference point must replay (design.md): captured from a base
- * run, forced on the runs at perturbed parameters. Per-pixel decisions live in the decision logs. */
-typedef struct db_decisions {
-    int active;
-    int oversample, interpolate;
-    int n_from_size[3];
-    double N[3];                          /* Na, Nb, Nc when they came from a crystal size */
-    int nphi;
-    int *slot_normal, *slot_first;        /* carry mapping [nphi] */
-    long exc_pixel;
-    int exc_sample;                       /* the carryover's exceptional sample */
-    long interp_trip;                     /* first pixel where interpolation switched off, -1 none */
-    int force_phistep;                    /* osc finite differences: the step moves, the count stays, even */
-    double phistep;                       /* rad; through osc = 0, where no -osc can say it */
-} db_decisions;
 
 typedef struct db_geometry_report {
     double distance, close_distance;      /* m, derived (spec §3.5 step 5) */
@@ -132,9 +120,6 @@ struct db_sim {
     long nlogs;
 };
 
-/* (src/run.c, the run layer, which captures and replays them) */
-void db_decisions_free(db_decisions *d);
-int db_decisions_copy(db_decisions *dst, const db_decisions *src);
 /* The misset angles in force (rad), the one rule: the draw of -misset random, the given angles, or 0 without
  * -misset (a rotation by zero angles changes no bit, and a derivative at 0 is still wanted). */
 const double *db_misset_in_force(const db_sim *sim);
@@ -163,21 +148,10 @@ int db_sim_block(db_sim *sim, int (*build)(db_sim *, const db_pass *, void **, d
 int db_sim_selection(db_sim *sim, db_error *err); /* makes spans/count current */
 /* -boxes FILE: one 'xmin xmax ymin ymax' line per box, '#' starts a comment. */
 int db_sim_select_boxes_file(db_sim *sim, const char *path, db_error *err);
-/* 1 when pixel (f, s) is selected (the last run rendered it), its position in *pos. */
-int db_sim_selected_pos(const db_sim *sim, int f, int s, long *pos);
 void db_sim_free_selection(db_sim *sim);
 void db_sim_free_blocks(db_sim *sim);
 
-/* ---- memory before work (src/run.c; issue 18) ----
- * Every table whose size the command line sets (mosaic domains, phi steps, sources, the per-run blocks) is
- * estimated before it is allocated and refused, with the figure and the flags, when it exceeds the limit: half
- * the machine's physical memory (sysconf; src/run.c DB_MEMORY_SHARE says why), or DB_MEMORY_LIMIT_ENV in the
- * environment (GiB, a positive number, at most the physical memory; anything else is ignored), for a machine
- * shared with other work, a dedicated one, and the tests. */
-#define DB_MEMORY_LIMIT_ENV "DUALBRAGG_MAX_MEMORY_GIB"
-double db_memory_limit(int *from_env); /* bytes; *from_env (may be NULL) = 1 when the environment set it */
-/* DB_OK when bytes fit, else DB_ERR_ARGUMENT: "<what> would need X GiB of memory (<counts>), more than ..." */
-int db_check_memory(double bytes, const char *what, const char *counts, db_error *err);
+/* ---- memory before work (run_clients.h has the limit and the check) ---- */
 /* The same for a table block (ndirs tangent directions; 0: the primal tables), naming the counts behind it. */
 int db_check_table_memory(const db_sim *sim, int ndirs, double bytes, double nsources, db_error *err);
 /* The bytes a table builder (src/tables_impl.h) allocates at its peak for nsources sources and the plan's phi
@@ -190,28 +164,5 @@ double db_tables_bytes_n28(const db_sim *sim, double nsources);
 /* The source count the tables will hold: the -sourcefile's, or the divergence and dispersion grid's (before the
  * round-divergence cut, an upper bound). */
 double db_sim_source_count(const db_sim *sim);
-
-/* ---- for gradcheck and refinement (no writes into db_sim or db_config fields from outside) ---- */
-/* Evaluation choices of finite-difference checks: mosaic angles in double precision, SQUARE lattice factor in
- * its dh form in every run (README "Gradcheck"). */
-void db_sim_set_fd_mode(db_sim *sim, int mosaic_double, int dh_form);
-/* Replays the given run-level decisions in every later run (NULL: stop replaying). */
-int db_sim_force_decisions(db_sim *sim, const db_decisions *d, db_error *err);
-const db_decisions *db_sim_captured(const db_sim *sim);
-/* While decisions are forced: the phi step to use (rad), or the plan's when on == 0. */
-void db_sim_force_phistep(db_sim *sim, int on, double phistep);
-/* Per-selected-pixel decision logs, recorded or replayed by the next runs (NULL: none). */
-int db_sim_set_decision_logs(db_sim *sim, struct db_decision_log *logs, long count, db_error *err);
-/* The pixel index (s*fpixels + f) of each selected pixel, in order: out[count]. */
-void db_sim_selected_pixels(const db_sim *sim, long *out);
-const unsigned short *db_sim_mask(const db_sim *sim);
-/* The parameter values as a whole, to put back exactly what set_params moved. */
-typedef struct db_values {
-    db_config cfg;                        /* shallow: the same strings and mask as the simulation's */
-    db_plan plan;
-    double mat_cell_delta[6];
-} db_values;
-void db_sim_values_save(const db_sim *sim, db_values *v);
-int db_sim_values_restore(db_sim *sim, const db_values *v, db_error *err);
 
 #endif

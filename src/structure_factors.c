@@ -147,6 +147,8 @@ long db_sim_structure_factor_index(const db_sim *sim, int h, int k, int l)
     return column_of(sim, grid_of(t, h, k, l));
 }
 
+double db_sim_structure_factor_at(const db_sim *sim, long j) { return db_sim_F(sim)[db_sf_grid_at(sim, j)]; }
+
 long db_sim_get_structure_factors(const db_sim *sim, int *hkl, double *F, long capacity, db_error *err)
 {
     db_error_clear(err);

@@ -9,7 +9,7 @@
 
 #include "cli_harness.h"
 #include "dualbragg.h"
-#include "sim.h" /* db_sim_force_decisions, db_sim_captured: the replay gradcheck uses */
+#include "run_clients.h" /* db_sim_force_decisions, db_sim_captured: the replay gradcheck uses */
 #include "test_util.h"
 
 #include <dirent.h>

@@ -18,7 +18,7 @@
 #include "dualbragg.h"
 #include "cli_harness.h"
 #include "golden_case.h"
-#include "sim.h"
+#include "run_clients.h"
 #include "smv.h"
 #include "test_util.h"
 

@@ -24,7 +24,7 @@
 #include "dualbragg.h"
 #include "cli_harness.h"
 #include "golden_case.h"
-#include "sim.h" /* db_sim_selected_pixels */
+#include "run_clients.h" /* db_sim_selected_pixels */
 #include "observed.h"
 #include "smv.h"
 #include "test_util.h"

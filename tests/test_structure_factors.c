@@ -18,7 +18,7 @@
 #include "dualbragg.h"
 #include "cli_harness.h"
 #include "golden_case.h"
-#include "sim.h" /* db_sim_captured: where interpolation switched off */
+#include "run_clients.h" /* db_sim_captured: where interpolation switched off */
 #include "test_util.h"
 
 #include <math.h>

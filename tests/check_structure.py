@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""check_file_cycles.py: no two C files of the project call each other, directly or around a circle (issue 21: a
-new value should touch only what depends on it, in one direction). A file depends on another when it calls a
-db_* function the other defines (a definition: a line that starts with a type, names db_..., and opens a body).
-Static functions, headers' inline functions and calls through pointers (the renderer table) are not followed.
-Prints each circle's files and the calls that close it; exit 1 when there is one."""
+"""check_structure.py: two rules of the source tree's structure (issue 21); exit 1 when one is broken.
+1. No two C files call each other, directly or around a circle: a new value should touch only what depends on it,
+   in one direction. A file depends on another when it calls a db_* function the other defines (a definition: a
+   line that starts with a type, names db_..., and opens a body). Static functions, headers' inline functions and
+   calls through pointers (the renderer table) are not followed. Each circle is printed with the calls that close
+   it.
+2. struct db_sim (src/sim.h) is included only by the files that own it; gradcheck, refinement, the benches and the
+   tests read a simulation through src/run_clients.h."""
 import glob
 import os
 import re
@@ -63,4 +66,16 @@ for comp in comps:
             if b in calls[a]:
                 print("  %s -> %s: %s" % (rel(a), rel(b), ", ".join(sorted(calls[a][b])[:6])))
 print("%d files, %d calls between files, %d circles" % (len(files), sum(len(v) for v in calls.values()), len(comps)))
-sys.exit(1 if comps else 0)
+
+SIM_OWNERS = {"src/sim.c", "src/run.c", "src/values.c", "src/structure_factors.c", "src/engine_impl.h",
+              "src/tables_impl.h"}
+intruders = []
+for d in ("src", "refine", "gradcheck", "kernels", "bench", "tests", "examples"):
+    for f in sorted(glob.glob(os.path.join(root, d, "**", "*"), recursive=True)):
+        if not f.endswith((".c", ".h", ".cu", ".cuh")) or rel(f) in SIM_OWNERS:
+            continue
+        if re.search(r'^\s*#\s*include\s+"sim\.h"', open(f, encoding="utf-8", errors="replace").read(), re.M):
+            intruders.append(rel(f))
+for f in intruders:
+    print("includes sim.h without owning struct db_sim (use run_clients.h): " + f)
+sys.exit(1 if comps or intruders else 0)
