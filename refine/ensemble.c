@@ -45,7 +45,7 @@ typedef struct ensemble {
     int shared[DB_ENSEMBLE_MAX_PARAMS];
 } ensemble;
 
-/* The flags of a still's line that give a parameter its value directly (config.c's spellings): one of them on a
+/* The flags of a still's line that give a parameter its value directly (config_flags.c's spellings): one of them on a
  * line refuses the parameter in -refine_shared by name. Other ways (an -img header, another detector size moving
  * the default beam centre) are caught by comparing the stills' start values. */
 static const struct own_flags {

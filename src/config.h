@@ -132,6 +132,7 @@ typedef struct db_plan {
     double sample_x, sample_y, sample_z;  /* m, y and z clipped to the beam size (spec §3.2) */
 } db_plan;
 
+/* (src/plan.c) */
 int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
 
 /* What the configuration fixes instead of leaving free, each rule once: values.c refuses to set these, and the
@@ -163,5 +164,13 @@ int db_cells_from_size(const db_plan *plan, int axis);
  * that no output overwrites an input: fills up to DB_CONFIG_MAX_INPUTS paths and their flags, returns the count. */
 #define DB_CONFIG_MAX_INPUTS 6
 int db_config_input_files(const db_config *cfg, const char *paths[DB_CONFIG_MAX_INPUTS], const char *flags[DB_CONFIG_MAX_INPUTS]);
+
+/* v = (x, y, z): the conventions' vectors, in the defaults, the flags and the plan */
+static inline void db_vec3_set(double v[3], double x, double y, double z)
+{
+    v[0] = x;
+    v[1] = y;
+    v[2] = z;
+}
 
 #endif

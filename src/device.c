@@ -1,4 +1,4 @@
-/* device.c: the device names (device.h), a leaf: the parser (config.c) and the run layer (run.c) both read them. */
+/* device.c: the device names (device.h), a leaf: the parser (config_flags.c) and the run layer (run.c) both read them. */
 #include "device.h"
 
 #include <string.h>
