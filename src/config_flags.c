@@ -234,18 +234,22 @@ static int apply_smv_header(db_config *c, const char *path, int is_mask, db_erro
     return DB_OK;
 }
 
-static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
+/* The flags by group, each a switch over its flags' ids: NOT_THIS_GROUP for another group's flag, else DB_OK or
+ * the error, *used the values consumed. */
+#define NOT_THIS_GROUP (-1)
+
+/* The crystal, its orientation and size, and the structure factors */
+static int crystal_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
     double d, v3[3];
     long n;
     int rc = DB_OK;
     const char *flag = cur->argv[cur->i];
-    int used = 0; /* number of values consumed */
     switch (id) {
-    case F_HKL: rc = take_string(cur, "a .hkl file", &c->hkl_file); used = 1; break;
-    case F_DUMP: rc = take_string(cur, "a file name", &c->dump_file); used = 1; break;
-    case F_DEFAULT_F: rc = take_double(cur, "a structure factor", &c->default_F); used = 1; break;
-    case F_MAT: rc = take_string(cur, "a matrix file", &c->mat_file); used = 1; break;
+    case F_HKL: rc = take_string(cur, "a .hkl file", &c->hkl_file); *used = 1; break;
+    case F_DUMP: rc = take_string(cur, "a file name", &c->dump_file); *used = 1; break;
+    case F_DEFAULT_F: rc = take_double(cur, "a structure factor", &c->default_F); *used = 1; break;
+    case F_MAT: rc = take_string(cur, "a matrix file", &c->mat_file); *used = 1; break;
     case F_CELL: {
         double v[6] = {0, 0, 0, 0, 0, 0};
         int k = 0;
@@ -283,7 +287,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->cell_alpha = db_param_to_internal(DB_P_ALPHA, v[3]);
         c->cell_beta = db_param_to_internal(DB_P_BETA, v[4]);
         c->cell_gamma = db_param_to_internal(DB_P_GAMMA, v[5]);
-        used = k;
+        *used = k;
         break;
     }
     case F_MISSET:
@@ -292,7 +296,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (strcmp(cur->argv[cur->i + 1], "random") == 0 || strcmp(cur->argv[cur->i + 1], "rand") == 0) {
             c->misset_random = 1;
             c->misset_given = 1;
-            used = 1;
+            *used = 1;
             break;
         }
         rc = take_vec3(cur, "three angles in degrees or 'random'", v3);
@@ -300,9 +304,9 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->misset_random = 0;
         c->misset_given = 1;
         for (int k = 0; k < 3; k++) c->misset[k] = db_param_to_internal(DB_P_MISSET_X + k, v3[k]);
-        used = 3;
+        *used = 3;
         break;
-    case F_MISSET_SEED: rc = take_int(cur, "a seed", &n); c->misset_seed = -n; c->misset_seed_given = 1; used = 1; break;
+    case F_MISSET_SEED: rc = take_int(cur, "a seed", &n); c->misset_seed = -n; c->misset_seed_given = 1; *used = 1; break;
     /* real values are accepted (the reference truncates with atoi; integers behave exactly as there) */
     case F_N:
     case F_NA:
@@ -318,88 +322,114 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (id == F_N || id == F_NA) c->Na = d;
         if (id == F_N || id == F_NB) c->Nb = d;
         if (id == F_N || id == F_NC) c->Nc = d;
-        used = 1;
+        *used = 1;
         break;
-    case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / DB_MM_PER_M; used = 1; break;
-    case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / DB_MM_PER_M; used = 1; break;
-    case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / DB_MM_PER_M; used = 1; break;
-    case F_SAMPLE_Z: rc = take_double(cur, "a size in mm", &d); c->sample_z = d / DB_MM_PER_M; used = 1; break;
+    case F_SAMPLESIZE: rc = take_double(cur, "a size in mm", &d); c->sample_x = c->sample_y = c->sample_z = d / DB_MM_PER_M; *used = 1; break;
+    case F_SAMPLE_X: rc = take_double(cur, "a size in mm", &d); c->sample_x = d / DB_MM_PER_M; *used = 1; break;
+    case F_SAMPLE_Y: rc = take_double(cur, "a size in mm", &d); c->sample_y = d / DB_MM_PER_M; *used = 1; break;
+    case F_SAMPLE_Z: rc = take_double(cur, "a size in mm", &d); c->sample_z = d / DB_MM_PER_M; *used = 1; break;
     case F_IGNORED_1:
         rc = take_double(cur, "a number", &d);
         add_warning(c, "warning: %s is accepted for compatibility but has no effect\n", flag);
-        used = 1;
+        *used = 1;
         break;
     case F_IGNORED_0: add_warning(c, "warning: %s is accepted for compatibility but has no effect\n", flag); break;
     case F_STOLFILE:
         rc = need_args(cur, 1, "a file name");
         add_warning(c, "warning: %s is accepted for compatibility but has no effect (it belongs to nonBragg)\n", flag);
-        used = 1;
+        *used = 1;
         break;
-    case F_LAMBDA: rc = take_double(cur, "a wavelength in Angstrom", &d); c->lambda0 = db_param_to_internal(DB_P_LAMBDA, d); used = 1; break;
+    default: return NOT_THIS_GROUP;
+    }
+    return rc;
+}
+
+/* The beam: wavelength, spectrum, divergence, sources, photons; mosaic domains and phi */
+static int beam_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
+{
+    double d;
+    long n;
+    int rc = DB_OK;
+    const char *flag = cur->argv[cur->i];
+    switch (id) {
+    case F_LAMBDA: rc = take_double(cur, "a wavelength in Angstrom", &d); c->lambda0 = db_param_to_internal(DB_P_LAMBDA, d); *used = 1; break;
     case F_ENERGY:
         rc = take_double(cur, "a photon energy in eV", &d);
         if (!rc && !(d > 0.0)) return db_fail(cur->err, DB_ERR_GEOMETRY, "-energy must be positive (got %g eV)", d);
         c->lambda0 = (12398.42 / d) / 1.0e10;
-        used = 1;
+        *used = 1;
         break;
-    case F_DISPERSION: rc = take_double(cur, "a spread in percent", &d); c->dispersion = d / 100.0; used = 1; break;
+    case F_DISPERSION: rc = take_double(cur, "a spread in percent", &d); c->dispersion = d / 100.0; *used = 1; break;
     case F_DISPSTEPS:
         rc = take_int(cur, "a number of wavelengths", &n);
         if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-dispsteps must be a positive number of wavelengths (got %ld)", n);
         c->dispsteps = (int)n;
-        used = 1;
+        *used = 1;
         break;
-    case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / DB_MRAD_PER_RAD; used = 1; break;
-    case F_HDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = d / DB_MRAD_PER_RAD; used = 1; break;
-    case F_VDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->vdivrange = d / DB_MRAD_PER_RAD; used = 1; break;
-    case F_HDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->hdivstep = d / DB_MRAD_PER_RAD; used = 1; break;
-    case F_VDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->vdivstep = d / DB_MRAD_PER_RAD; used = 1; break;
-    case F_HDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = (int)n; used = 1; break;
-    case F_VDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->vdivsteps = (int)n; used = 1; break;
-    case F_DIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = c->vdivsteps = (int)n; used = 1; break;
+    case F_DIVERGENCE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = c->vdivrange = d / DB_MRAD_PER_RAD; *used = 1; break;
+    case F_HDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->hdivrange = d / DB_MRAD_PER_RAD; *used = 1; break;
+    case F_VDIVRANGE: rc = take_double(cur, "a range in mrad", &d); c->vdivrange = d / DB_MRAD_PER_RAD; *used = 1; break;
+    case F_HDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->hdivstep = d / DB_MRAD_PER_RAD; *used = 1; break;
+    case F_VDIVSTEP: rc = take_double(cur, "a step in mrad", &d); c->vdivstep = d / DB_MRAD_PER_RAD; *used = 1; break;
+    case F_HDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = (int)n; *used = 1; break;
+    case F_VDIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->vdivsteps = (int)n; *used = 1; break;
+    case F_DIVSTEPS: rc = take_int(cur, "a number of steps", &n); c->hdivsteps = c->vdivsteps = (int)n; *used = 1; break;
     case F_ROUND_DIV: c->round_div = 1; break;
     case F_SQUARE_DIV: c->round_div = 0; break;
-    case F_SOURCEFILE: rc = take_string(cur, "a source file", &c->source_file); used = 1; break;
+    case F_SOURCEFILE: rc = take_string(cur, "a source file", &c->source_file); *used = 1; break;
     case F_FLUENCE:
         rc = take_double(cur, "a fluence in photons/m^2", &d);
         if (!rc && d < 0.0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-fluence must not be negative (got %g photons/m^2)", d);
         c->fluence = d;
-        used = 1;
+        *used = 1;
         break;
-    case F_FLUX: rc = take_double(cur, "a flux in photons/s", &c->flux); used = 1; break;
-    case F_EXPOSURE: rc = take_double(cur, "a time in s", &c->exposure); used = 1; break;
-    case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / DB_MM_PER_M; used = 1; break;
+    case F_FLUX: rc = take_double(cur, "a flux in photons/s", &c->flux); *used = 1; break;
+    case F_EXPOSURE: rc = take_double(cur, "a time in s", &c->exposure); *used = 1; break;
+    case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / DB_MM_PER_M; *used = 1; break;
     case F_MOSAIC:
         rc = take_double(cur, "a spread in degrees", &d);
         if (!rc && d > DB_MAX_MOSAIC_DEG) /* config.h: rounded to float as in the reference */
             return db_fail(cur->err, DB_ERR_GEOMETRY, "%s expects a spread of at most %g degrees, got %s", flag,
                            DB_MAX_MOSAIC_DEG, cur->argv[cur->i + 1]);
         c->mosaic_spread = db_param_to_internal(DB_P_MOSAIC, d);
-        used = 1;
+        *used = 1;
         break;
     case F_MOSAIC_DOM:
         rc = take_int(cur, "a number of domains", &n);
         if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be a positive number of domains (got %ld)", flag, n);
         c->mosaic_domains = (int)n;
-        used = 1;
+        *used = 1;
         break;
-    case F_MOSAIC_SEED: rc = take_int(cur, "a seed", &n); c->mosaic_seed = -n; used = 1; break;
-    case F_PHI: rc = take_double(cur, "an angle in degrees", &d); c->phi0 = db_param_to_internal(DB_P_PHI0, d); used = 1; break;
-    case F_OSC: rc = take_double(cur, "an angle in degrees", &d); c->osc = db_param_to_internal(DB_P_OSC, d); used = 1; break;
-    case F_PHISTEP: rc = take_double(cur, "an angle in degrees", &d); c->phistep = d / DB_RTD; used = 1; break;
+    case F_MOSAIC_SEED: rc = take_int(cur, "a seed", &n); c->mosaic_seed = -n; *used = 1; break;
+    case F_PHI: rc = take_double(cur, "an angle in degrees", &d); c->phi0 = db_param_to_internal(DB_P_PHI0, d); *used = 1; break;
+    case F_OSC: rc = take_double(cur, "an angle in degrees", &d); c->osc = db_param_to_internal(DB_P_OSC, d); *used = 1; break;
+    case F_PHISTEP: rc = take_double(cur, "an angle in degrees", &d); c->phistep = d / DB_RTD; *used = 1; break;
     case F_PHISTEPS:
         rc = take_int(cur, "a number of steps", &n);
         if (!rc && n <= 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-phisteps must be a positive number of steps (got %ld)", n);
         c->phisteps = (int)n;
-        used = 1;
+        *used = 1;
         break;
-    case F_SPINDLE: rc = take_vec3(cur, "a vector x y z", c->spindle); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->distance = db_param_to_internal(DB_P_DISTANCE, d); c->pivot = DB_PIVOT_BEAM; used = 1; break;
-    case F_CLOSE_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->close_distance = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
-    case F_PIXEL: rc = take_double(cur, "a pixel size in mm", &d); c->pixel_size = d / DB_MM_PER_M; used = 1; break;
-    case F_DETSIZE: rc = take_double(cur, "a size in mm", &d); c->detsize_f = c->detsize_s = d / DB_MM_PER_M; used = 1; break;
-    case F_DETSIZE_F: rc = take_double(cur, "a size in mm", &d); c->detsize_f = d / DB_MM_PER_M; used = 1; break;
-    case F_DETSIZE_S: rc = take_double(cur, "a size in mm", &d); c->detsize_s = d / DB_MM_PER_M; used = 1; break;
+    case F_SPINDLE: rc = take_vec3(cur, "a vector x y z", c->spindle); c->convention = DB_CONV_CUSTOM; *used = 3; break;
+    default: return NOT_THIS_GROUP;
+    }
+    return rc;
+}
+
+/* The detector: distance, size, pixels, beam centre, conventions, axes, sensor, sampling, ROI */
+static int detector_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
+{
+    double d, v3[3];
+    long n;
+    int rc = DB_OK;
+    const char *flag = cur->argv[cur->i];
+    switch (id) {
+    case F_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->distance = db_param_to_internal(DB_P_DISTANCE, d); c->pivot = DB_PIVOT_BEAM; *used = 1; break;
+    case F_CLOSE_DISTANCE: rc = take_double(cur, "a distance in mm", &d); c->close_distance = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; *used = 1; break;
+    case F_PIXEL: rc = take_double(cur, "a pixel size in mm", &d); c->pixel_size = d / DB_MM_PER_M; *used = 1; break;
+    case F_DETSIZE: rc = take_double(cur, "a size in mm", &d); c->detsize_f = c->detsize_s = d / DB_MM_PER_M; *used = 1; break;
+    case F_DETSIZE_F: rc = take_double(cur, "a size in mm", &d); c->detsize_f = d / DB_MM_PER_M; *used = 1; break;
+    case F_DETSIZE_S: rc = take_double(cur, "a size in mm", &d); c->detsize_s = d / DB_MM_PER_M; *used = 1; break;
     case F_DETPIXELS:
     case F_DETPIXELS_F:
     case F_DETPIXELS_S:
@@ -409,30 +439,30 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (n <= 0 || n > 1000000) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be a positive number of pixels (got %ld)", flag, n);
         if (id != F_DETPIXELS_S) c->fpixels = (int)n;
         if (id != F_DETPIXELS_F) c->spixels = (int)n;
-        used = 1;
+        *used = 1;
         break;
-    case F_XBEAM: rc = take_double(cur, "a position in mm", &d); c->Xbeam = db_param_to_internal(DB_P_XBEAM, d); c->pivot = DB_PIVOT_BEAM; used = 1; break;
-    case F_YBEAM: rc = take_double(cur, "a position in mm", &d); c->Ybeam = db_param_to_internal(DB_P_YBEAM, d); c->pivot = DB_PIVOT_BEAM; used = 1; break;
-    case F_XCLOSE: rc = take_double(cur, "a position in mm", &d); c->Xclose = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
-    case F_YCLOSE: rc = take_double(cur, "a position in mm", &d); c->Yclose = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
-    case F_ORGX: rc = take_double(cur, "a position in pixels", &c->ORGX); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
-    case F_ORGY: rc = take_double(cur, "a position in pixels", &c->ORGY); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_XBEAM: rc = take_double(cur, "a position in mm", &d); c->Xbeam = db_param_to_internal(DB_P_XBEAM, d); c->pivot = DB_PIVOT_BEAM; *used = 1; break;
+    case F_YBEAM: rc = take_double(cur, "a position in mm", &d); c->Ybeam = db_param_to_internal(DB_P_YBEAM, d); c->pivot = DB_PIVOT_BEAM; *used = 1; break;
+    case F_XCLOSE: rc = take_double(cur, "a position in mm", &d); c->Xclose = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; *used = 1; break;
+    case F_YCLOSE: rc = take_double(cur, "a position in mm", &d); c->Yclose = d / DB_MM_PER_M; c->pivot = DB_PIVOT_SAMPLE; *used = 1; break;
+    case F_ORGX: rc = take_double(cur, "a position in pixels", &c->ORGX); c->pivot = DB_PIVOT_SAMPLE; *used = 1; break;
+    case F_ORGY: rc = take_double(cur, "a position in pixels", &c->ORGY); c->pivot = DB_PIVOT_SAMPLE; *used = 1; break;
     case F_MOSFLM: c->convention = DB_CONV_MOSFLM; c->pivot = DB_PIVOT_BEAM; break;
     case F_DENZO: c->convention = DB_CONV_DENZO; c->pivot = DB_PIVOT_BEAM; break;
     case F_ADXV: c->convention = DB_CONV_ADXV; c->pivot = DB_PIVOT_BEAM; break;
     case F_XDS: c->convention = DB_CONV_XDS; c->pivot = DB_PIVOT_SAMPLE; break;
     case F_DIALS: c->convention = DB_CONV_DIALS; c->pivot = DB_PIVOT_BEAM; break;
-    case F_FDET: rc = take_vec3(cur, "a vector x y z", c->fdet_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_SDET: rc = take_vec3(cur, "a vector x y z", c->sdet_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_ODET: rc = take_vec3(cur, "a vector x y z", c->odet_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_BEAMV: rc = take_vec3(cur, "a vector x y z", c->beam_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_POLARV: rc = take_vec3(cur, "a vector x y z", c->polar_vector); c->convention = DB_CONV_CUSTOM; used = 3; break;
-    case F_TWOTHETA_AXIS: rc = take_vec3(cur, "a vector x y z", c->twotheta_axis); c->convention = DB_CONV_CUSTOM; used = 3; break;
+    case F_FDET: rc = take_vec3(cur, "a vector x y z", c->fdet_vector); c->convention = DB_CONV_CUSTOM; *used = 3; break;
+    case F_SDET: rc = take_vec3(cur, "a vector x y z", c->sdet_vector); c->convention = DB_CONV_CUSTOM; *used = 3; break;
+    case F_ODET: rc = take_vec3(cur, "a vector x y z", c->odet_vector); c->convention = DB_CONV_CUSTOM; *used = 3; break;
+    case F_BEAMV: rc = take_vec3(cur, "a vector x y z", c->beam_vector); c->convention = DB_CONV_CUSTOM; *used = 3; break;
+    case F_POLARV: rc = take_vec3(cur, "a vector x y z", c->polar_vector); c->convention = DB_CONV_CUSTOM; *used = 3; break;
+    case F_TWOTHETA_AXIS: rc = take_vec3(cur, "a vector x y z", c->twotheta_axis); c->convention = DB_CONV_CUSTOM; *used = 3; break;
     case F_PIX0:
         rc = take_vec3(cur, "a vector x y z", v3);
         c->convention = DB_CONV_CUSTOM;
         add_warning(c, "warning: %s has no effect on the image (the reference recomputes pix0); it only selects the CUSTOM convention\n", flag);
-        used = 3;
+        *used = 3;
         break;
     case F_PIVOT:
         rc = need_args(cur, 1, "'sample' or 'beam'");
@@ -440,12 +470,12 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (strcmp(cur->argv[cur->i + 1], "sample") == 0) c->pivot = c->pivot_flag = DB_PIVOT_SAMPLE;
         else if (strcmp(cur->argv[cur->i + 1], "beam") == 0) c->pivot = c->pivot_flag = DB_PIVOT_BEAM;
         else return db_fail(cur->err, DB_ERR_ARGUMENT, "-pivot expects 'sample' or 'beam', got '%s'", cur->argv[cur->i + 1]);
-        used = 1;
+        *used = 1;
         break;
-    case F_ROTX: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotx = db_param_to_internal(DB_P_ROTX, d); used = 1; break;
-    case F_ROTY: rc = take_double(cur, "an angle in degrees", &d); c->detector_roty = db_param_to_internal(DB_P_ROTY, d); used = 1; break;
-    case F_ROTZ: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotz = db_param_to_internal(DB_P_ROTZ, d); used = 1; break;
-    case F_TWOTHETA: rc = take_double(cur, "an angle in degrees", &d); c->detector_twotheta = db_param_to_internal(DB_P_TWOTHETA, d); c->pivot = DB_PIVOT_SAMPLE; used = 1; break;
+    case F_ROTX: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotx = db_param_to_internal(DB_P_ROTX, d); *used = 1; break;
+    case F_ROTY: rc = take_double(cur, "an angle in degrees", &d); c->detector_roty = db_param_to_internal(DB_P_ROTY, d); *used = 1; break;
+    case F_ROTZ: rc = take_double(cur, "an angle in degrees", &d); c->detector_rotz = db_param_to_internal(DB_P_ROTZ, d); *used = 1; break;
+    case F_TWOTHETA: rc = take_double(cur, "an angle in degrees", &d); c->detector_twotheta = db_param_to_internal(DB_P_TWOTHETA, d); c->pivot = DB_PIVOT_SAMPLE; *used = 1; break;
     case F_CURVED: c->curved_detector = 1; break;
     case F_POINT_PIXEL: c->point_pixel = 1; break;
     case F_DET_ABS:
@@ -463,23 +493,23 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         } else {
             c->detector_mu = 1.0 / (d * 1e-6);
         }
-        used = 1;
+        *used = 1;
         break;
-    case F_DET_THICK: rc = take_double(cur, "a thickness in um", &d); c->detector_thick = d * 1e-6; used = 1; break;
-    case F_DET_THICKSTEPS: rc = take_int(cur, "a number of layers", &n); c->detector_thicksteps = (int)n; used = 1; break;
+    case F_DET_THICK: rc = take_double(cur, "a thickness in um", &d); c->detector_thick = d * 1e-6; *used = 1; break;
+    case F_DET_THICKSTEPS: rc = take_int(cur, "a number of layers", &n); c->detector_thicksteps = (int)n; *used = 1; break;
     case F_OVERSAMPLE:
         rc = take_int(cur, "a number of sub-pixels per pixel edge", &n);
         if (!rc && n <= 0)
             return db_fail(cur->err, DB_ERR_GEOMETRY, "-oversample must be a positive number of sub-pixels per pixel edge (got %ld)", n);
         c->oversample = (int)n;
-        used = 1;
+        *used = 1;
         break;
     case F_OS_THICK: c->oversample_thick = 1; break;
     case F_OS_POLAR: c->oversample_polar = 1; break;
     case F_OS_OMEGA: c->oversample_omega = 1; break;
-    case F_POLAR: rc = take_double(cur, "a Kahn factor", &c->polarization); c->nopolar = 0; used = 1; break;
+    case F_POLAR: rc = take_double(cur, "a Kahn factor", &c->polarization); c->nopolar = 0; *used = 1; break;
     case F_NOPOLAR: c->nopolar = 1; break;
-    case F_DMIN: rc = take_double(cur, "a resolution in Angstrom", &d); c->dmin = d * 1e-10; used = 1; break;
+    case F_DMIN: rc = take_double(cur, "a resolution in Angstrom", &d); c->dmin = d * 1e-10; *used = 1; break;
     case F_ROI: {
         long r[4];
         rc = need_args(cur, 4, "xmin xmax ymin ymax in pixels");
@@ -491,32 +521,44 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->roi_xmax = (int)r[1];
         c->roi_ymin = (int)r[2];
         c->roi_ymax = (int)r[3];
-        used = 4;
+        *used = 4;
         break;
     }
-    case F_MASK: rc = take_string(cur, "an SMV mask file", &c->mask_file); used = 1; break;
-    case F_IMG: rc = take_string(cur, "an SMV image file", &c->img_file); used = 1; break;
+    default: return NOT_THIS_GROUP;
+    }
+    return rc;
+}
+
+/* Spot shape, interpolation, water, the output files and their scaling, noise, run control */
+static int output_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
+{
+    double d;
+    long n;
+    int rc = DB_OK;
+    switch (id) {
+    case F_MASK: rc = take_string(cur, "an SMV mask file", &c->mask_file); *used = 1; break;
+    case F_IMG: rc = take_string(cur, "an SMV image file", &c->img_file); *used = 1; break;
     case F_ROUND_XTAL: c->shape = DB_SHAPE_ROUND; break;
     case F_SQUARE_XTAL: c->shape = DB_SHAPE_SQUARE; break;
     case F_GAUSS_XTAL: c->shape = DB_SHAPE_GAUSS; break;
     case F_TOPHAT: c->shape = DB_SHAPE_TOPHAT; break;
-    case F_FUDGE: rc = take_double(cur, "a factor", &c->fudge); used = 1; break;
+    case F_FUDGE: rc = take_double(cur, "a factor", &c->fudge); *used = 1; break;
     case F_INTERPOLATE: c->interpolate = 1; break;
     case F_NOINTERPOLATE: c->interpolate = 0; break;
-    case F_WATER: rc = take_double(cur, "a size in um", &d); c->water_size = d / 1e6; used = 1; break;
-    case F_FLOATFILE: rc = take_string(cur, "a file name", &c->float_file); used = 1; break;
-    case F_INTFILE: rc = take_string(cur, "a file name", &c->int_file); used = 1; break;
-    case F_PGMFILE: rc = take_string(cur, "a file name", &c->pgm_file); c->write_pgm = 1; used = 1; break;
-    case F_NOISEFILE: rc = take_string(cur, "a file name", &c->noise_file); c->write_noise = 1; used = 1; break;
-    case F_FLOATFILE64: rc = take_string(cur, "a file name", &c->float64_file); used = 1; break;
-    case F_PNGFILE: rc = take_string(cur, "a file name", &c->png_file); used = 1; break;
+    case F_WATER: rc = take_double(cur, "a size in um", &d); c->water_size = d / 1e6; *used = 1; break;
+    case F_FLOATFILE: rc = take_string(cur, "a file name", &c->float_file); *used = 1; break;
+    case F_INTFILE: rc = take_string(cur, "a file name", &c->int_file); *used = 1; break;
+    case F_PGMFILE: rc = take_string(cur, "a file name", &c->pgm_file); c->write_pgm = 1; *used = 1; break;
+    case F_NOISEFILE: rc = take_string(cur, "a file name", &c->noise_file); c->write_noise = 1; *used = 1; break;
+    case F_FLOATFILE64: rc = take_string(cur, "a file name", &c->float64_file); *used = 1; break;
+    case F_PNGFILE: rc = take_string(cur, "a file name", &c->png_file); *used = 1; break;
     case F_GRADPNG: c->grad_png = 1; break;
     case F_NONOISE: c->write_noise = 0; break;
     case F_NOPGM: c->write_pgm = 0; break;
-    case F_SCALE: rc = take_double(cur, "a scale factor", &c->intfile_scale); used = 1; break;
-    case F_PGMSCALE: rc = take_double(cur, "a scale factor", &c->pgm_scale); c->write_pgm = 1; used = 1; break;
-    case F_ADC: rc = take_double(cur, "an offset", &c->adc_offset); used = 1; break;
-    case F_SEED: rc = take_int(cur, "a seed", &n); c->seed = -n; c->seed_given = 1; used = 1; break;
+    case F_SCALE: rc = take_double(cur, "a scale factor", &c->intfile_scale); *used = 1; break;
+    case F_PGMSCALE: rc = take_double(cur, "a scale factor", &c->pgm_scale); c->write_pgm = 1; *used = 1; break;
+    case F_ADC: rc = take_double(cur, "an offset", &c->adc_offset); *used = 1; break;
+    case F_SEED: rc = take_int(cur, "a seed", &n); c->seed = -n; c->seed_given = 1; *used = 1; break;
     case F_PRINTOUT: c->printout = 1; break;
     case F_PRINTOUT_PIXEL: {
         long f, s;
@@ -525,7 +567,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         c->printout = 1;
         c->printout_fpixel = (int)f;
         c->printout_spixel = (int)s;
-        used = 2;
+        *used = 2;
         break;
     }
     case F_NOPROGRESS: c->progress = 0; break;
@@ -535,18 +577,18 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (rc) return rc;
         int tmp[64];
         if (db_param_parse_list(c->grad_list, tmp, cur->err) < 0) return cur->err ? cur->err->code : DB_ERR_ARGUMENT;
-        used = 1;
+        *used = 1;
         break;
     }
-    case F_GRADPREFIX: rc = take_string(cur, "a file-name prefix", &c->grad_prefix); used = 1; break;
-    case F_BOXES: rc = take_string(cur, "a file of 'xmin xmax ymin ymax' lines", &c->boxes_file); used = 1; break;
-    case F_GRAD_F: rc = take_string(cur, "a file name", &c->grad_F_file); used = 1; break;
+    case F_GRADPREFIX: rc = take_string(cur, "a file-name prefix", &c->grad_prefix); *used = 1; break;
+    case F_BOXES: rc = take_string(cur, "a file of 'xmin xmax ymin ymax' lines", &c->boxes_file); *used = 1; break;
+    case F_GRAD_F: rc = take_string(cur, "a file name", &c->grad_F_file); *used = 1; break;
     case F_GRAD_CHUNK:
         rc = take_int(cur, "a number of directions per pass", &n);
         if (!rc && (n < 1 || n > DB_MAX_CHUNK))
             return db_fail(cur->err, DB_ERR_ARGUMENT, "-grad_chunk expects 1 to %d, got %ld", DB_MAX_CHUNK, n);
         c->grad_chunk = (int)n;
-        used = 1;
+        *used = 1;
         break;
     case F_TRACE_PIXEL: {
         long f, s2;
@@ -555,7 +597,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (f < 0 || s2 < 0) return db_fail(cur->err, DB_ERR_GEOMETRY, "-trace_pixel expects pixel indices >= 0, got %ld %ld", f, s2);
         c->trace_fpixel = (int)f;
         c->trace_spixel = (int)s2;
-        used = 2;
+        *used = 2;
         break;
     }
     case F_DEVICE: {
@@ -565,7 +607,7 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         const int id = db_device_from_name(v);
         if (id < 0) return db_fail(cur->err, DB_ERR_ARGUMENT, "-device expects " DB_DEVICE_NAMES ", got '%s'", v);
         c->device = id;
-        used = 1;
+        *used = 1;
         break;
     }
     case F_PHI_CARRYOVER:
@@ -574,9 +616,21 @@ static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
         if (strcmp(cur->argv[cur->i + 1], "on") == 0) c->phi_carryover = 1;
         else if (strcmp(cur->argv[cur->i + 1], "off") == 0) c->phi_carryover = 0;
         else return db_fail(cur->err, DB_ERR_ARGUMENT, "-phi_carryover expects 'on' or 'off', got '%s'", cur->argv[cur->i + 1]);
-        used = 1;
+        *used = 1;
         break;
+    default: return NOT_THIS_GROUP;
     }
+    return rc;
+}
+
+static int handle_flag(db_config *c, arg_cursor *cur, flag_id id)
+{
+    static int (*const groups[])(db_config *, arg_cursor *, flag_id, int *) = {crystal_flags, beam_flags,
+                                                                               detector_flags, output_flags};
+    int used = 0, rc = NOT_THIS_GROUP; /* number of values consumed */
+    for (size_t g = 0; rc == NOT_THIS_GROUP && g < sizeof groups / sizeof groups[0]; g++) rc = groups[g](c, cur, id, &used);
+    if (rc == NOT_THIS_GROUP) /* every id of the table has its case (a new one without one is a bug) */
+        return db_fail(cur->err, DB_ERR_INTERNAL, "%s: no handler for this flag", cur->argv[cur->i]);
     if (rc) return rc;
     cur->i += used;
     return DB_OK;

@@ -116,9 +116,10 @@ int db_cells_from_size(const db_plan *p, int axis)
     return (axis == 0 ? p->sample_x : axis == 1 ? p->sample_y : p->sample_z) > 0;
 }
 
-int db_make_plan(const db_config *c, db_plan *p, db_error *err)
+/* The detector: the flags' checks, its size in pixels, the mask's size, the -roi, -trace_pixel and -printout_pixel
+ * on it (the errors in the order a user meets them) */
+static int plan_detector(const db_config *c, db_plan *p, db_error *err)
 {
-    memset(p, 0, sizeof *p);
     if (!(c->pixel_size > 0.0))
         return db_fail(err, DB_ERR_GEOMETRY, "-pixel must be positive (got %g mm)", c->pixel_size * DB_MM_PER_M);
     int rc;
@@ -149,13 +150,6 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     if (c->printout_fpixel >= p->fpixels || c->printout_spixel >= p->spixels)
         return db_fail(err, DB_ERR_GEOMETRY, "-printout_pixel %d %d is outside the %d x %d detector", c->printout_fpixel,
                        c->printout_spixel, p->fpixels, p->spixels);
-    p->fluence = c->fluence;
-    if (db_fluence_from_flux(c)) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
-    p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
-    p->sample_x = c->sample_x;
-    p->sample_y = c->beamsize >= 0 && c->beamsize < c->sample_y ? c->beamsize : c->sample_y;
-    p->sample_z = c->beamsize >= 0 && c->beamsize < c->sample_z ? c->beamsize : c->sample_z;
-
     /* a given -roi lies on the detector, as a -boxes box must (the reference clips it silently) */
     if (c->roi_xmin >= 0 && !(c->roi_xmin <= c->roi_xmax && c->roi_xmax < p->fpixels && c->roi_ymin <= c->roi_ymax &&
                               c->roi_ymax < p->spixels)) {
@@ -180,7 +174,12 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
                                  (c->mask && c->mask[(size_t)c->trace_spixel * p->fpixels + c->trace_fpixel] == 0)))
         return db_fail(err, DB_ERR_GEOMETRY, "-trace_pixel %d %d is outside the ROI or masked: it is not rendered",
                        c->trace_fpixel, c->trace_spixel);
+    return DB_OK;
+}
 
+/* The axes of the convention (or as given) made unit, and the beam centre's rules (beam_centre.h) */
+static void plan_axes(const db_config *c, db_plan *p)
+{
     memcpy(p->beam, c->beam_vector, sizeof p->beam);
     memcpy(p->fdet, c->fdet_vector, sizeof p->fdet);
     memcpy(p->sdet, c->sdet_vector, sizeof p->sdet);
@@ -256,6 +255,18 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     p->Sclose = bc.Sclose.v;
     p->Fbeam = bc.Fbeam.v;
     p->Sbeam = bc.Sbeam.v;
+}
+
+/* The photons and the crystal's size clipped to the beam; the samplings of phi, divergence, dispersion and the
+ * detector's layers (resolve_sampling); the mosaic domains */
+static int plan_sampling(const db_config *c, db_plan *p, db_error *err)
+{
+    p->fluence = c->fluence;
+    if (db_fluence_from_flux(c)) p->fluence = c->flux * c->exposure / c->beamsize / c->beamsize;
+    p->flux = c->exposure > 0.0 ? p->fluence / c->exposure * c->beamsize * c->beamsize : c->flux;
+    p->sample_x = c->sample_x;
+    p->sample_y = c->beamsize >= 0 && c->beamsize < c->sample_y ? c->beamsize : c->sample_y;
+    p->sample_z = c->beamsize >= 0 && c->beamsize < c->sample_z ? c->beamsize : c->sample_z;
 
     /* phi sampling */
     int phisteps = c->phisteps;
@@ -328,7 +339,16 @@ int db_make_plan(const db_config *c, db_plan *p, db_error *err)
     }
     p->mosaic_domains = dom;
     p->mosaic_spread = spread;
+    return DB_OK;
+}
 
+int db_make_plan(const db_config *c, db_plan *p, db_error *err)
+{
+    memset(p, 0, sizeof *p);
+    int rc = plan_detector(c, p, err);
+    if (rc) return rc;
+    plan_axes(c, p);
+    if ((rc = plan_sampling(c, p, err))) return rc;
     if (!c->user_cell && !c->mat_file)
         return db_fail(err, DB_ERR_ARGUMENT, "no crystal: give -cell a b c alpha beta gamma or -mat FILE");
     return DB_OK;
