@@ -483,6 +483,18 @@ static void test_dense_equivalence(void **state)
     free(P);
 }
 
+/* still s's block, linearised at (x_s, y_s, F) and eliminated at lambda */
+static db_elm_block *eliminated_block(const db_elm_problem *pr, int s, const double *x_s, const double *y_s,
+                                      const double *F, double lambda)
+{
+    db_elm_block *b = NULL;
+    db_error err = {0};
+    assert_int_equal(db_elm_block_new(pr, s, &b, &err), DB_OK);
+    assert_int_equal(db_elm_block_linearise(b, x_s, y_s, F, &err), DB_OK);
+    assert_int_equal(db_elm_block_eliminate(b, lambda), 1);
+    return b;
+}
+
 /* ---- 3. determinism of the reduction */
 static void test_partition_bits(void **state)
 {
@@ -499,16 +511,10 @@ static void test_partition_bits(void **state)
     const long *cols[MAXS];
     long xo = 0;
     for (int s = 0; s < S; s++) {
-        assert_int_equal(db_elm_block_new(&pr, s, &all[s], &err), DB_OK);
-        assert_int_equal(db_elm_block_linearise(all[s], x + xo, y + s * NG, F, &err), DB_OK);
-        assert_int_equal(db_elm_block_eliminate(all[s], 1e-3), 1);
+        all[s] = eliminated_block(&pr, s, x + xo, y + s * NG, F, 1e-3);
         counts[s] = db_elm_block_columns(all[s], &cols[s]);
-        second[s] = NULL;
-        if (s >= half) { /* "rank 1": its own blocks for its stills */
-            assert_int_equal(db_elm_block_new(&pr, s, &second[s], &err), DB_OK);
-            assert_int_equal(db_elm_block_linearise(second[s], x + xo, y + s * NG, F, &err), DB_OK);
-            assert_int_equal(db_elm_block_eliminate(second[s], 1e-3), 1);
-        }
+        /* "rank 1": its own blocks for its stills */
+        second[s] = s >= half ? eliminated_block(&pr, s, x + xo, y + s * NG, F, 1e-3) : NULL;
         xo += P->p[s];
     }
     db_elm_reduced *R0, *R1, *R2;
@@ -1850,9 +1856,7 @@ static void test_resolve(void **state)
     const long *cols[MAXS];
     xoff[0] = 0;
     for (int s = 0; s < S; s++) {
-        assert_int_equal(db_elm_block_new(&pr, s, &blk[s], &err), DB_OK);
-        assert_int_equal(db_elm_block_linearise(blk[s], x + xoff[s], y + s * NG, F, &err), DB_OK);
-        assert_int_equal(db_elm_block_eliminate(blk[s], lambda), 1);
+        blk[s] = eliminated_block(&pr, s, x + xoff[s], y + s * NG, F, lambda);
         counts[s] = db_elm_block_columns(blk[s], &cols[s]);
         xoff[s + 1] = xoff[s] + P->p[s];
     }
