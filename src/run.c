@@ -708,10 +708,6 @@ static void compute_stats(db_sim *sim, const float *image, const double *values)
 
 /* ---- the public runs ---- */
 
-#ifdef DB_HAVE_AVX2_ENGINES
-/* DUALBRAGG_NO_AVX2 in the environment forces the portable engines (for comparisons) */
-static int have_avx2(void) { return __builtin_cpu_supports("avx2") && !getenv("DUALBRAGG_NO_AVX2"); }
-#endif
 
 /* ---- the decisions a run captures and gradcheck replays ---- */
 
@@ -741,22 +737,23 @@ int db_decisions_copy(db_decisions *dst, const db_decisions *src)
 
 int db_sim_use_device(db_sim *sim, int device, db_error *err)
 {
-    char name[128] = "", why[256] = "";
-    if (device == DB_DEVICE_CUDA || device == DB_DEVICE_AUTO) {
-        if (db_cuda_usable(name, sizeof name, why, sizeof why)) {
-            sim->device = DB_DEVICE_CUDA;
-            snprintf(sim->device_name, sizeof sim->device_name, "cuda (%s)", name);
-            return DB_OK;
-        }
-        if (device == DB_DEVICE_CUDA) return db_fail(err, DB_ERR_DEVICE, "-device cuda: %s", why);
-        sim->device = DB_DEVICE_CPU;
-        snprintf(sim->device_name, sizeof sim->device_name, "cpu (-device auto: %s)", why);
-        return DB_OK;
+    char what[128] = "", why[256] = "";
+    const db_device_backend *b = db_device_backend_of(device == DB_DEVICE_AUTO ? DB_DEVICE_CUDA : device);
+    if (!b) return db_fail(err, DB_ERR_ARGUMENT, "unknown device %d", device);
+    if (b->usable && !b->usable(what, sizeof what, why, sizeof why)) {
+        if (device != DB_DEVICE_AUTO) return db_fail(err, DB_ERR_DEVICE, "-device %s: %s", b->name, why);
+        b = db_device_backend_of(DB_DEVICE_CPU); /* auto: the GPU when usable, else the CPU, saying why */
+        snprintf(what, sizeof what, "-device auto: %s", why);
     }
-    if (device != DB_DEVICE_CPU && device != DB_DEVICE_EMULATE)
-        return db_fail(err, DB_ERR_ARGUMENT, "unknown device %d", device);
-    sim->device = device;
-    snprintf(sim->device_name, sizeof sim->device_name, "%s", device == DB_DEVICE_CPU ? "cpu" : "emulate");
+    /* a context the previous device's renderers left goes with it */
+    const db_device_backend *was = db_device_backend_of(sim->device);
+    if (was && was != b && was->context_free && sim->device_ctx) {
+        was->context_free(sim->device_ctx);
+        sim->device_ctx = NULL;
+    }
+    sim->device = b->id;
+    if (what[0]) snprintf(sim->device_name, sizeof sim->device_name, "%s (%s)", b->name, what);
+    else snprintf(sim->device_name, sizeof sim->device_name, "%s", b->name);
     return DB_OK;
 }
 
@@ -778,37 +775,6 @@ int db_sim_set_device(db_sim *sim, const char *device, db_error *err)
 }
 
 const char *db_sim_device(const db_sim *sim) { return sim ? sim->device_name : ""; }
-
-/* The GPU renderers (and their emulation) for a pass of ndirs <= DB_GPU_MAX_DIRS directions. Decision logs
- * (gradcheck's finite-difference points) are recorded and replayed on the CPU only. */
-static const db_renderer *gpu_renderer(const db_sim *sim, int ndirs)
-{
-    /* 2 and 3 directions run on the 4-direction kernel, 5 to 12 on the 12-direction one (README "GPU") */
-    const int k = ndirs <= 0 ? 0 : ndirs == 1 ? 1 : ndirs <= 4 ? 2 : 3;
-#ifdef DB_HAVE_CUDA
-    static const db_renderer *const cuda[4] = {&db_cuda_renderer_n0, &db_cuda_renderer_n1, &db_cuda_renderer_n4,
-                                               &db_cuda_renderer_n12};
-    if (sim->device == DB_DEVICE_CUDA) return cuda[k];
-#endif
-    static const db_renderer *const emul[4] = {&db_emul_renderer_n0, &db_emul_renderer_n1, &db_emul_renderer_n4,
-                                               &db_emul_renderer_n12};
-    if (sim->device == DB_DEVICE_EMULATE) return emul[k];
-    return NULL;
-}
-
-/* The CPU renderer for a pass of ndirs directions. */
-static const db_renderer *cpu_renderer(int ndirs)
-{
-#ifdef DB_HAVE_AVX2_ENGINES
-    if (ndirs <= 0 && have_avx2()) return &db_cpu_renderer_n0_avx2;
-#endif
-    if (ndirs <= 0) return &db_cpu_renderer_n0;
-    if (ndirs <= 1) return &db_cpu_renderer_n1;
-#ifdef DB_HAVE_AVX2_ENGINES
-    if (have_avx2()) return ndirs <= 4 ? &db_cpu_renderer_n4_avx2 : ndirs <= 12 ? &db_cpu_renderer_n12_avx2 : &db_cpu_renderer_n28_avx2;
-#endif
-    return ndirs <= 4 ? &db_cpu_renderer_n4 : ndirs <= 12 ? &db_cpu_renderer_n12 : &db_cpu_renderer_n28;
-}
 
 int db_sim_set_chunk(db_sim *sim, int k)
 {
@@ -842,17 +808,18 @@ static int run_all(db_sim *sim, const int *params, int nparams, run_out *out, si
     int rc = db_sim_selection(sim, err);
     if (!rc) rc = check_work(sim, err);
     if (rc) return rc;
-    const int gpu = sim->device != DB_DEVICE_CPU && !sim->logs;
-    if (nparams == 0) return run_pass(sim, gpu ? gpu_renderer(sim, 0) : cpu_renderer(0), NULL, out, err);
-    int chunk = sim->chunk > 0 ? sim->chunk : gpu ? DB_GPU_DEFAULT_CHUNK : DB_MAX_CHUNK;
-    if (gpu && chunk > DB_GPU_MAX_DIRS) chunk = DB_GPU_MAX_DIRS;
+    const db_device_backend *b = db_device_backend_of(sim->device);
+    if (sim->logs && !b->supports(DB_FEATURE_DECISION_LOGS)) b = db_device_backend_of(DB_DEVICE_CPU);
+    if (nparams == 0) return run_pass(sim, b->renderer(0), NULL, out, err);
+    int chunk = sim->chunk > 0 ? sim->chunk : b->default_chunk;
+    if (chunk > b->max_chunk) chunk = b->max_chunk;
     double *tangents = out->tangents;
     db_fjac_buf *fjac = out->fjac;
     for (int first = 0; first < nparams && !rc; first += chunk) {
         db_pass pass = make_pass(params + first, nparams - first < chunk ? nparams - first : chunk);
         out->tangents = tangents ? tangents + (size_t)first * ld_images : NULL;
         out->fjac = first == 0 ? fjac : NULL; /* the F-Jacobian once, with the first pass */
-        rc = run_pass(sim, gpu ? gpu_renderer(sim, pass.ndirs) : cpu_renderer(pass.ndirs), &pass, out, err);
+        rc = run_pass(sim, b->renderer(pass.ndirs), &pass, out, err);
     }
     out->tangents = tangents;
     out->fjac = fjac;
@@ -950,7 +917,7 @@ int db_sim_run_selected_F(db_sim *sim, const int *params, int nparams, double *v
     if (!sim || !values || !fjac)
         return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected_F: no simulation, values buffer or F-Jacobian");
     fjac->rows = fjac->cols = fjac->nnz = 0; /* its arrays are kept for reuse */
-    if (sim->device != DB_DEVICE_CPU)
+    if (!db_device_backend_of(sim->device)->supports(DB_FEATURE_F_JACOBIAN))
         return db_fail(err, DB_ERR_DEVICE,
                        "the structure-factor Jacobian is computed by the CPU renderers only: this simulation renders on "
                        "%s (use -device cpu)", sim->device_name);

@@ -185,7 +185,8 @@ void db_sim_destroy(db_sim *sim)
     if (!sim) return;
     db_sim_free_blocks(sim);
     db_sim_free_selection(sim);
-    db_cuda_context_free(sim->device_ctx);
+    const db_device_backend *b = db_device_backend_of(sim->device);
+    if (b && b->context_free) b->context_free(sim->device_ctx);
     free(sim->boxes);
     db_decisions_free(&sim->captured);
     db_decisions_free(&sim->forced);

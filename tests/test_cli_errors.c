@@ -1088,7 +1088,8 @@ static void test_fdump_read_without_hkl(void **state)
 
 /* -device: a bad keyword is refused; cuda without a usable GPU (or in a build without CUDA) is one line naming the
  * reason, exit 1, and no output. On a machine with a usable GPU that second check cannot apply, and says so; there
- * -grad_F with -device cuda is checked instead (refused before the image renders: exit 2, no output). */
+ * -grad_F with -device cuda is checked instead (refused before the image renders: exit 2, no output). -grad_F with
+ * -device emulate is refused the same way everywhere. */
 static void test_device(void **state)
 {
     (void)state;
@@ -1105,6 +1106,12 @@ static void test_device(void **state)
     } else {
         EXPECT_FAILURE(BASE, "-device cuda", EXIT_OTHER, "-device cuda: ", why);
     }
+    /* the GPU renderer's host emulation refuses -grad_F as the GPU does (device.c: what each renderer supports) */
+    fx_open();
+    fx_put_text("small.hkl", "0 0 1 50\n1 0 0 40\n0 1 0 30\n");
+    CHECK_FAILURE(fx_run(BASE_NO_F, "-hkl small.hkl -device emulate -grad_F fj.txt"), EXIT_ARG, "-grad_F fj.txt: ",
+                  "CPU renderers only", "renders on emulate", "-device cpu");
+    fx_close();
     finish();
 }
 
