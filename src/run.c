@@ -501,6 +501,78 @@ static int check_finite(const db_sim *sim, const run_out *out, db_error *err)
                    bad, first % sim->plan.fpixels, first / sim->plan.fpixels);
 }
 
+/* The renderer's job for this pass over the selected pixels (the per-pixel buffers tripped and omega given) */
+static void fill_job(db_sim *sim, const db_pass *pass, const run_out *out, const void *block, unsigned char *tripped,
+                     double *omega, db_render_job *job)
+{
+    const db_block_header *hdr = (const db_block_header *)block;
+    const double *F = db_sim_F(sim);
+    memset(job, 0, sizeof *job);
+    job->block = block;
+    job->F = F;
+    job->spans = sim->spans;
+    job->nspans = sim->nspans;
+    job->count = sim->count;
+    job->interpolate = sim->xtal.interpolate;
+    job->interp_trip = -1;
+    job->exc_pos = -1;
+    job->exc_sample = -1;
+    job->full = out->full;
+    job->image = out->image;
+    job->image64 = out->image64;
+    job->tangents = out->tangents;
+    job->ld = out->ld;
+    job->ndirs = pass ? pass->ndirs : 0;
+    job->tripped = tripped;
+    job->omega_span = omega;
+    job->logs = sim->logs;
+    job->progress = sim->progress;
+    job->progress_user = sim->progress_user;
+    job->fpixels = sim->plan.fpixels;
+    job->F_count = F ? (size_t)(sim->hkl.h_range + 1) * (size_t)(sim->hkl.k_range + 1) * (size_t)(sim->hkl.l_range + 1) : 0;
+    job->device_ctx = &sim->device_ctx;
+    job->block_version = hdr->serial;
+    job->F_version = sim->F_version;
+    job->fjac = out->fjac;
+    job->fjac_off = out->fjac_off;
+    job->fjac_len = out->fjac_len;
+}
+
+/* What a finite-difference point has to replay (sim->captured) and the solid angles' sum, after a good run */
+static int capture_run(db_sim *sim, const db_block_header *hdr, const int *slot_normal, const int *slot_first,
+                       const db_render_job *job, const double *omega, db_error *err)
+{
+    db_decisions *cap = &sim->captured;
+    int *sn = (int *)malloc((size_t)(hdr->nphi > 0 ? hdr->nphi : 1) * sizeof(int));
+    int *sf = (int *)malloc((size_t)(hdr->nphi > 0 ? hdr->nphi : 1) * sizeof(int));
+    if (!sn || !sf) {
+        free(sn);
+        free(sf);
+        return db_fail(err, DB_ERR_NOMEM, "out of memory");
+    }
+    memcpy(sn, slot_normal, (size_t)hdr->nphi * sizeof(int));
+    memcpy(sf, slot_first, (size_t)hdr->nphi * sizeof(int));
+    free(cap->slot_normal);
+    free(cap->slot_first);
+    cap->slot_normal = sn;
+    cap->slot_first = sf;
+    cap->nphi = hdr->nphi;
+    cap->exc_pixel = pos_to_pixel(sim, job->exc_pos);
+    cap->exc_sample = job->exc_pos >= 0 ? job->exc_sample : -1;
+    cap->interp_trip = pos_to_pixel(sim, job->interp_trip);
+    /* solid angles summed per span (by the renderer), per row, then over rows: the same sum for any
+     * thread count */
+    double osum = 0.0;
+    for (long i = 0; i < sim->nspans;) {
+        int s = sim->spans[i].s;
+        double row = 0.0;
+        for (; i < sim->nspans && sim->spans[i].s == s; i++) row += omega[i];
+        osum += row;
+    }
+    sim->omega_sum = osum;
+    return DB_OK;
+}
+
 static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, const run_out *out, db_error *err)
 {
     const void *block;
@@ -525,35 +597,7 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     }
     const double *F = db_sim_F(sim);
     db_render_job job;
-    memset(&job, 0, sizeof job);
-    job.block = block;
-    job.F = F;
-    job.spans = sim->spans;
-    job.nspans = sim->nspans;
-    job.count = count;
-    job.interpolate = sim->xtal.interpolate;
-    job.interp_trip = -1;
-    job.exc_pos = -1;
-    job.exc_sample = -1;
-    job.full = out->full;
-    job.image = out->image;
-    job.image64 = out->image64;
-    job.tangents = out->tangents;
-    job.ld = out->ld;
-    job.ndirs = pass ? pass->ndirs : 0;
-    job.tripped = tripped;
-    job.omega_span = omega;
-    job.logs = sim->logs;
-    job.progress = sim->progress;
-    job.progress_user = sim->progress_user;
-    job.fpixels = sim->plan.fpixels;
-    job.F_count = F ? (size_t)(sim->hkl.h_range + 1) * (size_t)(sim->hkl.k_range + 1) * (size_t)(sim->hkl.l_range + 1) : 0;
-    job.device_ctx = &sim->device_ctx;
-    job.block_version = hdr->serial;
-    job.F_version = sim->F_version;
-    job.fjac = out->fjac;
-    job.fjac_off = out->fjac_off;
-    job.fjac_len = out->fjac_len;
+    fill_job(sim, pass, out, block, tripped, omega, &job);
     if (r->ad_n > 0 && hdr->geometry_constant && strncmp(r->name, "cpu", 3) == 0 && !getenv("DUALBRAGG_DUAL_GEOMETRY")) {
         /* the geometry in plain doubles: the primal block of the same values (it stays cached beside this one) */
         const void *b0;
@@ -603,38 +647,7 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
     for (long i = 0; !rc && out->fjac && i < sim->nspans; i++)
         if (out->fjac[i].failed) rc = db_fail(err, DB_ERR_NOMEM, "out of memory for the F-Jacobian");
     if (!rc) rc = check_finite(sim, out, err);
-    if (!rc) {
-        /* what a finite-difference point has to replay */
-        db_decisions *cap = &sim->captured;
-        int *sn = (int *)malloc((size_t)(hdr->nphi > 0 ? hdr->nphi : 1) * sizeof(int));
-        int *sf = (int *)malloc((size_t)(hdr->nphi > 0 ? hdr->nphi : 1) * sizeof(int));
-        if (!sn || !sf) {
-            free(sn);
-            free(sf);
-            rc = db_fail(err, DB_ERR_NOMEM, "out of memory");
-        } else {
-            memcpy(sn, slot_normal, (size_t)hdr->nphi * sizeof(int));
-            memcpy(sf, slot_first, (size_t)hdr->nphi * sizeof(int));
-            free(cap->slot_normal);
-            free(cap->slot_first);
-            cap->slot_normal = sn;
-            cap->slot_first = sf;
-            cap->nphi = hdr->nphi;
-            cap->exc_pixel = pos_to_pixel(sim, job.exc_pos);
-            cap->exc_sample = job.exc_pos >= 0 ? job.exc_sample : -1;
-            cap->interp_trip = pos_to_pixel(sim, job.interp_trip);
-            /* solid angles summed per span (by the renderer), per row, then over rows: the same sum for any
-             * thread count */
-            double osum = 0.0;
-            for (long i = 0; i < sim->nspans;) {
-                int s = sim->spans[i].s;
-                double row = 0.0;
-                for (; i < sim->nspans && sim->spans[i].s == s; i++) row += omega[i];
-                osum += row;
-            }
-            sim->omega_sum = osum;
-        }
-    }
+    if (!rc) rc = capture_run(sim, hdr, slot_normal, slot_first, &job, omega, err);
     free(tripped);
     free(omega);
     return rc;
