@@ -552,17 +552,12 @@ static int DB_SFX(check_miller_range)(const DB_SFX(storage) *st, int nsources, d
     return DB_OK;
 }
 
-static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, DB_SFX(storage) *st, db_error *err)
+/* The crystal size in cells (spec §3.11: N from a crystal size, replayed when decisions are forced), the
+ * oversampling and the interpolation choice, into sim->xtal and sim->captured */
+static int DB_SFX(crystal_size)(db_sim *sim, ad_vec3 a0, ad_vec3 b0, ad_vec3 c0, db_error *err)
 {
     const db_config *c = sim->cfg;
     const db_plan *p = &sim->plan;
-    memset(t, 0, sizeof *t);
-    memset(st, 0, sizeof *st);
-    DB_SFX(setup_detector)(sim, pass, t);
-    ad_vec3 a0, b0, c0;
-    DB_SFX(setup_crystal)(sim, pass, &a0, &b0, &c0, &t->astar, &t->bstar, &t->cstar);
-
-    /* crystal size and oversampling (spec §3.11) */
     db_crystal_report *x = &sim->xtal;
     double Na = c->Na, Nb = c->Nb, Nc = c->Nc;
     double la = ad_vec3_norm(a0).v, lb = ad_vec3_norm(b0).v, lc = ad_vec3_norm(c0).v;
@@ -579,7 +574,7 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
                                                 "c (-Nc, or -xtal_size / -sample_z)"};
             return db_fail(err, DB_ERR_GEOMETRY,
                            "the crystal would have %g unit cells along %s: %g mm over the %g A cell edge; at most %.0e",
-                           *Nv[k], axis[k], sizes[k] * 1000.0, lens[k] * 1e10, DB_MAX_CELLS);
+                           *Nv[k], axis[k], sizes[k] * DB_MM_PER_M, lens[k] * DB_A_PER_M, DB_MAX_CELLS);
         }
     }
     if (Na <= 1.0) Na = 1.0;
@@ -613,44 +608,18 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
     x->recommended_oversample = rec;
     x->interpolate = interp;
 
-    /* memory before work: the estimate before any table is allocated (sim.h) */
-    const double nsrc = db_sim_source_count(sim);
-    int rc = db_check_table_memory(sim, AD_N, DB_SFX(db_tables_bytes)(sim, nsrc), nsrc, err);
-    if (!rc) rc = DB_SFX(setup_sources)(sim, pass, st, &t->nsources, err);
-    sim->run_sources = t->nsources;
-    if (!rc) rc = DB_SFX(check_miller_range)(st, t->nsources, fmax(la, fmax(lb, lc)), err);
-    if (!rc) rc = DB_SFX(setup_lattice)(sim, pass, st, a0, b0, c0, err);
-    if (rc) return rc;
+    return DB_OK;
+}
 
-    t->fpixels = p->fpixels;
-    t->spixels = p->spixels;
-    t->roi_xmin = p->roi_xmin;
-    t->roi_xmax = p->roi_xmax;
-    t->roi_ymin = p->roi_ymin;
-    t->roi_ymax = p->roi_ymax;
-    t->oversample = os;
-    t->thicksteps = p->thicksteps;
-    t->nphi = p->phisteps;
-    t->nmos = p->mosaic_domains;
-    t->shape = (int)c->shape;
-    t->curved = c->curved_detector;
-    t->point_pixel = c->point_pixel;
-    t->os_thick = c->oversample_thick;
-    t->os_polar = c->oversample_polar;
-    t->os_omega = c->oversample_omega;
-    t->nopolar = c->nopolar;
-    t->mosaic_on = p->mosaic_spread > 0.0;
-    t->detector_thick = p->thick;
-    t->water_size = c->water_size;
-    t->dmin = c->dmin;
-    double steps = (double)t->nsources * p->mosaic_domains * p->phisteps * os * os;
-    if (steps > 2147483647.0)
-        return db_fail(err, DB_ERR_ARGUMENT,
-                       "%g samples per pixel (%d sources x %d mosaic domains x %d phi steps x %d^2 sub-pixels) is too many",
-                       steps, t->nsources, p->mosaic_domains, p->phisteps, os);
-    sim->steps = (int)steps;
-    t->steps = (double)sim->steps;
-    t->steps_inverse = sim->steps > 0 && (sim->steps & (sim->steps - 1)) == 0 ? 1.0 / t->steps : 0.0;
+/* The run's scalars in the tables: sizes and switches, the crystal's N and the fluence (seeded where they are
+ * parameters), the water background, whether the scattering vector moves with the pass, the F table's ranges */
+static void DB_SFX(fill_scalars)(db_sim *sim, const db_pass *pass, db_tables *t, const DB_SFX(storage) *st)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *p = &sim->plan;
+    const double Na = sim->xtal.Na, Nb = sim->xtal.Nb, Nc = sim->xtal.Nc;
+    const int os = sim->xtal.oversample;
+    (void)st; /* the sources' tangents, read with derivatives only */
     t->subpixel_size = ad_div_d(t->pixel_size, (double)os);
     t->thickstep = ad_const(p->thickstep);
     t->mu = ad_const(p->mu);
@@ -705,6 +674,61 @@ static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, 
         ft->l_range = h->l_range;
         ft->hkls = h->hkls;
     }
+}
+
+static int DB_SFX(build_tables)(db_sim *sim, const db_pass *pass, db_tables *t, DB_SFX(storage) *st, db_error *err)
+{
+    const db_config *c = sim->cfg;
+    const db_plan *p = &sim->plan;
+    memset(t, 0, sizeof *t);
+    memset(st, 0, sizeof *st);
+    DB_SFX(setup_detector)(sim, pass, t);
+    ad_vec3 a0, b0, c0;
+    DB_SFX(setup_crystal)(sim, pass, &a0, &b0, &c0, &t->astar, &t->bstar, &t->cstar);
+    int rc = DB_SFX(crystal_size)(sim, a0, b0, c0, err);
+    if (rc) return rc;
+    const int os = sim->xtal.oversample;
+    const double la = ad_vec3_norm(a0).v, lb = ad_vec3_norm(b0).v, lc = ad_vec3_norm(c0).v;
+
+    /* memory before work: the estimate before any table is allocated (sim.h) */
+    const double nsrc = db_sim_source_count(sim);
+    rc = db_check_table_memory(sim, AD_N, DB_SFX(db_tables_bytes)(sim, nsrc), nsrc, err);
+    if (!rc) rc = DB_SFX(setup_sources)(sim, pass, st, &t->nsources, err);
+    sim->run_sources = t->nsources;
+    if (!rc) rc = DB_SFX(check_miller_range)(st, t->nsources, fmax(la, fmax(lb, lc)), err);
+    if (!rc) rc = DB_SFX(setup_lattice)(sim, pass, st, a0, b0, c0, err);
+    if (rc) return rc;
+
+    t->fpixels = p->fpixels;
+    t->spixels = p->spixels;
+    t->roi_xmin = p->roi_xmin;
+    t->roi_xmax = p->roi_xmax;
+    t->roi_ymin = p->roi_ymin;
+    t->roi_ymax = p->roi_ymax;
+    t->oversample = os;
+    t->thicksteps = p->thicksteps;
+    t->nphi = p->phisteps;
+    t->nmos = p->mosaic_domains;
+    t->shape = (int)c->shape;
+    t->curved = c->curved_detector;
+    t->point_pixel = c->point_pixel;
+    t->os_thick = c->oversample_thick;
+    t->os_polar = c->oversample_polar;
+    t->os_omega = c->oversample_omega;
+    t->nopolar = c->nopolar;
+    t->mosaic_on = p->mosaic_spread > 0.0;
+    t->detector_thick = p->thick;
+    t->water_size = c->water_size;
+    t->dmin = c->dmin;
+    double steps = (double)t->nsources * p->mosaic_domains * p->phisteps * os * os;
+    if (steps > 2147483647.0)
+        return db_fail(err, DB_ERR_ARGUMENT,
+                       "%g samples per pixel (%d sources x %d mosaic domains x %d phi steps x %d^2 sub-pixels) is too many",
+                       steps, t->nsources, p->mosaic_domains, p->phisteps, os);
+    sim->steps = (int)steps;
+    t->steps = (double)sim->steps;
+    t->steps_inverse = sim->steps > 0 && (sim->steps & (sim->steps - 1)) == 0 ? 1.0 / t->steps : 0.0;
+    DB_SFX(fill_scalars)(sim, pass, t, st);
     return DB_OK;
 }
 
