@@ -141,6 +141,10 @@ int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
  * sizes, clipped to the beam). */
 int db_fluence_from_flux(const db_config *cfg);
 int db_cells_from_size(const db_plan *plan, int axis);
+/* Whether the configuration fixes parameter param (its table row's db_param_fixing): NULL when it is free, else
+ * why, as the end of a message after the parameter's name ("set by -flux, -exposure and -beamsize, not a free
+ * value") */
+const char *db_param_fixed(const db_config *cfg, const db_plan *plan, int param);
 
 /* Bounds on values that the arithmetic turns into integers or floats (issue 18: a value past them was undefined
  * behaviour, not an error). Each covers every physical use with a wide margin:

@@ -23,6 +23,13 @@ typedef enum db_param {
 /* what a value must satisfy, in the command line's unit (the checks that need more than the value, as the cell's
  * closing or N's integer range, stay with their callers) */
 typedef enum db_param_rule { DB_RULE_ANY, DB_RULE_POSITIVE, DB_RULE_NONNEGATIVE, DB_RULE_ANGLE_0_180 } db_param_rule;
+/* what can fix a parameter instead of leaving it free (db_param_fixed in plan.c says whether it does) */
+typedef enum db_param_fixing {
+    DB_FIXED_NEVER,
+    DB_FIXED_BY_FLUX,        /* the fluence, when -flux, -exposure and -beamsize give it */
+    DB_FIXED_BY_SIZE,        /* N along an axis, when a crystal size gives it */
+    DB_FIXED_WITHOUT_DOMAINS /* the mosaic spread, in a simulation made without mosaic domains */
+} db_param_fixing;
 
 typedef struct db_param_info {
     const char *name, *flag, *unit; /* flag: the command line's spelling ("-cell" for its six values) */
@@ -31,6 +38,7 @@ typedef struct db_param_info {
     double divisor;
     size_t field;      /* offsetof(db_config, the double holding it) */
     db_param_rule rule;
+    db_param_fixing fixing;
 } db_param_info;
 
 const db_param_info *db_param_info_of(int param); /* NULL when out of range */

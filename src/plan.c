@@ -116,6 +116,22 @@ int db_cells_from_size(const db_plan *p, int axis)
     return (axis == 0 ? p->sample_x : axis == 1 ? p->sample_y : p->sample_z) > 0;
 }
 
+const char *db_param_fixed(const db_config *c, const db_plan *p, int param)
+{
+    switch (db_param_info_of(param)->fixing) {
+    case DB_FIXED_BY_FLUX:
+        return db_fluence_from_flux(c) ? "set by -flux, -exposure and -beamsize, not a free value" : NULL;
+    case DB_FIXED_BY_SIZE:
+        return db_cells_from_size(p, param - DB_P_NA) ? "set by the crystal size (-xtal_size and the like), not a free value"
+                                                      : NULL;
+    case DB_FIXED_WITHOUT_DOMAINS:
+        return p->mosaic_domains <= 1 || !(p->mosaic_spread > 0.0)
+                   ? "this simulation has no mosaic domains (give -mosaic and -mosaic_dom at creation)"
+                   : NULL;
+    default: return NULL;
+    }
+}
+
 /* The detector: the flags' checks, its size in pixels, the mask's size, the -roi, -trace_pixel and -printout_pixel
  * on it (the errors in the order a user meets them) */
 static int plan_detector(const db_config *c, db_plan *p, db_error *err)

@@ -627,9 +627,9 @@ static void DB_SFX(fill_scalars)(db_sim *sim, const db_pass *pass, db_tables *t,
     t->polarization = ad_const(c->polarization);
     t->fudge = ad_const(c->fudge);
     /* -Na/-Nb/-Nc have no effect when a crystal size sets N */
-    t->Na = db_cells_from_size(p, 0) ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na);
-    t->Nb = db_cells_from_size(p, 1) ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb);
-    t->Nc = db_cells_from_size(p, 2) ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc);
+    t->Na = db_param_fixed(c, p, DB_P_NA) ? ad_const(Na) : DB_SFX(seed)(pass, DB_P_NA, Na);
+    t->Nb = db_param_fixed(c, p, DB_P_NB) ? ad_const(Nb) : DB_SFX(seed)(pass, DB_P_NB, Nb);
+    t->Nc = db_param_fixed(c, p, DB_P_NC) ? ad_const(Nc) : DB_SFX(seed)(pass, DB_P_NC, Nc);
     t->lattice_dh = sim->lattice_dh_form;
     t->N_constant = 1;
 #if AD_N > 0
@@ -637,7 +637,7 @@ static void DB_SFX(fill_scalars)(db_sim *sim, const db_pass *pass, db_tables *t,
 #endif
     const double r_e_sqr = 7.94079248018965e-30, avogadro = 6.02214179e23;
     /* with -flux the fluence is derived from it and -fluence has no effect */
-    ad_num fluence = db_fluence_from_flux(c) ? ad_const(p->fluence) : DB_SFX(seed)(pass, DB_P_FLUENCE, p->fluence);
+    ad_num fluence = db_param_fixed(c, p, DB_P_FLUENCE) ? ad_const(p->fluence) : DB_SFX(seed)(pass, DB_P_FLUENCE, p->fluence);
     ad_num ws = ad_const(c->water_size);
     t->I_bg = ad_div_d(ad_mul_d(ad_mul_d(ad_mul(ad_mul(ad_mul(ad_mul(ad_const(2.57 * 2.57 * r_e_sqr), fluence), ws), ws), ws), 1e6),
                                 avogadro),

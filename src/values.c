@@ -41,9 +41,9 @@ static int computed_one(const db_sim *sim, int p, double *out, db_error *err)
     case DB_P_YBEAM: if (isnan(v)) v = pl->Ybeam; break;
     case DB_P_ORGX: if (isnan(v)) v = pl->Fclose / c->pixel_size + 0.5; break;
     case DB_P_ORGY: if (isnan(v)) v = pl->Sclose / c->pixel_size + 0.5; break;
-    case DB_P_NA: if (db_cells_from_size(pl, 0)) v = sim->xtal.Na; break;
-    case DB_P_NB: if (db_cells_from_size(pl, 1)) v = sim->xtal.Nb; break;
-    case DB_P_NC: if (db_cells_from_size(pl, 2)) v = sim->xtal.Nc; break;
+    case DB_P_NA: if (db_param_fixed(c, pl, p)) v = sim->xtal.Na; break;
+    case DB_P_NB: if (db_param_fixed(c, pl, p)) v = sim->xtal.Nb; break;
+    case DB_P_NC: if (db_param_fixed(c, pl, p)) v = sim->xtal.Nc; break;
     case DB_P_MOSAIC: v = pl->mosaic_spread; break;
     case DB_P_FLUENCE: v = pl->fluence; break;
     default: break;
@@ -82,8 +82,8 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
     const db_plan *pl = &sim->plan;
     const db_param_info *info = db_param_info_of(p);
     if (!isfinite(v)) return db_fail(err, DB_ERR_ARGUMENT, "%s: %g is not a finite value", info->name, v);
-    if (p == DB_P_FLUENCE && db_fluence_from_flux(c))
-        return db_fail(err, DB_ERR_ARGUMENT, "fluence: set by -flux, -exposure and -beamsize, not a free value");
+    const char *fixed = db_param_fixed(c, pl, p);
+    if (fixed) return db_fail(err, DB_ERR_ARGUMENT, "%s: %s", info->name, fixed);
     int rc = db_param_check_value(p, v, info->name, err);
     if (rc) return rc;
     switch (p) {
@@ -113,17 +113,12 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         c->phistep = -1.0;
         break;
     case DB_P_NA: case DB_P_NB: case DB_P_NC: {
-        if (db_cells_from_size(pl, p - DB_P_NA))
-            return db_fail(err, DB_ERR_ARGUMENT, "%s: set by the crystal size (-xtal_size and the like), not a free value", info->name);
         if (!(v >= 1.0 && v <= DB_MAX_CELLS)) /* config.h: the lattice factor's integer arithmetic */
             return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be from 1 to %.0e (got %g)", info->name,
                            DB_MAX_CELLS, v);
         break;
     }
     case DB_P_MOSAIC:
-        if (pl->mosaic_domains <= 1 || !(pl->mosaic_spread > 0.0))
-            return db_fail(err, DB_ERR_ARGUMENT,
-                           "mosaic: this simulation has no mosaic domains (give -mosaic and -mosaic_dom at creation)");
         if (!(v > 0.0 && v <= DB_MAX_MOSAIC_DEG))
             return db_fail(err, DB_ERR_GEOMETRY,
                            "mosaic: the spread must stay positive and at most %g deg (got %g deg; the domain count is fixed)",

@@ -1645,6 +1645,50 @@ static void test_pixel_value_formula(void **state)
     for (int k = 0; k < 4; k++) free(im[k]);
 }
 
+/* What the configuration fixes (params.c's fixing column, plan.c db_param_fixed): N from a crystal size and the
+ * fluence from -flux, -exposure and -beamsize are refused by set_params with the reason, and their derivative
+ * images are exactly 0 (the tables seed no tangent for them), where the same parameters of a configuration that
+ * leaves them free have nonzero ones. */
+static void test_fixed_parameters(void **state)
+{
+    (void)state;
+    const char *base = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -distance 100 -pixel 0.1 -detpixels 24 "
+                       "-oversample 1 -misset 10 20 30";
+    char line[512];
+    for (int fixed = 0; fixed < 2; fixed++) {
+        snprintf(line, sizeof line, "%s %s", base,
+                 fixed ? "-xtal_size 0.0005 -flux 1e12 -exposure 1 -beamsize 0.1" : "-N 50 -fluence 1e24");
+        harness_args a = {0};
+        harness_split(&a, line);
+        db_sim *sim = sim_from(&a);
+        harness_args_free(&a);
+        int params[3] = {db_param_from_name("na"), db_param_from_name("fluence"), db_param_from_name("a")};
+        db_error err;
+        for (int k = 0; fixed && k < 2; k++) {
+            double v = 10.0;
+            assert_int_equal(db_sim_set_params(sim, &params[k], &v, 1, &err), DB_ERR_ARGUMENT);
+            assert_non_null(strstr(err.message, k == 0 ? "na: set by the crystal size" : "fluence: set by -flux"));
+            assert_non_null(strstr(err.message, "not a free value"));
+        }
+        const size_t n = 24 * 24;
+        float *img = (float *)malloc(n * sizeof(float));
+        double *grads = (double *)malloc(3 * n * sizeof(double));
+        assert_int_equal(db_sim_run_grad(sim, params, 3, img, NULL, grads, &err), DB_OK);
+        double size[3] = {0, 0, 0};
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < n; i++) size[k] = fmax(size[k], fabs(grads[k * n + i]));
+        assert_true(size[2] > 0.0); /* the crystal's a moves the image either way */
+        if (fixed) {
+            assert_true(size[0] == 0.0 && size[1] == 0.0);
+        } else {
+            assert_true(size[0] > 0.0 && size[1] > 0.0);
+        }
+        free(img);
+        free(grads);
+        db_sim_destroy(sim);
+    }
+}
+
 int main(void)
 {
     struct CMUnitTest rest[] = {
@@ -1668,6 +1712,7 @@ int main(void)
         cmocka_unit_test(test_get_params_after_derived_changes),
         cmocka_unit_test(test_auto_interpolation_thin_along_c),
         cmocka_unit_test(test_pixel_value_formula),
+        cmocka_unit_test(test_fixed_parameters),
     };
     enum { N = sizeof ITER_CASES / sizeof ITER_CASES[0], NREST = sizeof rest / sizeof rest[0] };
     struct CMUnitTest tests[2 * N + NREST];
