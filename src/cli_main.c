@@ -152,6 +152,7 @@ typedef struct cli_run {
     int *fhkl;
     db_csr fjac;
     progress_state ps;
+    db_run_summary sum;     /* the run's, read once after it (the -grad_F run that follows replaces it) */
 } cli_run;
 
 /* Every output the run will write, in the order they are written, checked before the run (a bad path fails early
@@ -288,19 +289,19 @@ static int print_summary(cli_run *r)
         fflush(stdout);
         if (db_sim_printout(r->sim, tf, ts, r->image, stdout, &err)) return fail(&err);
     }
-    db_run_summary sum;
-    db_sim_summary(r->sim, &sum);
-    const db_geometry *g = &sum.geometry;
+    db_sim_summary(r->sim, &r->sum);
+    const db_run_summary *sum = &r->sum;
+    const db_geometry *g = &sum->geometry;
     printf("Unit Cell: %g %g %g %g %g %g\n", g->cell[0], g->cell[1], g->cell[2], g->cell[3], g->cell[4], g->cell[5]);
-    printf("volume = %g A^3\n", sum.volume);
+    printf("volume = %g A^3\n", sum->volume);
     printf("  distance=%g mm close_distance=%g mm  Fbeam=%g Sbeam=%g mm  ORGX=%g ORGY=%g\n", g->distance_mm,
            g->close_distance_mm, g->Fbeam_mm, g->Sbeam_mm, g->ORGX, g->ORGY);
     printf("  %d x %d pixels, %d sources, %d mosaic domains, %d phi steps, %dx%d oversampling (%d steps)\n", g->fpixels,
            g->spixels, g->sources, g->mosaic_domains, g->phisteps, g->oversample, g->oversample, g->steps);
     printf("  interpolation of F: %s%s\n", g->interpolate ? "on" : "off",
-           sum.interpolation_switched_off ? " (switched off at an out-of-range sample, as the reference)" : "");
-    printf("solid angle subtended by detector = %g steradian ( %g%% sphere)\n", sum.solid_angle,
-           100 * sum.solid_angle / 4 / 3.14159265358979323846);
+           sum->interpolation_switched_off ? " (switched off at an out-of-range sample, as the reference)" : "");
+    printf("solid angle subtended by detector = %g steradian ( %g%% sphere)\n", sum->solid_angle,
+           100 * sum->solid_angle / 4 / 3.14159265358979323846);
     return 0;
 }
 
@@ -322,10 +323,8 @@ static int write_images(cli_run *r)
         if (db_png_write_float(o->tmp, r->image, r->F, r->S, DB_PICTURE_LOG, NULL, 0, &err)) return write_failed(o, &err);
         printf("writing %s: a %d x %d picture of the float image, log scale\n", o->path, r->F, r->S);
     }
-    db_run_summary sum;
-    db_sim_summary(r->sim, &sum);
-    printf("max_I = %g  at %g %g\n", sum.max_I, sum.max_I_x, sum.max_I_y);
-    printf("mean= %g rms= %g rmsd= %g\n", sum.mean, sum.rms, sum.rmsd);
+    printf("max_I = %g  at %g %g\n", r->sum.max_I, r->sum.max_I_x, r->sum.max_I_y);
+    printf("mean= %g rms= %g rmsd= %g\n", r->sum.mean, r->sum.rms, r->sum.rmsd);
     if (r->nparams > 0) {
         o = find_output(outs, "-grad");
         for (int k = 0; k < r->nparams; k++, o++) {

@@ -595,7 +595,6 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
         free(omega);
         return db_fail(err, DB_ERR_INTERNAL, "decision logs for %ld pixels, %ld selected", sim->nlogs, count);
     }
-    const double *F = db_sim_F(sim);
     db_render_job job;
     fill_job(sim, pass, out, block, tripped, omega, &job);
     if (r->ad_n > 0 && hdr->geometry_constant && strncmp(r->name, "cpu", 3) == 0 && !getenv("DUALBRAGG_DUAL_GEOMETRY")) {
@@ -622,7 +621,7 @@ static int run_pass(db_sim *sim, const db_renderer *r, const db_pass *pass, cons
         job.exc_sample = fd->exc_sample;
         job.interp_trip = fd->interp_trip >= 0 ? count_upto(sim, fd->interp_trip) - 1 : -1;
     } else if (differs) {
-        rc = r->first_sample(block, F, sim->spans, sim->nspans, &job.exc_pos, &job.exc_sample, err);
+        rc = r->first_sample(block, job.F, sim->spans, sim->nspans, &job.exc_pos, &job.exc_sample, err);
     }
     if (!rc) rc = r->render(&job, err);
     sim->interp_switched_off = job.interp_trip >= 0;
