@@ -1046,6 +1046,7 @@ static void test_device_names(void **state)
     (void)state;
     result cpu = run_base("-misset 10 20 30");
     result emu = run_base("-misset 10 20 30 -device emulate");
+    expect_log_has(&emu, "device: emulate"); /* it did render on the emulation */
     expect_identical(&emu, &cpu, "-device emulate vs cpu");
     result_free(&cpu);
     result_free(&emu);
