@@ -39,7 +39,7 @@ static void die(const char *what, const db_error *err)
     exit(1);
 }
 
-/* The tests' perturbation (tests/test_refine.c), mixed in sign so that no single scale factor undoes it. */
+/* The tests' perturbation (tests/refine/test_refine.c), mixed in sign so that no single scale factor undoes it. */
 static double perturbed(const char *name, double v)
 {
     static const char *const cell[6] = {"a", "b", "c", "alpha", "beta", "gamma"};

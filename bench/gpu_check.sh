@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh [BUILD_DIR]: every check that needs a GPU, in one call (a GPU machine is lent for minutes): builds
 # with CUDA unless BUILD_DIR already holds bin/test_gpu and bin/bench_gpu (built elsewhere and carried over), runs
-# the GPU test on every golden case (tests/test_gpu.c) and the GPU bench (bench/bench_gpu.c), and prints every figure
+# the GPU test on every golden case (tests/image/test_gpu.c) and the GPU bench (bench/bench_gpu.c), and prints every figure
 # and the compiler's register report of each kernel. Under 8 minutes on an H100/H200 (a few seconds with a carried
 # build). Exit status 0 only if both pass.
 set -uo pipefail

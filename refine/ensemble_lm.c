@@ -563,7 +563,7 @@ static int linearise_rendered(db_elm_block *b, const double *x_s, const double *
  * bound's information, pinning the plane. Its weight is capped at FISHER_CAP_RATIO over the still's mean pixel
  * mean: the pinned direction keeps a variance ~1e-6 of a typical one (a near-constraint, as the bound is), the
  * weights within a block then span at most ~1e6 over the typical one (well inside double precision), and no pixel
- * with a mean above 1e-6 of the still's mean changes weight (tests/test_ensemble_lm.c test 13). */
+ * with a mean above 1e-6 of the still's mean changes weight (tests/ensemble/test_ensemble_lm.c test 13). */
 #define FISHER_CAP_RATIO 1e6
 static void use_fisher_weights(db_elm_block *b)
 {

@@ -18,7 +18,7 @@
  * depend on that still alone (no threaded BLAS in the blocks). Sums of rank-partial sums would NOT give the same
  * bits ((a+b)+(c+d) != ((a+b)+c)+d); a distributed reduction keeps the bits by passing the accumulator on
  * (db_elm_reduced_values: rank r receives it from rank r-1, adds its stills in order, sends it on) or by gathering
- * the stills' contributions to one rank that adds them in order. tests/test_ensemble_lm.c checks the first. */
+ * the stills' contributions to one rank that adds them in order. tests/ensemble/test_ensemble_lm.c checks the first. */
 #ifndef DB_ENSEMBLE_LM_H
 #define DB_ENSEMBLE_LM_H
 

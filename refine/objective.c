@@ -56,7 +56,7 @@ double db_term_pearson(int objective, double obs, double mu, double scale)
 /* Summed over the probability mass from the mode outwards (the terms by the recurrence p(k+1) = p(k) mu / (k+1)),
  * each way until a term's share of the second moment falls below 1e-17; above mu = 1000 the expansion
  * E = 1 + 1/(6 mu) + 1/(6 mu^2), Var = 2 + 2/(3 mu) (the deviance of a large count is a chi-square of one degree of
- * freedom), whose error there is below 1e-6 of the values (tests/test_lm.c compares both with a direct sum). */
+ * freedom), whose error there is below 1e-6 of the values (tests/refine/test_lm.c compares both with a direct sum). */
 void db_poisson_deviance_moments(double mu, double *mean, double *variance)
 {
     db_poisson_deviance_moments_logs(mu, NULL, 0, mean, variance);

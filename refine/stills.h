@@ -80,7 +80,7 @@ int db_stills_is_file_flag(const char *flag);
 
 /* The configuration of still i (0 <= i < s->n): one db_config_parse of the shared flags followed by the
  * still's flags. db_config_parse applies flags in order and a later value of a repeated flag replaces the
- * earlier one (-misset twice: the second wins; tests/test_stills.c checks it), so any flag the shared command
+ * earlier one (-misset twice: the second wins; tests/ensemble/test_stills.c checks it), so any flag the shared command
  * line and the still both give takes the still's value, and flags the still does not give keep the shared
  * ones. Two consequences of the one parse: -img and -mask headers are still read first, as defaults that every
  * flag overrides (a still's -img does not override a shared -distance), and a still cannot remove a shared

@@ -1,4 +1,4 @@
-/* refine_study.h: the refinement's statistics by simulation (issue 17), shared by tests/test_refine_stats.c (few
+/* refine_study.h: the refinement's statistics by simulation (issue 17), shared by tests/refine/test_refine_stats.c (few
  * seeds, in CI) and bench/bench_refine_stats.c (100 seeds and more, figures printed).
  *
  * A weak still of the triclinic test crystal (b_triclinic: cell 70 80 90 75 85 95, misset 10 20 30, N 4 5 6,

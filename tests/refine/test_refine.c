@@ -7,7 +7,7 @@
  *  - the reference program's own float image of d_phi005_nocarry gives back its command-line values (1e-5);
  *  - its Poisson image (the Poisson objective, background planes): every fitted value within three reported standard
  *    uncertainties of the command line's, and over 20 noise seeds of dualbragg's own images the spread of the
- *    fitted values matches the reported uncertainties within 30% (tests/test_refine_stats.c has the coverage);
+ *    fitted values matches the reported uncertainties within 30% (tests/refine/test_refine_stats.c has the coverage);
  *  - a weak still with water through dualbragg-refine: the JSON's boxes, background and goodness of fit, a poor fit
  *    flagged (exit 4) when the background is left out, -gain and -readout_noise;
  *  - parameters the data cannot separate, and bad input, are refused by name before any work;

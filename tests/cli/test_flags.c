@@ -653,7 +653,7 @@ static void test_crystal_size(void **state)
     result n456 = run_base_n(nobase, "-Na 4 -Nb 5 -Nc 6", NP * NP);
     result s456 = run_base_n(nobase, "-xtal_x 0.000031 -sample_y 0.000041 -heigh 0.0000501", NP * NP);
     expect_identical(&s456, &n456, "sizes along a, b, c");
-    /* -N 0, which the reference clips to 1, is refused (issue 8; tests/test_hardening.c) */
+    /* -N 0, which the reference clips to 1, is refused (issue 8; tests/io/test_hardening.c) */
     /* spec §3.2 (reference: "WARNING: clipping sample ... with beam"): when the beam is smaller than the
      * sample's y or z size, those sizes are clipped to the beam size before N is derived: a 490 A crystal in a
      * 290 A beam is 5 x 3 x 3 cells */
