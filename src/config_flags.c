@@ -315,10 +315,8 @@ static int crystal_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
         rc = take_double(cur, "a number of unit cells", &d);
         if (rc) return rc;
         /* the reference clips 0 and negative counts to 1 cell without a word; a crystal has at least one */
-        if (!(d >= 1.0)) return db_fail(cur->err, DB_ERR_GEOMETRY, "%s must be at least 1 unit cell (got %g)", flag, d);
-        if (d > DB_MAX_CELLS) /* config.h: the lattice factor's integer arithmetic */
-            return db_fail(cur->err, DB_ERR_GEOMETRY, "%s expects 1 to %.0e unit cells per crystal edge, got %s", flag,
-                           DB_MAX_CELLS, cur->argv[cur->i + 1]);
+        rc = db_param_check_value(DB_P_NA, d, flag, cur->err);
+        if (rc) return rc;
         if (id == F_N || id == F_NA) c->Na = d;
         if (id == F_N || id == F_NB) c->Nb = d;
         if (id == F_N || id == F_NC) c->Nc = d;
@@ -388,9 +386,8 @@ static int beam_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
     case F_BEAMSIZE: rc = take_double(cur, "a size in mm", &d); c->beamsize = d / DB_MM_PER_M; *used = 1; break;
     case F_MOSAIC:
         rc = take_double(cur, "a spread in degrees", &d);
-        if (!rc && d > DB_MAX_MOSAIC_DEG) /* config.h: rounded to float as in the reference */
-            return db_fail(cur->err, DB_ERR_GEOMETRY, "%s expects a spread of at most %g degrees, got %s", flag,
-                           DB_MAX_MOSAIC_DEG, cur->argv[cur->i + 1]);
+        if (!rc) rc = db_param_check_value(DB_P_MOSAIC, d, flag, cur->err);
+        if (rc) return rc;
         c->mosaic_spread = db_param_to_internal(DB_P_MOSAIC, d);
         *used = 1;
         break;

@@ -1,3 +1,5 @@
+/* error.c: db_fail and db_error_clear, the one way every failure reaches the caller: a status code, plus a
+ * message in its db_error when it gave one. */
 #include "error.h"
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,3 +1,5 @@
+/* hkl.c: the structure-factor tables: reading an -hkl file (every line checked, FILE:LINE in each message),
+ * and writing and reading the Fdump.bin cache (its header sizes checked before any allocation). */
 #include "hkl.h"
 #include "error.h"
 #include "fileio.h"

@@ -28,10 +28,10 @@ static const db_param_info TABLE[DB_P_COUNT] = {
     {"orgx", "-ORGX", "pixel", 1.0, FIELD(ORGX), DB_RULE_ANY, DB_FIXED_NEVER},
     {"orgy", "-ORGY", "pixel", 1.0, FIELD(ORGY), DB_RULE_ANY, DB_FIXED_NEVER},
     {"lambda", "-lambda", "A", DB_A_PER_M, FIELD(lambda0), DB_RULE_POSITIVE, DB_FIXED_NEVER},
-    {"na", "-Na", "cells", 1.0, FIELD(Na), DB_RULE_ANY, DB_FIXED_BY_SIZE},
-    {"nb", "-Nb", "cells", 1.0, FIELD(Nb), DB_RULE_ANY, DB_FIXED_BY_SIZE},
-    {"nc", "-Nc", "cells", 1.0, FIELD(Nc), DB_RULE_ANY, DB_FIXED_BY_SIZE},
-    {"mosaic", "-mosaic", "deg", DB_RTD, FIELD(mosaic_spread), DB_RULE_ANY, DB_FIXED_WITHOUT_DOMAINS},
+    {"na", "-Na", "cells", 1.0, FIELD(Na), DB_RULE_CELL_COUNT, DB_FIXED_BY_SIZE},
+    {"nb", "-Nb", "cells", 1.0, FIELD(Nb), DB_RULE_CELL_COUNT, DB_FIXED_BY_SIZE},
+    {"nc", "-Nc", "cells", 1.0, FIELD(Nc), DB_RULE_CELL_COUNT, DB_FIXED_BY_SIZE},
+    {"mosaic", "-mosaic", "deg", DB_RTD, FIELD(mosaic_spread), DB_RULE_SPREAD, DB_FIXED_WITHOUT_DOMAINS},
     {"fluence", "-fluence", "photons/m^2", 1.0, FIELD(fluence), DB_RULE_NONNEGATIVE, DB_FIXED_BY_FLUX},
     {"detector_rotx", "-detector_rotx", "deg", DB_RTD, FIELD(detector_rotx), DB_RULE_ANY, DB_FIXED_NEVER},
     {"detector_roty", "-detector_roty", "deg", DB_RTD, FIELD(detector_roty), DB_RULE_ANY, DB_FIXED_NEVER},
@@ -59,6 +59,16 @@ int db_param_check_value(int p, double v, const char *label, db_error *err)
     case DB_RULE_ANGLE_0_180:
         if (!(v > 0.0 && v < 180.0))
             return db_fail(err, DB_ERR_GEOMETRY, "%s: a cell angle must lie between 0 and 180 degrees (got %g)", label, v);
+        break;
+    case DB_RULE_CELL_COUNT:
+        if (!(v >= 1.0 && v <= DB_MAX_CELLS))
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: must be from 1 to %.0e unit cells per crystal edge (got %g)", label,
+                           DB_MAX_CELLS, v);
+        break;
+    case DB_RULE_SPREAD:
+        if (!(v <= DB_MAX_MOSAIC_DEG))
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: must be a spread of at most %g degrees (got %g)", label,
+                           DB_MAX_MOSAIC_DEG, v);
         break;
     default: break;
     }

@@ -20,9 +20,16 @@ typedef enum db_param {
 
 #define DB_MISSION_PARAMS 11 /* a..gamma, misset_x..z, phi0, osc: required on every configuration */
 
-/* what a value must satisfy, in the command line's unit (the checks that need more than the value, as the cell's
- * closing or N's integer range, stay with their callers) */
-typedef enum db_param_rule { DB_RULE_ANY, DB_RULE_POSITIVE, DB_RULE_NONNEGATIVE, DB_RULE_ANGLE_0_180 } db_param_rule;
+/* what a value must satisfy, in the command line's unit (the check that needs more than the value, the cell's
+ * closing, stays with its callers) */
+typedef enum db_param_rule {
+    DB_RULE_ANY,
+    DB_RULE_POSITIVE,
+    DB_RULE_NONNEGATIVE,
+    DB_RULE_ANGLE_0_180,
+    DB_RULE_CELL_COUNT, /* 1 to DB_MAX_CELLS unit cells per crystal edge (config.h: the lattice factor's integers) */
+    DB_RULE_SPREAD      /* at most DB_MAX_MOSAIC_DEG (config.h: the spread is rounded to float) */
+} db_param_rule;
 /* what can fix a parameter instead of leaving it free (db_param_fixed in plan.c says whether it does) */
 typedef enum db_param_fixing {
     DB_FIXED_NEVER,

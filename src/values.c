@@ -112,17 +112,10 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         c->phisteps = pl->phisteps; /* phistep = osc / phisteps, the count held */
         c->phistep = -1.0;
         break;
-    case DB_P_NA: case DB_P_NB: case DB_P_NC: {
-        if (!(v >= 1.0 && v <= DB_MAX_CELLS)) /* config.h: the lattice factor's integer arithmetic */
-            return db_fail(err, DB_ERR_GEOMETRY, "%s: the number of cells must be from 1 to %.0e (got %g)", info->name,
-                           DB_MAX_CELLS, v);
-        break;
-    }
     case DB_P_MOSAIC:
-        if (!(v > 0.0 && v <= DB_MAX_MOSAIC_DEG))
-            return db_fail(err, DB_ERR_GEOMETRY,
-                           "mosaic: the spread must stay positive and at most %g deg (got %g deg; the domain count is fixed)",
-                           DB_MAX_MOSAIC_DEG, v);
+        if (!(v > 0.0)) /* a spread of 0 or less would leave no domains */
+            return db_fail(err, DB_ERR_GEOMETRY, "mosaic: the spread must stay positive (got %g deg; the domain count is "
+                           "fixed)", v);
         c->mosaic_domains = pl->mosaic_domains;
         break;
     default: break;

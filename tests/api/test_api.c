@@ -715,7 +715,7 @@ static void test_values_beyond_the_arithmetic(void **state)
         const char *big[] = {flags[k], "1e300"}, *edge[] = {flags[k], "1e9"}, *past[] = {flags[k], "1.000001e9"};
         assert_int_equal(db_config_parse(cfg, 2, big, &err), DB_ERR_GEOMETRY);
         assert_non_null(strstr(err.message, flags[k]));
-        assert_non_null(strstr(err.message, "1 to 1e+09 unit cells per crystal edge, got 1e300"));
+        assert_non_null(strstr(err.message, ": must be from 1 to 1e+09 unit cells per crystal edge (got 1e+300)"));
         assert_int_equal(db_config_parse(cfg, 2, past, &err), DB_ERR_GEOMETRY);
         assert_int_equal(db_config_parse(cfg, 2, edge, &err), DB_OK);
     }
@@ -726,7 +726,7 @@ static void test_values_beyond_the_arithmetic(void **state)
     cfg = base_config();
     const char *mos[] = {"-mosaic", "1e300"}, *mos_edge[] = {"-mosaic", "360"};
     assert_int_equal(db_config_parse(cfg, 2, mos, &err), DB_ERR_GEOMETRY);
-    assert_non_null(strstr(err.message, "-mosaic expects a spread of at most 360 degrees, got 1e300"));
+    assert_non_null(strstr(err.message, "-mosaic: must be a spread of at most 360 degrees (got 1e+300)"));
     assert_int_equal(db_config_parse(cfg, 2, mos_edge, &err), DB_OK);
     db_config_destroy(cfg);
 
@@ -768,10 +768,17 @@ static void test_values_beyond_the_arithmetic(void **state)
     double v = 2e9, before;
     assert_int_equal(db_sim_get_params(sim, &na, &before, 1, &err), DB_OK);
     assert_int_equal(db_sim_set_params(sim, &na, &v, 1, &err), DB_ERR_GEOMETRY);
-    assert_non_null(strstr(err.message, "na: the number of cells must be from 1 to 1e+09 (got 2e+09)"));
+    assert_non_null(strstr(err.message, "na: must be from 1 to 1e+09 unit cells per crystal edge (got 2e+09)"));
     v = 400;
     assert_int_equal(db_sim_set_params(sim, &mosaic, &v, 1, &err), DB_ERR_GEOMETRY);
     assert_non_null(strstr(err.message, "at most 360 deg"));
+    /* the CLI's lower bounds hold in place too: at least one cell, and a spread that keeps its domains */
+    v = 0.5;
+    assert_int_equal(db_sim_set_params(sim, &na, &v, 1, &err), DB_ERR_GEOMETRY);
+    assert_non_null(strstr(err.message, "na: must be from 1 to 1e+09 unit cells per crystal edge (got 0.5)"));
+    v = 0;
+    assert_int_equal(db_sim_set_params(sim, &mosaic, &v, 1, &err), DB_ERR_GEOMETRY);
+    assert_non_null(strstr(err.message, "mosaic: the spread must stay positive (got 0 deg"));
     v = 1e12;
     assert_int_equal(db_sim_set_params(sim, &a, &v, 1, &err), DB_ERR_GEOMETRY);
     assert_non_null(strstr(err.message, "Miller indices"));

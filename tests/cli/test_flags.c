@@ -1439,9 +1439,9 @@ static void test_refused_before_work(void **state)
         const char *extra, *limit_gib; /* DUALBRAGG_MAX_MEMORY_GIB, or NULL: the machine's */
         const char *words[3];
     } cases[] = {
-        {"-N 1e300", NULL, {"-N expects 1 to 1e+09 unit cells", "got 1e300", NULL}},
-        {"-Nb 2e9", NULL, {"-Nb expects 1 to 1e+09 unit cells", "got 2e9", NULL}},
-        {"-mosaic 1e300 -mosaic_dom 2", NULL, {"-mosaic expects a spread of at most 360 degrees", "got 1e300", NULL}},
+        {"-N 1e300", NULL, {"-N: must be from 1 to 1e+09 unit cells", "got 1e+300", NULL}},
+        {"-Nb 2e9", NULL, {"-Nb: must be from 1 to 1e+09 unit cells", "got 2e+09", NULL}},
+        {"-mosaic 1e300 -mosaic_dom 2", NULL, {"-mosaic: must be a spread of at most 360 degrees", "got 1e+300", NULL}},
         {"-mosaic 1 -mosaic_dom 100000000", "1", {"100000000 mosaic domains (-mosaic_dom)", "GiB of memory", "1 GiB"}},
         {"-phisteps 100000000 -osc 1", "1", {"100000000 phi steps (-phisteps", "GiB of memory", "DUALBRAGG_MAX_MEMORY_GIB"}},
         {"-mosaic 1 -mosaic_dom 2000000000 -phisteps 100000000 -osc 1", NULL, {"-mosaic_dom", "-phisteps", "GiB of memory"}},
