@@ -45,26 +45,6 @@ typedef struct ensemble {
     int shared[DB_ENSEMBLE_MAX_PARAMS];
 } ensemble;
 
-/* The flags of a still's line that give a parameter its value directly (config_flags.c's spellings): one of them on a
- * line refuses the parameter in -refine_shared by name. Other ways (an -img header, another detector size moving
- * the default beam centre) are caught by comparing the stills' start values. */
-static const struct own_flags {
-    const char *param;
-    const char *flags[6];
-} OWN_FLAGS[] = {
-    {"a", {"-cell", "-mat", "-matrix"}}, {"b", {"-cell", "-mat", "-matrix"}}, {"c", {"-cell", "-mat", "-matrix"}},
-    {"alpha", {"-cell", "-mat", "-matrix"}}, {"beta", {"-cell", "-mat", "-matrix"}},
-    {"gamma", {"-cell", "-mat", "-matrix"}}, {"misset_x", {"-misset", "-misset_seed"}},
-    {"misset_y", {"-misset", "-misset_seed"}}, {"misset_z", {"-misset", "-misset_seed"}}, {"phi0", {"-phi"}},
-    {"osc", {"-osc", "-phistep"}}, {"distance", {"-distance", "-close_distance"}},
-    {"xbeam", {"-Xbeam", "-Xclose", "-ORGX"}}, {"ybeam", {"-Ybeam", "-Yclose", "-ORGY"}},
-    {"orgx", {"-ORGX", "-Xclose", "-Xbeam"}}, {"orgy", {"-ORGY", "-Yclose", "-Ybeam"}},
-    {"lambda", {"-lambda", "-wave", "-energy"}}, {"na", {"-N", "-Na"}}, {"nb", {"-N", "-Nb"}}, {"nc", {"-N", "-Nc"}},
-    {"mosaic", {"-mosaic", "-mosaici", "-mosaicity", "-mosaic_spr", "-mosaic_spread"}},
-    {"fluence", {"-fluence", "-flux", "-exposure", "-beamsize"}}, {"detector_rotx", {"-detector_rotx"}},
-    {"detector_roty", {"-detector_roty"}}, {"detector_rotz", {"-detector_rotz"}}, {"twotheta", {"-twotheta"}},
-};
-
 void db_ensemble_default_options(db_ensemble_options *o)
 {
     if (!o) return;
@@ -349,17 +329,19 @@ static int setup_still(const db_stills *S, long i, int shared_argc, const char *
     db_config *cfg = NULL;
     double *img = NULL;
     int rc;
+    /* a flag of the line that gives a shared parameter its value directly (params.c: its flag and the others
+     * that set it); other ways (an -img header, another detector size moving the default beam centre) are caught
+     * by comparing the stills' start values */
     for (int j = 0; j < e->nshared; j++) {
-        const char *name = db_param_name(e->shared[j]);
-        for (size_t t = 0; t < sizeof OWN_FLAGS / sizeof OWN_FLAGS[0]; t++) {
-            if (strcmp(OWN_FLAGS[t].param, name)) continue;
-            for (int f = 0; f < 6 && OWN_FLAGS[t].flags[f]; f++)
-                if (line_has(l, OWN_FLAGS[t].flags[f])) {
-                    db_fail(err, DB_ERR_ARGUMENT, "-refine_shared: %s is shared by every still, but this still gives "
-                            "its own %s (one value for all: give it once, with the shared flags, or refine %s per "
-                            "still with -refine_still)", name, OWN_FLAGS[t].flags[f], name);
-                    return still_fail(err, S, i, DB_ERR_ARGUMENT);
-                }
+        const db_param_info *info = db_param_info_of(e->shared[j]);
+        for (int f = -1; f < DB_PARAM_MAX_ALSO; f++) {
+            const char *flag = f < 0 ? info->flag : info->also[f];
+            if (flag && line_has(l, flag)) {
+                db_fail(err, DB_ERR_ARGUMENT, "-refine_shared: %s is shared by every still, but this still gives its "
+                        "own %s (one value for all: give it once, with the shared flags, or refine %s per still with "
+                        "-refine_still)", info->name, flag, info->name);
+                return still_fail(err, S, i, DB_ERR_ARGUMENT);
+            }
         }
     }
     if (line_has(l, "-hkl")) {
@@ -737,7 +719,7 @@ int db_ensemble_refine(int shared_argc, const char *const *shared_argv, const db
     if (nF) memcpy(F, r->F_start, sizeof(double) * (size_t)nF);
 
     /* the shared parameters start at the first still's values, on every rank; each still must start at the same
-     * bits (a flag of its own that OWN_FLAGS does not list would otherwise make its start the still's, not the
+     * bits (a flag of its own that params.c's table does not list would otherwise make its start the still's, not the
      * shared flags') */
     if (nsh) {
         if (rank == owner0) rc = db_sim_get_params(E.st[0].sim, shared, r->shared_start, nsh, err);

@@ -238,14 +238,6 @@ static int write_json(const char *path, const db_refine_result *r, const int *pa
     return 0;
 }
 
-/* The dualbragg flag that sets each parameter (in the command line's unit, as db_sim_get_params gives it); the
- * cell and the misset are written whole. */
-static const char *const FLAG_OF[][2] = {
-    {"phi0", "-phi"}, {"osc", "-osc"}, {"distance", "-distance"}, {"xbeam", "-Xbeam"}, {"ybeam", "-Ybeam"},
-    {"orgx", "-ORGX"}, {"orgy", "-ORGY"}, {"lambda", "-lambda"}, {"na", "-Na"}, {"nb", "-Nb"}, {"nc", "-Nc"},
-    {"mosaic", "-mosaic"}, {"fluence", "-fluence"}, {"detector_rotx", "-detector_rotx"},
-    {"detector_roty", "-detector_roty"}, {"detector_rotz", "-detector_rotz"}, {"twotheta", "-twotheta"}};
-
 static void shell_word(FILE *o, const char *w)
 {
     int plain = *w != 0;
@@ -263,6 +255,35 @@ static void shell_word(FILE *o, const char *w)
     fputc('\'', o);
 }
 
+/* The parameters that share p's flag (params.c: -cell holds six, -misset three): the first of them, and how many. */
+static int flag_group_first(int p)
+{
+    int q = 0;
+    while (strcmp(db_param_info_of(q)->flag, db_param_info_of(p)->flag)) q++;
+    return q;
+}
+
+static int flag_group_size(int p)
+{
+    int k = 0;
+    for (int q = 0; q < db_param_count(); q++) k += !strcmp(db_param_info_of(q)->flag, db_param_info_of(p)->flag);
+    return k;
+}
+
+/* " FLAG v1 [v2 ...]": the values of every parameter under first's flag, first included */
+static int write_values(FILE *o, db_sim *sim, int first, db_error *err)
+{
+    fprintf(o, " %s", db_param_info_of(first)->flag);
+    for (int q = first; q < db_param_count(); q++) {
+        if (strcmp(db_param_info_of(q)->flag, db_param_info_of(first)->flag)) continue;
+        double v;
+        int rc = db_sim_get_params(sim, &q, &v, 1, err);
+        if (rc) return rc;
+        fprintf(o, " %.17g", v);
+    }
+    return 0;
+}
+
 /* A dualbragg command line for the fitted model: the flags given, then the fitted values, which override them
  * (flags are read in order). Values are printed with 17 digits, which read back to the same doubles. */
 static int write_cmdline(const char *path, const refine_args *a, int carryover, db_sim *sim, const int *params, int n,
@@ -276,31 +297,16 @@ static int write_cmdline(const char *path, const refine_args *a, int carryover, 
         shell_word(o, a->rest[i]);
     }
     fprintf(o, " -phi_carryover %s", carryover ? "on" : "off");
-    int cell = 0, misset = 0;
+    /* the single-valued parameters in the order refined, under their flags (params.c); a flag that holds several
+     * (the cell's six, the misset's three) is written whole after them, in the table's order */
     for (int j = 0; j < n; j++) {
-        const char *nm = db_param_name(params[j]);
         int p = params[j];
-        if (p <= db_param_from_name("gamma")) cell = 1;
-        else if (p <= db_param_from_name("misset_z")) misset = 1;
-        else
-            for (size_t k = 0; k < sizeof FLAG_OF / sizeof FLAG_OF[0]; k++)
-                if (!strcmp(nm, FLAG_OF[k][0])) {
-                    double v;
-                    if (db_sim_get_params(sim, &p, &v, 1, err)) goto fail;
-                    fprintf(o, " %s %.17g", FLAG_OF[k][1], v);
-                }
+        if (flag_group_first(p) == p && flag_group_size(p) == 1 && write_values(o, sim, p, err)) goto fail;
     }
-    const char *groups[2][7] = {{"-cell", "a", "b", "c", "alpha", "beta", "gamma"},
-                                {"-misset", "misset_x", "misset_y", "misset_z", NULL, NULL, NULL}};
-    for (int g = 0; g < 2; g++) {
-        if (!(g == 0 ? cell : misset)) continue;
-        fprintf(o, " %s", groups[g][0]);
-        for (int k = 1; k < 7 && groups[g][k]; k++) {
-            int p = db_param_from_name(groups[g][k]);
-            double v;
-            if (db_sim_get_params(sim, &p, &v, 1, err)) goto fail;
-            fprintf(o, " %.17g", v);
-        }
+    for (int p = 0; p < db_param_count(); p++) {
+        int refined = 0;
+        for (int j = 0; j < n; j++) refined |= flag_group_first(params[j]) == p;
+        if (refined && flag_group_first(p) == p && flag_group_size(p) > 1 && write_values(o, sim, p, err)) goto fail;
     }
     fputc('\n', o);
     int bad = ferror(o);

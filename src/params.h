@@ -38,6 +38,7 @@ typedef enum db_param_fixing {
     DB_FIXED_WITHOUT_DOMAINS /* the mosaic spread, in a simulation made without mosaic domains */
 } db_param_fixing;
 
+#define DB_PARAM_MAX_ALSO 4
 typedef struct db_param_info {
     const char *name, *flag, *unit; /* flag: the command line's spelling ("-cell" for its six values) */
     /* internal = value / divisor, the operation the command-line parser applies (db_param_to_internal, so that a
@@ -46,6 +47,9 @@ typedef struct db_param_info {
     size_t field;      /* offsetof(db_config, the double holding it) */
     db_param_rule rule;
     db_param_fixing fixing;
+    /* the command line's other flags that give it a value: aliases, and flags that move it (-ORGX moves the beam
+     * centre); with flag, what the ensemble refuses on a still's line for a shared parameter */
+    const char *also[DB_PARAM_MAX_ALSO];
 } db_param_info;
 
 const db_param_info *db_param_info_of(int param); /* NULL when out of range */
