@@ -2,6 +2,8 @@
  * folder's conventions (default file names, the Fdump.bin cache) and the printing. */
 #include "dualbragg.h"
 #include "config.h"
+#include "device.h"      /* the features a renderer may refuse */
+#include "run_clients.h" /* db_sim_device_supports */
 #include "io_paths.h"
 #include "tempfiles.h"
 #include "fileio.h" /* output checks and the output transaction */
@@ -216,7 +218,7 @@ static int prepare(cli_run *r)
                         "read without -hkl); -default_F alone is not a parameter\n", r->grad_F);
         return 2;
     }
-    if (r->grad_F && strncmp(db_sim_device(sim), "cpu", 3) != 0) { /* before the image renders, not after */
+    if (r->grad_F && !db_sim_device_supports(sim, DB_FEATURE_F_JACOBIAN)) { /* before the image renders, not after */
         fprintf(stderr, "dualbragg: error: -grad_F %s: the structure-factor Jacobian is computed by the CPU renderers "
                         "only, and this run renders on %s (use -device cpu)\n", r->grad_F, db_sim_device(sim));
         return 2;

@@ -788,6 +788,11 @@ int db_sim_set_device(db_sim *sim, const char *device, db_error *err)
 
 const char *db_sim_device(const db_sim *sim) { return sim ? sim->device_name : ""; }
 
+int db_sim_device_supports(const db_sim *sim, int feature)
+{
+    return sim && db_device_backend_of(sim->device)->supports(feature);
+}
+
 int db_sim_set_chunk(db_sim *sim, int k)
 {
     if (!sim || k < 1 || k > DB_MAX_CHUNK) return DB_ERR_ARGUMENT;
@@ -929,7 +934,7 @@ int db_sim_run_selected_F(db_sim *sim, const int *params, int nparams, double *v
     if (!sim || !values || !fjac)
         return db_fail(err, DB_ERR_ARGUMENT, "db_sim_run_selected_F: no simulation, values buffer or F-Jacobian");
     fjac->rows = fjac->cols = fjac->nnz = 0; /* its arrays are kept for reuse */
-    if (!db_device_backend_of(sim->device)->supports(DB_FEATURE_F_JACOBIAN))
+    if (!db_sim_device_supports(sim, DB_FEATURE_F_JACOBIAN))
         return db_fail(err, DB_ERR_DEVICE,
                        "the structure-factor Jacobian is computed by the CPU renderers only: this simulation renders on "
                        "%s (use -device cpu)", sim->device_name);

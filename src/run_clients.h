@@ -29,6 +29,9 @@ void db_decisions_free(db_decisions *d);
 int db_decisions_copy(db_decisions *dst, const db_decisions *src);
 
 /* ---- what a client reads ---- */
+/* 1 when the renderer this simulation renders on does the feature (device.h: enum db_device_feature), asked of
+ * the renderer registry (src/device.c): a client refuses what the renderer would, before any work. */
+int db_sim_device_supports(const db_sim *sim, int feature);
 /* The plan's region of interest (xmin xmax ymin ymax, inclusive). */
 void db_sim_roi(const db_sim *sim, int roi[4]);
 /* -boxes: their count in *n and their corners (xmin xmax ymin ymax each), or NULL with *n = 0. */
