@@ -118,6 +118,7 @@ typedef struct db_plan {
     db_pivot pivot;
     double beam[3], fdet[3], sdet[3], odet[3], polar[3], spindle[3], twotheta_axis[3], vert[3];
     double Xbeam, Ybeam, Xclose, Yclose, Fclose, Sclose, Fbeam, Sbeam; /* m */
+    double ORGX, ORGY; /* pixels: the direct-beam origin Fclose, Sclose in XDS's terms */
     int roi_xmin, roi_xmax, roi_ymin, roi_ymax;
     double fluence, flux;
     /* sampling (spec §3.4) */

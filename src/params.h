@@ -1,6 +1,8 @@
 /* params.h: the parameters a derivative can be taken with respect to, a value can be set to, and gradcheck
- * moves: one table (params.c) gives each its name, unit, and where and how it is held in the configuration.
- * Values cross the API in the command line's unit (README "Derivatives"). */
+ * moves: one table (params.c) gives each its name, flags, unit, conversion, value rule, what can fix it, and where
+ * and how the configuration holds it. Values cross the API in the command line's unit (README "Derivatives").
+ * A new parameter is its enum, its row, its flag's case in config_flags.c and its seed in the physics
+ * (tables_impl.h); values.c, the programs (-cmdline, -refine_shared) and the bindings read the row. */
 #ifndef DB_PARAMS_H
 #define DB_PARAMS_H
 
@@ -38,6 +40,16 @@ typedef enum db_param_fixing {
     DB_FIXED_WITHOUT_DOMAINS /* the mosaic spread, in a simulation made without mosaic domains */
 } db_param_fixing;
 
+/* how the configuration holds a value beyond its field (values.c reads and sets each kind its way) */
+typedef enum db_param_holding {
+    DB_HOLD_FIELD,      /* the field; where it says "not given" (NaN), the plan's default (plan_field) */
+    DB_HOLD_CELL,       /* a cell constant: absent b, c stand for a and absent angles for 90 degrees; under -mat,
+                         * the matrix's own cell plus what set_params moved it by */
+    DB_HOLD_MISSET,     /* the misset in force: a drawn one (-misset random) stays when one angle moves */
+    DB_HOLD_STEP_COUNT  /* osc: the phi step count stays, the step moves */
+} db_param_holding;
+
+#define DB_NO_PLAN_FIELD ((size_t)-1)
 #define DB_PARAM_MAX_ALSO 4
 typedef struct db_param_info {
     const char *name, *flag, *unit; /* flag: the command line's spelling ("-cell" for its six values) */
@@ -47,6 +59,8 @@ typedef struct db_param_info {
     size_t field;      /* offsetof(db_config, the double holding it) */
     db_param_rule rule;
     db_param_fixing fixing;
+    db_param_holding hold;
+    size_t plan_field; /* offsetof(db_plan, the value the plan resolves an unset field to), or DB_NO_PLAN_FIELD */
     /* the command line's other flags that give it a value: aliases, and flags that move it (-ORGX moves the beam
      * centre); with flag, what the ensemble refuses on a still's line for a shared parameter */
     const char *also[DB_PARAM_MAX_ALSO];

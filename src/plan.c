@@ -271,6 +271,8 @@ static void plan_axes(const db_config *c, db_plan *p)
     p->Sclose = bc.Sclose.v;
     p->Fbeam = bc.Fbeam.v;
     p->Sbeam = bc.Sbeam.v;
+    p->ORGX = p->Fclose / c->pixel_size + 0.5;
+    p->ORGY = p->Sclose / c->pixel_size + 0.5;
 }
 
 /* The photons and the crystal's size clipped to the beam; the samplings of phi, divergence, dispersion and the

@@ -19,34 +19,41 @@ static double mat_cell_value(const db_sim *sim, int k)
     return (k < 3 ? sim->xtal.mat_cell[k] : sim->xtal.mat_cell[k] * DB_RTD) + sim->mat_cell_delta[k];
 }
 
-/* The value the configuration stands for, in the command line's unit. */
+/* The value a parameter the configuration fixes stands for: what the plan or the crystal derived instead. */
+static double fixed_value(const db_sim *sim, int p)
+{
+    const db_plan *pl = &sim->plan;
+    const double N[3] = {sim->xtal.Na, sim->xtal.Nb, sim->xtal.Nc};
+    switch (db_param_info_of(p)->fixing) {
+    case DB_FIXED_BY_FLUX: return pl->fluence;
+    case DB_FIXED_BY_SIZE: return N[p - DB_P_NA];
+    case DB_FIXED_WITHOUT_DOMAINS: return pl->mosaic_spread;
+    default: return NAN;
+    }
+}
+
+/* The value the configuration stands for, in the command line's unit (params.h: how each kind is held). */
 static int computed_one(const db_sim *sim, int p, double *out, db_error *err)
 {
     const db_config *c = sim->cfg;
     const db_plan *pl = &sim->plan;
-    double v = *(const double *)((const char *)c + db_param_info_of(p)->field);
-    switch (p) {
-    case DB_P_A: case DB_P_B: case DB_P_C: case DB_P_ALPHA: case DB_P_BETA: case DB_P_GAMMA:
+    const db_param_info *info = db_param_info_of(p);
+    double v = *(const double *)((const char *)c + info->field);
+    switch (info->hold) {
+    case DB_HOLD_CELL:
         if (!c->user_cell) {
             *out = mat_cell_value(sim, p - DB_P_A);
             return DB_OK;
         }
         if (v <= 0.0) v = p <= DB_P_C ? c->cell_a : M_PI / 2; /* absent: b = c = a, 90 degrees */
         break;
-    case DB_P_MISSET_X: case DB_P_MISSET_Y: case DB_P_MISSET_Z:
-        v = db_misset_in_force(sim)[p - DB_P_MISSET_X];
+    case DB_HOLD_MISSET: v = db_misset_in_force(sim)[p - DB_P_MISSET_X]; break;
+    case DB_HOLD_STEP_COUNT: v = pl->phistep * pl->phisteps; break;
+    case DB_HOLD_FIELD:
+        if (db_param_fixed(c, pl, p)) v = fixed_value(sim, p);
+        else if (isnan(v) && info->plan_field != DB_NO_PLAN_FIELD)
+            v = *(const double *)((const char *)pl + info->plan_field);
         break;
-    case DB_P_OSC: v = pl->phistep * pl->phisteps; break; /* the step count stays: osc moves the step */
-    case DB_P_XBEAM: if (isnan(v)) v = pl->Xbeam; break;
-    case DB_P_YBEAM: if (isnan(v)) v = pl->Ybeam; break;
-    case DB_P_ORGX: if (isnan(v)) v = pl->Fclose / c->pixel_size + 0.5; break;
-    case DB_P_ORGY: if (isnan(v)) v = pl->Sclose / c->pixel_size + 0.5; break;
-    case DB_P_NA: if (db_param_fixed(c, pl, p)) v = sim->xtal.Na; break;
-    case DB_P_NB: if (db_param_fixed(c, pl, p)) v = sim->xtal.Nb; break;
-    case DB_P_NC: if (db_param_fixed(c, pl, p)) v = sim->xtal.Nc; break;
-    case DB_P_MOSAIC: v = pl->mosaic_spread; break;
-    case DB_P_FLUENCE: v = pl->fluence; break;
-    default: break;
     }
     (void)err;
     *out = db_param_from_internal(p, v);
@@ -86,8 +93,8 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
     if (fixed) return db_fail(err, DB_ERR_ARGUMENT, "%s: %s", info->name, fixed);
     int rc = db_param_check_value(p, v, info->name, err);
     if (rc) return rc;
-    switch (p) {
-    case DB_P_A: case DB_P_B: case DB_P_C: case DB_P_ALPHA: case DB_P_BETA: case DB_P_GAMMA:
+    switch (info->hold) {
+    case DB_HOLD_CELL:
         if (!c->user_cell) {
             sim->mat_cell_delta[p - DB_P_A] = v - (mat_cell_value(sim, p - DB_P_A) - sim->mat_cell_delta[p - DB_P_A]);
             return DB_OK;
@@ -99,8 +106,7 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         if (c->cell_beta <= 0.0) c->cell_beta = M_PI / 2;
         if (c->cell_gamma <= 0.0) c->cell_gamma = M_PI / 2;
         break;
-    case DB_P_MISSET_X: case DB_P_MISSET_Y: case DB_P_MISSET_Z:
-    {
+    case DB_HOLD_MISSET: {
         double in_force[3]; /* a drawn misset stays; zero angles (none given) rotate nothing, exactly */
         memcpy(in_force, db_misset_in_force(sim), sizeof in_force);
         memcpy(c->misset, in_force, sizeof in_force);
@@ -108,17 +114,17 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
         c->misset_given = 1;
         break;
     }
-    case DB_P_OSC:
+    case DB_HOLD_STEP_COUNT:
         c->phisteps = pl->phisteps; /* phistep = osc / phisteps, the count held */
         c->phistep = -1.0;
         break;
-    case DB_P_MOSAIC:
+    case DB_HOLD_FIELD: break;
+    }
+    if (info->fixing == DB_FIXED_WITHOUT_DOMAINS) { /* free: it has domains, and keeps their count */
         if (!(v > 0.0)) /* a spread of 0 or less would leave no domains */
-            return db_fail(err, DB_ERR_GEOMETRY, "mosaic: the spread must stay positive (got %g deg; the domain count is "
-                           "fixed)", v);
+            return db_fail(err, DB_ERR_GEOMETRY, "%s: the spread must stay positive (got %g deg; the domain count is "
+                           "fixed)", info->name, v);
         c->mosaic_domains = pl->mosaic_domains;
-        break;
-    default: break;
     }
     *field_of(c, p) = db_param_to_internal(p, v);
     return DB_OK;
