@@ -1657,13 +1657,24 @@ static void test_fixed_parameters(void **state)
     char line[512];
     for (int fixed = 0; fixed < 2; fixed++) {
         snprintf(line, sizeof line, "%s %s", base,
-                 fixed ? "-xtal_size 0.0005 -flux 1e12 -exposure 1 -beamsize 0.1" : "-N 50 -fluence 1e24");
+                 fixed ? "-xtal_size 0.0005 -flux 1e12 -exposure 1 -beamsize 0.1 -mosaic -1 -mosaic_dom 5"
+                       : "-N 50 -fluence 1e24");
         harness_args a = {0};
         harness_split(&a, line);
         db_sim *sim = sim_from(&a);
         harness_args_free(&a);
         int params[3] = {db_param_from_name("na"), db_param_from_name("fluence"), db_param_from_name("a")};
         db_error err;
+        if (fixed) {
+            /* a fixed value reads as what fixed it (spec: N = ceil(size / edge), 5000 A over 100 A; the fluence
+             * flux * exposure / beamsize^2, 1e12 / (1e-4 m)^2; a negative spread is no mosaic, 0) */
+            int got[3] = {db_param_from_name("na"), db_param_from_name("fluence"), db_param_from_name("mosaic")};
+            double v[3];
+            assert_int_equal(db_sim_get_params(sim, got, v, 3, &err), DB_OK);
+            assert_true(v[0] == 50.0);
+            assert_true(fabs(v[1] - 1e20) <= 1e-12 * 1e20);
+            assert_true(v[2] == 0.0);
+        }
         for (int k = 0; fixed && k < 2; k++) {
             double v = 10.0;
             assert_int_equal(db_sim_set_params(sim, &params[k], &v, 1, &err), DB_ERR_ARGUMENT);
