@@ -506,7 +506,7 @@ static int detector_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
     case F_OS_OMEGA: c->oversample_omega = 1; break;
     case F_POLAR: rc = take_double(cur, "a Kahn factor", &c->polarization); c->nopolar = 0; *used = 1; break;
     case F_NOPOLAR: c->nopolar = 1; break;
-    case F_DMIN: rc = take_double(cur, "a resolution in Angstrom", &d); c->dmin = d * 1e-10; *used = 1; break;
+    case F_DMIN: rc = take_double(cur, "a resolution in Angstrom", &d); c->dmin = d * DB_M_PER_A; *used = 1; break;
     case F_ROI: {
         long r[4];
         rc = need_args(cur, 4, "xmin xmax ymin ymax in pixels");

@@ -10,5 +10,7 @@
 #define DB_MM_PER_M 1000.0      /* lengths and positions are given in mm */
 #define DB_MRAD_PER_RAD 1000.0  /* divergences are given in mrad */
 #define DB_A_PER_M 1.0e10       /* wavelengths and cell edges are given in Angstrom */
+/* -dmin's conversion multiplies where the others divide: its own constant keeps its bits */
+#define DB_M_PER_A 1.0e-10
 
 #endif
