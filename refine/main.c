@@ -371,233 +371,311 @@ static void print_results(const db_refine_result *r, const int *params, const fi
     }
 }
 
-int main(int argc, char **argv)
-{
+/* ---- the run, phase by phase ---- */
+
+/* What main's phases share; everything is freed once, by run_free. A phase returns 0 to go on, or the exit
+ * status. */
+typedef struct refine_run {
     refine_args a;
     db_error err;
-    int params[64], nparams, rc;
-    db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
-    db_config *cfg = NULL;
-    db_sim *sim = NULL;
-    db_out_set *txn = NULL;
-    double *obs = NULL, *image64 = NULL, *resid = NULL, *bg = NULL;
-    int *bg_boxes = NULL;
-    float *image = NULL;
-    long *pix = NULL;
-    int *boxes = NULL, nboxes = 0;
-    if (argc < 2) return usage();
-    if ((rc = parse_args(argc, argv, &a))) goto done;
-    rc = 2;
-    if ((nparams = db_param_parse_list_for("-refine", a.refine, params, &err)) < 0) goto fail;
-    if (a.spots && has_flag(&a, "-boxes")) {
+    int params[64], nparams;
+    db_config *cfg;
+    db_sim *sim;
+    int F, S, carryover;
+    size_t npix;
+    double *obs;
+    long *pix;
+    int *boxes, nboxes;          /* the boxes fitted (-boxes or -spots), for the JSON and the pictures */
+    double *bg;                  /* the backgrounds' values [3 nbg] and sigmas [3 nbg] */
+    int *bg_boxes, nbg;
+    db_refine_result res;
+    fit_report fr;
+    /* outputs: -json, -floatfile, -cmdline, then the three pictures of -pngprefix */
+    const char *out_path[6], *out_flag[6], *tmp[6];
+    char png_path[3][4200];
+    db_out_set *txn;
+    float *image;
+    double *image64, *resid;
+} refine_run;
+
+/* The error in r->err, and the exit status: 2 for a bad request, else rc. */
+static int fail(refine_run *r, int rc)
+{
+    fprintf(stderr, PROG ": error: %s\n", r->err.message);
+    return r->err.code == DB_ERR_ARGUMENT ? 2 : rc;
+}
+
+static int out_of_memory(const char *what)
+{
+    fprintf(stderr, PROG ": error: out of memory%s\n", what);
+    return 1;
+}
+
+/* What the flags ask for, checked before any work: the parameters, the pixels' source, the outputs' paths. */
+static int check_request(refine_run *r)
+{
+    const refine_args *a = &r->a;
+    if ((r->nparams = db_param_parse_list_for("-refine", a->refine, r->params, &r->err)) < 0) return fail(r, 2);
+    if (a->spots && has_flag(a, "-boxes")) {
         fprintf(stderr, PROG ": error: -spots makes boxes around the spots when no -boxes FILE is given; give one or the other\n");
-        goto done;
+        return 2;
     }
     int cell_refined = 0;
-    for (int j = 0; j < nparams; j++) cell_refined |= params[j] <= db_param_from_name("gamma");
-    if (a.cmdline && cell_refined && (has_flag(&a, "-mat") || has_flag(&a, "-matrix"))) {
+    for (int j = 0; j < r->nparams; j++) cell_refined |= db_param_info_of(r->params[j])->hold == DB_HOLD_CELL;
+    if (a->cmdline && cell_refined && (has_flag(a, "-mat") || has_flag(a, "-matrix"))) {
         fprintf(stderr, PROG ": error: -cmdline cannot express a refined cell of a -mat crystal as dualbragg flags; "
                         "use -json for the fitted values\n");
-        goto done;
+        return 2;
     }
-    /* outputs: checked before any work, written to temporary names, renamed into place together at the end */
-    const char *png_kind[3] = {"observed", "model", "residual"};
-    char png_path[3][4200];
-    const char *out_path[7] = {a.json, a.floatfile, a.cmdline, NULL, NULL, NULL, NULL};
-    const char *out_flag[7] = {"-json", "-floatfile", "-cmdline", "-pngprefix", "-pngprefix", "-pngprefix", NULL};
-    const char *tmp[7] = {NULL};
-    if (a.pngprefix)
+    /* written to temporary names, renamed into place together at the end */
+    static const char *const png_kind[3] = {"observed", "model", "residual"};
+    static const char *const flags[6] = {"-json", "-floatfile", "-cmdline", "-pngprefix", "-pngprefix", "-pngprefix"};
+    const char *paths[3] = {a->json, a->floatfile, a->cmdline};
+    for (int k = 0; k < 6; k++) {
+        r->out_flag[k] = flags[k];
+        r->out_path[k] = k < 3 ? paths[k] : NULL;
+    }
+    if (a->pngprefix)
         for (int k = 0; k < 3; k++) {
-            snprintf(png_path[k], sizeof png_path[k], "%s%s.png", a.pngprefix, png_kind[k]);
-            out_path[3 + k] = png_path[k];
+            snprintf(r->png_path[k], sizeof r->png_path[k], "%s%s.png", a->pngprefix, png_kind[k]);
+            r->out_path[3 + k] = r->png_path[k];
         }
     for (int k = 0; k < 6; k++)
-        if (out_path[k] && db_check_output_path(out_path[k], out_flag[k], &err)) goto fail;
+        if (r->out_path[k] && db_check_output_path(r->out_path[k], r->out_flag[k], &r->err)) return fail(r, 2);
+    return 0;
+}
 
-    cfg = db_config_create();
-    if (!cfg) {
-        fprintf(stderr, PROG ": error: out of memory\n");
-        rc = 1;
-        goto done;
-    }
-    if (db_config_parse(cfg, a.nrest, a.rest, &err)) goto fail;
-    /* no output may replace what the run reads (the observed image, the configuration's files, the Fdump cache)
-     * or another output: refused before any work */
+/* dualbragg's flags as a configuration; no output may replace what the run reads (the observed image, the
+ * configuration's files, the Fdump cache) or another output. */
+static int read_configuration(refine_run *r)
+{
+    r->cfg = db_config_create();
+    if (!r->cfg) return out_of_memory("");
+    if (db_config_parse(r->cfg, r->a.nrest, r->a.rest, &r->err)) return fail(r, 2);
     db_named_path in[DB_IO_MAX_INPUTS + 1], outs[6];
-    int nin = db_io_inputs(cfg, 1, in);
-    in[nin].path = a.obs;
+    int nin = db_io_inputs(r->cfg, 1, in);
+    in[nin].path = r->a.obs;
     in[nin++].flag = "-obs";
     for (int k = 0; k < 6; k++) {
-        outs[k].path = out_path[k];
-        outs[k].flag = out_flag[k];
+        outs[k].path = r->out_path[k];
+        outs[k].flag = r->out_flag[k];
     }
-    if (db_io_check_distinct(outs, 6, in, nin, &err)) goto fail;
+    if (db_io_check_distinct(outs, 6, in, nin, &r->err)) return fail(r, 2);
+    return 0;
+}
+
+/* The simulation and the observed image, in photons. */
+static int open_simulation(refine_run *r)
+{
     /* the first line says which phi model is fitted, as dualbragg (and Python) would render it from these flags */
-    const int carryover = db_config_phi_carryover(cfg);
-    printf(PROG ": phi carryover %s%s\n", carryover ? "on" : "off",
-           carryover ? " (dualbragg's default, the reference program's quirk; it matters only for a sweep from -phi 0: "
-                       "-phi_carryover off gives the physical model)"
-                     : " (the physical model)");
-    fputs(db_config_warnings(cfg), stderr);
-    const char *dump = db_config_output_path(cfg, DB_OUT_FDUMP), *fdump_in = NULL;
-    if (!db_config_has_hkl(cfg) && access(dump, F_OK) == 0) {
+    r->carryover = db_config_phi_carryover(r->cfg);
+    printf(PROG ": phi carryover %s%s\n", r->carryover ? "on" : "off",
+           r->carryover ? " (dualbragg's default, the reference program's quirk; it matters only for a sweep from -phi 0: "
+                          "-phi_carryover off gives the physical model)"
+                        : " (the physical model)");
+    fputs(db_config_warnings(r->cfg), stderr);
+    const char *dump = db_config_output_path(r->cfg, DB_OUT_FDUMP), *fdump_in = NULL;
+    if (!db_config_has_hkl(r->cfg) && access(dump, F_OK) == 0) {
         fdump_in = dump;
         printf("reading Fs from %s (no -hkl given)\n", dump);
     }
-    rc = 1;
-    if (db_sim_create(&sim, cfg, fdump_in, &err)) goto fail;
-    int F, S;
-    db_sim_size(sim, &F, &S);
-    const size_t npix = (size_t)F * (size_t)S;
-    if (db_observed_read(a.obs, F, S, a.adc, a.obs_float64, &obs, &err)) goto fail;
-    if (a.gain != 1.0) /* detector units to photons */
-        for (size_t i = 0; i < npix; i++) obs[i] /= a.gain;
+    if (db_sim_create(&r->sim, r->cfg, fdump_in, &r->err)) return fail(r, 1);
+    db_sim_size(r->sim, &r->F, &r->S);
+    r->npix = (size_t)r->F * (size_t)r->S;
+    if (db_observed_read(r->a.obs, r->F, r->S, r->a.adc, r->a.obs_float64, &r->obs, &r->err)) return fail(r, 1);
+    if (r->a.gain != 1.0) /* detector units to photons */
+        for (size_t i = 0; i < r->npix; i++) r->obs[i] /= r->a.gain;
+    return 0;
+}
 
-    /* the pixels fitted: -boxes, the spots, or the configuration's -roi and -mask */
-    long count = db_sim_selected_count(sim);
+/* -spots: boxes around the brightest spots of the selection, said on one line (with the sizes of boxes the
+ * detector's edge cuts). */
+static int find_spot_boxes(refine_run *r, long count)
+{
+    const refine_args *a = &r->a;
+    r->pix = (long *)malloc((size_t)count * sizeof(long));
+    r->boxes = (int *)malloc((size_t)a->spots * 4 * sizeof(int));
+    if (!r->pix || !r->boxes) return out_of_memory("");
+    if (db_sim_selected_pixel_list(r->sim, r->pix, count, &r->err) < 0) return fail(r, 1);
+    r->nboxes = db_find_spots(r->obs, r->F, r->S, r->pix, count, a->spots, a->spot_size, r->boxes, &r->err);
+    if (r->nboxes < 0) return fail(r, 1);
+    if (r->nboxes == 0) {
+        fprintf(stderr, PROG ": error: no spots above the background in '%s' (-spots %d); give -boxes FILE or -roi\n",
+                a->obs, a->spots);
+        return 1;
+    }
+    printf("%d spot boxes of %d x %d pixels%s:", r->nboxes, a->spot_size, a->spot_size,
+           r->nboxes < a->spots ? " (fewer spots than asked for)" : "");
+    int clipped = 0;
+    for (int b = 0; b < r->nboxes; b++) {
+        const int *bx = r->boxes + 4 * b, w = bx[1] - bx[0] + 1, h = bx[3] - bx[2] + 1;
+        printf(" [%d-%d, %d-%d]", bx[0], bx[1], bx[2], bx[3]);
+        if (w != a->spot_size || h != a->spot_size) { /* cut by the detector's edge: say its real size */
+            printf(" (%d x %d, at the edge)", w, h);
+            clipped++;
+        }
+    }
+    printf("\n");
+    if (clipped) printf("%d of the boxes are cut by the detector's edge (their sizes are given beside them)\n", clipped);
+    if (db_sim_select_boxes(r->sim, r->boxes, r->nboxes, &r->err)) return fail(r, 1);
+    return 0;
+}
+
+/* The pixels fitted: -boxes, the spots, or the configuration's -roi and -mask. */
+static int choose_pixels(refine_run *r)
+{
+    long count = db_sim_selected_count(r->sim);
     if (count == 0) {
         fprintf(stderr, PROG ": error: no pixels are selected (check -roi, -mask and -boxes)\n");
-        goto done;
+        return 1;
     }
-    if (a.spots) {
-        pix = (long *)malloc((size_t)count * sizeof(long));
-        boxes = (int *)malloc((size_t)a.spots * 4 * sizeof(int));
-        if (!pix || !boxes) {
-            fprintf(stderr, PROG ": error: out of memory\n");
-            goto done;
-        }
-        if (db_sim_selected_pixel_list(sim, pix, count, &err) < 0) goto fail;
-        nboxes = db_find_spots(obs, F, S, pix, count, a.spots, a.spot_size, boxes, &err);
-        if (nboxes < 0) goto fail;
-        if (nboxes == 0) {
-            fprintf(stderr, PROG ": error: no spots above the background in '%s' (-spots %d); give -boxes FILE or -roi\n",
-                    a.obs, a.spots);
-            goto done;
-        }
-        printf("%d spot boxes of %d x %d pixels%s:", nboxes, a.spot_size, a.spot_size,
-               nboxes < a.spots ? " (fewer spots than asked for)" : "");
-        int clipped = 0;
-        for (int b = 0; b < nboxes; b++) {
-            const int *bx = boxes + 4 * b, w = bx[1] - bx[0] + 1, h = bx[3] - bx[2] + 1;
-            printf(" [%d-%d, %d-%d]", bx[0], bx[1], bx[2], bx[3]);
-            if (w != a.spot_size || h != a.spot_size) { /* cut by the detector's edge: say its real size */
-                printf(" (%d x %d, at the edge)", w, h);
-                clipped++;
-            }
-        }
-        printf("\n");
-        if (clipped) printf("%d of the boxes are cut by the detector's edge (their sizes are given beside them)\n", clipped);
-        if (db_sim_select_boxes(sim, boxes, nboxes, &err)) goto fail;
-    } else if ((nboxes = db_sim_get_boxes(sim, NULL, 0)) > 0) { /* -boxes FILE: kept for the JSON and the pictures */
-        boxes = (int *)malloc((size_t)nboxes * 4 * sizeof(int));
-        if (!boxes) goto done;
-        db_sim_get_boxes(sim, boxes, nboxes);
+    if (r->a.spots) return find_spot_boxes(r, count);
+    if ((r->nboxes = db_sim_get_boxes(r->sim, NULL, 0)) > 0) { /* -boxes FILE: kept for the JSON and the pictures */
+        r->boxes = (int *)malloc((size_t)r->nboxes * 4 * sizeof(int));
+        if (!r->boxes) return 1;
+        db_sim_get_boxes(r->sim, r->boxes, r->nboxes);
     }
+    return 0;
+}
 
+/* db_refine with the flags' options, its progress a line an iteration, and the results printed. */
+static int fit(refine_run *r)
+{
+    const refine_args *a = &r->a;
     db_refine_options o;
     db_refine_default_options(&o);
-    o.max_iterations = a.maxiter;
-    o.initial_damping = a.damping;
-    o.objective = strcmp(a.objective, "lsq") ? DB_OBJECTIVE_POISSON : DB_OBJECTIVE_LSQ;
-    o.weighting = strcmp(a.weights, "unit") ? DB_WEIGHTS_POISSON : DB_WEIGHTS_UNIT;
-    o.readout_noise = a.readout_noise;
-    o.background = !a.background ? DB_BACKGROUND_AUTO
-                   : !strcmp(a.background, "none") ? DB_BACKGROUND_NONE
-                   : !strcmp(a.background, "constant") ? DB_BACKGROUND_CONSTANT : DB_BACKGROUND_PLANES;
-    const int nbg = db_refine_background_count(sim);
-    bg = (double *)malloc((size_t)nbg * 6 * sizeof(double));
-    bg_boxes = (int *)malloc((size_t)nbg * 4 * sizeof(int));
-    if (!bg || !bg_boxes) {
-        fprintf(stderr, PROG ": error: out of memory\n");
-        goto done;
-    }
-    o.background_values = bg;
-    o.background_sigma = bg + 3 * nbg;
-    o.background_boxes = bg_boxes;
+    o.max_iterations = a->maxiter;
+    o.initial_damping = a->damping;
+    o.objective = strcmp(a->objective, "lsq") ? DB_OBJECTIVE_POISSON : DB_OBJECTIVE_LSQ;
+    o.weighting = strcmp(a->weights, "unit") ? DB_WEIGHTS_POISSON : DB_WEIGHTS_UNIT;
+    o.readout_noise = a->readout_noise;
+    o.background = !a->background ? DB_BACKGROUND_AUTO
+                   : !strcmp(a->background, "none") ? DB_BACKGROUND_NONE
+                   : !strcmp(a->background, "constant") ? DB_BACKGROUND_CONSTANT : DB_BACKGROUND_PLANES;
+    r->nbg = db_refine_background_count(r->sim);
+    r->bg = (double *)malloc((size_t)r->nbg * 6 * sizeof(double));
+    r->bg_boxes = (int *)malloc((size_t)r->nbg * 4 * sizeof(int));
+    if (!r->bg || !r->bg_boxes) return out_of_memory("");
+    o.background_values = r->bg;
+    o.background_sigma = r->bg + 3 * r->nbg;
+    o.background_boxes = r->bg_boxes;
     o.progress = show_iteration;
+    const char *background = a->background ? a->background : r->nboxes ? "planes" : "none";
     if (o.objective == DB_OBJECTIVE_POISSON)
-        printf("fitting %s to %ld pixels of '%s' (Poisson likelihood%s, background %s)\n", a.refine, db_sim_selected_count(sim),
-               a.obs, a.readout_noise > 0 ? " with readout noise" : "",
-               a.background ? a.background : nboxes ? "planes" : "none");
+        printf("fitting %s to %ld pixels of '%s' (Poisson likelihood%s, background %s)\n", a->refine,
+               db_sim_selected_count(r->sim), a->obs, a->readout_noise > 0 ? " with readout noise" : "", background);
     else
-        printf("fitting %s to %ld pixels of '%s' (least squares, %s weights, background %s)\n", a.refine,
-               db_sim_selected_count(sim), a.obs, a.weights, a.background ? a.background : nboxes ? "planes" : "none");
+        printf("fitting %s to %ld pixels of '%s' (least squares, %s weights, background %s)\n", a->refine,
+               db_sim_selected_count(r->sim), a->obs, a->weights, background);
     printf("%5s  %-8s %14s %10s %10s %9s\n", "iter", "step", "cost", "damping", "step size", "seconds");
-    db_refine_result res;
-    if (db_refine(sim, params, nparams, obs, NULL, &o, &res, &err)) goto fail;
-    fit_report fr = {boxes, nboxes, bg, bg + 3 * nbg, bg_boxes, res.nbackground ? nbg : 0, &a, carryover};
-    print_results(&res, params, &fr);
+    if (db_refine(r->sim, r->params, r->nparams, r->obs, NULL, &o, &r->res, &r->err)) return fail(r, 1);
+    fit_report fr = {r->boxes, r->nboxes, r->bg, r->bg + 3 * r->nbg, r->bg_boxes, r->res.nbackground ? r->nbg : 0,
+                     &r->a, r->carryover};
+    r->fr = fr;
+    print_results(&r->res, r->params, &r->fr);
+    return 0;
+}
 
-    txn = db_out_set_create();
-    if (!txn) goto done;
-    for (int k = 0; k < 6; k++)
-        if (out_path[k] && !(tmp[k] = db_out_set_add(txn, out_path[k], &err))) goto fail;
-    if (a.json && write_json(tmp[0], &res, params, &fr, &err)) goto fail;
-    if (a.cmdline && write_cmdline(tmp[2], &a, carryover, sim, params, nparams, &err)) goto fail;
-    if (a.floatfile || a.pngprefix) {
-        /* the model on the whole selection of the configuration (not only the fitted boxes), at the fitted values */
-        image = (float *)malloc(npix * sizeof(float));
-        image64 = (double *)malloc(npix * sizeof(double));
-        resid = (double *)malloc(npix * sizeof(double));
-        if (!image || !image64 || !resid) {
-            fprintf(stderr, PROG ": error: out of memory for the model image\n");
-            goto done;
-        }
-        if (db_sim_select_boxes(sim, NULL, 0, &err) || db_sim_run(sim, image, image64, &err)) goto fail;
-        if (a.floatfile && db_write_float_image(tmp[1], image, npix, &err)) goto fail;
-        if (a.pngprefix) {
-            long m = db_sim_selected_count(sim);
-            free(pix);
-            pix = (long *)malloc((size_t)m * sizeof(long));
-            if (!pix) goto done;
-            if (db_sim_selected_pixel_list(sim, pix, m, &err) < 0) goto fail;
-            /* the pictures' model holds the fitted background of each box, as the fit saw it */
-            for (int e = 0; e < fr.nbg && res.background != DB_BACKGROUND_NONE; e++) {
-                const int *bx = bg_boxes + 4 * e;
-                const double *v = bg + 3 * e;
-                if (!isfinite(v[0])) continue;
-                for (int sl = bx[2]; sl <= bx[3]; sl++)
-                    for (int f = bx[0]; f <= bx[1]; f++) image64[(size_t)sl * F + f] += db_refine_background_at(v, bx, f, sl);
-            }
-            memset(resid, 0, npix * sizeof(double));
-            for (long i = 0; i < m; i++) resid[pix[i]] = obs[pix[i]] - image64[pix[i]];
-            if (db_png_write(tmp[3], obs, F, S, DB_PICTURE_LOG, boxes, nboxes, &err) ||
-                db_png_write(tmp[4], image64, F, S, DB_PICTURE_LOG, boxes, nboxes, &err) ||
-                db_png_write(tmp[5], resid, F, S, DB_PICTURE_DIVERGING, boxes, nboxes, &err))
-                goto fail;
-        }
+/* -floatfile and -pngprefix: the model on the whole selection of the configuration (not only the fitted boxes), at
+ * the fitted values; the pictures' model holds each box's fitted background, as the fit saw it. */
+static int write_model_images(refine_run *r)
+{
+    const size_t npix = r->npix;
+    r->image = (float *)malloc(npix * sizeof(float));
+    r->image64 = (double *)malloc(npix * sizeof(double));
+    r->resid = (double *)malloc(npix * sizeof(double));
+    if (!r->image || !r->image64 || !r->resid) return out_of_memory(" for the model image");
+    if (db_sim_select_boxes(r->sim, NULL, 0, &r->err) || db_sim_run(r->sim, r->image, r->image64, &r->err))
+        return fail(r, 1);
+    if (r->a.floatfile && db_write_float_image(r->tmp[1], r->image, npix, &r->err)) return fail(r, 1);
+    if (!r->a.pngprefix) return 0;
+    long m = db_sim_selected_count(r->sim);
+    free(r->pix);
+    r->pix = (long *)malloc((size_t)m * sizeof(long));
+    if (!r->pix) return 1;
+    if (db_sim_selected_pixel_list(r->sim, r->pix, m, &r->err) < 0) return fail(r, 1);
+    for (int e = 0; e < r->fr.nbg && r->res.background != DB_BACKGROUND_NONE; e++) {
+        const int *bx = r->bg_boxes + 4 * e;
+        const double *v = r->bg + 3 * e;
+        if (!isfinite(v[0])) continue;
+        for (int sl = bx[2]; sl <= bx[3]; sl++)
+            for (int f = bx[0]; f <= bx[1]; f++) r->image64[(size_t)sl * r->F + f] += db_refine_background_at(v, bx, f, sl);
     }
-    if (db_out_set_commit(txn, &err)) goto fail;
+    memset(r->resid, 0, npix * sizeof(double));
+    for (long i = 0; i < m; i++) r->resid[r->pix[i]] = r->obs[r->pix[i]] - r->image64[r->pix[i]];
+    if (db_png_write(r->tmp[3], r->obs, r->F, r->S, DB_PICTURE_LOG, r->boxes, r->nboxes, &r->err) ||
+        db_png_write(r->tmp[4], r->image64, r->F, r->S, DB_PICTURE_LOG, r->boxes, r->nboxes, &r->err) ||
+        db_png_write(r->tmp[5], r->resid, r->F, r->S, DB_PICTURE_DIVERGING, r->boxes, r->nboxes, &r->err))
+        return fail(r, 1);
+    return 0;
+}
+
+/* Every output to its temporary name, then all renamed into place together. */
+static int write_outputs(refine_run *r)
+{
+    r->txn = db_out_set_create();
+    if (!r->txn) return 1;
     for (int k = 0; k < 6; k++)
-        if (out_path[k]) printf("wrote %s (%s)\n", out_path[k], out_flag[k]);
-    if (res.stop_reason == DB_STOP_MAXITER || res.stop_reason == DB_STOP_NO_PROGRESS) {
+        if (r->out_path[k] && !(r->tmp[k] = db_out_set_add(r->txn, r->out_path[k], &r->err))) return fail(r, 1);
+    if (r->a.json && write_json(r->tmp[0], &r->res, r->params, &r->fr, &r->err)) return fail(r, 1);
+    if (r->a.cmdline && write_cmdline(r->tmp[2], &r->a, r->carryover, r->sim, r->params, r->nparams, &r->err))
+        return fail(r, 1);
+    int rc = r->a.floatfile || r->a.pngprefix ? write_model_images(r) : 0;
+    if (rc) return rc;
+    if (db_out_set_commit(r->txn, &r->err)) return fail(r, 1);
+    for (int k = 0; k < 6; k++)
+        if (r->out_path[k]) printf("wrote %s (%s)\n", r->out_path[k], r->out_flag[k]);
+    return 0;
+}
+
+/* 0, or 3 when the fit did not converge, 4 when it fits poorly (README "Refinement": exit status) */
+static int exit_status(const refine_run *r)
+{
+    if (r->res.stop_reason == DB_STOP_MAXITER || r->res.stop_reason == DB_STOP_NO_PROGRESS) {
         fprintf(stderr, PROG ": warning: the fit did not converge (%s); the values above are the best found\n",
-                db_stop_reason_text(res.stop_reason));
-        rc = 3;
-    } else if (res.poor_fit) {
+                db_stop_reason_text(r->res.stop_reason));
+        return 3;
+    }
+    if (r->res.poor_fit) {
         fprintf(stderr, PROG ": warning: poor fit: the deviance is %.1f standard deviations above what the fitted model "
                         "would give (a wrong local minimum, or a model missing what the image holds); do not trust these "
-                        "values or their sigmas\n", res.deviance_z);
-        rc = 4;
-    } else {
-        rc = 0;
+                        "values or their sigmas\n", r->res.deviance_z);
+        return 4;
     }
-    goto done;
-fail:
-    fprintf(stderr, PROG ": error: %s\n", err.message);
-    if (err.code == DB_ERR_ARGUMENT) rc = 2;
-done:
-    db_out_set_destroy(txn);
-    free(a.rest);
-    free(obs);
-    free(image);
-    free(image64);
-    free(resid);
-    free(bg);
-    free(bg_boxes);
-    free(pix);
-    free(boxes);
-    db_sim_destroy(sim);
-    db_config_destroy(cfg);
+    return 0;
+}
+
+static void run_free(refine_run *r)
+{
+    db_out_set_destroy(r->txn);
+    free(r->a.rest);
+    free(r->obs);
+    free(r->image);
+    free(r->image64);
+    free(r->resid);
+    free(r->bg);
+    free(r->bg_boxes);
+    free(r->pix);
+    free(r->boxes);
+    db_sim_destroy(r->sim);
+    db_config_destroy(r->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
+    if (argc < 2) return usage();
+    refine_run *r = (refine_run *)calloc(1, sizeof *r);
+    if (!r) return out_of_memory("");
+    int rc = parse_args(argc, argv, &r->a);
+    if (!rc) rc = check_request(r);
+    if (!rc) rc = read_configuration(r);
+    if (!rc) rc = open_simulation(r);
+    if (!rc) rc = choose_pixels(r);
+    if (!rc) rc = fit(r);
+    if (!rc) rc = write_outputs(r);
+    if (!rc) rc = exit_status(r);
+    run_free(r);
+    free(r);
     return rc;
 }
