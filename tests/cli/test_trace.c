@@ -122,11 +122,49 @@ static void test_gradcheck_json(void **state)
     harness_rmtree(dir);
 }
 
+/* without -grad and -grad_hkl, gradcheck checks the eleven mission parameters (a..gamma, the misset, phi0, osc),
+ * those and no others; whether each passes is test_gradcheck's business */
+static void test_gradcheck_default_parameters(void **state)
+{
+    (void)state;
+    char dir[4096], line[8192], path[4200], gc[4200];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
+    snprintf(line, sizeof line, "%s -check_roi 10 12 10 12 -json gc.json", BASE);
+    harness_args a = {0};
+    harness_split(&a, line);
+    snprintf(gc, sizeof gc, "%s", DB_CLI_PATH);
+    char *slash = strrchr(gc, '/');
+    assert_non_null(slash);
+    snprintf(slash + 1, sizeof gc - (size_t)(slash + 1 - gc), "dualbragg-gradcheck");
+    int status = harness_run(gc, dir, &a, 0);
+    harness_args_free(&a);
+    assert_true(status == 0 || status == 1);
+    snprintf(path, sizeof path, "%s/gc.json", dir);
+    size_t n;
+    char *json = (char *)harness_read(path, &n);
+    assert_non_null(json);
+    json = realloc(json, n + 1);
+    json[n] = '\0';
+    static const char *const mission[] = {"a",        "b",        "c",        "alpha", "beta", "gamma",
+                                          "misset_x", "misset_y", "misset_z", "phi0",  "osc"};
+    int names = 0;
+    for (const char *p = json; (p = strstr(p, "\"name\": \"")); p++) names++;
+    for (size_t k = 0; k < sizeof mission / sizeof mission[0]; k++) {
+        char want[64];
+        snprintf(want, sizeof want, "\"name\": \"%s\"", mission[k]);
+        if (!strstr(json, want)) fail_msg("the default check lacks %s:\n%s", mission[k], json);
+    }
+    assert_int_equal(names, 11);
+    free(json);
+    harness_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trace_pixel_format),
         cmocka_unit_test(test_gradcheck_json),
+        cmocka_unit_test(test_gradcheck_default_parameters),
     };
     return cmocka_run_group_tests_name("trace and gradcheck output", tests, NULL, NULL);
 }
