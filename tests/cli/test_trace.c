@@ -91,45 +91,13 @@ static void test_trace_pixel_format(void **state)
     harness_rmtree(dir);
 }
 
-static void test_gradcheck_json(void **state)
+/* Runs dualbragg-gradcheck (it sits next to the simulator) with BASE and extra in a fresh folder; returns its exit
+ * status and, in *json, the text of the gc.json it wrote (extra must ask for it). */
+static int run_gradcheck(const char *extra, char **json)
 {
-    (void)state;
     char dir[4096], line[8192], path[4200], gc[4200];
     assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
-    snprintf(line, sizeof line, "%s -grad a,misset_x -precise -check_roi 10 20 10 20 -json gc.json", BASE);
-    harness_args a = {0};
-    harness_split(&a, line);
-    /* the gradcheck program sits next to the simulator */
-    snprintf(gc, sizeof gc, "%s", DB_CLI_PATH);
-    char *slash = strrchr(gc, '/');
-    assert_non_null(slash);
-    snprintf(slash + 1, sizeof gc - (size_t)(slash + 1 - gc), "dualbragg-gradcheck");
-    assert_int_equal(harness_run(gc, dir, &a, 0), 0);
-    harness_args_free(&a);
-    snprintf(path, sizeof path, "%s/gc.json", dir);
-    size_t n;
-    char *json = (char *)harness_read(path, &n);
-    assert_non_null(json);
-    json = realloc(json, n + 1);
-    json[n] = '\0';
-    assert_non_null(strstr(json, "\"roi\": [10, 20, 10, 20]"));
-    assert_non_null(strstr(json, "\"all_pass\": true"));
-    assert_non_null(strstr(json, "\"name\": \"a\""));
-    assert_non_null(strstr(json, "\"name\": \"misset_x\""));
-    assert_non_null(strstr(json, "\"pixels\": 121"));
-    assert_null(strstr(json, "\"pass\": false"));
-    free(json);
-    harness_rmtree(dir);
-}
-
-/* without -grad and -grad_hkl, gradcheck checks the eleven mission parameters (a..gamma, the misset, phi0, osc),
- * those and no others; whether each passes is test_gradcheck's business */
-static void test_gradcheck_default_parameters(void **state)
-{
-    (void)state;
-    char dir[4096], line[8192], path[4200], gc[4200];
-    assert_int_equal(harness_mkdtemp(dir, sizeof dir), 0);
-    snprintf(line, sizeof line, "%s -check_roi 10 12 10 12 -json gc.json", BASE);
+    snprintf(line, sizeof line, "%s %s", BASE, extra);
     harness_args a = {0};
     harness_split(&a, line);
     snprintf(gc, sizeof gc, "%s", DB_CLI_PATH);
@@ -138,13 +106,38 @@ static void test_gradcheck_default_parameters(void **state)
     snprintf(slash + 1, sizeof gc - (size_t)(slash + 1 - gc), "dualbragg-gradcheck");
     int status = harness_run(gc, dir, &a, 0);
     harness_args_free(&a);
-    assert_true(status == 0 || status == 1);
     snprintf(path, sizeof path, "%s/gc.json", dir);
     size_t n;
-    char *json = (char *)harness_read(path, &n);
-    assert_non_null(json);
-    json = realloc(json, n + 1);
-    json[n] = '\0';
+    *json = (char *)harness_read(path, &n);
+    harness_rmtree(dir);
+    assert_non_null(*json);
+    *json = realloc(*json, n + 1);
+    (*json)[n] = '\0';
+    return status;
+}
+
+static void test_gradcheck_json(void **state)
+{
+    (void)state;
+    char *json;
+    assert_int_equal(run_gradcheck("-grad a,misset_x -precise -check_roi 10 20 10 20 -json gc.json", &json), 0);
+    assert_non_null(strstr(json, "\"roi\": [10, 20, 10, 20]"));
+    assert_non_null(strstr(json, "\"all_pass\": true"));
+    assert_non_null(strstr(json, "\"name\": \"a\""));
+    assert_non_null(strstr(json, "\"name\": \"misset_x\""));
+    assert_non_null(strstr(json, "\"pixels\": 121"));
+    assert_null(strstr(json, "\"pass\": false"));
+    free(json);
+}
+
+/* without -grad and -grad_hkl, gradcheck checks the eleven mission parameters (a..gamma, the misset, phi0, osc),
+ * those and no others; whether each passes is test_gradcheck's business */
+static void test_gradcheck_default_parameters(void **state)
+{
+    (void)state;
+    char *json;
+    int status = run_gradcheck("-check_roi 10 12 10 12 -json gc.json", &json);
+    assert_true(status == 0 || status == 1);
     static const char *const mission[] = {"a",        "b",        "c",        "alpha", "beta", "gamma",
                                           "misset_x", "misset_y", "misset_z", "phi0",  "osc"};
     int names = 0;
@@ -156,7 +149,6 @@ static void test_gradcheck_default_parameters(void **state)
     }
     assert_int_equal(names, 11);
     free(json);
-    harness_rmtree(dir);
 }
 
 int main(void)
