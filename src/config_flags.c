@@ -242,7 +242,7 @@ static int apply_smv_header(db_config *c, const char *path, int is_mask, db_erro
 static int crystal_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
     double d, v3[3];
-    long n;
+    long n = 0; /* a failed take_int leaves it: defined, and unused */
     int rc = DB_OK;
     const char *flag = cur->argv[cur->i];
     switch (id) {
@@ -345,8 +345,8 @@ static int crystal_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 /* The beam: wavelength, spectrum, divergence, sources, photons; mosaic domains and phi */
 static int beam_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
-    double d;
-    long n;
+    double d = 0.0;
+    long n = 0; /* a failed take_int leaves it: defined, and unused */
     int rc = DB_OK;
     const char *flag = cur->argv[cur->i];
     switch (id) {
@@ -417,7 +417,7 @@ static int beam_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 static int detector_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
     double d, v3[3];
-    long n;
+    long n = 0; /* a failed take_int leaves it: defined, and unused */
     int rc = DB_OK;
     const char *flag = cur->argv[cur->i];
     switch (id) {
@@ -529,8 +529,8 @@ static int detector_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 /* Spot shape, interpolation, water, the output files and their scaling, noise, run control */
 static int output_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
-    double d;
-    long n;
+    double d = 0.0;
+    long n = 0; /* a failed take_int leaves it: defined, and unused */
     int rc = DB_OK;
     switch (id) {
     case F_MASK: rc = take_string(cur, "an SMV mask file", &c->mask_file); *used = 1; break;
@@ -555,7 +555,14 @@ static int output_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
     case F_SCALE: rc = take_double(cur, "a scale factor", &c->intfile_scale); *used = 1; break;
     case F_PGMSCALE: rc = take_double(cur, "a scale factor", &c->pgm_scale); c->write_pgm = 1; *used = 1; break;
     case F_ADC: rc = take_double(cur, "an offset", &c->adc_offset); *used = 1; break;
-    case F_SEED: rc = take_int(cur, "a seed", &n); c->seed = -n; c->seed_given = 1; *used = 1; break;
+    case F_SEED:
+        rc = take_int(cur, "a seed", &n);
+        if (!rc) {
+            c->seed = -n;
+            c->seed_given = 1;
+        }
+        *used = 1;
+        break;
     case F_PRINTOUT: c->printout = 1; break;
     case F_PRINTOUT_PIXEL: {
         long f, s;

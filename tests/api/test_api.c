@@ -704,6 +704,34 @@ static void test_memory_refused_before_allocation(void **state)
     db_config_destroy(cfg);
 }
 
+/* A flag whose integer is missing or no integer fails cleanly and changes nothing. libFuzzer found "-seed" alone
+ * storing the negation of a long no one had set (UBSan saw it the time that garbage was LONG_MIN); the seed given
+ * before must survive a failed one. */
+static void test_integer_flag_without_value(void **state)
+{
+    (void)state;
+    db_error err;
+    static const char *const flags[] = {"-seed", "-mosaic_seed", "-misset_seed", "-detpixels", "-phisteps", "-mosaic_dom"};
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+        db_config *cfg = base_config();
+        const char *alone[] = {flags[k]}, *word[] = {flags[k], "x"};
+        assert_int_equal(db_config_parse(cfg, 1, alone, &err), DB_ERR_ARGUMENT);
+        assert_non_null(strstr(err.message, flags[k]));
+        assert_non_null(strstr(err.message, "command line ends"));
+        assert_int_equal(db_config_parse(cfg, 2, word, &err), DB_ERR_ARGUMENT);
+        assert_non_null(strstr(err.message, "got 'x'"));
+        db_config_destroy(cfg);
+    }
+    db_config *cfg = base_config();
+    const char *five[] = {"-seed", "5"}, *alone[] = {"-seed"}, *word[] = {"-seed", "x"};
+    assert_int_equal(db_config_parse(cfg, 2, five, &err), DB_OK);
+    assert_int_equal(db_config_parse(cfg, 1, alone, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(db_config_parse(cfg, 2, word, &err), DB_ERR_ARGUMENT);
+    assert_int_equal(cfg->seed, -5); /* stored negated, as the reference */
+    assert_int_equal(cfg->seed_given, 1);
+    db_config_destroy(cfg);
+}
+
 static void test_values_beyond_the_arithmetic(void **state)
 {
     (void)state;
@@ -831,6 +859,7 @@ int main(void)
         cmocka_unit_test_teardown(test_memory_limit, unset_memory_limit),
         cmocka_unit_test_teardown(test_memory_refused_before_allocation, unset_memory_limit),
         cmocka_unit_test(test_values_beyond_the_arithmetic),
+        cmocka_unit_test(test_integer_flag_without_value),
         cmocka_unit_test(test_roi_beyond_the_detector),
     };
     return cmocka_run_group_tests_name("C API", tests, NULL, NULL);
