@@ -241,7 +241,7 @@ static int apply_smv_header(db_config *c, const char *path, int is_mask, db_erro
 /* The crystal, its orientation and size, and the structure factors */
 static int crystal_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
-    double d, v3[3];
+    double d = 0.0, v3[3];
     long n = 0; /* a failed take_int leaves it: defined, and unused */
     int rc = DB_OK;
     const char *flag = cur->argv[cur->i];
@@ -315,7 +315,7 @@ static int crystal_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
         rc = take_double(cur, "a number of unit cells", &d);
         if (rc) return rc;
         /* the reference clips 0 and negative counts to 1 cell without a word; a crystal has at least one */
-        rc = db_param_check_value(DB_P_NA, d, flag, cur->err);
+        rc = db_param_check_value(DB_P_NA, d, flag, cur->err); /* the rule of na, nb and nc alike */
         if (rc) return rc;
         if (id == F_N || id == F_NA) c->Na = d;
         if (id == F_N || id == F_NB) c->Nb = d;
@@ -416,7 +416,7 @@ static int beam_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 /* The detector: distance, size, pixels, beam centre, conventions, axes, sensor, sampling, ROI */
 static int detector_flags(db_config *c, arg_cursor *cur, flag_id id, int *used)
 {
-    double d, v3[3];
+    double d = 0.0, v3[3];
     long n = 0; /* a failed take_int leaves it: defined, and unused */
     int rc = DB_OK;
     const char *flag = cur->argv[cur->i];
