@@ -141,6 +141,9 @@ int db_make_plan(const db_config *cfg, db_plan *plan, db_error *err);
  * flux then wins over -fluence); the cell count along axis 0..2 (a, b, c) when a crystal size gives it (the plan's
  * sizes, clipped to the beam). */
 int db_fluence_from_flux(const db_config *cfg);
+/* Cell constant k (0..5: a, b, c in m, alpha, beta, gamma in rad) as the crystal uses it: an absent (0) b or c
+ * stands for a, an absent angle for 90 degrees. */
+double db_cell_in_force(const db_config *cfg, int k);
 int db_cells_from_size(const db_plan *plan, int axis);
 /* Whether the configuration fixes parameter param (its table row's db_param_fixing): NULL when it is free, else
  * why, as the end of a message after the parameter's name ("set by -flux, -exposure and -beamsize, not a free

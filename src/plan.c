@@ -111,6 +111,12 @@ static void cross3(const double x[3], const double y[3], double z[3])
 
 int db_fluence_from_flux(const db_config *c) { return c->flux != 0.0 && c->exposure > 0.0 && c->beamsize >= 0; }
 
+double db_cell_in_force(const db_config *c, int k)
+{
+    const double v[6] = {c->cell_a, c->cell_b, c->cell_c, c->cell_alpha, c->cell_beta, c->cell_gamma};
+    return v[k] > 0.0 ? v[k] : k < 3 ? c->cell_a : M_PI / 2;
+}
+
 int db_cells_from_size(const db_plan *p, int axis)
 {
     return (axis == 0 ? p->sample_x : axis == 1 ? p->sample_y : p->sample_z) > 0;

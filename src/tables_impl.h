@@ -259,15 +259,15 @@ static void DB_SFX(setup_crystal)(db_sim *sim, const db_pass *pass, ad_vec3 *a0,
 {
     const db_config *c = sim->cfg;
     ad_vec3 as, bs, cs;
-    /* absent b, c and angles count as given at their defaults (b = c = a, 90 degrees) */
-    ad_num a = DB_SFX(seed)(pass, DB_P_A, c->cell_a);
-    ad_num b = DB_SFX(seed)(pass, DB_P_B, c->cell_b > 0.0 ? c->cell_b : c->cell_a);
-    ad_num cc = DB_SFX(seed)(pass, DB_P_C, c->cell_c > 0.0 ? c->cell_c : c->cell_a);
+    /* absent b, c and angles count as given at their defaults (db_cell_in_force) */
+    ad_num a = DB_SFX(seed)(pass, DB_P_A, db_cell_in_force(c, 0));
+    ad_num b = DB_SFX(seed)(pass, DB_P_B, db_cell_in_force(c, 1));
+    ad_num cc = DB_SFX(seed)(pass, DB_P_C, db_cell_in_force(c, 2));
     ad_num V_cell = ad_const(0.0);
     if (c->user_cell) {
-        ad_num alpha = DB_SFX(seed)(pass, DB_P_ALPHA, c->cell_alpha > 0.0 ? c->cell_alpha : M_PI / 2);
-        ad_num beta = DB_SFX(seed)(pass, DB_P_BETA, c->cell_beta > 0.0 ? c->cell_beta : M_PI / 2);
-        ad_num gamma = DB_SFX(seed)(pass, DB_P_GAMMA, c->cell_gamma > 0.0 ? c->cell_gamma : M_PI / 2);
+        ad_num alpha = DB_SFX(seed)(pass, DB_P_ALPHA, db_cell_in_force(c, 3));
+        ad_num beta = DB_SFX(seed)(pass, DB_P_BETA, db_cell_in_force(c, 4));
+        ad_num gamma = DB_SFX(seed)(pass, DB_P_GAMMA, db_cell_in_force(c, 5));
         ad_num aavg = ad_div_d(ad_add(ad_add(alpha, beta), gamma), 2);
         ad_num skew = ad_mul(ad_mul(ad_mul(ad_sin(aavg), ad_sin(ad_sub(aavg, alpha))), ad_sin(ad_sub(aavg, beta))),
                              ad_sin(ad_sub(aavg, gamma)));

@@ -45,7 +45,7 @@ static int computed_one(const db_sim *sim, int p, double *out, db_error *err)
             *out = mat_cell_value(sim, p - DB_P_A);
             return DB_OK;
         }
-        if (v <= 0.0) v = p <= DB_P_C ? c->cell_a : M_PI / 2; /* absent: b = c = a, 90 degrees */
+        v = db_cell_in_force(c, p - DB_P_A);
         break;
     case DB_HOLD_MISSET: v = db_misset_in_force(sim)[p - DB_P_MISSET_X]; break;
     case DB_HOLD_STEP_COUNT: v = pl->phistep * pl->phisteps; break;
@@ -100,14 +100,12 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
             return DB_OK;
         }
         /* absent values become explicit at what they stood for, so that moving a leaves b and c */
-        if (c->cell_b <= 0.0) c->cell_b = c->cell_a;
-        if (c->cell_c <= 0.0) c->cell_c = c->cell_a;
-        if (c->cell_alpha <= 0.0) c->cell_alpha = M_PI / 2;
-        if (c->cell_beta <= 0.0) c->cell_beta = M_PI / 2;
-        if (c->cell_gamma <= 0.0) c->cell_gamma = M_PI / 2;
+        for (int k = 0; k < 6; k++) *field_of(c, DB_P_A + k) = db_cell_in_force(c, k);
         break;
     case DB_HOLD_MISSET: {
-        double in_force[3]; /* a drawn misset stays; zero angles (none given) rotate nothing, exactly */
+        /* a drawn misset stays; zero angles (none given) rotate nothing, exactly. A copy: the angles in force may
+         * be c->misset itself */
+        double in_force[3];
         memcpy(in_force, db_misset_in_force(sim), sizeof in_force);
         memcpy(c->misset, in_force, sizeof in_force);
         c->misset_random = 0;
@@ -134,8 +132,7 @@ static int set_one(db_sim *sim, int p, double v, db_error *err)
 static int check_cell(const db_config *c, db_error *err)
 {
     if (!c->user_cell) return DB_OK;
-    double al = c->cell_alpha > 0 ? c->cell_alpha : M_PI / 2, be = c->cell_beta > 0 ? c->cell_beta : M_PI / 2,
-           ga = c->cell_gamma > 0 ? c->cell_gamma : M_PI / 2;
+    double al = db_cell_in_force(c, 3), be = db_cell_in_force(c, 4), ga = db_cell_in_force(c, 5);
     double ca = cos(al), cb = cos(be), cg = cos(ga);
     double w = 1.0 - ca * ca - cb * cb - cg * cg + 2.0 * ca * cb * cg;
     if (!(w > 0.0))
