@@ -188,6 +188,27 @@ static int prepare_configuration(gc_request *q)
     return 0;
 }
 
+/* The check, its table and its JSON: 0 when every row passes, 1 when some fail, 2 on an error. */
+static int run_check(const gc_request *q)
+{
+    printf("note: mosaic angles are evaluated in double precision (the reference rounds them to float), and the square\n"
+           "lattice factor as sin(N pi dh)/sin(pi dh) (equal to the reference's sin(N pi h)/sin(pi h) up to sign at integer N,\n"
+           "without its large-argument rounding noise), in the base run and at every finite-difference point\n");
+    db_gc_report rep;
+    db_error err;
+    /* without -grad_hkl the parameters' check alone, as before structure factors could be checked */
+    int rc = q->nhkl ? db_gradcheck_with_F(q->cfg, q->params, q->n, q->hkl, q->nhkl, &q->o, &rep, &err)
+                     : db_gradcheck(q->cfg, q->params, q->n, &q->o, &rep, &err);
+    if (rc) return FAIL("%s\n", err.message);
+    db_gc_print(&rep, stdout);
+    if (q->json && db_gc_write_json(q->json, &rep, &q->o, &err)) return FAIL("%s\n", err.message);
+    printf("%s\n", rep.all_pass ? "all parameters PASS" : "some parameters FAIL");
+    if (!rep.all_pass && !q->o.precise)
+        printf("hint: the 2-point stencil's truncation error (h^2/6 times the third derivative) can exceed rtol on sharp\n"
+               "      spots at this step; -precise uses the 4-point stencil (error O(h^4)) to tell it from a derivative error\n");
+    return rep.all_pass ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     db_temp_cleanup_on_signals(); /* an interrupt leaves no temporary output behind */
@@ -197,33 +218,7 @@ int main(int argc, char **argv)
     int rc = parse_flags(argc, argv, &q);
     if (!rc) rc = choose_checks(&q);
     if (!rc) rc = prepare_configuration(&q);
-    if (rc) {
-        request_free(&q);
-        return rc;
-    }
-    printf("note: mosaic angles are evaluated in double precision (the reference rounds them to float), and the square\n"
-           "lattice factor as sin(N pi dh)/sin(pi dh) (equal to the reference's sin(N pi h)/sin(pi h) up to sign at integer N,\n"
-           "without its large-argument rounding noise), in the base run and at every finite-difference point\n");
-    db_gc_report rep;
-    db_error err;
-    /* without -grad_hkl the parameters' check alone, as before structure factors could be checked */
-    rc = q.nhkl ? db_gradcheck_with_F(q.cfg, q.params, q.n, q.hkl, q.nhkl, &q.o, &rep, &err)
-                : db_gradcheck(q.cfg, q.params, q.n, &q.o, &rep, &err);
-    const char *json = q.json;
-    const int precise = q.o.precise;
-    if (rc) {
-        request_free(&q);
-        return FAIL("%s\n", err.message);
-    }
-    db_gc_print(&rep, stdout);
-    if (json && db_gc_write_json(json, &rep, &q.o, &err)) {
-        request_free(&q);
-        return FAIL("%s\n", err.message);
-    }
+    if (!rc) rc = run_check(&q);
     request_free(&q);
-    printf("%s\n", rep.all_pass ? "all parameters PASS" : "some parameters FAIL");
-    if (!rep.all_pass && !precise)
-        printf("hint: the 2-point stencil's truncation error (h^2/6 times the third derivative) can exceed rtol on sharp\n"
-               "      spots at this step; -precise uses the 4-point stencil (error O(h^4)) to tell it from a derivative error\n");
-    return rep.all_pass ? 0 : 1;
+    return rc;
 }

@@ -301,12 +301,12 @@ static int write_cmdline(const char *path, const refine_args *a, int carryover, 
      * (the cell's six, the misset's three) is written whole after them, in the table's order */
     for (int j = 0; j < n; j++) {
         int p = params[j];
-        if (flag_group_first(p) == p && flag_group_size(p) == 1 && write_values(o, sim, p, err)) goto fail;
+        if (flag_group_size(p) == 1 && write_values(o, sim, p, err)) goto fail;
     }
     for (int p = 0; p < db_param_count(); p++) {
         int refined = 0;
-        for (int j = 0; j < n; j++) refined |= flag_group_first(params[j]) == p;
-        if (refined && flag_group_first(p) == p && flag_group_size(p) > 1 && write_values(o, sim, p, err)) goto fail;
+        for (int j = 0; j < n; j++) refined |= flag_group_first(params[j]) == p; /* so p is its group's first */
+        if (refined && flag_group_size(p) > 1 && write_values(o, sim, p, err)) goto fail;
     }
     fputc('\n', o);
     int bad = ferror(o);
