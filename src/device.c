@@ -8,15 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int db_device_from_name(const char *name)
-{
-    static const char *const names[] = {"cpu", "cuda", "auto", "emulate"};
-    static const int ids[] = {DB_DEVICE_CPU, DB_DEVICE_CUDA, DB_DEVICE_AUTO, DB_DEVICE_EMULATE};
-    for (int i = 0; name && i < 4; i++)
-        if (strcmp(name, names[i]) == 0) return ids[i];
-    return -1;
-}
-
 /* ---- the CPU engines: the portable builds, or the AVX2 ones where the CPU has it */
 #ifdef DB_HAVE_AVX2_ENGINES
 /* DUALBRAGG_NO_AVX2 in the environment forces the portable engines (for comparisons) */
@@ -84,4 +75,13 @@ const db_device_backend *db_device_backend_of(int id)
     for (size_t i = 0; i < sizeof BACKENDS / sizeof BACKENDS[0]; i++)
         if (BACKENDS[i].id == id) return &BACKENDS[i];
     return NULL;
+}
+
+int db_device_from_name(const char *name)
+{
+    if (!name) return -1;
+    if (strcmp(name, "auto") == 0) return DB_DEVICE_AUTO; /* a choice between backends, not one of its own */
+    for (size_t i = 0; i < sizeof BACKENDS / sizeof BACKENDS[0]; i++)
+        if (strcmp(name, BACKENDS[i].name) == 0) return BACKENDS[i].id;
+    return -1;
 }
